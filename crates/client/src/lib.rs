@@ -1,0 +1,281 @@
+//! The check protocol as a client: sign the short HS256 token, post the sign-in context, read the
+//! answer within a deadline. Shared by the Cognito trigger and `deadbolt check`.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+use thiserror::Error;
+
+pub use deadbolt_core::token::sign_hs256;
+
+/// The default check path of the NL3 protocol.
+pub const DEFAULT_API_PATH: &str = "/nl3/api/v1/accountProtectionCheck";
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("signing key is not valid base64")]
+    KeyEncoding,
+    #[error("signing key is empty")]
+    EmptyKey,
+    #[error("could not build the HTTP client: {0}")]
+    Build(String),
+    #[error("the check did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the check request failed: {0}")]
+    Transport(String),
+    #[error("the check answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("the check answered without a decision")]
+    NoDecision,
+}
+
+/// What a client needs to know to ask.
+#[derive(Clone)]
+pub struct CheckerConfig {
+    /// Base URI of the API (`https://api.example.com`); also the token's audience.
+    pub api_uri: String,
+    pub api_path: String,
+    /// The application's issuer (`APP_FQDN` / `APP_URI`).
+    pub issuer: String,
+    /// The signing key as the portal showed it: base64.
+    pub signing_key_b64: String,
+    /// Deadline for one whole check (connect, send, answer).
+    pub timeout: Duration,
+}
+
+/// The sign-in context sent with a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SignIn {
+    #[serde(rename = "userIP", skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(rename = "userDevice", skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(rename = "userLocation", skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(rename = "integrationType", skip_serializing_if = "Option::is_none")]
+    pub integration_type: Option<String>,
+    #[serde(rename = "integrationData", skip_serializing_if = "Option::is_none")]
+    pub integration_data: Option<Value>,
+    /// Sent as `x-forwarded-for`.
+    #[serde(skip)]
+    pub forwarded_for: Option<String>,
+    /// Sent as `User-Agent`.
+    #[serde(skip)]
+    pub user_agent: Option<String>,
+    /// Sent as `x-nl3-device-location` ("lat,long").
+    #[serde(skip)]
+    pub device_location: Option<String>,
+}
+
+/// A reusable checker: one HTTP client (one kept-alive connection pool), the key decoded once.
+pub struct Checker {
+    http: reqwest::Client,
+    url: String,
+    audience: String,
+    issuer: String,
+    key: Vec<u8>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checker")
+            .field("url", &self.url)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checker {
+    pub fn new(config: CheckerConfig) -> Result<Self, ClientError> {
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(config.signing_key_b64.trim())
+            .map_err(|_| ClientError::KeyEncoding)?;
+        if key.is_empty() {
+            return Err(ClientError::EmptyKey);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(300))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        let base = config.api_uri.trim_end_matches('/');
+        let path = if config.api_path.is_empty() {
+            DEFAULT_API_PATH
+        } else {
+            &config.api_path
+        };
+        let sep = if path.starts_with('/') { "" } else { "/" };
+        Ok(Self {
+            http,
+            url: format!("{base}{sep}{path}"),
+            audience: config.api_uri,
+            issuer: config.issuer,
+            key,
+            timeout: config.timeout,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The token for `account` at `now`: `iat` and `nbf` a minute back, `exp` five minutes ahead.
+    pub fn token(&self, account: &str, now: DateTime<Utc>) -> String {
+        let t = now.timestamp();
+        let claims = json!({
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": account,
+            "iat": t - 60,
+            "nbf": t - 60,
+            "exp": t + 300,
+        });
+        sign_hs256(&claims, &self.key)
+    }
+
+    /// Asks whether `account` is locked. `Ok` only when the API made a decision.
+    pub async fn check(
+        &self,
+        account: &str,
+        sign_in: &SignIn,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ClientError> {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("x-nl3-authorization-token", self.token(account, now))
+            .json(sign_in);
+        for (name, value) in [
+            ("x-forwarded-for", &sign_in.forwarded_for),
+            ("user-agent", &sign_in.user_agent),
+            ("x-nl3-device-location", &sign_in.device_location),
+        ] {
+            if let Some(v) = value {
+                req = req.header(name, v);
+            }
+        }
+        let timeout = self.timeout;
+        let answer = async {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body))
+        };
+        let (status, body) = match tokio::time::timeout(timeout, answer).await {
+            Err(_) => return Err(ClientError::Timeout(timeout)),
+            Ok(Err(e)) if e.is_timeout() => return Err(ClientError::Timeout(timeout)),
+            Ok(Err(e)) => return Err(ClientError::Transport(without_url(&e))),
+            Ok(Ok(x)) => x,
+        };
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status != 200 {
+            let message = value
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            return Err(ClientError::Status { status, message });
+        }
+        value
+            .get("locked")
+            .and_then(Value::as_bool)
+            .ok_or(ClientError::NoDecision)
+    }
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), "<api>");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// Fail-open or fail-closed: whether a sign-in goes on when the check gave no decision.
+pub fn allow_sign_in(result: &Result<bool, ClientError>, fail_open: bool) -> bool {
+    match result {
+        Ok(locked) => !locked,
+        Err(_) => fail_open,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> CheckerConfig {
+        CheckerConfig {
+            api_uri: "https://api.example.com/".into(),
+            api_path: DEFAULT_API_PATH.into(),
+            issuer: "app.example.com".into(),
+            signing_key_b64: base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+            timeout: Duration::from_millis(500),
+        }
+    }
+
+    #[test]
+    fn url_joins_without_double_slash() {
+        assert_eq!(
+            Checker::new(config()).unwrap().url(),
+            "https://api.example.com/nl3/api/v1/accountProtectionCheck"
+        );
+        let mut c = config();
+        c.api_path = "check".into();
+        assert_eq!(
+            Checker::new(c).unwrap().url(),
+            "https://api.example.com/check"
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        let mut c = config();
+        c.signing_key_b64 = "not base64!".into();
+        assert!(matches!(
+            Checker::new(c).unwrap_err(),
+            ClientError::KeyEncoding
+        ));
+        let mut c = config();
+        c.signing_key_b64 = String::new();
+        assert!(matches!(
+            Checker::new(c).unwrap_err(),
+            ClientError::EmptyKey
+        ));
+    }
+
+    #[test]
+    fn token_verifies_with_the_server_rules() {
+        use deadbolt_core::token::{parse, TokenPolicy, VerifyingKey};
+        let now = DateTime::from_timestamp(1_764_230_400, 0).unwrap();
+        let tok = Checker::new(config()).unwrap().token("alice", now);
+        let p = parse(&tok).unwrap();
+        assert_eq!(p.issuer(), "app.example.com");
+        let v = p
+            .verify(
+                &[VerifyingKey::new((), &[7u8; 32])],
+                &TokenPolicy::new(["api.example.com"]),
+                now,
+            )
+            .unwrap();
+        assert_eq!(v.subject, "alice");
+    }
+
+    #[test]
+    fn fail_open_only_without_a_decision() {
+        assert!(!allow_sign_in(&Ok(true), true));
+        assert!(allow_sign_in(&Ok(false), false));
+        assert!(!allow_sign_in(&Err(ClientError::NoDecision), false));
+        assert!(allow_sign_in(&Err(ClientError::NoDecision), true));
+    }
+}

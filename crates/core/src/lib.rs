@@ -1,0 +1,15 @@
+//! Deadbolt's domain rules, free of I/O: time is always a parameter.
+
+pub mod body;
+pub mod clock;
+pub mod decision;
+pub mod duration;
+pub mod error;
+pub mod normalize;
+pub mod token;
+
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use decision::{
+    decide, AccountState, Decision, Enrolment, PersonLocks, Reason, Schedule, UnenrolledPolicy,
+};
+pub use error::Error;

@@ -1,1 +1,1001 @@
+//! Deadbolt's storage: every SQL statement lives here. One `Store` over two engines, SQLite (the
+//! embedded default) and PostgreSQL (several replicas), sharing the same SQL text.
+//!
+//! Unlike a `Store` trait with one implementation per engine, the queries are written once in the
+//! SQL both engines speak; a trait would have a single implementor. Tests run the same suite on
+//! both engines, and failures are produced by breaking a real store, not by a mock.
 
+mod engine;
+pub mod migrations;
+mod model;
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Utc};
+use deadbolt_core::{AccountState, Enrolment, PersonLocks, Schedule};
+use engine::{Engine, Row, Stmt, Val};
+use thiserror::Error;
+
+pub use model::*;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("unexpected data in the store: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn ms(t: DateTime<Utc>) -> Val {
+    Val::Int(t.timestamp_millis())
+}
+fn time(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {v} out of range")))
+}
+fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    v.map(time).transpose()
+}
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+fn parse<T: std::str::FromStr>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unexpected value {s:?}")))
+}
+/// Emails identify people: compared trimmed and lowercased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+pub struct Store {
+    engine: Engine,
+}
+
+const APP_COLS: &str =
+    "id, company_id, name, issuer, unenrolled, default_state, audit_mode, created_at";
+const ACCOUNT_COLS: &str =
+    "a.id, a.app_id, a.account, a.person_id, p.email, a.state, a.unlocked_until, a.created_at, a.updated_at";
+const ATTEMPT_COLS: &str =
+    "id, at, app_id, key_id, account, locked, reason, ip, device, location, integration_type, integration_data";
+const PERSON_COLS: &str =
+    "id, email, first_name, last_name, phone, time_zone, master_locked, created_at";
+
+macro_rules! sql {
+    ($($part:expr),+ $(,)?) => { const_format::concatcp!($($part),+) };
+}
+
+impl Store {
+    /// Opens (and creates, and migrates) the store at `url`: `sqlite://FILE`, `sqlite::memory:`
+    /// or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Self> {
+        Ok(Self {
+            engine: Engine::connect(url).await?,
+        })
+    }
+
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.engine.sqlite_path()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.engine.is_postgres()
+    }
+
+    /// A number that grows with every committed change to what a check reads, by any process.
+    pub async fn version(&self) -> Result<i64> {
+        let rows = self
+            .engine
+            .query("SELECT v FROM store_version WHERE id = 1", vec![])
+            .await?;
+        rows.first()
+            .ok_or(StoreError::Corrupt("store_version is empty".into()))?
+            .int(0)
+    }
+
+    // ---- companies ----
+
+    pub async fn create_company(&self, name: &str, now: DateTime<Utc>) -> Result<Company> {
+        let id = new_id();
+        self.engine
+            .write(
+                "INSERT INTO companies (id, name, created_at) VALUES ($1, $2, $3)",
+                vec![(&id).into(), name.into(), ms(now)],
+            )
+            .await?;
+        Ok(Company {
+            id,
+            name: name.to_string(),
+            created_at: now,
+        })
+    }
+
+    pub async fn company(&self, id: &str) -> Result<Option<Company>> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, name, created_at FROM companies WHERE id = $1",
+                vec![id.into()],
+            )
+            .await?;
+        rows.first().map(company).transpose()
+    }
+
+    pub async fn companies(&self) -> Result<Vec<Company>> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, name, created_at FROM companies ORDER BY created_at, id",
+                vec![],
+            )
+            .await?;
+        rows.iter().map(company).collect()
+    }
+
+    // ---- applications ----
+
+    pub async fn create_application(
+        &self,
+        new: &NewApplication,
+        now: DateTime<Utc>,
+    ) -> Result<Application> {
+        let id = new_id();
+        let issuer_norm = deadbolt_core::normalize::normalize_name(&new.issuer);
+        self.engine
+            .write(
+                "INSERT INTO applications (id, company_id, name, issuer, issuer_norm, unenrolled, default_state, audit_mode, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+                vec![
+                    (&id).into(),
+                    (&new.company_id).into(),
+                    (&new.name).into(),
+                    (&new.issuer).into(),
+                    issuer_norm.into(),
+                    new.unenrolled.as_str().into(),
+                    new.default_state.as_str().into(),
+                    ms(now),
+                ],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("an application with issuer {:?}", new.issuer)),
+                e => e,
+            })?;
+        self.application(&id)
+            .await?
+            .ok_or(StoreError::NotFound("application"))
+    }
+
+    pub async fn application(&self, id: &str) -> Result<Option<Application>> {
+        let rows = self
+            .engine
+            .query(
+                sql!("SELECT ", APP_COLS, " FROM applications WHERE id = $1"),
+                vec![id.into()],
+            )
+            .await?;
+        rows.first().map(application).transpose()
+    }
+
+    /// The application whose normalised issuer is `issuer_norm`.
+    pub async fn application_by_issuer(&self, issuer_norm: &str) -> Result<Option<Application>> {
+        let rows = self
+            .engine
+            .query(
+                sql!(
+                    "SELECT ",
+                    APP_COLS,
+                    " FROM applications WHERE issuer_norm = $1"
+                ),
+                vec![issuer_norm.into()],
+            )
+            .await?;
+        rows.first().map(application).transpose()
+    }
+
+    pub async fn applications(&self, company_id: Option<&str>) -> Result<Vec<Application>> {
+        let rows = match company_id {
+            Some(c) => {
+                self.engine
+                    .query(
+                        sql!(
+                            "SELECT ",
+                            APP_COLS,
+                            " FROM applications WHERE company_id = $1 ORDER BY created_at, id"
+                        ),
+                        vec![c.into()],
+                    )
+                    .await?
+            }
+            None => {
+                self.engine
+                    .query(
+                        sql!(
+                            "SELECT ",
+                            APP_COLS,
+                            " FROM applications ORDER BY created_at, id"
+                        ),
+                        vec![],
+                    )
+                    .await?
+            }
+        };
+        rows.iter().map(application).collect()
+    }
+
+    pub async fn update_application(
+        &self,
+        id: &str,
+        settings: &AppSettings,
+    ) -> Result<Application> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE applications SET unenrolled = $1, default_state = $2, audit_mode = $3 WHERE id = $4 RETURNING id",
+                vec![
+                    settings.unenrolled.as_str().into(),
+                    settings.default_state.as_str().into(),
+                    settings.audit_mode.into(),
+                    id.into(),
+                ],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound("application"));
+        }
+        self.application(id)
+            .await?
+            .ok_or(StoreError::NotFound("application"))
+    }
+
+    // ---- signing keys ----
+
+    /// Stores a signing key; `secret_enc` is the secret already encrypted by the caller.
+    pub async fn create_signing_key(
+        &self,
+        app_id: &str,
+        secret_enc: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        let id = new_id();
+        self.engine
+            .write(
+                "INSERT INTO signing_keys (id, app_id, secret_enc, created_at, revoked_at) VALUES ($1, $2, $3, $4, NULL)",
+                vec![(&id).into(), app_id.into(), secret_enc.into(), ms(now)],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::NotFound("application"),
+                e => e,
+            })?;
+        Ok(id)
+    }
+
+    /// Every key of the application, newest first, with when each last verified a check.
+    pub async fn signing_keys(&self, app_id: &str) -> Result<Vec<SigningKeyRecord>> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT k.id, k.app_id, k.secret_enc, k.created_at, k.revoked_at, \
+                 (SELECT max(at) FROM attempts t WHERE t.key_id = k.id) \
+                 FROM signing_keys k WHERE k.app_id = $1 ORDER BY k.created_at DESC, k.id",
+                vec![app_id.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SigningKeyRecord {
+                    id: r.text(0)?,
+                    app_id: r.text(1)?,
+                    secret_enc: r.text(2)?,
+                    created_at: time(r.int(3)?)?,
+                    revoked_at: opt_time(r.opt_int(4)?)?,
+                    last_used_at: opt_time(r.opt_int(5)?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The keys that verify checks: not revoked.
+    pub async fn active_signing_keys(&self, app_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, secret_enc FROM signing_keys WHERE app_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC, id",
+                vec![app_id.into()],
+            )
+            .await?;
+        rows.iter().map(|r| Ok((r.text(0)?, r.text(1)?))).collect()
+    }
+
+    /// Revokes a key; returns its application. Revoking twice is not an error.
+    pub async fn revoke_signing_key(&self, key_id: &str, now: DateTime<Utc>) -> Result<String> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE signing_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING app_id",
+                vec![ms(now), key_id.into()],
+            )
+            .await?;
+        rows.first()
+            .ok_or(StoreError::NotFound("signing key"))?
+            .text(0)
+    }
+
+    // ---- SDK keys ----
+
+    pub async fn create_sdk_key(
+        &self,
+        company_id: &str,
+        secret_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        let id = new_id();
+        self.engine
+            .write(
+                "INSERT INTO sdk_keys (id, company_id, secret_hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, NULL)",
+                vec![(&id).into(), company_id.into(), secret_hash.into(), ms(now)],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::NotFound("company"),
+                e => e,
+            })?;
+        Ok(id)
+    }
+
+    pub async fn sdk_key(&self, id: &str) -> Result<Option<SdkKeyRecord>> {
+        let rows = self
+            .engine
+            .query("SELECT id, company_id, secret_hash, created_at, revoked_at FROM sdk_keys WHERE id = $1", vec![id.into()])
+            .await?;
+        rows.first().map(sdk_key).transpose()
+    }
+
+    pub async fn sdk_keys(&self, company_id: &str) -> Result<Vec<SdkKeyRecord>> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, company_id, secret_hash, created_at, revoked_at FROM sdk_keys WHERE company_id = $1 ORDER BY created_at DESC, id",
+                vec![company_id.into()],
+            )
+            .await?;
+        rows.iter().map(sdk_key).collect()
+    }
+
+    pub async fn revoke_sdk_key(&self, id: &str, now: DateTime<Utc>) -> Result<()> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE sdk_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING id",
+                vec![ms(now), id.into()],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound("SDK key"));
+        }
+        Ok(())
+    }
+
+    // ---- persons ----
+
+    pub async fn create_person(&self, new: &NewPerson, now: DateTime<Utc>) -> Result<Person> {
+        let id = new_id();
+        let email = normalize_email(&new.email);
+        self.engine
+            .write(
+                "INSERT INTO persons (id, email, password_hash, first_name, last_name, phone, time_zone, master_locked, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+                vec![
+                    (&id).into(),
+                    (&email).into(),
+                    new.password_hash.as_deref().into(),
+                    new.first_name.as_deref().into(),
+                    new.last_name.as_deref().into(),
+                    new.phone.as_deref().into(),
+                    new.time_zone.name().into(),
+                    ms(now),
+                ],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("a person with email {email}")),
+                e => e,
+            })?;
+        self.person_by_email(&email)
+            .await?
+            .ok_or(StoreError::NotFound("person"))
+    }
+
+    pub async fn person_by_email(&self, email: &str) -> Result<Option<Person>> {
+        let rows = self
+            .engine
+            .query(
+                sql!("SELECT ", PERSON_COLS, " FROM persons WHERE email = $1"),
+                vec![normalize_email(email).into()],
+            )
+            .await?;
+        rows.first().map(person).transpose()
+    }
+
+    pub async fn person(&self, id: &str) -> Result<Option<Person>> {
+        let rows = self
+            .engine
+            .query(
+                sql!("SELECT ", PERSON_COLS, " FROM persons WHERE id = $1"),
+                vec![id.into()],
+            )
+            .await?;
+        rows.first().map(person).transpose()
+    }
+
+    pub async fn persons(&self, limit: i64) -> Result<Vec<Person>> {
+        let rows = self
+            .engine
+            .query(
+                sql!(
+                    "SELECT ",
+                    PERSON_COLS,
+                    " FROM persons ORDER BY email LIMIT $1"
+                ),
+                vec![limit.into()],
+            )
+            .await?;
+        rows.iter().map(person).collect()
+    }
+
+    pub async fn password_hash(&self, email: &str) -> Result<Option<(String, Option<String>)>> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, password_hash FROM persons WHERE email = $1",
+                vec![normalize_email(email).into()],
+            )
+            .await?;
+        rows.first()
+            .map(|r| Ok((r.text(0)?, r.opt_text(1)?)))
+            .transpose()
+    }
+
+    /// Turns the master lock ("lock everything") on or off.
+    pub async fn set_master_lock(&self, person_id: &str, on: bool) -> Result<()> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE persons SET master_locked = $1 WHERE id = $2 RETURNING id",
+                vec![on.into(), person_id.into()],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound("person"));
+        }
+        Ok(())
+    }
+
+    // ---- accounts ----
+
+    /// Enrols `account` in the application (in the application's default state); linking it to
+    /// `person_id` when given and the account has no person yet. Returns the account and whether it is new.
+    pub async fn enroll(
+        &self,
+        app_id: &str,
+        account: &str,
+        person_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Account, bool)> {
+        let app = self
+            .application(app_id)
+            .await?
+            .ok_or(StoreError::NotFound("application"))?;
+        let out = self
+            .engine
+            .transaction(vec![
+                (
+                    "INSERT INTO accounts (id, app_id, account, person_id, state, unlocked_until, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, NULL, $6, $6) ON CONFLICT (app_id, account) DO NOTHING RETURNING id",
+                    vec![new_id().into(), app_id.into(), account.into(), person_id.into(), app.default_state.as_str().into(), ms(now)],
+                ),
+                (
+                    "UPDATE accounts SET person_id = COALESCE($1, person_id), updated_at = $2 WHERE app_id = $3 AND account = $4 AND person_id IS NULL",
+                    vec![person_id.into(), ms(now), app_id.into(), account.into()],
+                ),
+            ])
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::NotFound("person"),
+                e => e,
+            })?;
+        let created = out.first().is_some_and(|rows| !rows.is_empty());
+        let acc = self
+            .account(app_id, account)
+            .await?
+            .ok_or(StoreError::NotFound("account"))?;
+        Ok((acc, created))
+    }
+
+    pub async fn account(&self, app_id: &str, account: &str) -> Result<Option<Account>> {
+        let rows = self
+            .engine
+            .query(
+                sql!("SELECT ", ACCOUNT_COLS, " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 AND a.account = $2"),
+                vec![app_id.into(), account.into()],
+            )
+            .await?;
+        rows.first().map(account_row).transpose()
+    }
+
+    pub async fn accounts(
+        &self,
+        app_id: &str,
+        search: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Account>> {
+        let pattern = format!(
+            "%{}%",
+            search
+                .unwrap_or("")
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows = self
+            .engine
+            .query(
+                sql!(
+                    "SELECT ", ACCOUNT_COLS,
+                    " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 \
+                     AND (a.account LIKE $2 ESCAPE '\\' OR p.email LIKE $2 ESCAPE '\\') ORDER BY a.account LIMIT $3"
+                ),
+                vec![app_id.into(), pattern.into(), limit.into()],
+            )
+            .await?;
+        rows.iter().map(account_row).collect()
+    }
+
+    /// Every account of a person, across applications.
+    pub async fn person_accounts(&self, person_id: &str) -> Result<Vec<Account>> {
+        let rows = self
+            .engine
+            .query(
+                sql!("SELECT ", ACCOUNT_COLS, " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.person_id = $1 ORDER BY a.app_id, a.account"),
+                vec![person_id.into()],
+            )
+            .await?;
+        rows.iter().map(account_row).collect()
+    }
+
+    /// Sets an account's own state and unlock window, durably. `None` when the account is not enrolled.
+    pub async fn set_account_state(
+        &self,
+        app_id: &str,
+        account: &str,
+        state: AccountState,
+        unlocked_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<()>> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE accounts SET state = $1, unlocked_until = $2, updated_at = $3 WHERE app_id = $4 AND account = $5 RETURNING id",
+                vec![state.as_str().into(), unlocked_until.map(|t| t.timestamp_millis()).into(), ms(now), app_id.into(), account.into()],
+            )
+            .await?;
+        Ok((!rows.is_empty()).then_some(()))
+    }
+
+    /// What the lock decision needs about one account, in two reads.
+    pub async fn lock_inputs(&self, app_id: &str, account: &str) -> Result<LockInputs> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT a.id, a.state, a.unlocked_until, p.id, p.master_locked, p.time_zone \
+                 FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 AND a.account = $2",
+                vec![app_id.into(), account.into()],
+            )
+            .await?;
+        let Some(r) = rows.first() else {
+            return Ok(LockInputs::default());
+        };
+        let account_id = r.text(0)?;
+        let enrolment = Enrolment {
+            state: parse(&r.text(1)?)?,
+            unlocked_until: opt_time(r.opt_int(2)?)?,
+        };
+        let person_id = r.opt_text(3)?;
+        let person = match &person_id {
+            Some(_) => Some(PersonLocks {
+                master_locked: r.flag(4)?,
+                time_zone: parse(&r.text(5)?)?,
+            }),
+            None => None,
+        };
+        let schedules = self
+            .engine
+            .query(
+                "SELECT days, start_minute, end_minute FROM schedules WHERE account_id = $1 OR (account_id IS NULL AND person_id = $2)",
+                vec![account_id.into(), person_id.into()],
+            )
+            .await?
+            .iter()
+            .map(schedule)
+            .collect::<Result<_>>()?;
+        Ok(LockInputs {
+            enrolment: Some(enrolment),
+            person,
+            schedules,
+        })
+    }
+
+    // ---- schedules ----
+
+    /// Adds a weekly lock window to a person (all their accounts) or to one account.
+    pub async fn add_schedule(
+        &self,
+        owner: &ScheduleOwner,
+        s: Schedule,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduleRecord> {
+        let id = new_id();
+        let (person_id, account_id) = match owner {
+            ScheduleOwner::Person(p) => (Some(p.as_str()), None),
+            ScheduleOwner::Account {
+                person_id,
+                account_id,
+            } => (person_id.as_deref(), Some(account_id.as_str())),
+        };
+        self.engine
+            .write(
+                "INSERT INTO schedules (id, person_id, account_id, days, start_minute, end_minute, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                vec![
+                    (&id).into(),
+                    person_id.into(),
+                    account_id.into(),
+                    i64::from(s.days).into(),
+                    i64::from(s.start_minute).into(),
+                    i64::from(s.end_minute).into(),
+                    ms(now),
+                ],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::NotFound("person or account"),
+                e => e,
+            })?;
+        Ok(ScheduleRecord {
+            id,
+            person_id: person_id.map(String::from),
+            account_id: account_id.map(String::from),
+            schedule: s,
+            created_at: now,
+        })
+    }
+
+    /// A person's schedules and those of their accounts.
+    pub async fn person_schedules(&self, person_id: &str) -> Result<Vec<ScheduleRecord>> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, person_id, account_id, days, start_minute, end_minute, created_at FROM schedules \
+                 WHERE person_id = $1 OR account_id IN (SELECT id FROM accounts WHERE person_id = $1) ORDER BY created_at, id",
+                vec![person_id.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScheduleRecord {
+                    id: r.text(0)?,
+                    person_id: r.opt_text(1)?,
+                    account_id: r.opt_text(2)?,
+                    schedule: schedule_at(r, 3)?,
+                    created_at: time(r.int(6)?)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn delete_schedule(&self, id: &str) -> Result<()> {
+        let rows = self
+            .engine
+            .write(
+                "DELETE FROM schedules WHERE id = $1 RETURNING id",
+                vec![id.into()],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound("schedule"));
+        }
+        Ok(())
+    }
+
+    // ---- attempts ----
+
+    /// Records attempts in one transaction.
+    pub async fn record_attempts(&self, attempts: &[NewAttempt]) -> Result<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let stmts: Vec<Stmt> = attempts
+            .iter()
+            .map(|a| {
+                (
+                    "INSERT INTO attempts (at, app_id, key_id, account, locked, reason, ip, device, location, integration_type, integration_data) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    vec![
+                        ms(a.at),
+                        (&a.app_id).into(),
+                        a.key_id.as_deref().into(),
+                        (&a.account).into(),
+                        a.locked.into(),
+                        a.reason.as_str().into(),
+                        a.ip.as_deref().into(),
+                        a.device.as_deref().into(),
+                        a.location.as_deref().into(),
+                        a.integration_type.as_deref().into(),
+                        a.integration_data.as_deref().into(),
+                    ],
+                )
+            })
+            .collect();
+        self.engine.transaction(stmts).await.map(|_| ())
+    }
+
+    /// An application's attempts, newest first.
+    pub async fn recent_attempts(&self, app_id: &str, limit: i64) -> Result<Vec<Attempt>> {
+        let rows = self
+            .engine
+            .query(
+                sql!(
+                    "SELECT ",
+                    ATTEMPT_COLS,
+                    " FROM attempts WHERE app_id = $1 ORDER BY id DESC LIMIT $2"
+                ),
+                vec![app_id.into(), limit.into()],
+            )
+            .await?;
+        rows.iter().map(attempt).collect()
+    }
+
+    /// An application's attempts at or after `since`, oldest first (for paging through a feed).
+    pub async fn attempts_since(
+        &self,
+        app_id: &str,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        let rows = self
+            .engine
+            .query(
+                sql!(
+                    "SELECT ",
+                    ATTEMPT_COLS,
+                    " FROM attempts WHERE app_id = $1 AND at >= $2 ORDER BY at, id LIMIT $3"
+                ),
+                vec![app_id.into(), ms(since), limit.into()],
+            )
+            .await?;
+        rows.iter().map(attempt).collect()
+    }
+
+    /// Blocked attempts on a person's accounts, newest first.
+    pub async fn person_blocked_attempts(
+        &self,
+        person_id: &str,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        let rows = self
+            .engine
+            .query(
+                sql!(
+                    "SELECT ", ATTEMPT_COLS, " FROM attempts t WHERE t.locked = 1 AND EXISTS \
+                     (SELECT 1 FROM accounts a WHERE a.app_id = t.app_id AND a.account = t.account AND a.person_id = $1) \
+                     ORDER BY t.id DESC LIMIT $2"
+                ),
+                vec![person_id.into(), limit.into()],
+            )
+            .await?;
+        rows.iter().map(attempt).collect()
+    }
+
+    // ---- import ----
+
+    /// Imports rows in one transaction: each row creates its person (by email) if needed and
+    /// enrols its account. Returns, per row, whether the account was new.
+    pub async fn import(&self, rows: &[ImportRow], now: DateTime<Utc>) -> Result<Vec<bool>> {
+        let mut apps = std::collections::HashMap::new();
+        for r in rows {
+            if !apps.contains_key(&r.app_id) {
+                let app = self
+                    .application(&r.app_id)
+                    .await?
+                    .ok_or(StoreError::NotFound("application"))?;
+                apps.insert(r.app_id.clone(), app.default_state);
+            }
+        }
+        let mut stmts: Vec<Stmt> = Vec::with_capacity(rows.len() * 3);
+        let mut account_stmt = Vec::with_capacity(rows.len());
+        for r in rows {
+            let email = r
+                .email
+                .as_deref()
+                .map(normalize_email)
+                .filter(|e| !e.is_empty());
+            if let Some(email) = &email {
+                stmts.push((
+                    "INSERT INTO persons (id, email, password_hash, first_name, last_name, phone, time_zone, master_locked, created_at) \
+                     VALUES ($1, $2, NULL, $3, $4, $5, 'UTC', 0, $6) ON CONFLICT (email) DO NOTHING",
+                    vec![new_id().into(), email.into(), r.first_name.as_deref().into(), r.last_name.as_deref().into(), r.phone.as_deref().into(), ms(now)],
+                ));
+            }
+            account_stmt.push(stmts.len());
+            stmts.push((
+                "INSERT INTO accounts (id, app_id, account, person_id, state, unlocked_until, created_at, updated_at) \
+                 VALUES ($1, $2, $3, (SELECT id FROM persons WHERE email = $4), $5, NULL, $6, $6) \
+                 ON CONFLICT (app_id, account) DO NOTHING RETURNING id",
+                vec![
+                    new_id().into(),
+                    (&r.app_id).into(),
+                    (&r.account).into(),
+                    email.as_deref().into(),
+                    apps.get(&r.app_id).copied().unwrap_or_default().as_str().into(),
+                    ms(now),
+                ],
+            ));
+            if let Some(email) = &email {
+                stmts.push((
+                    "UPDATE accounts SET person_id = (SELECT id FROM persons WHERE email = $1) \
+                     WHERE app_id = $2 AND account = $3 AND person_id IS NULL",
+                    vec![email.into(), (&r.app_id).into(), (&r.account).into()],
+                ));
+            }
+        }
+        let out = self.engine.transaction(stmts).await?;
+        Ok(account_stmt
+            .iter()
+            .map(|&i| out.get(i).is_some_and(|rows| !rows.is_empty()))
+            .collect())
+    }
+}
+
+fn company(r: &Row) -> Result<Company> {
+    Ok(Company {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        created_at: time(r.int(2)?)?,
+    })
+}
+
+fn application(r: &Row) -> Result<Application> {
+    Ok(Application {
+        id: r.text(0)?,
+        company_id: r.text(1)?,
+        name: r.text(2)?,
+        issuer: r.text(3)?,
+        unenrolled: parse(&r.text(4)?)?,
+        default_state: parse(&r.text(5)?)?,
+        audit_mode: r.flag(6)?,
+        created_at: time(r.int(7)?)?,
+    })
+}
+
+fn sdk_key(r: &Row) -> Result<SdkKeyRecord> {
+    Ok(SdkKeyRecord {
+        id: r.text(0)?,
+        company_id: r.text(1)?,
+        secret_hash: r.text(2)?,
+        created_at: time(r.int(3)?)?,
+        revoked_at: opt_time(r.opt_int(4)?)?,
+    })
+}
+
+fn person(r: &Row) -> Result<Person> {
+    Ok(Person {
+        id: r.text(0)?,
+        email: r.text(1)?,
+        first_name: r.opt_text(2)?,
+        last_name: r.opt_text(3)?,
+        phone: r.opt_text(4)?,
+        time_zone: parse(&r.text(5)?)?,
+        master_locked: r.flag(6)?,
+        created_at: time(r.int(7)?)?,
+    })
+}
+
+fn account_row(r: &Row) -> Result<Account> {
+    Ok(Account {
+        id: r.text(0)?,
+        app_id: r.text(1)?,
+        account: r.text(2)?,
+        person_id: r.opt_text(3)?,
+        person_email: r.opt_text(4)?,
+        state: parse(&r.text(5)?)?,
+        unlocked_until: opt_time(r.opt_int(6)?)?,
+        created_at: time(r.int(7)?)?,
+        updated_at: time(r.int(8)?)?,
+    })
+}
+
+fn schedule(r: &Row) -> Result<Schedule> {
+    schedule_at(r, 0)
+}
+
+fn schedule_at(r: &Row, i: usize) -> Result<Schedule> {
+    let small =
+        |v: i64| u16::try_from(v).map_err(|_| StoreError::Corrupt(format!("schedule value {v}")));
+    let days = u8::try_from(r.int(i)?).map_err(|_| StoreError::Corrupt("schedule days".into()))?;
+    Schedule::new(days, small(r.int(i + 1)?)?, small(r.int(i + 2)?)?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn attempt(r: &Row) -> Result<Attempt> {
+    Ok(Attempt {
+        id: r.int(0)?,
+        at: time(r.int(1)?)?,
+        app_id: r.text(2)?,
+        key_id: r.opt_text(3)?,
+        account: r.text(4)?,
+        locked: r.flag(5)?,
+        reason: r.text(6)?,
+        ip: r.opt_text(7)?,
+        device: r.opt_text(8)?,
+        location: r.opt_text(9)?,
+        integration_type: r.opt_text(10)?,
+        integration_data: r.opt_text(11)?,
+    })
+}
+
+/// Fresh stores for tests: a new SQLite file or a new PostgreSQL database each.
+#[doc(hidden)]
+pub mod testing {
+    use super::{Store, StoreError};
+
+    /// The admin URL of the test PostgreSQL cluster (`DEADBOLT_TEST_PG`), if any. When
+    /// `DEADBOLT_REQUIRE_PG=1` (as `scripts/test` sets), its absence is a failure, not a skip.
+    pub fn pg_admin_url() -> Option<String> {
+        match std::env::var("DEADBOLT_TEST_PG") {
+            Ok(u) if !u.is_empty() => Some(u),
+            _ => {
+                assert!(
+                    std::env::var("DEADBOLT_REQUIRE_PG").as_deref() != Ok("1"),
+                    "DEADBOLT_REQUIRE_PG=1 but DEADBOLT_TEST_PG is not set"
+                );
+                eprintln!(
+                    "PostgreSQL tests skipped: DEADBOLT_TEST_PG is not set (scripts/test sets it)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Creates a new, empty database on the test cluster and returns its URL.
+    pub async fn fresh_pg_url(admin: &str) -> Result<String, StoreError> {
+        let name = format!("deadbolt_test_{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        Ok(format!("{base}/{name}"))
+    }
+
+    /// A fresh SQLite store in a new temporary directory (kept alive by the returned guard).
+    pub async fn fresh_sqlite() -> (Store, tempfile::TempDir) {
+        #[allow(clippy::expect_used)]
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("deadbolt.db").display());
+        #[allow(clippy::expect_used)]
+        let store = Store::open(&url).await.expect("open SQLite store");
+        (store, dir)
+    }
+}

@@ -1,0 +1,47 @@
+//! Versioned schema migrations, embedded in the binary and applied at start. An applied
+//! migration is never edited: changes go in a new numbered file, written for both engines.
+
+pub struct Migration {
+    pub name: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    name: "0001_init",
+    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(engine: &str) -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(engine);
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".sql")
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn both_engines_have_the_same_migrations_and_all_are_embedded() {
+        let embedded: Vec<String> = MIGRATIONS.iter().map(|m| m.name.to_string()).collect();
+        assert_eq!(names("sqlite"), embedded);
+        assert_eq!(names("postgres"), embedded);
+        let mut sorted = embedded.clone();
+        sorted.sort();
+        assert_eq!(sorted, embedded, "migrations apply in name order");
+    }
+}

@@ -1,0 +1,525 @@
+//! The store suite, run on SQLite and on PostgreSQL.
+
+use super::*;
+use chrono::{Duration, TimeZone};
+use deadbolt_core::{Reason, UnenrolledPolicy};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
+}
+
+/// Runs `$body` against a fresh SQLite store and a fresh PostgreSQL database.
+macro_rules! both_engines {
+    ($name:ident, |$store:ident| $body:block) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                let (store, _dir) = testing::fresh_sqlite().await;
+                let $store = &store;
+                $body
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let Some(admin) = testing::pg_admin_url() else {
+                    return;
+                };
+                let url = testing::fresh_pg_url(&admin).await.unwrap();
+                let store = Store::open(&url).await.unwrap();
+                let $store = &store;
+                $body
+            }
+        }
+    };
+}
+
+async fn app(store: &Store, issuer: &str) -> Application {
+    let c = store
+        .create_company(&format!("co {issuer}"), t0())
+        .await
+        .unwrap();
+    store
+        .create_application(
+            &NewApplication {
+                company_id: c.id,
+                name: issuer.into(),
+                issuer: issuer.into(),
+                unenrolled: UnenrolledPolicy::Allow,
+                default_state: AccountState::Unlocked,
+            },
+            t0(),
+        )
+        .await
+        .unwrap()
+}
+
+fn new_person(email: &str) -> NewPerson {
+    NewPerson {
+        email: email.into(),
+        password_hash: None,
+        first_name: None,
+        last_name: None,
+        phone: None,
+        time_zone: chrono_tz::Tz::UTC,
+    }
+}
+
+both_engines!(applications_and_issuers, |store| {
+    let a = app(store, "https://App.Example.com/").await;
+    assert_eq!(a.unenrolled, UnenrolledPolicy::Allow);
+    let found = store
+        .application_by_issuer("app.example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, a);
+    // The same issuer written another way is the same issuer.
+    let again = store
+        .create_application(
+            &NewApplication {
+                company_id: a.company_id.clone(),
+                name: "dup".into(),
+                issuer: "app.example.com".into(),
+                unenrolled: UnenrolledPolicy::Allow,
+                default_state: AccountState::Unlocked,
+            },
+            t0(),
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let updated = store
+        .update_application(
+            &a.id,
+            &AppSettings {
+                unenrolled: UnenrolledPolicy::Deny,
+                default_state: AccountState::Locked,
+                audit_mode: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(updated.audit_mode && updated.unenrolled == UnenrolledPolicy::Deny);
+    assert_eq!(
+        store.applications(Some(&a.company_id)).await.unwrap().len(),
+        1
+    );
+    assert!(store.application("nope").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .update_application(
+                "nope",
+                &AppSettings {
+                    unenrolled: UnenrolledPolicy::Deny,
+                    default_state: AccountState::Locked,
+                    audit_mode: false
+                }
+            )
+            .await
+            .unwrap_err(),
+        StoreError::NotFound("application")
+    );
+});
+
+both_engines!(signing_keys_rotate_and_revoke, |store| {
+    let a = app(store, "keys.example.com").await;
+    let k1 = store.create_signing_key(&a.id, "enc1", t0()).await.unwrap();
+    let k2 = store
+        .create_signing_key(&a.id, "enc2", t0() + Duration::seconds(1))
+        .await
+        .unwrap();
+    let active = store.active_signing_keys(&a.id).await.unwrap();
+    assert_eq!(
+        active,
+        vec![
+            (k2.clone(), "enc2".to_string()),
+            (k1.clone(), "enc1".to_string())
+        ]
+    );
+    assert_eq!(store.revoke_signing_key(&k1, t0()).await.unwrap(), a.id);
+    assert_eq!(
+        store.active_signing_keys(&a.id).await.unwrap(),
+        vec![(k2.clone(), "enc2".to_string())]
+    );
+    assert_eq!(
+        store.revoke_signing_key("missing", t0()).await.unwrap_err(),
+        StoreError::NotFound("signing key")
+    );
+    // last used comes from the attempts the key verified.
+    store
+        .record_attempts(&[attempt(
+            &a.id,
+            Some(&k2),
+            "u",
+            false,
+            t0() + Duration::minutes(3),
+        )])
+        .await
+        .unwrap();
+    let keys = store.signing_keys(&a.id).await.unwrap();
+    let k2rec = keys.iter().find(|k| k.id == k2).unwrap();
+    assert_eq!(k2rec.last_used_at, Some(t0() + Duration::minutes(3)));
+    assert!(keys
+        .iter()
+        .find(|k| k.id == k1)
+        .unwrap()
+        .revoked_at
+        .is_some());
+    assert!(store
+        .create_signing_key("no-such-app", "x", t0())
+        .await
+        .is_err());
+});
+
+both_engines!(sdk_keys, |store| {
+    let c = store.create_company("acme", t0()).await.unwrap();
+    let id = store.create_sdk_key(&c.id, "hash", t0()).await.unwrap();
+    let k = store.sdk_key(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (k.company_id.as_str(), k.secret_hash.as_str(), k.revoked_at),
+        (c.id.as_str(), "hash", None)
+    );
+    store.revoke_sdk_key(&id, t0()).await.unwrap();
+    assert!(store
+        .sdk_key(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    assert!(store.sdk_key("other").await.unwrap().is_none());
+    assert_eq!(store.sdk_keys(&c.id).await.unwrap().len(), 1);
+});
+
+both_engines!(persons_are_unique_by_email, |store| {
+    let p = store
+        .create_person(&new_person(" Alice@Example.com "), t0())
+        .await
+        .unwrap();
+    assert_eq!(p.email, "alice@example.com");
+    assert!(matches!(
+        store
+            .create_person(&new_person("ALICE@example.com"), t0())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .person_by_email("alice@EXAMPLE.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        p.id
+    );
+    store.set_master_lock(&p.id, true).await.unwrap();
+    assert!(store.person(&p.id).await.unwrap().unwrap().master_locked);
+    assert_eq!(
+        store.set_master_lock("nobody", true).await.unwrap_err(),
+        StoreError::NotFound("person")
+    );
+});
+
+both_engines!(enrolment_state_and_inputs, |store| {
+    let a = app(store, "enrol.example.com").await;
+    let p = store
+        .create_person(&new_person("bob@example.com"), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.lock_inputs(&a.id, "bob").await.unwrap(),
+        LockInputs::default()
+    );
+    let (acc, created) = store.enroll(&a.id, "bob", None, t0()).await.unwrap();
+    assert!(created && acc.person_id.is_none() && acc.state == AccountState::Unlocked);
+    // Enrolling again links the person but does not create a second account.
+    let (acc2, created) = store.enroll(&a.id, "bob", Some(&p.id), t0()).await.unwrap();
+    assert!(!created);
+    assert_eq!(
+        (acc2.id, acc2.person_email.as_deref()),
+        (acc.id.clone(), Some("bob@example.com"))
+    );
+
+    let until = t0() + Duration::minutes(15);
+    assert!(store
+        .set_account_state(&a.id, "bob", AccountState::Locked, Some(until), t0())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .set_account_state(&a.id, "nobody", AccountState::Locked, None, t0())
+        .await
+        .unwrap()
+        .is_none());
+    let inputs = store.lock_inputs(&a.id, "bob").await.unwrap();
+    assert_eq!(
+        inputs.enrolment,
+        Some(Enrolment {
+            state: AccountState::Locked,
+            unlocked_until: Some(until)
+        })
+    );
+    assert_eq!(
+        inputs.person,
+        Some(PersonLocks {
+            master_locked: false,
+            time_zone: chrono_tz::Tz::UTC
+        })
+    );
+    assert_eq!(store.person_accounts(&p.id).await.unwrap().len(), 1);
+    assert_eq!(
+        store.accounts(&a.id, Some("bo"), 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.accounts(&a.id, Some("%"), 10).await.unwrap().len(),
+        0,
+        "LIKE wildcards are escaped"
+    );
+
+    // New enrolments take the application's default state.
+    store
+        .update_application(
+            &a.id,
+            &AppSettings {
+                unenrolled: UnenrolledPolicy::Allow,
+                default_state: AccountState::Locked,
+                audit_mode: false,
+            },
+        )
+        .await
+        .unwrap();
+    let (carol, _) = store.enroll(&a.id, "carol", None, t0()).await.unwrap();
+    assert_eq!(carol.state, AccountState::Locked);
+    assert!(store.enroll("no-app", "x", None, t0()).await.is_err());
+    assert!(store
+        .enroll(&a.id, "x", Some("no-person"), t0())
+        .await
+        .is_err());
+});
+
+both_engines!(schedules_apply_to_person_or_one_account, |store| {
+    let a = app(store, "sched.example.com").await;
+    let p = store
+        .create_person(&new_person("dan@example.com"), t0())
+        .await
+        .unwrap();
+    let (one, _) = store.enroll(&a.id, "one", Some(&p.id), t0()).await.unwrap();
+    store.enroll(&a.id, "two", Some(&p.id), t0()).await.unwrap();
+    store.enroll(&a.id, "stranger", None, t0()).await.unwrap();
+    let nights = Schedule::parse("all", "23:00-07:00").unwrap();
+    let weekends = Schedule::parse("weekends", "00:00-00:00").unwrap();
+    store
+        .add_schedule(&ScheduleOwner::Person(p.id.clone()), nights, t0())
+        .await
+        .unwrap();
+    let s = store
+        .add_schedule(
+            &ScheduleOwner::Account {
+                person_id: Some(p.id.clone()),
+                account_id: one.id.clone(),
+            },
+            weekends,
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .lock_inputs(&a.id, "one")
+            .await
+            .unwrap()
+            .schedules
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.lock_inputs(&a.id, "two").await.unwrap().schedules,
+        vec![nights]
+    );
+    assert!(store
+        .lock_inputs(&a.id, "stranger")
+        .await
+        .unwrap()
+        .schedules
+        .is_empty());
+    assert_eq!(store.person_schedules(&p.id).await.unwrap().len(), 2);
+    store.delete_schedule(&s.id).await.unwrap();
+    assert_eq!(
+        store.lock_inputs(&a.id, "one").await.unwrap().schedules,
+        vec![nights]
+    );
+    assert_eq!(
+        store.delete_schedule(&s.id).await.unwrap_err(),
+        StoreError::NotFound("schedule")
+    );
+});
+
+fn attempt(
+    app_id: &str,
+    key: Option<&str>,
+    account: &str,
+    locked: bool,
+    at: DateTime<Utc>,
+) -> NewAttempt {
+    NewAttempt {
+        at,
+        app_id: app_id.into(),
+        key_id: key.map(String::from),
+        account: account.into(),
+        locked,
+        reason: if locked {
+            Reason::AccountLocked
+        } else {
+            Reason::AccountUnlocked
+        },
+        ip: Some("203.0.113.9".into()),
+        device: Some("Firefox".into()),
+        location: None,
+        integration_type: Some("cognito".into()),
+        integration_data: Some(r#"{"a":1}"#.into()),
+    }
+}
+
+both_engines!(attempts_are_listed_per_application, |store| {
+    let a = app(store, "att.example.com").await;
+    let b = app(store, "other.example.com").await;
+    let p = store
+        .create_person(&new_person("eve@example.com"), t0())
+        .await
+        .unwrap();
+    store.enroll(&a.id, "eve", Some(&p.id), t0()).await.unwrap();
+    let batch: Vec<NewAttempt> = (0..5)
+        .map(|i| attempt(&a.id, None, "eve", i % 2 == 0, t0() + Duration::seconds(i)))
+        .chain([attempt(&b.id, None, "eve", true, t0())])
+        .collect();
+    store.record_attempts(&batch).await.unwrap();
+    let recent = store.recent_attempts(&a.id, 3).await.unwrap();
+    assert_eq!(
+        recent.iter().map(|x| x.at).collect::<Vec<_>>(),
+        vec![
+            t0() + Duration::seconds(4),
+            t0() + Duration::seconds(3),
+            t0() + Duration::seconds(2)
+        ]
+    );
+    assert!(recent.iter().all(|x| x.app_id == a.id));
+    assert_eq!(recent[0].integration_data.as_deref(), Some(r#"{"a":1}"#));
+    let since = store
+        .attempts_since(&a.id, t0() + Duration::seconds(3), 10)
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 2);
+    assert!(since[0].at < since[1].at);
+    // The person sees blocked attempts of their own accounts only (not b's "eve", another app's account).
+    let blocked = store.person_blocked_attempts(&p.id, 10).await.unwrap();
+    assert_eq!(blocked.len(), 3);
+    assert!(blocked.iter().all(|x| x.locked && x.app_id == a.id));
+});
+
+both_engines!(version_moves_with_changes_not_with_attempts, |store| {
+    let v0 = store.version().await.unwrap();
+    let a = app(store, "ver.example.com").await;
+    let v1 = store.version().await.unwrap();
+    assert!(v1 > v0);
+    store
+        .record_attempts(&[attempt(&a.id, None, "x", false, t0())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.version().await.unwrap(),
+        v1,
+        "attempts do not invalidate caches"
+    );
+    store.enroll(&a.id, "x", None, t0()).await.unwrap();
+    let v2 = store.version().await.unwrap();
+    assert!(v2 > v1);
+    store
+        .set_account_state(&a.id, "x", AccountState::Locked, None, t0())
+        .await
+        .unwrap();
+    assert!(store.version().await.unwrap() > v2);
+});
+
+both_engines!(import_is_idempotent, |store| {
+    let a = app(store, "imp.example.com").await;
+    let rows: Vec<ImportRow> = (0..50)
+        .map(|i| ImportRow {
+            app_id: a.id.clone(),
+            account: format!("user{i}"),
+            email: (i % 2 == 0).then(|| format!("User{i}@Example.com")),
+            first_name: Some("F".into()),
+            last_name: None,
+            phone: None,
+        })
+        .collect();
+    let created = store.import(&rows, t0()).await.unwrap();
+    assert!(created.iter().all(|c| *c));
+    let again = store.import(&rows, t0()).await.unwrap();
+    assert!(again.iter().all(|c| !*c));
+    let acc = store.account(&a.id, "user4").await.unwrap().unwrap();
+    assert_eq!(acc.person_email.as_deref(), Some("user4@example.com"));
+    assert!(store
+        .account(&a.id, "user5")
+        .await
+        .unwrap()
+        .unwrap()
+        .person_id
+        .is_none());
+    assert_eq!(store.accounts(&a.id, None, 1000).await.unwrap().len(), 50);
+    let bad = vec![ImportRow {
+        app_id: "missing".into(),
+        account: "z".into(),
+        email: None,
+        first_name: None,
+        last_name: None,
+        phone: None,
+    }];
+    assert_eq!(
+        store.import(&bad, t0()).await.unwrap_err(),
+        StoreError::NotFound("application")
+    );
+});
+
+both_engines!(tenants_do_not_share_accounts, |store| {
+    let a = app(store, "a.example.com").await;
+    let b = app(store, "b.example.com").await;
+    store
+        .enroll(&a.id, "shared-name", None, t0())
+        .await
+        .unwrap();
+    store
+        .enroll(&b.id, "shared-name", None, t0())
+        .await
+        .unwrap();
+    store
+        .set_account_state(&a.id, "shared-name", AccountState::Locked, None, t0())
+        .await
+        .unwrap();
+    let in_b = store.lock_inputs(&b.id, "shared-name").await.unwrap();
+    assert_eq!(in_b.enrolment.unwrap().state, AccountState::Unlocked);
+});
+
+#[tokio::test]
+async fn sqlite_store_reopens_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let a = app(&store, "reopen.example.com").await;
+    drop(store);
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(
+        store.application(&a.id).await.unwrap().unwrap().issuer,
+        "reopen.example.com"
+    );
+}
+
+#[tokio::test]
+async fn memory_and_bad_urls() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    assert!(store.version().await.is_ok());
+    assert!(matches!(
+        Store::open("mysql://x").await,
+        Err(StoreError::Config(_))
+    ));
+    assert!(matches!(Store::open("postgres://x y").await, Err(_)));
+}

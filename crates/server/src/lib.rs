@@ -1,1 +1,165 @@
+//! The Deadbolt server: the check API, the SDK API and the operator CLI, built as a library so
+//! that `main`, the tests and the benchmarks all start the same application.
 
+pub mod api;
+pub mod attempts;
+pub mod check;
+pub mod cli;
+pub mod crypto;
+pub mod error;
+pub mod metrics;
+pub mod ops;
+pub mod rate;
+
+use anyhow::Context;
+use deadbolt_core::token::TokenPolicy;
+use deadbolt_core::Clock;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::Error;
+pub use ops::{Deadbolt, MasterKeySource};
+
+/// Everything `deadbolt serve` can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub db_url: String,
+    pub listen: String,
+    /// The API's public URL; the tokens' audience. Defaults to the bound address.
+    pub public_url: Option<String>,
+    pub master_key: MasterKeySource,
+    /// Checks per second per application (twice that as a burst); 0 turns the limit off.
+    pub rate_limit: u32,
+    /// Attempts that may wait for the writer before checks wait for it.
+    pub attempt_queue: usize,
+}
+
+impl Config {
+    pub fn new(db_url: impl Into<String>) -> Self {
+        Self {
+            db_url: db_url.into(),
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            master_key: MasterKeySource::default(),
+            rate_limit: 10_000,
+            attempt_queue: 100_000,
+        }
+    }
+}
+
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    audiences: Vec<String>,
+    db: Deadbolt,
+    router: axum::Router,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let db = Deadbolt::open(&config.db_url, &config.master_key, clock).await?;
+        Self::build_with(config, db).await
+    }
+
+    /// Builds on an opened store (tests use this to keep a handle on it).
+    pub async fn build_with(config: Config, db: Deadbolt) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let audiences = match &config.public_url {
+            Some(u) => vec![u.clone()],
+            None => {
+                let mut v = vec![
+                    format!("127.0.0.1:{}", addr.port()),
+                    format!("localhost:{}", addr.port()),
+                    addr.to_string(),
+                ];
+                v.dedup();
+                v
+            }
+        };
+        let metrics = Arc::new(metrics::Metrics::default());
+        let (queue, writer) =
+            attempts::AttemptQueue::start(db.store.clone(), config.attempt_queue, metrics.clone());
+        let checks = Arc::new(check::CheckService {
+            db: db.clone(),
+            policy: TokenPolicy::new(&audiences),
+            cache: check::CheckCache::default(),
+            limiter: rate::RateLimiter::new(config.rate_limit),
+            attempts: queue,
+            metrics: metrics.clone(),
+        });
+        let router = api::router(api::ApiState {
+            db: db.clone(),
+            checks,
+            metrics,
+        });
+        Ok(Self {
+            listener,
+            addr,
+            audiences,
+            db,
+            router,
+            writer,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The audiences tokens may name.
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    pub fn deadbolt(&self) -> &Deadbolt {
+        &self.db
+    }
+
+    /// Serves until `shutdown` resolves, then finishes open requests and drains the attempt queue.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            writer,
+            ..
+        } = self;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        // The router (and with it every queue handle) is gone: the writer drains and ends.
+        writer.await.context("attempt writer")?;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests and writing queued attempts");
+}

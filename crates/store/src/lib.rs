@@ -258,25 +258,25 @@ impl Store {
 
     // ---- signing keys ----
 
-    /// Stores a signing key; `secret_enc` is the secret already encrypted by the caller.
+    /// Stores a signing key; `secret_enc` is the secret already encrypted by the caller, bound to `id`.
     pub async fn create_signing_key(
         &self,
+        id: &str,
         app_id: &str,
         secret_enc: &str,
         now: DateTime<Utc>,
-    ) -> Result<String> {
-        let id = new_id();
+    ) -> Result<()> {
         self.engine
             .write(
                 "INSERT INTO signing_keys (id, app_id, secret_enc, created_at, revoked_at) VALUES ($1, $2, $3, $4, NULL)",
-                vec![(&id).into(), app_id.into(), secret_enc.into(), ms(now)],
+                vec![id.into(), app_id.into(), secret_enc.into(), ms(now)],
             )
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(_) => StoreError::NotFound("application"),
                 e => e,
             })?;
-        Ok(id)
+        Ok(())
     }
 
     /// Every key of the application, newest first, with when each last verified a check.

@@ -1,0 +1,43 @@
+//! `POST /nl3/api/v1/accountProtectionCheck`.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use std::time::Instant;
+
+use super::{header, read_body, ApiState, MAX_CHECK_BODY};
+use crate::check::HeaderContext;
+
+pub async fn check(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let bytes = read_body(&headers, body, MAX_CHECK_BODY).await?;
+        let context = HeaderContext {
+            forwarded_for: header(&headers, "x-forwarded-for").map(String::from),
+            user_agent: header(&headers, "user-agent").map(String::from),
+            device_location: header(&headers, "x-nl3-device-location").map(String::from),
+        };
+        s.checks
+            .check(
+                header(&headers, "x-nl3-authorization-token"),
+                &bytes,
+                context,
+            )
+            .await
+    }
+    .await;
+    s.metrics.observe(started.elapsed());
+    match result {
+        Ok(answer) => Json(json!({ "locked": answer.locked })).into_response(),
+        Err(e) => {
+            s.metrics.error(e.status().as_u16());
+            if e.status().as_u16() == 401 {
+                tracing::info!(reason = %e, "check refused");
+            }
+            e.into_response()
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The SDK API for company back ends, authenticated by `x-nl3-server-api-token`. A key acts only
+//! on its company's applications; another company's application is indistinguishable from none.
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use deadbolt_store::ImportRow;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+use super::{header, json_body, read_body, ApiState, MAX_SDK_BODY};
+use crate::error::{Error, Result};
+use crate::ops::valid_account;
+
+/// Most rows one import request may carry.
+pub const MAX_IMPORT_ROWS: usize = 100_000;
+
+async fn company(s: &ApiState, headers: &HeaderMap) -> Result<String> {
+    s.db.authenticate_sdk(header(headers, "x-nl3-server-api-token"))
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportUser {
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    domain: String,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(rename = "userAccountId")]
+    user_account_id: String,
+}
+
+/// Imports users in one transaction: 200 when every row was new, 202 when some existed already,
+/// 400 (and nothing imported) when any row is invalid.
+pub async fn import_users(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let company = company(&s, &headers).await?;
+    let bytes = read_body(&headers, body, MAX_SDK_BODY).await?;
+    let users: Vec<ImportUser> = json_body(&bytes)?;
+    if users.len() > MAX_IMPORT_ROWS {
+        return Err(Error::Invalid(format!(
+            "at most {MAX_IMPORT_ROWS} rows per request"
+        )));
+    }
+    let mut apps: HashMap<String, Option<String>> = HashMap::new();
+    let mut rows = Vec::with_capacity(users.len());
+    let mut errors = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        if !apps.contains_key(&u.domain) {
+            let app =
+                s.db.company_application(&company, &u.domain)
+                    .await
+                    .ok()
+                    .map(|a| a.id);
+            apps.insert(u.domain.clone(), app);
+        }
+        let problem = match (
+            apps.get(&u.domain).cloned().flatten(),
+            valid_account(&u.user_account_id),
+        ) {
+            (None, _) => Some(format!(
+                "no application with domain {:?} in this company",
+                u.domain
+            )),
+            (_, Err(e)) => Some(e.to_string()),
+            (Some(_), Ok(_)) => match u.email.as_deref().filter(|e| !e.trim().is_empty()) {
+                Some(e) => crate::ops::valid_email(e).err().map(|e| e.to_string()),
+                None => None,
+            },
+        };
+        if let Some(message) = problem {
+            errors.push(json!({"row": i, "userAccountId": u.user_account_id, "domain": u.domain, "message": message}));
+            continue;
+        }
+        let field = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| deadbolt_core::body::bounded(v, 200))
+        };
+        rows.push(ImportRow {
+            app_id: apps.get(&u.domain).cloned().flatten().unwrap_or_default(),
+            account: u.user_account_id.clone(),
+            email: field(&u.email),
+            first_name: field(&u.first_name),
+            last_name: field(&u.last_name),
+            phone: field(&u.phone),
+        });
+    }
+    if !errors.is_empty() {
+        let body = json!({"message": format!("{} invalid rows; nothing was imported", errors.len()), "errors": errors});
+        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+    }
+    let created = s.db.import(&rows).await?;
+    let results: Vec<Value> = users
+        .iter()
+        .zip(&created)
+        .map(|(u, c)| json!({"userAccountId": u.user_account_id, "domain": u.domain, "result": if *c { "created" } else { "exists" }}))
+        .collect();
+    let new = created.iter().filter(|c| **c).count();
+    let status = if new == created.len() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(json!({"created": new, "existing": created.len() - new, "results": results})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct Target {
+    domain: String,
+    #[serde(rename = "userAccountId")]
+    user_account_id: String,
+    #[serde(default)]
+    minutes: Option<i64>,
+}
+
+pub async fn lock(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>> {
+    let company = company(&s, &headers).await?;
+    let t: Target = json_body(&read_body(&headers, body, 64 * 1024).await?)?;
+    let app = s.db.company_application(&company, &t.domain).await?;
+    s.db.lock(&app.id, &t.user_account_id).await?;
+    Ok(Json(json!({"locked": true})))
+}
+
+pub async fn unlock(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>> {
+    let company = company(&s, &headers).await?;
+    let t: Target = json_body(&read_body(&headers, body, 64 * 1024).await?)?;
+    let window = match t.minutes {
+        None => None,
+        Some(m) if (1..=525_600).contains(&m) => Some(Duration::minutes(m)),
+        Some(_) => {
+            return Err(Error::Invalid(
+                "minutes must be between 1 and 525600".into(),
+            ))
+        }
+    };
+    let app = s.db.company_application(&company, &t.domain).await?;
+    let until = s.db.unlock(&app.id, &t.user_account_id, window).await?;
+    Ok(Json(match until {
+        Some(u) => json!({"locked": false, "unlocked_until": u}),
+        None => json!({"locked": false}),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct StatusQuery {
+    domain: String,
+    #[serde(rename = "userAccountId")]
+    user_account_id: String,
+}
+
+pub async fn status(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    q: std::result::Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let company = company(&s, &headers).await?;
+    let Query(q) = q.map_err(|e| Error::Invalid(e.body_text()))?;
+    let app = s.db.company_application(&company, &q.domain).await?;
+    let d = s.db.status(&app, &q.user_account_id).await?;
+    Ok(Json(
+        json!({"locked": d.locked, "reason": d.reason.as_str()}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct AttemptsQuery {
+    domain: String,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// With `since` (RFC 3339 or Unix milliseconds): attempts from then on, oldest first; without:
+/// the newest first.
+pub async fn attempts(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    q: std::result::Result<Query<AttemptsQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let company = company(&s, &headers).await?;
+    let Query(q) = q.map_err(|e| Error::Invalid(e.body_text()))?;
+    let app = s.db.company_application(&company, &q.domain).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let list = match q.since.as_deref() {
+        Some(since) => {
+            s.db.store
+                .attempts_since(&app.id, parse_since(since)?, limit)
+                .await?
+        }
+        None => s.db.store.recent_attempts(&app.id, limit).await?,
+    };
+    Ok(Json(json!({"attempts": list})))
+}
+
+fn parse_since(s: &str) -> Result<DateTime<Utc>> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| Error::Invalid("since is out of range".into()));
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            Error::Invalid(
+                "since must be RFC 3339 (2026-11-27T10:00:00Z) or Unix milliseconds".into(),
+            )
+        })
+}

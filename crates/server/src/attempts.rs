@@ -1,0 +1,71 @@
+//! Attempts are written by one background task, in batched transactions, from a bounded queue:
+//! a check never waits for a disk write unless the queue is full (backpressure). On shutdown
+//! the queue is drained before the process exits.
+
+use deadbolt_store::{NewAttempt, Store};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+
+const BATCH: usize = 2048;
+
+#[derive(Clone)]
+pub struct AttemptQueue {
+    tx: mpsc::Sender<NewAttempt>,
+    depth: Arc<AtomicI64>,
+}
+
+impl AttemptQueue {
+    /// Starts the writer; it ends once every queue handle is dropped and the queue is drained.
+    pub fn start(
+        store: Arc<Store>,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let depth = metrics.attempt_queue_depth.clone();
+        let handle = tokio::spawn(writer(store, rx, depth.clone(), metrics));
+        (Self { tx, depth }, handle)
+    }
+
+    pub async fn record(&self, attempt: NewAttempt) {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(attempt).await.is_err() {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("attempt writer has stopped; attempt not recorded");
+        }
+    }
+}
+
+async fn writer(
+    store: Arc<Store>,
+    mut rx: mpsc::Receiver<NewAttempt>,
+    depth: Arc<AtomicI64>,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut delay = Duration::from_millis(50);
+        let mut tries = 0;
+        // A batch is retried until the store takes it: attempts are not dropped on a hiccup.
+        // Only at shutdown, with the store still failing, does the writer give up (and say so).
+        while let Err(e) = store.record_attempts(&batch).await {
+            tries += 1;
+            if rx.is_closed() && tries >= 5 {
+                tracing::error!(error = %e, lost = batch.len(), "shutting down with the store failing: attempts not recorded");
+                break;
+            }
+            tracing::warn!(error = %e, n = batch.len(), "could not record attempts; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        metrics
+            .attempts_written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        depth.fetch_sub(batch.len() as i64, Ordering::Relaxed);
+        batch.clear();
+    }
+}

@@ -1,0 +1,625 @@
+//! The operator CLI: every command prints one JSON object on stdout and exits 0, or prints a
+//! message on stderr and exits non-zero.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use deadbolt_core::duration::parse_duration;
+use deadbolt_core::{AccountState, Schedule, SystemClock, UnenrolledPolicy};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::ops::{Deadbolt, MasterKeySource};
+use crate::{Application, Config};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deadbolt",
+    version,
+    about = "Deadbolt: account protection — people lock the accounts they hold at your applications."
+)]
+pub struct Cli {
+    /// Store URL: sqlite://FILE (the default, created on first use) or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        global = true,
+        env = "DEADBOLT_DB",
+        default_value = "sqlite://deadbolt.db"
+    )]
+    pub db: String,
+    /// File holding the master key (base64 of 32 bytes); created when missing. The key itself can
+    /// be given in DEADBOLT_MASTER_KEY. Default for SQLite: the store file's name + ".key".
+    #[arg(long, global = true, env = "DEADBOLT_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the check API and the SDK API.
+    Serve(ServeArgs),
+    /// Create a demo company, application, key and a locked account, then serve.
+    Demo(ServeArgs),
+    #[command(subcommand)]
+    Company(CompanyCmd),
+    #[command(subcommand)]
+    App(AppCmd),
+    /// Signing keys of applications (the check tokens' HMAC keys).
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// SDK keys of companies (x-nl3-server-api-token).
+    #[command(subcommand, name = "sdk-key")]
+    SdkKey(SdkKeyCmd),
+    #[command(subcommand)]
+    Person(PersonCmd),
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Weekly lock windows of a person (all accounts) or of one account.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
+    /// An application's attempts, newest first.
+    Attempts {
+        #[arg(long)]
+        app: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Ask a Deadbolt API whether an account is locked, signing like the Cognito trigger.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DEADBOLT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The API's public URL (host:port, with or without scheme): the audience tokens must name.
+    #[arg(long, env = "DEADBOLT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Checks per second per application (bursts of twice that); 0 for no limit.
+    #[arg(long, env = "DEADBOLT_RATE_LIMIT", default_value_t = 10_000)]
+    pub rate_limit: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CompanyCmd {
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppCmd {
+    Create {
+        #[arg(long)]
+        company: String,
+        /// The issuer its tokens carry: its FQDN or URI.
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "allow")]
+        unenrolled: UnenrolledPolicy,
+        #[arg(long, default_value = "unlocked")]
+        default_state: AccountState,
+    },
+    List {
+        #[arg(long)]
+        company: Option<String>,
+    },
+    Show {
+        #[arg(long)]
+        id: String,
+    },
+    /// Change an application's settings.
+    Set {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        unenrolled: Option<UnenrolledPolicy>,
+        #[arg(long)]
+        default_state: Option<AccountState>,
+        /// Record decisions but never enforce them.
+        #[arg(long)]
+        audit_mode: Option<bool>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Create a signing key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        app: String,
+    },
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
+    List {
+        #[arg(long)]
+        app: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SdkKeyCmd {
+    /// Create an SDK key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        company: String,
+    },
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
+    List {
+        #[arg(long)]
+        company: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PersonCmd {
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Portal password (at least 10 characters); or DEADBOLT_PASSWORD.
+        #[arg(long, env = "DEADBOLT_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+    },
+    Show {
+        #[arg(long)]
+        email: String,
+    },
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Turn on the master lock: every account of the person is locked.
+    LockAll {
+        #[arg(long)]
+        email: String,
+    },
+    UnlockAll {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    Enroll {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        account: String,
+        /// The person (email) the account belongs to.
+        #[arg(long)]
+        person: Option<String>,
+    },
+    Lock {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        account: String,
+    },
+    Unlock {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        account: String,
+        /// Unlock only for this long (90s, 15m, 2h); it locks again by itself.
+        #[arg(long = "for")]
+        for_: Option<String>,
+    },
+    /// An account's state and what a check would answer now, and why.
+    Show {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        account: String,
+    },
+    List {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCmd {
+    /// Add a weekly lock window, e.g. --days all --window 23:00-07:00, or --days weekends --window 00:00-00:00.
+    Add {
+        #[arg(long)]
+        person: String,
+        /// Only this account (with --account); otherwise all the person's accounts.
+        #[arg(long, requires = "account")]
+        app: Option<String>,
+        #[arg(long, requires = "app")]
+        account: Option<String>,
+        /// mon,tue,… or weekdays, weekends, all.
+        #[arg(long)]
+        days: String,
+        /// HH:MM-HH:MM in the person's time zone; past midnight wraps into the next day.
+        #[arg(long)]
+        window: String,
+    },
+    List {
+        #[arg(long)]
+        person: String,
+    },
+    Delete {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Base URL of the Deadbolt API; also the token's audience.
+    #[arg(long)]
+    pub api: String,
+    #[arg(long)]
+    pub issuer: String,
+    /// The application's signing key (base64); or DEADBOLT_SIGNING_KEY.
+    #[arg(long, env = "DEADBOLT_SIGNING_KEY", hide_env_values = true)]
+    pub key: String,
+    #[arg(long)]
+    pub account: String,
+    #[arg(long, default_value = deadbolt_client::DEFAULT_API_PATH)]
+    pub path: String,
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long)]
+    pub location: Option<String>,
+    #[arg(long, default_value = "5s")]
+    pub timeout: String,
+}
+
+impl Cli {
+    fn key_source(&self) -> MasterKeySource {
+        MasterKeySource {
+            value: std::env::var("DEADBOLT_MASTER_KEY")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            file: self.master_key_file.clone(),
+        }
+    }
+
+    async fn open(&self) -> anyhow::Result<Deadbolt> {
+        Ok(Deadbolt::open(&self.db, &self.key_source(), Arc::new(SystemClock)).await?)
+    }
+
+    /// Runs the command; the JSON it prints on success.
+    pub async fn run(self) -> anyhow::Result<Option<Value>> {
+        Ok(Some(match &self.command {
+            Command::Serve(args) => {
+                self.serve(args, None).await?;
+                return Ok(None);
+            }
+            Command::Demo(args) => {
+                let db = self.open().await?;
+                let demo = demo_setup(&db).await?;
+                drop(db);
+                self.serve(args, Some(demo)).await?;
+                return Ok(None);
+            }
+            Command::Check(args) => return check(args).await.map(Some),
+            Command::Company(c) => {
+                let db = self.open().await?;
+                match c {
+                    CompanyCmd::Create { name } => json!({"id": db.create_company(name).await?.id}),
+                    CompanyCmd::List => json!({"companies": db.store.companies().await?}),
+                }
+            }
+            Command::App(c) => {
+                let db = self.open().await?;
+                match c {
+                    AppCmd::Create {
+                        company,
+                        issuer,
+                        name,
+                        unenrolled,
+                        default_state,
+                    } => {
+                        let app = db
+                            .create_application(
+                                company,
+                                issuer,
+                                name.as_deref(),
+                                *unenrolled,
+                                *default_state,
+                            )
+                            .await?;
+                        json!({"id": app.id, "issuer": app.issuer})
+                    }
+                    AppCmd::List { company } => {
+                        json!({"applications": db.store.applications(company.as_deref()).await?})
+                    }
+                    AppCmd::Show { id } => serde_json::to_value(db.application(id).await?)?,
+                    AppCmd::Set {
+                        id,
+                        unenrolled,
+                        default_state,
+                        audit_mode,
+                    } => {
+                        let app = db.application(id).await?;
+                        let settings = deadbolt_store::AppSettings {
+                            unenrolled: unenrolled.unwrap_or(app.unenrolled),
+                            default_state: default_state.unwrap_or(app.default_state),
+                            audit_mode: audit_mode.unwrap_or(app.audit_mode),
+                        };
+                        serde_json::to_value(db.store.update_application(id, &settings).await?)?
+                    }
+                }
+            }
+            Command::Key(c) => {
+                let db = self.open().await?;
+                match c {
+                    KeyCmd::Create { app } => {
+                        let (id, secret) = db.create_signing_key(app).await?;
+                        json!({"id": id, "secret": secret})
+                    }
+                    KeyCmd::Revoke { id } => {
+                        json!({"id": id, "app": db.revoke_signing_key(id).await?, "revoked": true})
+                    }
+                    KeyCmd::List { app } => {
+                        let keys: Vec<Value> = db
+                            .store
+                            .signing_keys(app)
+                            .await?
+                            .into_iter()
+                            .map(|k| json!({"id": k.id, "created_at": k.created_at, "revoked_at": k.revoked_at, "last_used_at": k.last_used_at}))
+                            .collect();
+                        json!({"keys": keys})
+                    }
+                }
+            }
+            Command::SdkKey(c) => {
+                let db = self.open().await?;
+                match c {
+                    SdkKeyCmd::Create { company } => {
+                        let (id, secret) = db.create_sdk_key(company).await?;
+                        json!({"id": id, "secret": secret})
+                    }
+                    SdkKeyCmd::Revoke { id } => {
+                        db.revoke_sdk_key(id).await?;
+                        json!({"id": id, "revoked": true})
+                    }
+                    SdkKeyCmd::List { company } => {
+                        let keys: Vec<Value> = db
+                            .store
+                            .sdk_keys(company)
+                            .await?
+                            .into_iter()
+                            .map(|k| json!({"id": k.id, "created_at": k.created_at, "revoked_at": k.revoked_at}))
+                            .collect();
+                        json!({"keys": keys})
+                    }
+                }
+            }
+            Command::Person(c) => {
+                let db = self.open().await?;
+                match c {
+                    PersonCmd::Create {
+                        email,
+                        password,
+                        time_zone,
+                    } => {
+                        let p = db
+                            .create_person(email, password.as_deref(), Some(time_zone))
+                            .await?;
+                        json!({"id": p.id, "email": p.email})
+                    }
+                    PersonCmd::Show { email } => {
+                        serde_json::to_value(db.person_by_email(email).await?)?
+                    }
+                    PersonCmd::List { limit } => {
+                        json!({"persons": db.store.persons(*limit).await?})
+                    }
+                    PersonCmd::LockAll { email } => {
+                        json!({"email": db.set_master_lock(email, true).await?.email, "master_lock": true})
+                    }
+                    PersonCmd::UnlockAll { email } => {
+                        json!({"email": db.set_master_lock(email, false).await?.email, "master_lock": false})
+                    }
+                }
+            }
+            Command::Account(c) => {
+                let db = self.open().await?;
+                match c {
+                    AccountCmd::Enroll {
+                        app,
+                        account,
+                        person,
+                    } => {
+                        let (acc, created) = db.enroll(app, account, person.as_deref()).await?;
+                        json!({"id": acc.id, "account": acc.account, "state": acc.state, "created": created})
+                    }
+                    AccountCmd::Lock { app, account } => {
+                        db.lock(app, account).await?;
+                        json!({"app": app, "account": account, "locked": true})
+                    }
+                    AccountCmd::Unlock { app, account, for_ } => {
+                        let window = for_.as_deref().map(parse_duration).transpose()?;
+                        let until = db.unlock(app, account, window).await?;
+                        json!({"app": app, "account": account, "locked": false, "unlocked_until": until})
+                    }
+                    AccountCmd::Show { app, account } => {
+                        let application = db.application(app).await?;
+                        let acc = db.account(app, account).await?;
+                        let d = db.status(&application, account).await?;
+                        json!({"account": acc, "locked": d.locked, "reason": d.reason.as_str()})
+                    }
+                    AccountCmd::List { app, search, limit } => {
+                        json!({"accounts": db.store.accounts(app, search.as_deref(), (*limit).clamp(1, 10_000)).await?})
+                    }
+                }
+            }
+            Command::Schedule(c) => {
+                let db = self.open().await?;
+                match c {
+                    ScheduleCmd::Add {
+                        person,
+                        app,
+                        account,
+                        days,
+                        window,
+                    } => {
+                        let schedule = Schedule::parse(days, window)?;
+                        let target = app.as_deref().zip(account.as_deref());
+                        let s = db.add_schedule(person, target, schedule).await?;
+                        json!({"id": s.id, "account_id": s.account_id, "days": days, "window": window})
+                    }
+                    ScheduleCmd::List { person } => {
+                        let p = db.person_by_email(person).await?;
+                        let list: Vec<Value> = db
+                            .store
+                            .person_schedules(&p.id)
+                            .await?
+                            .into_iter()
+                            .map(|s| json!({"id": s.id, "account_id": s.account_id, "days": s.schedule.days,
+                                            "start": hhmm(s.schedule.start_minute), "end": hhmm(s.schedule.end_minute)}))
+                            .collect();
+                        json!({"schedules": list})
+                    }
+                    ScheduleCmd::Delete { id } => {
+                        db.store.delete_schedule(id).await?;
+                        json!({"id": id, "deleted": true})
+                    }
+                }
+            }
+            Command::Attempts { app, limit } => {
+                let db = self.open().await?;
+                db.application(app).await?;
+                let list: Vec<Value> = db
+                    .attempts(app, *limit)
+                    .await?
+                    .into_iter()
+                    .map(|a| json!({"at": a.at, "account": a.account, "locked": a.locked, "reason": a.reason, "ip": a.ip,
+                                    "device": a.device, "location": a.location, "integration_type": a.integration_type}))
+                    .collect();
+                json!({"attempts": list})
+            }
+        }))
+    }
+
+    async fn serve(&self, args: &ServeArgs, demo: Option<Demo>) -> anyhow::Result<()> {
+        let config = Config {
+            db_url: self.db.clone(),
+            listen: args.listen.clone(),
+            public_url: args.public_url.clone(),
+            master_key: self.key_source(),
+            rate_limit: args.rate_limit,
+            ..Config::new(&self.db)
+        };
+        let app = Application::build(config, Arc::new(SystemClock)).await?;
+        let url = format!("http://{}", app.addr());
+        let mut out =
+            json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences()});
+        if let Some(Demo { app_id, key }) = demo {
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "deadbolt".into());
+            let db_flag = if self.db == "sqlite://deadbolt.db" {
+                String::new()
+            } else {
+                format!(" --db {}", self.db)
+            };
+            let cmd = |account: &str| {
+                format!("{exe} check --api {url} --issuer {DEMO_ISSUER} --key {key} --account {account}")
+            };
+            let unlock =
+                format!("{exe}{db_flag} account unlock --app {app_id} --account alice --for 15m");
+            out["demo"] = json!({"app": app_id, "issuer": DEMO_ISSUER, "key": key,
+                                 "check_locked": cmd("alice"), "check_unlocked": cmd("bob"), "unlock": unlock});
+            eprintln!(
+                "\nDeadbolt demo is running on {url}.\n\
+                 alice is locked, bob is not. In another terminal:\n\n  {}\n  {}\n\n\
+                 Unlock alice for 15 minutes and ask again:\n\n  {unlock}\n\n\
+                 Stop with Ctrl-C.\n",
+                cmd("alice"),
+                cmd("bob"),
+            );
+        }
+        println!("{out}");
+        app.run_until(crate::shutdown_signal()).await
+    }
+}
+
+const DEMO_ISSUER: &str = "demo.deadbolt.local";
+
+struct Demo {
+    app_id: String,
+    key: String,
+}
+
+/// The demo's company, application and accounts (reused on later runs), and a new key.
+async fn demo_setup(db: &Deadbolt) -> anyhow::Result<Demo> {
+    let norm = deadbolt_core::normalize::normalize_name(DEMO_ISSUER);
+    let app = match db.store.application_by_issuer(&norm).await? {
+        Some(app) => app,
+        None => {
+            let company = db.create_company("Demo company").await?;
+            db.create_application(
+                &company.id,
+                DEMO_ISSUER,
+                Some("Demo app"),
+                UnenrolledPolicy::Allow,
+                AccountState::Unlocked,
+            )
+            .await?
+        }
+    };
+    for account in ["alice", "bob"] {
+        db.enroll(&app.id, account, None).await?;
+    }
+    db.lock(&app.id, "alice").await?;
+    db.unlock(&app.id, "bob", None).await?;
+    let (_, key) = db.create_signing_key(&app.id).await?;
+    Ok(Demo {
+        app_id: app.id,
+        key,
+    })
+}
+
+async fn check(args: &CheckArgs) -> anyhow::Result<Value> {
+    let timeout = parse_duration(&args.timeout)?.to_std().context("timeout")?;
+    let checker = deadbolt_client::Checker::new(deadbolt_client::CheckerConfig {
+        api_uri: args.api.clone(),
+        api_path: args.path.clone(),
+        issuer: args.issuer.clone(),
+        signing_key_b64: args.key.clone(),
+        timeout,
+    })?;
+    let sign_in = deadbolt_client::SignIn {
+        ip: args.ip.clone(),
+        device: args.device.clone(),
+        location: args.location.clone(),
+        integration_type: Some("deadbolt-cli".into()),
+        ..Default::default()
+    };
+    use deadbolt_core::Clock;
+    match checker
+        .check(&args.account, &sign_in, SystemClock.now())
+        .await
+    {
+        Ok(locked) => Ok(json!({"account": args.account, "locked": locked})),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+fn hhmm(m: u16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}

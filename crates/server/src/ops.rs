@@ -1,0 +1,367 @@
+//! Operations on Deadbolt's data, shared by the operator CLI and the HTTP APIs: the rules about
+//! who may do what live in the callers, the rules about how live here.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use deadbolt_core::{decide, AccountState, Clock, Decision, Schedule, UnenrolledPolicy};
+use deadbolt_store::{
+    Account, Application, Attempt, Company, ImportRow, NewApplication, NewPerson, Person,
+    ScheduleOwner, ScheduleRecord, Store,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::crypto::{self, MasterKey};
+use crate::error::{Error, Result};
+
+/// Longest account name (`sub`) accepted.
+pub const MAX_ACCOUNT_LEN: usize = 512;
+
+/// Where the master key comes from, in order: the value, a file, a file beside the SQLite store.
+#[derive(Debug, Clone, Default)]
+pub struct MasterKeySource {
+    pub value: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+pub struct Deadbolt {
+    pub store: Arc<Store>,
+    pub master_key: MasterKey,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Deadbolt {
+    pub async fn open(db_url: &str, key: &MasterKeySource, clock: Arc<dyn Clock>) -> Result<Self> {
+        let store = Store::open(db_url).await?;
+        let master_key = if let Some(v) = &key.value {
+            MasterKey::from_base64(v)?
+        } else if let Some(f) = &key.file {
+            MasterKey::load_or_create_file(f)?
+        } else if let Some(path) = store.sqlite_path() {
+            let mut p = path.as_os_str().to_owned();
+            p.push(".key");
+            MasterKey::load_or_create_file(&PathBuf::from(p))?
+        } else if store.is_postgres() {
+            return Err(Error::Invalid(
+                "a PostgreSQL store needs the master key shared by all replicas: set DEADBOLT_MASTER_KEY or DEADBOLT_MASTER_KEY_FILE".into(),
+            ));
+        } else {
+            // In-memory store: nothing outlives the process, neither does the key.
+            MasterKey::generate().0
+        };
+        Ok(Self {
+            store: Arc::new(store),
+            master_key,
+            clock,
+        })
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub async fn create_company(&self, name: &str) -> Result<Company> {
+        let name = non_empty("company name", name, 200)?;
+        Ok(self.store.create_company(name, self.now()).await?)
+    }
+
+    pub async fn company(&self, id: &str) -> Result<Company> {
+        self.store
+            .company(id)
+            .await?
+            .ok_or_else(|| Error::NotFound("company".into()))
+    }
+
+    pub async fn create_application(
+        &self,
+        company_id: &str,
+        issuer: &str,
+        name: Option<&str>,
+        unenrolled: UnenrolledPolicy,
+        default_state: AccountState,
+    ) -> Result<Application> {
+        let issuer = non_empty("issuer", issuer, 255)?;
+        self.company(company_id).await?;
+        let new = NewApplication {
+            company_id: company_id.to_string(),
+            name: name
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .unwrap_or(issuer)
+                .to_string(),
+            issuer: issuer.to_string(),
+            unenrolled,
+            default_state,
+        };
+        Ok(self.store.create_application(&new, self.now()).await?)
+    }
+
+    pub async fn application(&self, id: &str) -> Result<Application> {
+        self.store
+            .application(id)
+            .await?
+            .ok_or_else(|| Error::NotFound("application".into()))
+    }
+
+    /// A company's application named by its issuer (`domain` in the SDK API). Another company's
+    /// application is reported exactly like a missing one.
+    pub async fn company_application(&self, company_id: &str, domain: &str) -> Result<Application> {
+        let norm = deadbolt_core::normalize::normalize_name(domain);
+        match self.store.application_by_issuer(&norm).await? {
+            Some(app) if app.company_id == company_id => Ok(app),
+            _ => Err(Error::Forbidden(format!(
+                "no application with domain {domain:?} in this company"
+            ))),
+        }
+    }
+
+    /// Creates a signing key; the secret (base64) is returned once and stored only encrypted.
+    pub async fn create_signing_key(&self, app_id: &str) -> Result<(String, String)> {
+        self.application(app_id).await?;
+        let (bytes, b64) = crypto::new_signing_secret();
+        // The ciphertext is bound to the key's id, so the id is chosen before encrypting.
+        let id = uuid::Uuid::new_v4().to_string();
+        let enc = self.master_key.encrypt(&id, &bytes)?;
+        self.store
+            .create_signing_key(&id, app_id, &enc, self.now())
+            .await?;
+        Ok((id, b64))
+    }
+
+    pub async fn revoke_signing_key(&self, key_id: &str) -> Result<String> {
+        Ok(self.store.revoke_signing_key(key_id, self.now()).await?)
+    }
+
+    /// Creates an SDK key; the token `<id>.<secret>` is returned once, only its hash is stored.
+    pub async fn create_sdk_key(&self, company_id: &str) -> Result<(String, String)> {
+        self.company(company_id).await?;
+        let (secret, hash) = crypto::new_sdk_secret();
+        let id = self
+            .store
+            .create_sdk_key(company_id, &hash, self.now())
+            .await?;
+        let token = format!("{id}.{secret}");
+        Ok((id, token))
+    }
+
+    pub async fn revoke_sdk_key(&self, id: &str) -> Result<()> {
+        Ok(self.store.revoke_sdk_key(id, self.now()).await?)
+    }
+
+    /// The company an SDK key acts for.
+    pub async fn authenticate_sdk(&self, token: Option<&str>) -> Result<String> {
+        let bad = || Error::Unauthorized("missing or invalid x-nl3-server-api-token".into());
+        let (id, secret) = token.and_then(crypto::split_sdk_token).ok_or_else(bad)?;
+        let key = self.store.sdk_key(id).await?;
+        // Hash even when the id is unknown, so both paths cost the same.
+        let stored = key.as_ref().map_or("", |k| k.secret_hash.as_str());
+        let matches = crypto::sdk_secret_matches(secret, stored);
+        match key {
+            Some(k) if matches && k.revoked_at.is_none() => Ok(k.company_id),
+            _ => Err(bad()),
+        }
+    }
+
+    pub async fn create_person(
+        &self,
+        email: &str,
+        password: Option<&str>,
+        time_zone: Option<&str>,
+    ) -> Result<Person> {
+        let email = valid_email(email)?;
+        let time_zone = parse_time_zone(time_zone.unwrap_or("UTC"))?;
+        let password_hash = password.map(crypto::hash_password).transpose()?;
+        let new = NewPerson {
+            email,
+            password_hash,
+            first_name: None,
+            last_name: None,
+            phone: None,
+            time_zone,
+        };
+        Ok(self.store.create_person(&new, self.now()).await?)
+    }
+
+    pub async fn person_by_email(&self, email: &str) -> Result<Person> {
+        self.store
+            .person_by_email(email)
+            .await?
+            .ok_or_else(|| Error::NotFound("person".into()))
+    }
+
+    pub async fn enroll(
+        &self,
+        app_id: &str,
+        account: &str,
+        person_email: Option<&str>,
+    ) -> Result<(Account, bool)> {
+        let account = valid_account(account)?;
+        let person_id = match person_email {
+            Some(e) => Some(self.person_by_email(e).await?.id),
+            None => None,
+        };
+        Ok(self
+            .store
+            .enroll(app_id, account, person_id.as_deref(), self.now())
+            .await?)
+    }
+
+    pub async fn account(&self, app_id: &str, account: &str) -> Result<Account> {
+        self.store
+            .account(app_id, account)
+            .await?
+            .ok_or_else(|| Error::NotFound("enrolled account".into()))
+    }
+
+    /// Locks an enrolled account (closing any unlock window). Durable when it returns.
+    pub async fn lock(&self, app_id: &str, account: &str) -> Result<()> {
+        self.store
+            .set_account_state(app_id, account, AccountState::Locked, None, self.now())
+            .await?
+            .ok_or_else(|| Error::NotFound("enrolled account".into()))
+    }
+
+    /// Unlocks an enrolled account: for good, or for a window that closes by itself (the account
+    /// stays locked underneath). Returns the end of the window. Durable when it returns.
+    pub async fn unlock(
+        &self,
+        app_id: &str,
+        account: &str,
+        window: Option<Duration>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let now = self.now();
+        let (state, until) = match window {
+            Some(d) => (AccountState::Locked, Some(now + d)),
+            None => (AccountState::Unlocked, None),
+        };
+        self.store
+            .set_account_state(app_id, account, state, until, now)
+            .await?
+            .ok_or_else(|| Error::NotFound("enrolled account".into()))?;
+        Ok(until)
+    }
+
+    pub async fn set_master_lock(&self, email: &str, on: bool) -> Result<Person> {
+        let p = self.person_by_email(email).await?;
+        self.store.set_master_lock(&p.id, on).await?;
+        self.person_by_email(email).await
+    }
+
+    /// The decision a check would make for `account` now.
+    pub async fn status(&self, app: &Application, account: &str) -> Result<Decision> {
+        let inputs = self.store.lock_inputs(&app.id, account).await?;
+        Ok(decide(
+            self.now(),
+            app.unenrolled,
+            inputs.enrolment.as_ref(),
+            inputs.person.as_ref(),
+            &inputs.schedules,
+        ))
+    }
+
+    pub async fn add_schedule(
+        &self,
+        person_email: &str,
+        target: Option<(&str, &str)>,
+        schedule: Schedule,
+    ) -> Result<ScheduleRecord> {
+        let person = self.person_by_email(person_email).await?;
+        let owner = match target {
+            None => ScheduleOwner::Person(person.id),
+            Some((app_id, account)) => {
+                let acc = self.account(app_id, account).await?;
+                if acc.person_id.as_deref() != Some(person.id.as_str()) {
+                    return Err(Error::Invalid(
+                        "that account does not belong to this person".into(),
+                    ));
+                }
+                ScheduleOwner::Account {
+                    person_id: Some(person.id),
+                    account_id: acc.id,
+                }
+            }
+        };
+        Ok(self
+            .store
+            .add_schedule(&owner, schedule, self.now())
+            .await?)
+    }
+
+    pub async fn attempts(&self, app_id: &str, limit: i64) -> Result<Vec<Attempt>> {
+        Ok(self
+            .store
+            .recent_attempts(app_id, limit.clamp(1, 1000))
+            .await?)
+    }
+
+    pub async fn import(&self, rows: &[ImportRow]) -> Result<Vec<bool>> {
+        Ok(self.store.import(rows, self.now()).await?)
+    }
+}
+
+fn non_empty<'a>(what: &str, s: &'a str, max: usize) -> Result<&'a str> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(Error::Invalid(format!("{what} must not be empty")));
+    }
+    if s.len() > max || s.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "{what} must be at most {max} printable characters"
+        )));
+    }
+    Ok(s)
+}
+
+/// An account name as the application knows it (the token's `sub`).
+pub fn valid_account(account: &str) -> Result<&str> {
+    if account.is_empty()
+        || account.len() > MAX_ACCOUNT_LEN
+        || account.chars().any(char::is_control)
+    {
+        return Err(Error::Invalid(format!(
+            "account must be 1 to {MAX_ACCOUNT_LEN} bytes without control characters"
+        )));
+    }
+    Ok(account)
+}
+
+pub fn valid_email(email: &str) -> Result<String> {
+    let e = deadbolt_store::normalize_email(email);
+    let ok = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(Error::Invalid(format!("invalid email address {email:?}")));
+    }
+    Ok(e)
+}
+
+pub fn parse_time_zone(tz: &str) -> Result<Tz> {
+    tz.parse().map_err(|_| {
+        Error::Invalid(format!(
+            "unknown time zone {tz:?} (use an IANA name like Europe/Paris)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_validation() {
+        assert_eq!(valid_email(" A@B.example ").unwrap(), "a@b.example");
+        for bad in ["", "a", "@b", "a@", "a@b@c", "a b@c", "a@b\n"] {
+            assert!(valid_email(bad).is_err(), "{bad:?}");
+        }
+        assert!(valid_account("alice").is_ok());
+        assert!(valid_account("").is_err());
+        assert!(valid_account(&"x".repeat(MAX_ACCOUNT_LEN + 1)).is_err());
+        assert!(valid_account("a\u{0}b").is_err());
+        assert!(parse_time_zone("Europe/Paris").is_ok());
+        assert!(parse_time_zone("Mars/Olympus").is_err());
+        assert!(non_empty("x", "  ", 10).is_err());
+    }
+}

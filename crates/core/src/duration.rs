@@ -36,7 +36,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, crate::Error> {
             .checked_add(n.checked_mul(unit).ok_or_else(bad)?)
             .ok_or_else(bad)?;
     }
-    if !num.is_empty() || total < 1 || total > 366 * 86_400 {
+    if !num.is_empty() || !(1..=366 * 86_400).contains(&total) {
         return Err(bad());
     }
     Ok(Duration::seconds(total))

@@ -18,7 +18,7 @@ pub enum Error {
     Forbidden(String),
     #[error("{0} not found")]
     NotFound(String),
-    #[error("{0}")]
+    #[error("{0} already exists")]
     Conflict(String),
     #[error("request body over the limit of {0} bytes")]
     TooLarge(usize),

@@ -122,9 +122,10 @@ both_engines!(applications_and_issuers, |store| {
 
 both_engines!(signing_keys_rotate_and_revoke, |store| {
     let a = app(store, "keys.example.com").await;
-    let k1 = store.create_signing_key(&a.id, "enc1", t0()).await.unwrap();
-    let k2 = store
-        .create_signing_key(&a.id, "enc2", t0() + Duration::seconds(1))
+    let (k1, k2) = ("key-1".to_string(), "key-2".to_string());
+    store.create_signing_key(&k1, &a.id, "enc1", t0()).await.unwrap();
+    store
+        .create_signing_key(&k2, &a.id, "enc2", t0() + Duration::seconds(1))
         .await
         .unwrap();
     let active = store.active_signing_keys(&a.id).await.unwrap();
@@ -165,7 +166,7 @@ both_engines!(signing_keys_rotate_and_revoke, |store| {
         .revoked_at
         .is_some());
     assert!(store
-        .create_signing_key("no-such-app", "x", t0())
+        .create_signing_key("key-3", "no-such-app", "x", t0())
         .await
         .is_err());
 });
@@ -521,5 +522,5 @@ async fn memory_and_bad_urls() {
         Store::open("mysql://x").await,
         Err(StoreError::Config(_))
     ));
-    assert!(matches!(Store::open("postgres://x y").await, Err(_)));
+    assert!(Store::open("postgres://x y").await.is_err());
 }

@@ -1,0 +1,407 @@
+//! The operator CLI as a separate process, writing the store while a server runs.
+
+use crate::helpers::*;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+
+fn deadbolt(db_url: &str, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+        .arg("--db")
+        .arg(db_url)
+        .args(args)
+        .env_remove("DEADBOLT_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deadbolt {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn deadbolt_fails(db_url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+        .arg("--db")
+        .arg(db_url)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "deadbolt {args:?} should fail");
+    assert!(out.stdout.is_empty());
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[tokio::test]
+async fn a_cli_change_is_enforced_by_the_next_check() {
+    let t = TestApp::spawn().await;
+    // The CLI runs on the real clock: put the server's clock there too.
+    t.clock
+        .set(deadbolt_core::Clock::now(&deadbolt_core::SystemClock));
+    let db = t.db_url.clone();
+    let company = deadbolt(&db, &["company", "create", "--name", "Acme"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let app = deadbolt(
+        &db,
+        &[
+            "app",
+            "create",
+            "--company",
+            &company,
+            "--issuer",
+            "https://cli.example.com",
+        ],
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = deadbolt(&db, &["key", "create", "--app", &app])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    deadbolt(
+        &db,
+        &[
+            "person",
+            "create",
+            "--email",
+            "cli@example.com",
+            "--time-zone",
+            "Europe/Paris",
+        ],
+    );
+    deadbolt(
+        &db,
+        &[
+            "account",
+            "enroll",
+            "--app",
+            &app,
+            "--account",
+            "carol",
+            "--person",
+            "cli@example.com",
+        ],
+    );
+    let iss = "cli.example.com";
+    assert!(!t.locked(iss, &key, "carol").await);
+    // Warm the cache, then change the state from another process.
+    assert!(!t.locked(iss, &key, "carol").await);
+    deadbolt(
+        &db,
+        &["account", "lock", "--app", &app, "--account", "carol"],
+    );
+    assert!(
+        t.locked(iss, &key, "carol").await,
+        "the very next check sees the lock"
+    );
+    let shown = deadbolt(
+        &db,
+        &["account", "show", "--app", &app, "--account", "carol"],
+    );
+    assert_eq!(
+        (shown["locked"].as_bool(), shown["reason"].as_str()),
+        (Some(true), Some("account_locked"))
+    );
+    deadbolt(
+        &db,
+        &[
+            "account",
+            "unlock",
+            "--app",
+            &app,
+            "--account",
+            "carol",
+            "--for",
+            "15m",
+        ],
+    );
+    assert!(!t.locked(iss, &key, "carol").await);
+    deadbolt(&db, &["person", "lock-all", "--email", "cli@example.com"]);
+    assert!(t.locked(iss, &key, "carol").await);
+    deadbolt(&db, &["person", "unlock-all", "--email", "cli@example.com"]);
+    deadbolt(
+        &db,
+        &["account", "unlock", "--app", &app, "--account", "carol"],
+    );
+    assert!(!t.locked(iss, &key, "carol").await);
+    deadbolt(
+        &db,
+        &[
+            "schedule",
+            "add",
+            "--person",
+            "cli@example.com",
+            "--days",
+            "all",
+            "--window",
+            "00:00-00:00",
+        ],
+    );
+    assert!(
+        t.locked(iss, &key, "carol").await,
+        "a schedule added by the CLI"
+    );
+    let keys = deadbolt(&db, &["key", "list", "--app", &app]);
+    let key_id = keys["keys"][0]["id"].as_str().unwrap().to_string();
+    deadbolt(&db, &["key", "revoke", "--id", &key_id]);
+    assert_refused(
+        &t.check_raw(Some(&t.token(iss, &key, "carol")), "{}").await,
+        401,
+    );
+
+    let attempts = deadbolt(&db, &["attempts", "--app", &app, "--limit", "3"]);
+    let list = attempts["attempts"].as_array().unwrap();
+    assert!(!list.is_empty());
+    for field in [
+        "at",
+        "account",
+        "locked",
+        "reason",
+        "ip",
+        "device",
+        "location",
+        "integration_type",
+    ] {
+        assert!(list[0].get(field).is_some(), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn cli_errors_are_clear_and_exit_non_zero() {
+    let t = TestApp::spawn().await;
+    let db = t.db_url.clone();
+    assert!(deadbolt_fails(
+        &db,
+        &["app", "create", "--company", "nope", "--issuer", "x"]
+    )
+    .contains("company not found"));
+    assert!(deadbolt_fails(
+        &db,
+        &[
+            "account",
+            "unlock",
+            "--app",
+            "a",
+            "--account",
+            "b",
+            "--for",
+            "soon"
+        ]
+    )
+    .contains("invalid duration"));
+    assert!(deadbolt_fails(&db, &["person", "create", "--email", "bad"]).contains("invalid email"));
+    assert!(deadbolt_fails(
+        &db,
+        &[
+            "person",
+            "create",
+            "--email",
+            "a@b.c",
+            "--time-zone",
+            "Mars/Base"
+        ]
+    )
+    .contains("unknown time zone"));
+    assert!(deadbolt_fails("mysql://x", &["company", "list"]).contains("unsupported store URL"));
+    let c = deadbolt(&db, &["company", "create", "--name", "Dup"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    deadbolt(
+        &db,
+        &[
+            "app",
+            "create",
+            "--company",
+            &c,
+            "--issuer",
+            "dup.example.com",
+        ],
+    );
+    assert!(deadbolt_fails(
+        &db,
+        &[
+            "app",
+            "create",
+            "--company",
+            &c,
+            "--issuer",
+            "HTTPS://dup.example.com/"
+        ]
+    )
+    .contains("already exists"));
+}
+
+/// `kill -9` right after a 200 on lock: the lock is on disk. The server's log never shows the
+/// signing key, the SDK key or the token.
+#[tokio::test]
+async fn an_acknowledged_lock_survives_kill_9_and_logs_hold_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("d.db").display());
+    let company = deadbolt(&db, &["company", "create", "--name", "Durable"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let app = deadbolt(
+        &db,
+        &[
+            "app",
+            "create",
+            "--company",
+            &company,
+            "--issuer",
+            "durable.example.com",
+        ],
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = deadbolt(&db, &["key", "create", "--app", &app])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sdk = deadbolt(&db, &["sdk-key", "create", "--company", &company])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    deadbolt(
+        &db,
+        &["account", "enroll", "--app", &app, "--account", "dora"],
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+        .args(["--db", &db, "serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let started: Value = serde_json::from_str(&line).unwrap();
+    let url = started["url"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+
+    // A check with a real token, and a few bad ones, so the log has something to say.
+    let token = sign(
+        &serde_json::json!({"iss": "durable.example.com", "aud": url, "sub": "dora",
+                             "exp": chrono_now() + 300, "iat": chrono_now() - 60}),
+        &key,
+    );
+    let r = http
+        .post(format!("{url}/nl3/api/v1/accountProtectionCheck"))
+        .header("x-nl3-authorization-token", &token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        serde_json::json!({"locked": false})
+    );
+    let bad = format!("{}x", &token[..token.len() - 1]);
+    http.post(format!("{url}/nl3/api/v1/accountProtectionCheck"))
+        .header("x-nl3-authorization-token", &bad)
+        .send()
+        .await
+        .unwrap();
+
+    let r = http
+        .post(format!("{url}/nl3/api/v1/sdk/lock"))
+        .header("x-nl3-server-api-token", &sdk)
+        .body(r#"{"domain":"durable.example.com","userAccountId":"dora"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+
+    let shown = deadbolt(
+        &db,
+        &["account", "show", "--app", &app, "--account", "dora"],
+    );
+    assert_eq!(shown["locked"], true, "the acknowledged lock is durable");
+
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains("check refused"),
+        "the log did record the refusal: {log}"
+    );
+    let (_, sdk_secret) = sdk.split_once('.').unwrap();
+    for secret in [
+        key.as_str(),
+        sdk_secret,
+        token.as_str(),
+        bad.as_str(),
+        token.rsplit('.').next().unwrap(),
+    ] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+    let key_file = std::fs::read_to_string(dir.path().join("d.db.key")).unwrap();
+    assert!(!log.contains(key_file.trim()));
+    // The signing key is not stored in clear.
+    let raw = std::fs::read(dir.path().join("d.db")).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(!raw.contains(&key) && !raw.contains(sdk_secret));
+}
+
+#[tokio::test]
+async fn postgres_store_serves_checks_and_sees_cli_changes() {
+    let Some(t) = TestApp::spawn_pg().await else {
+        return;
+    };
+    let app = t.app("pg.example.com").await;
+    let key = t.key(&app).await;
+    t.db.enroll(&app.id, "pia", None).await.unwrap();
+    assert!(!t.locked("pg.example.com", &key, "pia").await);
+    let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+        .args([
+            "--db",
+            &t.db_url,
+            "account",
+            "lock",
+            "--app",
+            &app.id,
+            "--account",
+            "pia",
+        ])
+        .env("DEADBOLT_MASTER_KEY", base64_key())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.locked("pg.example.com", &key, "pia").await);
+    // Without a master key a PostgreSQL store is refused rather than given a key per replica.
+    let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+        .args(["--db", &t.db_url, "company", "list"])
+        .env_remove("DEADBOLT_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DEADBOLT_MASTER_KEY"));
+}
+
+fn base64_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+}
+
+fn chrono_now() -> i64 {
+    use deadbolt_core::Clock;
+    deadbolt_core::SystemClock.now().timestamp()
+}

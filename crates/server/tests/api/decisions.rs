@@ -1,0 +1,158 @@
+//! DESIGN.md's five rules, end to end, with the clock moved by hand.
+
+use crate::helpers::*;
+use chrono::Duration;
+use deadbolt_core::{AccountState, Schedule, UnenrolledPolicy};
+use deadbolt_store::AppSettings;
+
+const ISS: &str = "rules.example.com";
+
+#[tokio::test]
+async fn rule1_unenrolled_policy() {
+    let t = TestApp::spawn().await;
+    let app = t.app(ISS).await;
+    let key = t.key(&app).await;
+    assert!(!t.locked(ISS, &key, "stranger").await);
+    t.db.store
+        .update_application(
+            &app.id,
+            &AppSettings {
+                unenrolled: UnenrolledPolicy::Deny,
+                default_state: AccountState::Unlocked,
+                audit_mode: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(t.locked(ISS, &key, "stranger").await);
+    // New enrolments take the default state.
+    t.db.store
+        .update_application(
+            &app.id,
+            &AppSettings {
+                unenrolled: UnenrolledPolicy::Deny,
+                default_state: AccountState::Locked,
+                audit_mode: false,
+            },
+        )
+        .await
+        .unwrap();
+    t.db.enroll(&app.id, "newcomer", None).await.unwrap();
+    assert!(t.locked(ISS, &key, "newcomer").await);
+}
+
+#[tokio::test]
+async fn rule2_master_lock_beats_everything() {
+    let t = TestApp::spawn().await;
+    let app = t.app(ISS).await;
+    let key = t.key(&app).await;
+    t.db.create_person("pat@example.com", None, None)
+        .await
+        .unwrap();
+    t.db.enroll(&app.id, "pat", Some("pat@example.com"))
+        .await
+        .unwrap();
+    t.db.unlock(&app.id, "pat", Some(Duration::minutes(30)))
+        .await
+        .unwrap();
+    assert!(!t.locked(ISS, &key, "pat").await);
+    t.db.set_master_lock("pat@example.com", true).await.unwrap();
+    assert!(
+        t.locked(ISS, &key, "pat").await,
+        "master lock beats an open window"
+    );
+    t.db.set_master_lock("pat@example.com", false)
+        .await
+        .unwrap();
+    assert!(!t.locked(ISS, &key, "pat").await);
+}
+
+#[tokio::test]
+async fn rule3_unlock_window_closes_by_itself() {
+    let t = TestApp::spawn().await;
+    let app = t.app(ISS).await;
+    let key = t.key(&app).await;
+    t.db.enroll(&app.id, "win", None).await.unwrap();
+    t.db.lock(&app.id, "win").await.unwrap();
+    assert!(t.locked(ISS, &key, "win").await);
+    t.db.unlock(&app.id, "win", Some(Duration::minutes(15)))
+        .await
+        .unwrap();
+    assert!(!t.locked(ISS, &key, "win").await);
+    t.clock.advance(Duration::minutes(14));
+    assert!(!t.locked(ISS, &key, "win").await);
+    t.clock.advance(Duration::minutes(1));
+    assert!(
+        t.locked(ISS, &key, "win").await,
+        "the window closed without anybody writing anything"
+    );
+}
+
+#[tokio::test]
+async fn rule4_schedules_in_the_persons_time_zone() {
+    let t = TestApp::spawn().await;
+    let app = t.app(ISS).await;
+    let key = t.key(&app).await;
+    // Tokyo is UTC+9: t0 (12:00 UTC Friday) is 21:00 Friday in Tokyo.
+    t.db.create_person("kenji@example.com", None, Some("Asia/Tokyo"))
+        .await
+        .unwrap();
+    t.db.enroll(&app.id, "kenji", Some("kenji@example.com"))
+        .await
+        .unwrap();
+    t.db.add_schedule(
+        "kenji@example.com",
+        None,
+        Schedule::parse("all", "23:00-07:00").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(!t.locked(ISS, &key, "kenji").await, "21:00 in Tokyo");
+    t.clock.advance(Duration::hours(2));
+    assert!(t.locked(ISS, &key, "kenji").await, "23:00 in Tokyo");
+    t.clock.advance(Duration::hours(8));
+    assert!(!t.locked(ISS, &key, "kenji").await, "07:00 in Tokyo");
+    // An open unlock window beats a schedule.
+    t.clock.advance(Duration::hours(16));
+    assert!(t.locked(ISS, &key, "kenji").await);
+    t.db.unlock(&app.id, "kenji", Some(Duration::minutes(5)))
+        .await
+        .unwrap();
+    assert!(!t.locked(ISS, &key, "kenji").await);
+}
+
+#[tokio::test]
+async fn rule5_own_state_and_audit_mode() {
+    let t = TestApp::spawn().await;
+    let app = t.app(ISS).await;
+    let key = t.key(&app).await;
+    t.db.enroll(&app.id, "own", None).await.unwrap();
+    assert!(!t.locked(ISS, &key, "own").await);
+    t.db.lock(&app.id, "own").await.unwrap();
+    assert!(t.locked(ISS, &key, "own").await);
+    // Audit mode: answered as not locked, recorded as what would have happened.
+    t.db.store
+        .update_application(
+            &app.id,
+            &AppSettings {
+                unenrolled: UnenrolledPolicy::Allow,
+                default_state: AccountState::Unlocked,
+                audit_mode: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!t.locked(ISS, &key, "own").await);
+    let db = t.db.clone();
+    let id = app.id.clone();
+    eventually(|| {
+        let (db, id) = (db.clone(), id.clone());
+        async move { db.attempts(&id, 10).await.unwrap().len() == 3 }
+    })
+    .await;
+    let newest = &t.db.attempts(&app.id, 1).await.unwrap()[0];
+    assert!(newest.locked, "the attempt says what would have happened");
+    assert_eq!(newest.reason, "account_locked");
+    t.db.unlock(&app.id, "own", None).await.unwrap();
+    assert!(!t.locked(ISS, &key, "own").await);
+}

@@ -1,0 +1,236 @@
+//! The SDK API: import, lock, unlock, status, attempts, and its authentication.
+
+use crate::helpers::*;
+use chrono::Duration;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const DOMAIN: &str = "shop.example.com";
+
+async fn setup() -> (TestApp, String, String) {
+    let t = TestApp::spawn().await;
+    let app = t.app(DOMAIN).await;
+    let key = t.key(&app).await;
+    let (_, sdk) = t.db.create_sdk_key(&app.company_id).await.unwrap();
+    (t, key, sdk)
+}
+
+fn users(n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"first_name": "Ann", "last_name": format!("Lee {i}"), "email": format!("ann{i}@example.com"),
+                            "domain": DOMAIN, "phone": "+1 555 0100", "userAccountId": format!("ann{i}")}))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn import_is_idempotent_and_all_or_nothing() {
+    let (t, _, sdk) = setup().await;
+    let got = t
+        .sdk(Method::POST, "importUsers", &sdk, Some(users(3000)))
+        .await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    assert_eq!(got.1["created"], 3000);
+    assert_eq!(
+        got.1["results"][0],
+        json!({"userAccountId": "ann0", "domain": DOMAIN, "result": "created"})
+    );
+    let got = t
+        .sdk(Method::POST, "importUsers", &sdk, Some(users(3001)))
+        .await;
+    assert_eq!(got.0, 202, "rows existed already");
+    assert_eq!(
+        (got.1["created"].clone(), got.1["existing"].clone()),
+        (json!(1), json!(3000))
+    );
+    let app =
+        t.db.store
+            .application_by_issuer(DOMAIN)
+            .await
+            .unwrap()
+            .unwrap();
+    let acc = t.db.account(&app.id, "ann7").await.unwrap();
+    assert_eq!(acc.person_email.as_deref(), Some("ann7@example.com"));
+
+    // One bad row: 400, the errors listed, nothing imported.
+    let mut rows = users(2);
+    rows[0]["userAccountId"] = json!("fresh-1");
+    rows[1]["userAccountId"] = json!("");
+    let got = t.sdk(Method::POST, "importUsers", &sdk, Some(rows)).await;
+    assert_eq!(got.0, 400);
+    assert_eq!(got.1["errors"][0]["row"], 1);
+    assert!(t
+        .db
+        .store
+        .account(&app.id, "fresh-1")
+        .await
+        .unwrap()
+        .is_none());
+    for bad in [
+        json!({"not": "an array"}),
+        json!([{"domain": DOMAIN}]),
+        json!([{"domain": DOMAIN, "userAccountId": 5}]),
+        json!([{"domain": DOMAIN, "userAccountId": "x", "email": "not-an-email"}]),
+    ] {
+        assert_refused(
+            &t.sdk(Method::POST, "importUsers", &sdk, Some(bad)).await,
+            400,
+        );
+    }
+}
+
+#[tokio::test]
+async fn lock_unlock_status_round_trip() {
+    let (t, key, sdk) = setup().await;
+    let target = json!({"domain": "https://SHOP.example.com/", "userAccountId": "ann0"});
+    assert_refused(
+        &t.sdk(Method::POST, "lock", &sdk, Some(target.clone()))
+            .await,
+        404,
+    );
+    t.sdk(Method::POST, "importUsers", &sdk, Some(users(1)))
+        .await;
+    assert_eq!(
+        t.sdk(Method::POST, "lock", &sdk, Some(target.clone()))
+            .await,
+        (200, json!({"locked": true}))
+    );
+    assert!(t.locked(DOMAIN, &key, "ann0").await);
+    let status = t
+        .sdk(
+            Method::GET,
+            "status?domain=shop.example.com&userAccountId=ann0",
+            &sdk,
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        (200, json!({"locked": true, "reason": "account_locked"}))
+    );
+
+    let mut window = target.clone();
+    window["minutes"] = json!(10);
+    let got = t.sdk(Method::POST, "unlock", &sdk, Some(window)).await;
+    assert_eq!((got.0, got.1["locked"].clone()), (200, json!(false)));
+    assert!(got.1["unlocked_until"].is_string());
+    assert!(!t.locked(DOMAIN, &key, "ann0").await);
+    t.clock.advance(Duration::minutes(10));
+    assert!(t.locked(DOMAIN, &key, "ann0").await, "the window closed");
+
+    assert_eq!(
+        t.sdk(Method::POST, "unlock", &sdk, Some(target.clone()))
+            .await,
+        (200, json!({"locked": false}))
+    );
+    assert!(!t.locked(DOMAIN, &key, "ann0").await);
+    for minutes in [json!(0), json!(-5), json!("ten"), json!(10_000_000)] {
+        let mut bad = target.clone();
+        bad["minutes"] = minutes;
+        assert_refused(&t.sdk(Method::POST, "unlock", &sdk, Some(bad)).await, 400);
+    }
+    assert_refused(
+        &t.sdk(Method::GET, "status?domain=shop.example.com", &sdk, None)
+            .await,
+        400,
+    );
+}
+
+#[tokio::test]
+async fn attempts_feed_for_a_siem() {
+    let (t, key, sdk) = setup().await;
+    for i in 0..5 {
+        t.locked(DOMAIN, &key, &format!("u{i}")).await;
+        t.clock.advance(Duration::seconds(1));
+    }
+    let db = t.db.clone();
+    eventually(|| {
+        let db = db.clone();
+        async move {
+            let app = db
+                .store
+                .application_by_issuer(DOMAIN)
+                .await
+                .unwrap()
+                .unwrap();
+            db.attempts(&app.id, 10).await.unwrap().len() == 5
+        }
+    })
+    .await;
+    let newest = t
+        .sdk(
+            Method::GET,
+            "attempts?domain=shop.example.com&limit=2",
+            &sdk,
+            None,
+        )
+        .await;
+    assert_eq!(newest.0, 200);
+    let list = newest.1["attempts"].as_array().unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|a| a["account"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["u4", "u3"]
+    );
+    let since = (t0() + Duration::seconds(3)).to_rfc3339();
+    let got = t
+        .sdk(
+            Method::GET,
+            &format!(
+                "attempts?domain=shop.example.com&since={}",
+                urlencode(&since)
+            ),
+            &sdk,
+            None,
+        )
+        .await;
+    let list = got.1["attempts"].as_array().unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|a| a["account"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["u3", "u4"]
+    );
+    assert_refused(
+        &t.sdk(
+            Method::GET,
+            "attempts?domain=shop.example.com&since=yesterday",
+            &sdk,
+            None,
+        )
+        .await,
+        400,
+    );
+}
+
+#[tokio::test]
+async fn sdk_authentication() {
+    let (t, _, sdk) = setup().await;
+    let target = Some(json!({"domain": DOMAIN, "userAccountId": "x"}));
+    let (id, secret) = sdk.split_once('.').unwrap();
+    for bad in [
+        "",
+        "garbage",
+        &format!("{id}.wrong"),
+        &format!("other.{secret}"),
+        &format!("{id}.{secret}x"),
+    ] {
+        assert_refused(&t.sdk(Method::POST, "lock", bad, target.clone()).await, 401);
+    }
+    let r = t
+        .http
+        .post(format!("{}/nl3/api/v1/sdk/lock", t.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no header at all");
+    t.db.revoke_sdk_key(id).await.unwrap();
+    assert_refused(&t.sdk(Method::POST, "lock", &sdk, target).await, 401);
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}

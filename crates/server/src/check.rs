@@ -207,7 +207,10 @@ impl HeaderContext {
             c.ip.or(self.forwarded_for.map(first_hop).filter(|s| !s.is_empty()));
         c.device = c.device.or(self.user_agent);
         c.location = c.location.or(self.device_location);
-        for v in [&mut c.ip, &mut c.device, &mut c.location].into_iter().flatten() {
+        for v in [&mut c.ip, &mut c.device, &mut c.location]
+            .into_iter()
+            .flatten()
+        {
             *v = bounded(v, MAX_FIELD);
         }
         c

@@ -75,9 +75,10 @@ impl Application {
                 let mut v = vec![
                     format!("127.0.0.1:{}", addr.port()),
                     format!("localhost:{}", addr.port()),
-                    addr.to_string(),
                 ];
-                v.dedup();
+                if !v.contains(&addr.to_string()) {
+                    v.push(addr.to_string());
+                }
                 v
             }
         };

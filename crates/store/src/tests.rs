@@ -123,7 +123,10 @@ both_engines!(applications_and_issuers, |store| {
 both_engines!(signing_keys_rotate_and_revoke, |store| {
     let a = app(store, "keys.example.com").await;
     let (k1, k2) = ("key-1".to_string(), "key-2".to_string());
-    store.create_signing_key(&k1, &a.id, "enc1", t0()).await.unwrap();
+    store
+        .create_signing_key(&k1, &a.id, "enc1", t0())
+        .await
+        .unwrap();
     store
         .create_signing_key(&k2, &a.id, "enc2", t0() + Duration::seconds(1))
         .await

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod error;
 pub mod metrics;
 pub mod ops;
+pub mod portal;
 pub mod rate;
 
 use anyhow::Context;

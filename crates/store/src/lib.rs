@@ -8,6 +8,7 @@
 mod engine;
 pub mod migrations;
 mod model;
+mod portal;
 #[cfg(test)]
 mod tests;
 

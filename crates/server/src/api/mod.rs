@@ -43,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/nl3/api/v1/sdk/attempts", get(sdk::attempts))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::portal::router())
         .fallback(|| async { Error::NotFound("route".into()) })
         .method_not_allowed_fallback(|| async {
             (

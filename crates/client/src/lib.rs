@@ -145,6 +145,23 @@ impl Checker {
         sign_in: &SignIn,
         now: DateTime<Utc>,
     ) -> Result<bool, ClientError> {
+        self.check_within(account, sign_in, now, self.timeout).await
+    }
+
+    /// Like [`Checker::check`], but gives up after `deadline` when that is shorter than the
+    /// configured timeout (a Lambda passes the time its invocation has left). A zero deadline
+    /// sends nothing.
+    pub async fn check_within(
+        &self,
+        account: &str,
+        sign_in: &SignIn,
+        now: DateTime<Utc>,
+        deadline: Duration,
+    ) -> Result<bool, ClientError> {
+        let timeout = deadline.min(self.timeout);
+        if timeout.is_zero() {
+            return Err(ClientError::Timeout(timeout));
+        }
         let mut req = self
             .http
             .post(&self.url)
@@ -155,11 +172,12 @@ impl Checker {
             ("user-agent", &sign_in.user_agent),
             ("x-nl3-device-location", &sign_in.device_location),
         ] {
-            if let Some(v) = value {
+            // A value that cannot be a header (a newline from the caller's context, say) is left
+            // out: it must not turn into a transport error, which fail-open would let through.
+            if let Some(v) = value.as_deref().and_then(header_value) {
                 req = req.header(name, v);
             }
         }
-        let timeout = self.timeout;
         let answer = async {
             let resp = req.send().await?;
             let status = resp.status().as_u16();
@@ -186,6 +204,14 @@ impl Checker {
             .and_then(Value::as_bool)
             .ok_or(ClientError::NoDecision)
     }
+}
+
+fn header_value(v: &str) -> Option<reqwest::header::HeaderValue> {
+    let v = v.trim();
+    if v.is_empty() || v.len() > 1024 {
+        return None;
+    }
+    reqwest::header::HeaderValue::from_str(v).ok()
 }
 
 fn without_url(e: &reqwest::Error) -> String {
@@ -269,6 +295,36 @@ mod tests {
             )
             .unwrap();
         assert_eq!(v.subject, "alice");
+    }
+
+    #[tokio::test]
+    async fn a_shorter_deadline_wins_over_the_configured_timeout() {
+        // A listener that completes the handshake (through the backlog) and never answers.
+        let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = config();
+        c.api_uri = format!("http://{}", hang.local_addr().unwrap());
+        c.timeout = Duration::from_secs(30);
+        let checker = Checker::new(c).unwrap();
+        let now = DateTime::from_timestamp(1_764_230_400, 0).unwrap();
+        let short = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let result = checker
+            .check_within("alice", &SignIn::default(), now, short)
+            .await;
+        assert!(matches!(result, Err(ClientError::Timeout(d)) if d == short));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let zero = checker
+            .check_within("alice", &SignIn::default(), now, Duration::ZERO)
+            .await;
+        assert!(matches!(zero, Err(ClientError::Timeout(d)) if d.is_zero()));
+    }
+
+    #[test]
+    fn header_values_that_cannot_be_sent_are_left_out() {
+        assert!(header_value("203.0.113.7, 10.0.0.1").is_some());
+        assert!(header_value("1.2.3.4\r\nx-evil: 1").is_none());
+        assert!(header_value("  ").is_none());
+        assert!(header_value(&"a".repeat(2000)).is_none());
     }
 
     #[test]

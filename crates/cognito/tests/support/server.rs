@@ -1,0 +1,146 @@
+//! The real Deadbolt server, started on port 0 with a fresh SQLite store, one company, and one
+//! application whose signing key the function uses.
+
+use deadbolt::{Application, Config, Deadbolt, MasterKeySource};
+use deadbolt_core::{AccountState, SystemClock, UnenrolledPolicy};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The application's issuer, as the function's `APP_FQDN`.
+pub const ISSUER: &str = "app.example.com";
+
+pub struct Server {
+    /// The function's `API_URI` (also the tokens' audience).
+    pub api_uri: String,
+    /// The application's signing key, base64, as the portal shows it once.
+    pub signing_key: String,
+    pub app_id: String,
+    pub db: Deadbolt,
+    _dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = format!("sqlite://{}", dir.path().join("deadbolt.db").display());
+        let key = MasterKeySource::default();
+        let db = Deadbolt::open(&db_url, &key, Arc::new(SystemClock))
+            .await
+            .expect("open the store");
+        let mut config = Config::new(&db_url);
+        config.listen = "127.0.0.1:0".into();
+        config.master_key = key;
+        config.rate_limit = 0;
+        let app = Application::build_with(config, db.clone())
+            .await
+            .expect("build the server");
+        let api_uri = format!("http://127.0.0.1:{}", app.port());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .run_until(async {
+                    let _ = stop.await;
+                })
+                .await;
+        });
+
+        let company = db.create_company("Example Ltd").await.expect("company");
+        let application = db
+            .create_application(
+                &company.id,
+                ISSUER,
+                Some("Example app"),
+                UnenrolledPolicy::Allow,
+                AccountState::Unlocked,
+            )
+            .await
+            .expect("application");
+        let (_, signing_key) = db
+            .create_signing_key(&application.id)
+            .await
+            .expect("signing key");
+        Self {
+            api_uri,
+            signing_key,
+            app_id: application.id,
+            db,
+            _dir: dir,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// Enrols `account`, locked or not.
+    pub async fn enrol(&self, account: &str, locked: bool) {
+        self.db
+            .enroll(&self.app_id, account, None)
+            .await
+            .expect("enrol");
+        if locked {
+            self.lock(account).await;
+        } else {
+            self.unlock(account).await;
+        }
+    }
+
+    pub async fn lock(&self, account: &str) {
+        self.db.lock(&self.app_id, account).await.expect("lock");
+    }
+
+    pub async fn unlock(&self, account: &str) {
+        self.db
+            .unlock(&self.app_id, account, None)
+            .await
+            .expect("unlock");
+    }
+
+    /// The check attempts recorded so far, waiting up to `patience` for at least `at_least`
+    /// (attempts are written behind the answer).
+    pub async fn attempts(&self, at_least: usize, patience: Duration) -> Vec<Attempt> {
+        let until = tokio::time::Instant::now() + patience;
+        loop {
+            let list: Vec<Attempt> = self
+                .db
+                .attempts(&self.app_id, 1000)
+                .await
+                .expect("attempts")
+                .into_iter()
+                .map(|a| Attempt {
+                    account: a.account,
+                    locked: a.locked,
+                    ip: a.ip,
+                    device: a.device,
+                    location: a.location,
+                    integration_type: a.integration_type,
+                    integration_data: a.integration_data,
+                })
+                .collect();
+            if list.len() >= at_least || tokio::time::Instant::now() >= until {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// One recorded check, as the tests read it.
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+pub struct Attempt {
+    pub account: String,
+    pub locked: bool,
+    pub ip: Option<String>,
+    pub device: Option<String>,
+    pub location: Option<String>,
+    pub integration_type: Option<String>,
+    pub integration_data: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}

@@ -58,6 +58,14 @@ pub struct Answered {
     pub answered_ms: u64,
 }
 
+/// An invocation waiting for its answer.
+pub struct Submitted {
+    id: String,
+    answer: oneshot::Receiver<Answered>,
+    /// When it was queued.
+    pub queued: Instant,
+}
+
 struct Invocation {
     id: String,
     body: Bytes,
@@ -127,13 +135,8 @@ impl RuntimeApi {
         self.addr.to_string()
     }
 
-    /// Queues an invocation with `time_limit` left and waits (at most `wait`) for its answer.
-    pub async fn invoke_raw(
-        &self,
-        body: &[u8],
-        time_limit: Duration,
-        wait: Duration,
-    ) -> Option<Answered> {
+    /// Queues an invocation with `time_limit` left; [`RuntimeApi::answer`] waits for it.
+    pub fn submit(&self, body: &[u8], time_limit: Duration) -> Submitted {
         let id = format!(
             "8476a536-e9f4-11e8-9739-{:012x}",
             self.next_id.fetch_add(1, Ordering::Relaxed)
@@ -148,20 +151,42 @@ impl RuntimeApi {
                 deadline_ms,
             },
         );
-        self.send
-            .send(Invocation {
-                id: id.clone(),
-                body: Bytes::copy_from_slice(body),
-                deadline_ms,
-            })
-            .ok()?;
-        match tokio::time::timeout(wait, answer).await {
+        let _ = self.send.send(Invocation {
+            id: id.clone(),
+            body: Bytes::copy_from_slice(body),
+            deadline_ms,
+        });
+        Submitted {
+            id,
+            answer,
+            queued: Instant::now(),
+        }
+    }
+
+    /// Waits at most `wait` for the answer to a submitted invocation.
+    pub async fn answer(&self, submitted: Submitted, wait: Duration) -> Option<Answered> {
+        match tokio::time::timeout(wait, submitted.answer).await {
             Ok(Ok(answered)) => Some(answered),
             _ => {
-                self.shared.waiting.lock().expect("lock").remove(&id);
+                self.shared
+                    .waiting
+                    .lock()
+                    .expect("lock")
+                    .remove(&submitted.id);
                 None
             }
         }
+    }
+
+    /// Submits an invocation with `time_limit` left and waits (at most `wait`) for its answer.
+    pub async fn invoke_raw(
+        &self,
+        body: &[u8],
+        time_limit: Duration,
+        wait: Duration,
+    ) -> Option<Answered> {
+        let submitted = self.submit(body, time_limit);
+        self.answer(submitted, wait).await
     }
 
     /// Like [`RuntimeApi::invoke_raw`] with a JSON event, Cognito's 5 s, and 10 s of patience.

@@ -7,11 +7,18 @@ pub struct Migration {
     pub postgres: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "0001_init",
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "0001_init",
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        name: "0002_portal",
+        sqlite: include_str!("../migrations/sqlite/0002_portal.sql"),
+        postgres: include_str!("../migrations/postgres/0002_portal.sql"),
+    },
+];
 
 #[cfg(test)]
 mod tests {

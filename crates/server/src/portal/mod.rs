@@ -1,10 +1,274 @@
-//! The portal: server-rendered pages for company admins and people.
+//! The portal: server-rendered pages for the operator, company admins and people, and the
+//! pairing call of the SDK API. Templates and static files are compiled into the binary.
 
-use axum::Router;
+mod admin;
+mod auth;
+mod mail;
+mod operator;
+mod pages;
+mod person;
+mod sdk;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::api::ApiState;
 
-/// The portal's routes, merged into the server's router.
+pub use auth::{create_operator, invite_operator};
+pub use mail::{MailConfig, Mailer};
+
+/// What the portal is told at start.
+#[derive(Debug, Clone, Default)]
+pub struct PortalConfig {
+    /// The URL people reach the portal at, for links in emails (`https://deadbolt.example.com`).
+    /// Without it, the API's public URL (its first audience) is used.
+    pub public_url: Option<String>,
+    pub mail: MailConfig,
+}
+
+impl PortalConfig {
+    /// From `DEADBOLT_PUBLIC_URL`, `DEADBOLT_SMTP_URL` and `DEADBOLT_MAIL_FROM`.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            public_url: var("DEADBOLT_PUBLIC_URL"),
+            mail: MailConfig {
+                smtp_url: var("DEADBOLT_SMTP_URL"),
+                from: var("DEADBOLT_MAIL_FROM"),
+            },
+        }
+    }
+}
+
+/// The portal's own state, beside the server's `ApiState`.
+pub struct Portal {
+    config: PortalConfig,
+    mailer: Mailer,
+    throttle: Throttle,
+}
+
+/// The portal's routes, merged into the server's router; configured from the environment.
 pub fn router() -> Router<ApiState> {
+    router_with(PortalConfig::from_env())
+}
+
+pub fn router_with(config: PortalConfig) -> Router<ApiState> {
+    let mailer = Mailer::new(&config.mail);
+    let portal = Arc::new(Portal {
+        config,
+        mailer,
+        throttle: Throttle::default(),
+    });
+    let pages = Router::new()
+        .route("/", get(home))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/signup", get(auth::signup_page).post(auth::signup))
+        .route("/reset", get(auth::reset_page).post(auth::reset))
+        .route(
+            "/welcome/{token}",
+            get(auth::welcome_page).post(auth::welcome),
+        )
+        .route(
+            "/password",
+            get(auth::password_page).post(auth::change_password),
+        )
+        .route("/me", get(person::accounts_page))
+        .route("/me/events", get(person::events))
+        .route("/me/accounts/{id}/lock", post(person::lock))
+        .route("/me/accounts/{id}/unlock", post(person::unlock))
+        .route("/me/lock-all", post(person::lock_all))
+        .route("/me/attempts/{id}/this-was-me", post(person::this_was_me))
+        .route(
+            "/me/schedules",
+            get(person::schedules_page).post(person::add_schedule),
+        )
+        .route("/me/schedules/{id}/delete", post(person::delete_schedule))
+        .route("/me/time-zone", post(person::set_time_zone))
+        .route(
+            "/me/pairing",
+            get(person::pairing_page).post(person::create_pairing_code),
+        )
+        .route("/operator", get(operator::page))
+        .route("/operator/companies", post(operator::create_company))
+        .route("/companies/{cid}", get(admin::company_page))
+        .route("/companies/{cid}/admins", post(admin::invite_admin))
+        .route("/companies/{cid}/apps", post(admin::create_app))
+        .route("/companies/{cid}/sdk-keys", post(admin::create_sdk_key))
+        .route(
+            "/companies/{cid}/sdk-keys/{kid}/revoke",
+            post(admin::revoke_sdk_key),
+        )
+        .route("/companies/{cid}/apps/{aid}", get(admin::app_page))
+        .route(
+            "/companies/{cid}/apps/{aid}/settings",
+            post(admin::app_settings),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/keys",
+            post(admin::create_signing_key),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/keys/{kid}/revoke",
+            post(admin::revoke_signing_key),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/accounts",
+            get(admin::accounts_page),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/accounts/enroll",
+            post(admin::enroll),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/accounts/lock",
+            post(admin::lock),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/accounts/unlock",
+            post(admin::unlock),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/import",
+            post(admin::import_csv),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/attempts",
+            get(admin::attempts_page),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/attempts/events",
+            get(admin::attempt_events),
+        )
+        .route(
+            "/companies/{cid}/apps/{aid}/integration",
+            get(admin::integration_page),
+        )
+        .route("/static/{file}", get(static_file))
+        .layer(axum::middleware::from_fn(security_headers));
     Router::new()
+        .merge(pages)
+        .route("/nl3/api/v1/sdk/pair", post(sdk::pair))
+        .layer(Extension(portal))
+}
+
+async fn home(me: Option<auth::Me>) -> Redirect {
+    match me {
+        Some(me) if me.is_operator() && me.roles.len() == 1 => Redirect::to("/operator"),
+        Some(_) => Redirect::to("/me"),
+        None => Redirect::to("/login"),
+    }
+}
+
+/// Headers on every portal response: no inline scripts, no framing, no sniffing, no referrers
+/// (links carry one-time tokens), and pages are not cached.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let is_static = req.uri().path().starts_with("/static/");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if !is_static && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+const CSS: &str = include_str!("../../static/portal.css");
+const JS: &str = include_str!("../../static/portal.js");
+
+async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (body, ty) = match file.as_str() {
+        "portal.css" => (CSS, "text/css; charset=utf-8"),
+        "portal.js" => (JS, "text/javascript; charset=utf-8"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ty),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The portal's base URL, for links in emails and the integration page.
+fn base_url(s: &ApiState, portal: &Portal) -> String {
+    if let Some(u) = &portal.config.public_url {
+        let u = u.trim().trim_end_matches('/');
+        return if u.starts_with("http://") || u.starts_with("https://") {
+            u.to_string()
+        } else {
+            format!("https://{u}")
+        };
+    }
+    let aud = s
+        .checks
+        .policy
+        .audiences
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let local = aud.starts_with("127.") || aud.starts_with("localhost") || aud.starts_with("[::1]");
+    format!("{}://{aud}", if local { "http" } else { "https" })
+}
+
+/// Failed sign-ins and sent emails per key (an email address), in fixed windows. In memory:
+/// with several replicas each keeps its own count.
+#[derive(Default)]
+struct Throttle(Mutex<HashMap<String, (DateTime<Utc>, u32)>>);
+
+impl Throttle {
+    const WINDOW_MINUTES: i64 = 15;
+
+    fn count(&self, key: &str, now: DateTime<Utc>) -> u32 {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(key) {
+            Some((start, n)) if now < *start + Duration::minutes(Self::WINDOW_MINUTES) => *n,
+            _ => 0,
+        }
+    }
+
+    fn add(&self, key: &str, now: DateTime<Utc>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            let cutoff = now - Duration::minutes(Self::WINDOW_MINUTES);
+            map.retain(|_, (start, _)| *start > cutoff);
+        }
+        let e = map.entry(key.to_string()).or_insert((now, 0));
+        if now >= e.0 + Duration::minutes(Self::WINDOW_MINUTES) {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+    }
+
+    fn clear(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
 }

@@ -1,0 +1,98 @@
+//! The operator's page: companies, and the invitation of each company's first admin.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
+use serde::Deserialize;
+use std::sync::Arc;
+
+use super::auth::{send_link, LinkPurpose, Me};
+use super::pages::{render, utc_time, Layout, PageError};
+use super::Portal;
+use crate::api::ApiState;
+use crate::ops::valid_email;
+
+pub struct CompanyView {
+    pub name: String,
+    pub created: String,
+    pub admins: String,
+    pub apps: usize,
+}
+
+#[derive(Template)]
+#[template(path = "operator.html")]
+struct OperatorPage {
+    l: Layout,
+    csrf: String,
+    companies: Vec<CompanyView>,
+    invited: Option<String>,
+}
+
+async fn page_with(s: &ApiState, me: &Me, invited: Option<String>) -> Result<Response, PageError> {
+    let mut companies = Vec::new();
+    for c in s.db.store.companies().await? {
+        let admins = s.db.store.company_admins(&c.id).await?;
+        let apps = s.db.store.applications(Some(&c.id)).await?.len();
+        companies.push(CompanyView {
+            created: utc_time(c.created_at),
+            admins: if admins.is_empty() {
+                "invitation pending".into()
+            } else {
+                admins.join(", ")
+            },
+            apps,
+            name: c.name,
+        });
+    }
+    let page = OperatorPage {
+        l: Layout::signed_in("Companies", me, "/operator"),
+        csrf: me.csrf.clone(),
+        companies,
+        invited,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+pub async fn page(State(s): State<ApiState>, me: Me) -> Result<Response, PageError> {
+    me.operator()?;
+    page_with(&s, &me, None).await
+}
+
+#[derive(Deserialize)]
+pub struct CompanyForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    admin_email: String,
+}
+
+/// Creates a company and emails its first admin an invitation.
+pub async fn create_company(
+    State(s): State<ApiState>,
+    Extension(portal): Extension<Arc<Portal>>,
+    me: Me,
+    Form(f): Form<CompanyForm>,
+) -> Result<Response, PageError> {
+    me.check_csrf(&f.csrf)?;
+    me.operator()?;
+    let email = valid_email(&f.admin_email)?;
+    let company = s.db.create_company(&f.name).await?;
+    send_link(
+        &s,
+        &portal,
+        LinkPurpose::AdminInvite,
+        &email,
+        Some((&company.id, &company.name)),
+    )
+    .await?;
+    page_with(
+        &s,
+        &me,
+        Some(format!(
+            "{} was created; {email} has been invited.",
+            company.name
+        )),
+    )
+    .await
+}

@@ -1,0 +1,185 @@
+//! The page layout, the page error type and what templates share.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use deadbolt_store::StoreError;
+
+use super::auth::{Me, Role};
+use crate::error::Error;
+
+/// What a page shows in its header: who is signed in and where they can go.
+pub struct Layout {
+    pub title: String,
+    /// The signed-in person's email, CSRF token (for the sign-out form) and links.
+    pub nav: Option<Nav>,
+}
+
+pub struct Nav {
+    pub email: String,
+    pub csrf: String,
+    pub links: Vec<NavLink>,
+}
+
+pub struct NavLink {
+    pub href: String,
+    pub label: String,
+    pub current: bool,
+}
+
+impl Layout {
+    pub fn anonymous(title: &str) -> Self {
+        Self {
+            title: title.to_string(),
+            nav: None,
+        }
+    }
+
+    pub fn signed_in(title: &str, me: &Me, current: &str) -> Self {
+        let mut links = vec![
+            ("/me".to_string(), "My accounts".to_string()),
+            ("/me/schedules".to_string(), "Schedules".to_string()),
+            ("/me/pairing".to_string(), "Pairing".to_string()),
+        ];
+        for m in &me.roles {
+            match &m.role {
+                Role::Operator => links.push(("/operator".into(), "Companies".into())),
+                Role::Admin { company_id } => links.push((
+                    format!("/companies/{company_id}"),
+                    m.company_name.clone().unwrap_or_else(|| "Company".into()),
+                )),
+            }
+        }
+        links.push(("/password".into(), "Password".into()));
+        let links = links
+            .into_iter()
+            .map(|(href, label)| NavLink {
+                current: href == current,
+                href,
+                label,
+            })
+            .collect();
+        Self {
+            title: title.to_string(),
+            nav: Some(Nav {
+                email: me.person.email.clone(),
+                csrf: me.csrf.clone(),
+                links,
+            }),
+        }
+    }
+}
+
+/// Renders a template into a page.
+pub fn render<T: Template>(t: &T) -> Result<Html<String>, PageError> {
+    t.render()
+        .map(Html)
+        .map_err(|e| PageError::Internal(format!("template: {e}")))
+}
+
+/// Renders a fragment (inserted into a page, or sent live).
+pub fn fragment<T: Template>(t: &T) -> Result<String, PageError> {
+    t.render()
+        .map_err(|e| PageError::Internal(format!("template: {e}")))
+}
+
+#[derive(Debug)]
+pub enum PageError {
+    /// Not signed in: go to the sign-in page.
+    SignIn,
+    /// Shown to the person as it is.
+    Status(StatusCode, String),
+    /// Logged; the person sees a generic message.
+    Internal(String),
+}
+
+impl PageError {
+    pub fn not_found() -> Self {
+        PageError::Status(StatusCode::NOT_FOUND, "This page does not exist.".into())
+    }
+    pub fn bad(msg: impl Into<String>) -> Self {
+        PageError::Status(StatusCode::BAD_REQUEST, msg.into())
+    }
+    pub fn csrf() -> Self {
+        PageError::Status(
+            StatusCode::FORBIDDEN,
+            "This form has expired. Go back, reload the page and try again.".into(),
+        )
+    }
+}
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(m) => PageError::Status(StatusCode::BAD_REQUEST, m),
+            Error::Unauthorized(_) => PageError::SignIn,
+            // Another tenant's page looks exactly like a missing one.
+            Error::Forbidden(_) | Error::NotFound(_) => PageError::not_found(),
+            Error::Conflict(m) => {
+                PageError::Status(StatusCode::CONFLICT, format!("{m} already exists."))
+            }
+            Error::TooLarge(n) => PageError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("That upload is over the limit of {n} bytes."),
+            ),
+            Error::RateLimited => PageError::Status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests; wait a little and try again.".into(),
+            ),
+            Error::Unavailable(m) => PageError::Internal(m),
+        }
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        Error::from(e).into()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    l: Layout,
+    message: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            PageError::SignIn => return Redirect::to("/login").into_response(),
+            PageError::Status(s, m) => (s, m),
+            PageError::Internal(detail) => {
+                tracing::error!(error = %detail, "portal page failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Something went wrong on our side. Try again in a moment.".to_string(),
+                )
+            }
+        };
+        let page = ErrorPage {
+            l: Layout::anonymous(status.canonical_reason().unwrap_or("Error")),
+            message,
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(_) => (status, "error").into_response(),
+        }
+    }
+}
+
+/// A time as the person reads it, in their time zone.
+pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// A time in UTC, for admins of applications used across time zones.
+pub fn utc_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+pub fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_default()
+}

@@ -1,0 +1,68 @@
+// Deadbolt portal: live updates over server-sent events, and copy buttons. Pages work without it.
+(function () {
+  "use strict";
+
+  function live(root) {
+    var source = new EventSource(root.getAttribute("data-live"));
+    source.addEventListener("attempts", function (e) {
+      var list = root.querySelector("#attempts");
+      if (list) {
+        list.insertAdjacentHTML("afterbegin", e.data);
+      }
+      var empty = root.querySelector("#attempts-empty");
+      if (empty) {
+        empty.remove();
+      }
+    });
+    source.addEventListener("accounts", function (e) {
+      var section = root.querySelector("#accounts");
+      if (section) {
+        section.outerHTML = e.data;
+      }
+    });
+  }
+
+  function copy(button) {
+    var target = document.querySelector(button.getAttribute("data-copy"));
+    if (!target) {
+      return;
+    }
+    var text = target.textContent;
+    var done = function () {
+      button.textContent = "Copied";
+      button.classList.add("copied");
+    };
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(text).then(done, function () {
+        fallback(target);
+        done();
+      });
+    } else {
+      fallback(target);
+      done();
+    }
+  }
+
+  // Selects the text and copies it the old way (clipboard API refused or missing).
+  function fallback(target) {
+    var range = document.createRange();
+    range.selectNodeContents(target);
+    var sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    try {
+      document.execCommand("copy");
+    } catch (err) {
+      // The text stays selected for the person to copy by hand.
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-live]").forEach(live);
+    document.querySelectorAll("button[data-copy]").forEach(function (b) {
+      b.addEventListener("click", function () {
+        copy(b);
+      });
+    });
+  });
+})();

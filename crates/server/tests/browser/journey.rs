@@ -1,0 +1,214 @@
+//! The whole path a company and its users take, in the browser: the operator creates a company
+//! and invites its admin; the admin creates an application and a signing key; a person signs
+//! up through the emailed link, locks and unlocks, and sees blocked attempts arrive live.
+
+use crate::harness::*;
+
+const OPERATOR: &str = "operator@deadbolt.test";
+const ADMIN: &str = "admin@acme.test";
+const ALICE: &str = "alice@acme.test";
+const PASSWORD: &str = "a long enough password";
+const ISSUER: &str = "shop.acme.test";
+
+#[tokio::test]
+async fn operator_admin_and_person_journey() {
+    if skipped() {
+        return;
+    }
+    let portal = TestPortal::spawn().await;
+    deadbolt::portal::create_operator(&portal.db, OPERATOR, PASSWORD)
+        .await
+        .unwrap();
+    let b = Browser::start().await;
+    let base = portal.url.clone();
+
+    // The operator signs in, creates a company and invites its admin.
+    b.goto(&format!("{base}/login")).await;
+    b.find("#login-form").await;
+    b.shot("01-sign-in").await;
+    b.sign_in(&base, OPERATOR, PASSWORD).await;
+    assert!(b.url().await.ends_with("/operator"), "{}", b.url().await);
+    b.fill("#name", "Acme").await;
+    b.fill("#admin_email", ADMIN).await;
+    b.click("#company-form button[type=submit]").await;
+    b.wait_text("#notice", "has been invited").await;
+    b.wait_text("#companies", "Acme").await;
+    b.shot("02-operator-companies").await;
+    b.sign_out().await;
+
+    // The admin follows the invitation, chooses a password and lands on the company.
+    let invite = emailed_link(ADMIN).await;
+    b.goto(&invite).await;
+    b.wait_text("#welcome-email", ADMIN).await;
+    b.shot("03-invitation").await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm", PASSWORD).await;
+    b.click("#welcome-form button[type=submit]").await;
+    b.find("#app-form").await;
+    assert!(b.url().await.contains("/companies/"), "{}", b.url().await);
+    // The link works once.
+    let mut http = Http::new(&portal);
+    let again = http.get(invite.trim_start_matches(&base)).await;
+    assert_eq!(again.status, 404);
+
+    // An application, then a signing key, shown once and copied.
+    b.fill("#issuer", ISSUER).await;
+    b.fill("#name", "Acme Shop").await;
+    b.click("#app-form button[type=submit]").await;
+    b.wait_text("#issuer", ISSUER).await;
+    let app_url = b.url().await;
+    b.click("#new-key").await;
+    let key = b.text("#new-secret").await;
+    assert_eq!(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key.trim())
+            .unwrap()
+            .len(),
+        32
+    );
+    b.click("#copy-secret").await;
+    b.wait_text("#copy-secret", "Copied").await;
+    b.shot("04-signing-key-shown-once").await;
+    b.goto(&app_url).await;
+    b.find("#keys").await;
+    assert!(
+        !b.body().await.contains(key.trim()),
+        "the key is shown once"
+    );
+    b.shot("05-application").await;
+
+    // Enrol alice for a person, who is invited to sign up.
+    b.goto(&format!("{app_url}/accounts")).await;
+    b.fill("#account", "alice").await;
+    b.fill("#email", ALICE).await;
+    b.click("#enroll-form button[type=submit]").await;
+    b.wait_text("#notice", "invited").await;
+    b.wait_text("#enrolled", "alice").await;
+    b.shot("06-enrolled-accounts").await;
+    b.sign_out().await;
+
+    // Alice signs up through the emailed link and sees her account.
+    let signup = emailed_link(ALICE).await;
+    b.goto(&signup).await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm", PASSWORD).await;
+    b.click("#welcome-form button[type=submit]").await;
+    b.wait_text("li[data-account=alice]", "Unlocked").await;
+    assert!(b.url().await.ends_with("/me"));
+    assert!(!portal.locked(ISSUER, &key, "alice").await);
+
+    // She locks it: the check says locked.
+    b.click("li[data-account=alice] button.lock").await;
+    b.wait_text("li[data-account=alice] .badge", "Locked").await;
+    assert!(portal.locked(ISSUER, &key, "alice").await);
+    b.shot("07-person-account-locked").await;
+
+    // A blocked sign-in appears in her feed without a reload.
+    b.find("#attempts").await;
+    assert!(!b.exists("#attempts li.attempt").await);
+    b.client
+        .execute("window.deadboltMarker = 1;", vec![])
+        .await
+        .unwrap();
+    let (status, _) = portal.check(ISSUER, &key, "alice", "203.0.113.9").await;
+    assert_eq!(status, 200);
+    b.wait_text("#attempts li.attempt", "203.0.113.9").await;
+    let marker = b
+        .client
+        .execute("return window.deadboltMarker === 1;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        marker,
+        serde_json::Value::Bool(true),
+        "the page was not reloaded"
+    );
+    b.shot("08-blocked-attempt-live").await;
+
+    // Unlock for 15 minutes: the check says not locked, and locked again once it is over.
+    b.click("li[data-account=alice] button.unlock-15").await;
+    b.wait_text("li[data-account=alice] .why", "Unlocked until")
+        .await;
+    assert!(!portal.locked(ISSUER, &key, "alice").await);
+    portal.clock.advance(chrono::Duration::minutes(16));
+    assert!(portal.locked(ISSUER, &key, "alice").await);
+
+    // "This was me" on the blocked attempt opens a short window.
+    b.goto(&format!("{base}/me")).await;
+    b.click("#attempts li.attempt button.this-was-me").await;
+    b.wait_text("li[data-account=alice] .why", "Unlocked until")
+        .await;
+    assert!(!portal.locked(ISSUER, &key, "alice").await);
+    portal.clock.advance(chrono::Duration::minutes(6));
+
+    // Lock everything: visibly different, and enforced.
+    b.click("li[data-account=alice] button.unlock").await;
+    b.wait_text("li[data-account=alice] .badge", "Unlocked")
+        .await;
+    assert!(!portal.locked(ISSUER, &key, "alice").await);
+    b.click("#lock-all").await;
+    b.find(".banner.all-locked").await;
+    b.wait_text("li[data-account=alice] .why", "lock everything")
+        .await;
+    assert!(portal.locked(ISSUER, &key, "alice").await);
+    b.shot("09-lock-everything-on").await;
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.shot("10-lock-everything-phone").await;
+    b.client.set_window_size(1280, 900).await.unwrap();
+    b.click("#unlock-all").await;
+    b.find("#lock-all").await;
+    assert!(!portal.locked(ISSUER, &key, "alice").await);
+
+    // A schedule: locked every day from 11:00 to 13:00 (the fake clock says 12:22 UTC).
+    b.goto(&format!("{base}/me/schedules")).await;
+    b.find("#days")
+        .await
+        .select_by_value("daily")
+        .await
+        .unwrap();
+    b.set_value("#from", "11:00").await;
+    b.set_value("#to", "13:00").await;
+    b.click("#schedule-form button[type=submit]").await;
+    b.wait_text("#schedules", "Every day").await;
+    b.shot("11-schedules").await;
+    assert!(portal.locked(ISSUER, &key, "alice").await);
+    b.click("#schedules form button").await;
+    b.find("#schedule-form").await;
+    assert!(!portal.locked(ISSUER, &key, "alice").await);
+
+    // A pairing code.
+    b.goto(&format!("{base}/me/pairing")).await;
+    b.click("#new-code").await;
+    let code = b.text("#pairing-code").await;
+    assert_eq!(code.len(), 9, "{code}");
+    b.shot("12-pairing-code").await;
+    b.sign_out().await;
+
+    // The admin sees the attempts (live) and the integration page.
+    b.sign_in(&base, ADMIN, PASSWORD).await;
+    b.goto(&format!("{app_url}/attempts")).await;
+    b.wait_text("#attempts", "203.0.113.9").await;
+    portal.check(ISSUER, &key, "mallory", "192.0.2.66").await;
+    b.wait_text("#attempts", "192.0.2.66").await;
+    b.shot("13-attempts-live").await;
+    b.goto(&format!("{app_url}/attempts?decision=blocked"))
+        .await;
+    let blocked = b.text("#attempts").await;
+    assert!(blocked.contains("203.0.113.9") && !blocked.contains("192.0.2.66"));
+    b.goto(&format!("{app_url}/integration")).await;
+    let env = b.text("#cognito-env").await;
+    assert!(env.contains(&format!("API_URI={base}")), "{env}");
+    assert!(env.contains(&format!("APP_FQDN={ISSUER}")), "{env}");
+    assert!(!env.contains("SIGNING_KEY") && !env.contains(key.trim()));
+    b.shot("14-integration").await;
+
+    // The admin locks alice on her behalf.
+    b.goto(&format!("{app_url}/accounts?q=ali")).await;
+    b.click("tr[data-account=alice] button.lock").await;
+    b.wait_text("tr[data-account=alice]", "Locked").await;
+    assert!(portal.locked(ISSUER, &key, "alice").await);
+    b.goto(&format!("{base}/companies/nope")).await;
+    b.wait_text("main", "does not exist").await;
+
+    b.close().await;
+    portal.stop().await;
+}

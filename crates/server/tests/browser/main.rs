@@ -1,0 +1,9 @@
+//! Browser tests: the portal in headless Chromium, driven through chromedriver. One binary
+//! (`cargo test -p deadbolt --test browser`); screenshots go to `target/screenshots/`.
+//! Without Chromium they fail, unless DEADBOLT_SKIP_BROWSER=1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+mod journey;
+mod security;

@@ -1,0 +1,262 @@
+//! The portal's store methods, run on SQLite and on PostgreSQL.
+
+use super::*;
+use crate::{testing, AccountState, NewApplication, NewAttempt, NewPerson};
+use chrono::{Duration, TimeZone};
+use deadbolt_core::{Reason, UnenrolledPolicy};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
+}
+
+/// Runs `$body` against a fresh SQLite store and a fresh PostgreSQL database.
+macro_rules! both_engines {
+    ($name:ident, |$store:ident| $body:block) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                let (store, _dir) = testing::fresh_sqlite().await;
+                let $store = &store;
+                $body
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let Some(admin) = testing::pg_admin_url() else {
+                    return;
+                };
+                let url = testing::fresh_pg_url(&admin).await.unwrap();
+                let store = Store::open(&url).await.unwrap();
+                let $store = &store;
+                $body
+            }
+        }
+    };
+}
+
+async fn person(store: &Store, email: &str) -> crate::Person {
+    store
+        .create_person(
+            &NewPerson {
+                email: email.into(),
+                password_hash: None,
+                first_name: None,
+                last_name: None,
+                phone: None,
+                time_zone: chrono_tz::Tz::UTC,
+            },
+            t0(),
+        )
+        .await
+        .unwrap()
+}
+
+both_engines!(portal_roles, |store| {
+    let p = person(store, "ann@example.com").await;
+    let c = store.create_company("Acme", t0()).await.unwrap();
+    assert!(!store.has_operator().await.unwrap());
+    store.grant_role(&p.id, "operator", "", t0()).await.unwrap();
+    store.grant_role(&p.id, "admin", &c.id, t0()).await.unwrap();
+    store.grant_role(&p.id, "admin", &c.id, t0()).await.unwrap();
+    assert!(store.grant_role(&p.id, "admin", "", t0()).await.is_err());
+    assert!(store.grant_role(&p.id, "root", "", t0()).await.is_err());
+    assert!(store.has_operator().await.unwrap());
+    let roles = store.roles(&p.id).await.unwrap();
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    assert_eq!(
+        (roles[0].role.as_str(), roles[0].company_id.as_str()),
+        ("operator", "")
+    );
+    assert_eq!(
+        (roles[1].role.as_str(), roles[1].company_id.as_str()),
+        ("admin", c.id.as_str())
+    );
+    assert_eq!(roles[1].company_name.as_deref(), Some("Acme"));
+    assert_eq!(
+        store.company_admins(&c.id).await.unwrap(),
+        vec!["ann@example.com".to_string()]
+    );
+    assert!(matches!(
+        store.grant_role("nobody", "operator", "", t0()).await,
+        Err(StoreError::NotFound(_))
+    ));
+});
+
+both_engines!(portal_sessions_and_passwords, |store| {
+    let p = person(store, "bob@example.com").await;
+    assert_eq!(store.email_verified_at(&p.id).await.unwrap(), None);
+    store
+        .set_password_hash(&p.id, "$argon2id$x", true, t0())
+        .await
+        .unwrap();
+    assert_eq!(store.email_verified_at(&p.id).await.unwrap(), Some(t0()));
+    let (_, hash) = store
+        .password_hash("bob@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hash.as_deref(), Some("$argon2id$x"));
+
+    let end = t0() + Duration::hours(12);
+    store
+        .create_session("h1", &p.id, "csrf1", t0(), end)
+        .await
+        .unwrap();
+    store
+        .create_session("h2", &p.id, "csrf2", t0(), end)
+        .await
+        .unwrap();
+    let s = store.session("h1", t0()).await.unwrap().unwrap();
+    assert_eq!(
+        (s.person_id.as_str(), s.csrf.as_str()),
+        (p.id.as_str(), "csrf1")
+    );
+    assert!(store.session("h1", end).await.unwrap().is_none(), "expired");
+    store
+        .delete_other_sessions(&p.id, "h2", t0())
+        .await
+        .unwrap();
+    assert!(store.session("h1", t0()).await.unwrap().is_none());
+    assert!(store.session("h2", t0()).await.unwrap().is_some());
+    store.delete_session("h2").await.unwrap();
+    assert!(store.session("h2", t0()).await.unwrap().is_none());
+});
+
+both_engines!(portal_links_are_single_use, |store| {
+    let c = store.create_company("Acme", t0()).await.unwrap();
+    let end = t0() + Duration::days(3);
+    store
+        .create_link(
+            "tok",
+            "admin_invite",
+            " Ann@Example.com",
+            Some(&c.id),
+            t0(),
+            end,
+        )
+        .await
+        .unwrap();
+    let l = store.link("tok", t0()).await.unwrap().unwrap();
+    assert_eq!(l.purpose, "admin_invite");
+    assert_eq!(l.email, "ann@example.com");
+    assert_eq!(l.company_id.as_deref(), Some(c.id.as_str()));
+    assert!(store.link("tok", end).await.unwrap().is_none(), "expired");
+    assert!(store.take_link("tok", end).await.unwrap().is_none());
+    assert!(store.take_link("tok", t0()).await.unwrap().is_some());
+    assert!(store.take_link("tok", t0()).await.unwrap().is_none());
+    assert!(store.link("tok", t0()).await.unwrap().is_none());
+});
+
+both_engines!(portal_pairing_codes, |store| {
+    let p = person(store, "cat@example.com").await;
+    let end = t0() + Duration::minutes(10);
+    store
+        .create_pairing_code("code", &p.id, t0(), end)
+        .await
+        .unwrap();
+    assert_eq!(store.take_pairing_code("code", end).await.unwrap(), None);
+    assert_eq!(
+        store.take_pairing_code("code", t0()).await.unwrap(),
+        Some(p.id.clone())
+    );
+    assert_eq!(store.take_pairing_code("code", t0()).await.unwrap(), None);
+});
+
+both_engines!(portal_attempt_reads, |store| {
+    let c = store.create_company("Acme", t0()).await.unwrap();
+    let app = store
+        .create_application(
+            &NewApplication {
+                company_id: c.id.clone(),
+                name: "app".into(),
+                issuer: "app.example.com".into(),
+                unenrolled: UnenrolledPolicy::Allow,
+                default_state: AccountState::Locked,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let p = person(store, "dan@example.com").await;
+    let (acc, _) = store
+        .enroll(&app.id, "dan", Some(&p.id), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.account_by_id(&acc.id).await.unwrap(),
+        Some(acc.clone())
+    );
+    assert_eq!(store.account_by_id("nope").await.unwrap(), None);
+    let at = |i: i64, account: &str, locked: bool| NewAttempt {
+        at: t0() + Duration::minutes(i),
+        app_id: app.id.clone(),
+        key_id: None,
+        account: account.into(),
+        locked,
+        reason: if locked {
+            Reason::AccountLocked
+        } else {
+            Reason::AccountUnlocked
+        },
+        ip: Some("192.0.2.1".into()),
+        device: None,
+        location: None,
+        integration_type: None,
+        integration_data: None,
+    };
+    store
+        .record_attempts(&[
+            at(0, "dan", true),
+            at(1, "dan", false),
+            at(2, "eve", true),
+            at(3, "dan", true),
+        ])
+        .await
+        .unwrap();
+    let all = store
+        .filtered_attempts(&app.id, None, None, (None, None), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all[0].id > all[1].id, "newest first");
+    let dan_blocked = store
+        .filtered_attempts(&app.id, Some("dan"), Some(true), (None, None), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(dan_blocked.len(), 2);
+    let window = store
+        .filtered_attempts(
+            &app.id,
+            None,
+            None,
+            (
+                Some(t0() + Duration::minutes(1)),
+                Some(t0() + Duration::minutes(3)),
+            ),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 2);
+    let after = store
+        .filtered_attempts(&app.id, None, None, (None, None), all[1].id, 10)
+        .await
+        .unwrap();
+    assert_eq!(after, vec![all[0].clone()]);
+    let feed = store
+        .person_blocked_attempts_after(&p.id, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(feed.len(), 2);
+    assert!(feed[0].id < feed[1].id, "oldest first");
+    assert!(store
+        .person_blocked_attempts_after(&p.id, feed[1].id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.attempt(feed[0].id).await.unwrap(),
+        Some(feed[0].clone())
+    );
+});

@@ -65,35 +65,31 @@ fn median(v: &[f64]) -> f64 {
     percentile(&s, 0.5)
 }
 
-async fn measure(c: &Contender, cold_runs: usize, warm: usize) -> Figures {
-    let event = serde_json::to_vec(&pre_authentication("alice")).unwrap();
-    let locked = serde_json::to_vec(&pre_authentication("mallory")).unwrap();
-    let wait = Duration::from_secs(30);
-    let mut f = Figures::default();
+const WAIT: Duration = Duration::from_secs(30);
 
-    // Cold starts: the invocation is waiting before the process starts, as in Lambda.
-    for _ in 0..cold_runs {
-        let api = RuntimeApi::start().await;
-        let submitted = api.submit(&event, Duration::from_secs(5));
-        let function = c.start(&api);
-        let answered = api
-            .answer(submitted, wait)
-            .await
-            .unwrap_or_else(|| panic!("{}: no answer; output:\n{}", c.name, function.output()));
-        assert!(
-            matches!(answered.answer, Answer::Response(_)),
-            "{}: {:?}",
-            c.name,
-            answered.answer
-        );
-        f.cold_ms
-            .push((answered.answered - function.started).as_secs_f64() * 1e3);
-    }
+/// One cold start: the invocation is waiting before the process starts, as in Lambda.
+async fn cold_start_ms(c: &Contender, event: &[u8]) -> f64 {
+    let api = RuntimeApi::start().await;
+    let submitted = api.submit(event, Duration::from_secs(5));
+    let function = c.start(&api);
+    let answered = api
+        .answer(submitted, WAIT)
+        .await
+        .unwrap_or_else(|| panic!("{}: no answer; output:\n{}", c.name, function.output()));
+    assert!(
+        matches!(answered.answer, Answer::Response(_)),
+        "{}: {:?}",
+        c.name,
+        answered.answer
+    );
+    (answered.answered - function.started).as_secs_f64() * 1e3
+}
 
-    // Warm invocations on one instance.
+/// A warm instance, checked to give the right answers before it is measured.
+async fn warm_instance(c: &Contender, event: &[u8], locked: &[u8]) -> (RuntimeApi, Function) {
     let api = RuntimeApi::start().await;
     let function = c.start(&api);
-    let first = api.invoke_raw(&locked, Duration::from_secs(5), wait).await;
+    let first = api.invoke_raw(locked, Duration::from_secs(5), WAIT).await;
     match first.map(|a| a.answer) {
         Some(Answer::Error { message, .. }) if message == LOCKED_MESSAGE => {}
         other => panic!(
@@ -103,19 +99,57 @@ async fn measure(c: &Contender, cold_runs: usize, warm: usize) -> Figures {
         ),
     }
     for _ in 0..20 {
-        api.invoke_raw(&event, Duration::from_secs(5), wait).await;
+        let answered = api.invoke_raw(event, Duration::from_secs(5), WAIT).await;
+        assert!(matches!(
+            answered.map(|a| a.answer),
+            Some(Answer::Response(_))
+        ));
     }
-    for _ in 0..warm {
-        let submitted = api.submit(&event, Duration::from_secs(5));
+    (api, function)
+}
+
+/// `n` invocations on a warm instance: each from queued to answered, in ms.
+async fn warm_block(api: &RuntimeApi, event: &[u8], n: usize, into: &mut Vec<f64>) {
+    for _ in 0..n {
+        let submitted = api.submit(event, Duration::from_secs(5));
         let queued = submitted.queued;
-        let answered = api.answer(submitted, wait).await.expect("an answer");
+        let answered = api.answer(submitted, WAIT).await.expect("an answer");
         assert!(matches!(answered.answer, Answer::Response(_)));
-        f.warm_ms
-            .push((answered.answered - queued).as_secs_f64() * 1e3);
+        into.push((answered.answered - queued).as_secs_f64() * 1e3);
     }
-    f.peak_rss_kib = function.peak_rss_kib().unwrap_or(0);
-    f.warm_ms.sort_by(f64::total_cmp);
-    f
+}
+
+/// Measures both contenders in alternation, so that load from elsewhere on the machine falls
+/// on both alike.
+async fn measure(contenders: [&Contender; 2], cold_runs: usize, warm: usize) -> [Figures; 2] {
+    let event = serde_json::to_vec(&pre_authentication("alice")).unwrap();
+    let locked = serde_json::to_vec(&pre_authentication("mallory")).unwrap();
+    let mut figures = [Figures::default(), Figures::default()];
+
+    for _ in 0..cold_runs {
+        for (c, f) in contenders.iter().zip(figures.iter_mut()) {
+            f.cold_ms.push(cold_start_ms(c, &event).await);
+        }
+    }
+
+    let mut instances = Vec::new();
+    for c in contenders {
+        instances.push(warm_instance(c, &event, &locked).await);
+    }
+    let block = 100.min(warm.max(1));
+    let mut done = 0;
+    while done < warm {
+        let n = block.min(warm - done);
+        for ((api, _), f) in instances.iter().zip(figures.iter_mut()) {
+            warm_block(api, &event, n, &mut f.warm_ms).await;
+        }
+        done += n;
+    }
+    for ((_, function), f) in instances.iter().zip(figures.iter_mut()) {
+        f.peak_rss_kib = function.peak_rss_kib().unwrap_or(0);
+        f.warm_ms.sort_by(f64::total_cmp);
+    }
+    figures
 }
 
 #[tokio::main]
@@ -175,15 +209,10 @@ async fn main() {
     };
 
     eprintln!(
-        "measuring {} ({cold_runs} cold starts, {warm} warm invocations)",
-        rust.name
+        "measuring {} and {} in turn: {cold_runs} cold starts, {warm} warm invocations each",
+        rust.name, py.name
     );
-    let r = measure(&rust, cold_runs, warm).await;
-    eprintln!(
-        "measuring {} ({cold_runs} cold starts, {warm} warm invocations)",
-        py.name
-    );
-    let p = measure(&py, cold_runs, warm).await;
+    let [r, p] = measure([&rust, &py], cold_runs, warm).await;
 
     let rows = [
         (
@@ -229,7 +258,8 @@ async fn main() {
         println!("| {name} | {rust:.2} | {python:.2} | {ratio:.1}× | {target} | {met} |");
     }
     println!(
-        "\n{cold_runs} cold starts and {warm} warm invocations each (after 20 warm-up), \
-         the same Deadbolt server (SQLite) and Runtime API emulator on loopback."
+        "\n{cold_runs} cold starts and {warm} warm invocations each (after 20 warm-up), taken \
+         in turn, against the same Deadbolt server (SQLite) through the same Runtime API \
+         emulator on loopback."
     );
 }

@@ -139,6 +139,36 @@ async fn an_unlocked_account_gets_the_event_back_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn one_connection_serves_every_invocation() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    // A TCP relay in front of the server counts the connections the function opens.
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_uri = format!("http://{}", relay.local_addr().unwrap());
+    let server = Server::start_as(Some(relay_uri)).await;
+    server.enrol("alice", false).await;
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let upstream = server.addr;
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = relay.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+
+    let lambda = Lambda::against(&server, &[]).await;
+    for _ in 0..10 {
+        lambda.expect_allowed(&pre_authentication("alice")).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn a_locked_account_is_refused_with_exactly_the_locked_message() {
     let server = Server::start().await;
     server.enrol("alice", true).await;

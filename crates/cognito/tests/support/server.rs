@@ -16,6 +16,8 @@ pub struct Server {
     /// The application's signing key, base64, as the portal shows it once.
     pub signing_key: String,
     pub app_id: String,
+    /// Where the server itself listens.
+    pub addr: std::net::SocketAddr,
     pub db: Deadbolt,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -23,6 +25,12 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Self {
+        Self::start_as(None).await
+    }
+
+    /// Started with `public_url` as the API's public URL (the audience tokens must name), for a
+    /// server reached through something in front of it.
+    pub async fn start_as(public_url: Option<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db_url = format!("sqlite://{}", dir.path().join("deadbolt.db").display());
         let key = MasterKeySource::default();
@@ -33,10 +41,12 @@ impl Server {
         config.listen = "127.0.0.1:0".into();
         config.master_key = key;
         config.rate_limit = 0;
+        config.public_url = public_url.clone();
         let app = Application::build_with(config, db.clone())
             .await
             .expect("build the server");
-        let api_uri = format!("http://127.0.0.1:{}", app.port());
+        let api_uri = public_url.unwrap_or_else(|| format!("http://127.0.0.1:{}", app.port()));
+        let addr = app.addr();
         let (shutdown, stop) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = app
@@ -65,6 +75,7 @@ impl Server {
             api_uri,
             signing_key,
             app_id: application.id,
+            addr,
             db,
             _dir: dir,
             shutdown: Some(shutdown),

@@ -662,7 +662,7 @@ fn attempt_rows(attempts: &[Attempt]) -> Result<String, PageError> {
                 at: utc_time(a.at),
                 account: a.account.clone(),
                 locked: a.locked,
-                reason: a.reason.clone(),
+                reason: a.reason.replace('_', " "),
                 ip: opt(&a.ip),
                 device: opt(&a.device),
                 location: opt(&a.location),
@@ -801,6 +801,7 @@ pub async fn attempts_page(
 /// New attempts matching the page's filter, as they are recorded.
 pub async fn attempt_events(
     State(s): State<ApiState>,
+    Extension(portal): Extension<Arc<Portal>>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Query(q): Query<AttemptQuery>,
@@ -813,30 +814,35 @@ pub async fn attempt_events(
             .await?
             .first()
             .map_or(0, |a| a.id);
-    let stream = futures_util::stream::unfold(
-        (s, me, app, filter),
-        |(s, me, app, mut filter)| async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                match s.db.store.session(&me.session_hash, s.db.now()).await {
-                    Ok(Some(_)) => {}
-                    _ => return None,
-                }
-                // Attempts past the filter's end never arrive; the stream stays quiet.
-                match filter.read(&s, &app.id, 100).await {
-                    Ok(new) if !new.is_empty() => {
-                        filter.after_id = new.first().map_or(filter.after_id, |a| a.id);
-                        if let Ok(html) = attempt_rows(&new) {
-                            let ev = Event::default().event("attempts").data(html);
-                            return Some((Ok(ev), (s, me, app, filter)));
-                        }
+    let started = std::time::Instant::now();
+    let stream =
+        futures_util::stream::unfold((s, me, app, filter), move |(s, me, app, mut filter)| {
+            let portal = portal.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    if portal.stream_over(started) {
+                        return None;
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = ?e, "live attempts: store read failed"),
+                    match s.db.store.session(&me.session_hash, s.db.now()).await {
+                        Ok(Some(_)) => {}
+                        _ => return None,
+                    }
+                    // Attempts past the filter's end never arrive; the stream stays quiet.
+                    match filter.read(&s, &app.id, 100).await {
+                        Ok(new) if !new.is_empty() => {
+                            filter.after_id = new.first().map_or(filter.after_id, |a| a.id);
+                            if let Ok(html) = attempt_rows(&new) {
+                                let ev = Event::default().event("attempts").data(html);
+                                return Some((Ok(ev), (s, me, app, filter)));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = ?e, "live attempts: store read failed"),
+                    }
                 }
             }
-        },
-    );
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

@@ -52,6 +52,49 @@ pub struct Portal {
     config: PortalConfig,
     mailer: Mailer,
     throttle: Throttle,
+    /// Turns true when the process is asked to stop: live streams end so that a graceful
+    /// shutdown does not wait for open pages.
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How long one live stream lasts; the page's EventSource reconnects by itself.
+const LIVE_STREAM_SECS: u64 = 600;
+
+impl Portal {
+    /// Whether a live stream started at `started` should end now.
+    fn stream_over(&self, started: std::time::Instant) -> bool {
+        *self.closing.borrow() || started.elapsed().as_secs() >= LIVE_STREAM_SECS
+    }
+}
+
+/// A receiver that turns true on Ctrl-C or SIGTERM (the signals `deadbolt serve` stops on).
+fn closing_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            #[cfg(unix)]
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let term = std::future::pending::<()>();
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term => {},
+                _ = tx.closed() => return,
+            }
+            let _ = tx.send(true);
+        });
+    }
+    rx
 }
 
 /// The portal's routes, merged into the server's router; configured from the environment.
@@ -65,6 +108,7 @@ pub fn router_with(config: PortalConfig) -> Router<ApiState> {
         config,
         mailer,
         throttle: Throttle::default(),
+        closing: closing_signal(),
     });
     let pages = Router::new()
         .route("/", get(home))

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
+use axum::{Extension, Form};
 use chrono::Duration;
 use chrono_tz::Tz;
 use deadbolt_core::{Reason, Schedule};
@@ -15,9 +15,11 @@ use rand::Rng;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use super::auth::{token_hash, CsrfForm, Me};
 use super::pages::{fragment, local_time, opt, render, Layout, PageError};
+use super::Portal;
 use crate::api::ApiState;
 use crate::ops::parse_time_zone;
 
@@ -49,8 +51,8 @@ pub fn explain(reason: Reason, acc: &Account, tz: Tz) -> String {
             None => "Unlocked for a while".into(),
         },
         Reason::Schedule => "Locked by a schedule".into(),
-        Reason::AccountLocked => "Locked".into(),
-        Reason::AccountUnlocked => "Unlocked".into(),
+        Reason::AccountLocked => "Locked until you unlock it".into(),
+        Reason::AccountUnlocked => "Unlocked until you lock it".into(),
         Reason::UnenrolledAllow => "Not enrolled".into(),
         Reason::UnenrolledDeny => "Not enrolled (refused)".into(),
     }
@@ -191,6 +193,7 @@ pub async fn accounts_page(
 /// Polls the store, so changes made through any replica show up.
 pub async fn events(
     State(s): State<ApiState>,
+    Extension(portal): Extension<Arc<Portal>>,
     me: Me,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
     let last =
@@ -200,39 +203,46 @@ pub async fn events(
             .first()
             .map_or(0, |a| a.id);
     let version = s.db.store.version().await?;
+    let started = std::time::Instant::now();
     let stream = futures_util::stream::unfold(
         (s, me, last, version),
-        |(s, me, mut last, mut version)| async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                // The stream ends with the session.
-                match s.db.store.session(&me.session_hash, s.db.now()).await {
-                    Ok(Some(_)) => {}
-                    _ => return None,
-                }
-                match s
-                    .db
-                    .store
-                    .person_blocked_attempts_after(&me.person.id, last, FEED_LEN)
-                    .await
-                {
-                    Ok(new) if !new.is_empty() => {
-                        last = new.last().map_or(last, |a| a.id);
-                        let newest_first: Vec<Attempt> = new.into_iter().rev().collect();
-                        if let Ok(html) = attempt_rows(&s, &me, &newest_first).await {
-                            let ev = Event::default().event("attempts").data(html);
-                            return Some((Ok(ev), (s, me, last, version)));
-                        }
+        move |(s, me, mut last, mut version)| {
+            let portal = portal.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    if portal.stream_over(started) {
+                        return None;
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "live attempts: store read failed"),
-                }
-                if let Ok(v) = s.db.store.version().await {
-                    if v != version {
-                        version = v;
-                        if let Ok(html) = accounts_section(&s, &me).await {
-                            let ev = Event::default().event("accounts").data(html);
-                            return Some((Ok(ev), (s, me, last, version)));
+                    // The stream ends with the session.
+                    match s.db.store.session(&me.session_hash, s.db.now()).await {
+                        Ok(Some(_)) => {}
+                        _ => return None,
+                    }
+                    match s
+                        .db
+                        .store
+                        .person_blocked_attempts_after(&me.person.id, last, FEED_LEN)
+                        .await
+                    {
+                        Ok(new) if !new.is_empty() => {
+                            last = new.last().map_or(last, |a| a.id);
+                            let newest_first: Vec<Attempt> = new.into_iter().rev().collect();
+                            if let Ok(html) = attempt_rows(&s, &me, &newest_first).await {
+                                let ev = Event::default().event("attempts").data(html);
+                                return Some((Ok(ev), (s, me, last, version)));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "live attempts: store read failed"),
+                    }
+                    if let Ok(v) = s.db.store.version().await {
+                        if v != version {
+                            version = v;
+                            if let Ok(html) = accounts_section(&s, &me).await {
+                                let ev = Event::default().event("accounts").data(html);
+                                return Some((Ok(ev), (s, me, last, version)));
+                            }
                         }
                     }
                 }

@@ -141,6 +141,7 @@ async fn operator_admin_and_person_journey() {
     portal.clock.advance(chrono::Duration::minutes(6));
 
     // Lock everything: visibly different, and enforced.
+    b.goto(&format!("{base}/me")).await;
     b.click("li[data-account=alice] button.unlock").await;
     b.wait_text("li[data-account=alice] .badge", "Unlocked")
         .await;
@@ -199,6 +200,15 @@ async fn operator_admin_and_person_journey() {
     assert!(env.contains(&format!("API_URI={base}")), "{env}");
     assert!(env.contains(&format!("APP_FQDN={ISSUER}")), "{env}");
     assert!(!env.contains("SIGNING_KEY") && !env.contains(key.trim()));
+    let sam = b.text("#sam-command").await;
+    assert!(
+        sam.contains(&format!("ApiUri={base}")) && sam.contains(&format!("AppFqdn={ISSUER}")),
+        "{sam}"
+    );
+    assert!(
+        !b.body().await.contains(key.trim()),
+        "the secret is not on the page"
+    );
     b.shot("14-integration").await;
 
     // The admin locks alice on her behalf.
@@ -206,6 +216,13 @@ async fn operator_admin_and_person_journey() {
     b.click("tr[data-account=alice] button.lock").await;
     b.wait_text("tr[data-account=alice]", "Locked").await;
     assert!(portal.locked(ISSUER, &key, "alice").await);
+    // Audit mode: the decision is recorded, never enforced.
+    b.goto(&app_url).await;
+    b.click("#settings-form input[name=audit_mode]").await;
+    b.click("#settings-form button[type=submit]").await;
+    b.find("#settings-form input[name=audit_mode]:checked")
+        .await;
+    assert!(!portal.locked(ISSUER, &key, "alice").await);
     b.goto(&format!("{base}/companies/nope")).await;
     b.wait_text("main", "does not exist").await;
 

@@ -610,6 +610,29 @@ pub async fn invite_operator(db: &Deadbolt, base_url: &str, email: &str) -> Resu
     create_link(db, base_url, LinkPurpose::OperatorSetup, &email, None).await
 }
 
+/// At start: while no operator exists, a one-time link to create one (for the server to print).
+pub async fn first_run_link(db: &Deadbolt, base_url: &str) -> Result<Option<String>, Error> {
+    if db.store.has_operator().await? {
+        return Ok(None);
+    }
+    let token = random_token();
+    let now = db.now();
+    db.store
+        .create_link(
+            &token_hash(&token),
+            LinkPurpose::OperatorSetup.as_str(),
+            "",
+            None,
+            now,
+            now + Duration::days(LINK_DAYS),
+        )
+        .await?;
+    Ok(Some(format!(
+        "{}/welcome/{token}",
+        base_url.trim_end_matches('/')
+    )))
+}
+
 /// First run: creates (or promotes) the operator account directly.
 pub async fn create_operator(db: &Deadbolt, email: &str, password: &str) -> Result<Person, Error> {
     let email = valid_email(email)?;
@@ -634,6 +657,8 @@ struct WelcomePage {
     l: Layout,
     csrf: String,
     token: String,
+    /// The first-run link names no one: the form asks.
+    ask_email: bool,
     email: String,
     heading: String,
     error: Option<String>,
@@ -687,6 +712,7 @@ pub async fn welcome_page(
         l: Layout::anonymous("Welcome"),
         csrf: csrf.0.clone(),
         token,
+        ask_email: link.email.is_empty(),
         email: link.email.clone(),
         heading: welcome_heading(&link, company),
         error: None,
@@ -711,6 +737,9 @@ async fn company_name(s: &ApiState, link: &Link) -> Result<Option<String>, PageE
 pub struct WelcomeForm {
     #[serde(default)]
     csrf: String,
+    /// Asked only by the first-run link, which names no one.
+    #[serde(default)]
+    email: String,
     password: String,
     confirm: String,
 }
@@ -744,18 +773,28 @@ pub async fn welcome(
             l: Layout::anonymous("Welcome"),
             csrf: f.csrf.clone(),
             token,
-            email: link.email.clone(),
+            ask_email: link.email.is_empty(),
+            email: if link.email.is_empty() {
+                f.email.clone()
+            } else {
+                link.email.clone()
+            },
             heading: welcome_heading(&link, company),
             error: problem,
         };
         return Ok((StatusCode::BAD_REQUEST, render(&page)?).into_response());
     };
+    let email = if link.email.is_empty() {
+        valid_email(&f.email)?
+    } else {
+        link.email.clone()
+    };
     // Only the first submission uses the link.
     let link = usable_link(&s, &hash_of_token, true).await?;
-    let person = match s.db.store.person_by_email(&link.email).await? {
+    let person = match s.db.store.person_by_email(&email).await? {
         Some(p) => p,
         None if link.purpose == LinkPurpose::PasswordReset => return Err(expired_link()),
-        None => s.db.create_person(&link.email, None, None).await?,
+        None => s.db.create_person(&email, None, None).await?,
     };
     s.db.store
         .set_password_hash(&person.id, &hashed, true, now)
@@ -877,4 +916,51 @@ pub async fn change_password(
         done: true,
     };
     Ok(render(&page)?.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_tokens_and_passwords() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; deadbolt_session=xyz"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("deadbolt_csrf=abc"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, PRE_CSRF_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "missing"), None);
+        let set = set_cookie(SESSION_COOKIE, "v", 60, true);
+        let set = set.to_str().unwrap();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.ends_with("; Secure")
+        );
+        assert!(!set_cookie(SESSION_COOKIE, "v", 60, false)
+            .to_str()
+            .unwrap()
+            .contains("Secure"));
+        let (a, b) = (random_token(), random_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert!(!same("", ""), "an empty token never matches");
+        assert!(same("x", "x") && !same("x", "y"));
+        assert!(password_problem("long enough!", "long enough?").is_some());
+        assert!(password_problem("short", "short").is_some());
+        assert!(password_problem("long enough!", "long enough!").is_none());
+        for p in [
+            LinkPurpose::SignUp,
+            LinkPurpose::AdminInvite,
+            LinkPurpose::PasswordReset,
+            LinkPurpose::OperatorSetup,
+        ] {
+            assert_eq!(LinkPurpose::parse(p.as_str()), Some(p));
+        }
+    }
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::api::ApiState;
 
-pub use auth::{create_operator, invite_operator};
+pub use auth::{create_operator, first_run_link, invite_operator};
 pub use mail::{MailConfig, Mailer};
 
 /// What the portal is told at start.
@@ -314,5 +314,27 @@ impl Throttle {
 
     fn clear(&self, key: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn throttle_counts_in_windows_and_forgets() {
+        let t = Throttle::default();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        for _ in 0..3 {
+            t.add("login:a", t0);
+        }
+        assert_eq!(t.count("login:a", t0 + Duration::minutes(14)), 3);
+        assert_eq!(t.count("login:b", t0), 0);
+        assert_eq!(t.count("login:a", t0 + Duration::minutes(15)), 0);
+        t.add("login:a", t0 + Duration::minutes(20));
+        assert_eq!(t.count("login:a", t0 + Duration::minutes(20)), 1);
+        t.clear("login:a");
+        assert_eq!(t.count("login:a", t0 + Duration::minutes(20)), 0);
     }
 }

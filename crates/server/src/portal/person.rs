@@ -566,3 +566,21 @@ pub async fn create_pairing_code(
     };
     Ok(render(&page)?.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_windows_and_days() {
+        assert_eq!(normalize_code(" abcd-2345 "), "ABCD2345");
+        assert_eq!(unlock_window("").unwrap(), None);
+        assert_eq!(unlock_window("15").unwrap(), Some(Duration::minutes(15)));
+        assert!(unlock_window("0").is_err() && unlock_window("x").is_err());
+        assert!(unlock_window("1441").is_err());
+        assert_eq!(days_text(Schedule::ALL_DAYS), "Every day");
+        assert_eq!(days_text(0b110_0000), "Weekends");
+        assert_eq!(days_text(0b000_0101), "Mon, Wed");
+        assert_eq!(hhmm(23 * 60 + 5), "23:05");
+    }
+}

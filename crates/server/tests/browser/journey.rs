@@ -229,3 +229,41 @@ async fn operator_admin_and_person_journey() {
     b.close().await;
     portal.stop().await;
 }
+
+#[tokio::test]
+async fn first_run_link_creates_the_operator() {
+    if skipped() {
+        return;
+    }
+    let portal = TestPortal::spawn().await;
+    let link = deadbolt::portal::first_run_link(&portal.db, &portal.url)
+        .await
+        .unwrap()
+        .expect("no operator yet: a link");
+    let b = Browser::start().await;
+    b.goto(&link).await;
+    b.wait_text("#welcome-form", "Create the operator account")
+        .await;
+    b.fill("#email", OPERATOR).await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm", "not the same password").await;
+    b.click("#welcome-form button[type=submit]").await;
+    b.wait_text(".error", "differ").await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm", PASSWORD).await;
+    b.shot("00-first-run-setup").await;
+    b.click("#welcome-form button[type=submit]").await;
+    b.find("#company-form").await;
+    assert!(b.url().await.ends_with("/operator"));
+    assert_eq!(
+        deadbolt::portal::first_run_link(&portal.db, &portal.url)
+            .await
+            .unwrap(),
+        None,
+        "an operator exists"
+    );
+    b.goto(&link).await;
+    b.wait_text("main", "expired or was already used").await;
+    b.close().await;
+    portal.stop().await;
+}

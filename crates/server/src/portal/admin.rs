@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::auth::{send_link, CsrfForm, LinkPurpose, Me};
 use super::pages::{fragment, opt, render, utc_time, Layout, PageError};
-use super::person::{explain, unlock_window};
+use super::person::{explain_for_admin, unlock_window};
 use super::{base_url, Portal};
 use crate::api::{ApiState, CHECK_PATH};
 use crate::ops::{valid_account, valid_email};
@@ -394,7 +394,7 @@ async fn accounts_page_with(
     for acc in accounts {
         let d = s.db.status(&app, &acc.account).await?;
         rows.push(EnrolledRow {
-            why: explain(d.reason, &acc, chrono_tz::UTC),
+            why: explain_for_admin(d.reason, &acc),
             locked: d.locked,
             state: acc.state.as_str().into(),
             email: opt(&acc.person_email),

@@ -58,6 +58,17 @@ pub fn explain(reason: Reason, acc: &Account, tz: Tz) -> String {
     }
 }
 
+/// Why an account is (not) locked, as a company admin reads it.
+pub fn explain_for_admin(reason: Reason, acc: &Account) -> String {
+    match reason {
+        Reason::MasterLock => "Locked: the person locked everything".into(),
+        Reason::Schedule => "Locked by the person's schedule".into(),
+        Reason::AccountLocked => "Locked (its own state)".into(),
+        Reason::AccountUnlocked => "Unlocked (its own state)".into(),
+        r => explain(r, acc, chrono_tz::UTC),
+    }
+}
+
 async fn apps_by_id(
     s: &ApiState,
     ids: impl Iterator<Item = String>,

@@ -267,3 +267,123 @@ async fn first_run_link_creates_the_operator() {
     b.close().await;
     portal.stop().await;
 }
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_by_email() {
+    if skipped() {
+        return;
+    }
+    let portal = TestPortal::spawn().await;
+    portal.person("reset@acme.test", PASSWORD).await;
+    let mut http = Http::new(&portal);
+    let csrf = http.get("/reset").await.csrf();
+    let unknown = http
+        .post("/reset", &[("csrf", &csrf), ("email", "nobody@acme.test")])
+        .await;
+    let known = http
+        .post("/reset", &[("csrf", &csrf), ("email", "reset@acme.test")])
+        .await;
+    assert_eq!((unknown.status, known.status), (200, 200));
+    assert_eq!(
+        unknown.body, known.body,
+        "the answer does not tell who exists"
+    );
+    let link = emailed_link("reset@acme.test").await;
+    let path = link.trim_start_matches(&portal.url).to_string();
+    let csrf = http.get(&path).await.csrf();
+    let new = "a brand new password";
+    let page = http
+        .post(
+            &path,
+            &[("csrf", &csrf), ("password", new), ("confirm", new)],
+        )
+        .await;
+    assert_eq!((page.status, page.location()), (303, "/me".to_string()));
+    assert_eq!(
+        Http::new(&portal)
+            .login("reset@acme.test", PASSWORD)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        Http::new(&portal)
+            .login("reset@acme.test", new)
+            .await
+            .status,
+        303
+    );
+    assert_eq!(http.get(&path).await.status, 404, "the link works once");
+    portal.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_imports_accounts_from_a_csv_file() {
+    if skipped() {
+        return;
+    }
+    let portal = TestPortal::spawn().await;
+    let c = portal.db.create_company("Acme").await.unwrap();
+    let admin = portal.person(ADMIN, PASSWORD).await;
+    portal
+        .db
+        .store
+        .grant_role(&admin.id, "admin", &c.id, t0())
+        .await
+        .unwrap();
+    let app = portal
+        .db
+        .create_application(
+            &c.id,
+            ISSUER,
+            None,
+            deadbolt_core::UnenrolledPolicy::Allow,
+            deadbolt_core::AccountState::Locked,
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        "userAccountId,email,first_name\ncarol,carol@acme.test,Carol\n\"dave, jr\",,Dave\n",
+    )
+    .unwrap();
+    let b = Browser::start().await;
+    b.sign_in(&portal.url, ADMIN, PASSWORD).await;
+    b.goto(&format!(
+        "{}/companies/{}/apps/{}/accounts",
+        portal.url, c.id, app.id
+    ))
+    .await;
+    b.find("#file")
+        .await
+        .send_keys(csv.to_str().unwrap())
+        .await
+        .unwrap();
+    b.click("form[enctype] button[type=submit]").await;
+    b.wait_text("#notice", "2 new").await;
+    b.wait_text("#enrolled", "dave, jr").await;
+    b.wait_text("tr[data-account=carol]", "carol@acme.test")
+        .await;
+    b.shot("16-csv-import").await;
+    // The same file again: nothing new.
+    b.find("#file")
+        .await
+        .send_keys(csv.to_str().unwrap())
+        .await
+        .unwrap();
+    b.click("form[enctype] button[type=submit]").await;
+    b.wait_text("#notice", "0 new, 2 already enrolled").await;
+    assert!(
+        portal
+            .locked(
+                ISSUER,
+                &portal.db.create_signing_key(&app.id).await.unwrap().1,
+                "carol"
+            )
+            .await
+    );
+    b.close().await;
+    portal.stop().await;
+}

@@ -25,6 +25,7 @@ pub async fn report_init_error(runtime_api: &str, error: &ConfigError) {
     let sent = async {
         reqwest::Client::builder()
             .no_proxy()
+            .timeout(std::time::Duration::from_secs(2))
             .build()?
             .post(url)
             .header("Lambda-Runtime-Function-Error-Type", "Deadbolt.ConfigError")

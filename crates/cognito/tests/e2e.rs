@@ -419,6 +419,32 @@ async fn the_key_can_come_from_secrets_manager_through_the_extension() {
 }
 
 #[tokio::test]
+async fn a_secret_that_cannot_be_read_is_reported_as_an_init_error() {
+    let nothing_there = closed_port();
+    let port = nothing_there.rsplit(':').next().unwrap();
+    let mut lambda = Lambda::start(&[
+        ("SIGNING_KEY_SECRET_ID", "deadbolt-key"),
+        ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port),
+        ("APP_FQDN", ISSUER),
+        ("CLIENT_ID", CLIENT_ID),
+        ("API_URI", "https://deadbolt.example.com"),
+    ])
+    .await;
+    let status = lambda
+        .function
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("the function stops");
+    assert!(!status.success());
+    let reported = lambda.api.init_error().expect("an init error was reported");
+    let message = reported["errorMessage"].as_str().unwrap();
+    assert!(
+        message.starts_with("the signing key could not be read from Secrets Manager"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn a_bad_configuration_is_reported_as_an_init_error() {
     let mut lambda = Lambda::start(&[
         ("SIGNING_KEY", "ZGVhZGJvbHQtdGVzdC1rZXk="),

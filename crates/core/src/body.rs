@@ -1,5 +1,6 @@
 //! The check request body: a JSON object whose fields are all optional and, in the wild, oddly typed.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -36,41 +37,67 @@ pub struct CheckContext {
 /// Parses a check body. An empty body means no context. Strings, numbers and booleans are
 /// accepted for the text fields (clients send `"userIP": 0` and such); objects and arrays are not.
 pub fn parse_check_body(bytes: &[u8]) -> Result<CheckContext, BodyError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Ok(CheckContext::default());
-    }
+    };
     check_depth(bytes)?;
-    let value: Value = serde_json::from_slice(bytes).map_err(|_| BodyError::NotJson)?;
-    let Value::Object(map) = value else {
-        return Err(BodyError::NotObject);
-    };
-    let text = |name: &'static str| -> Result<Option<String>, BodyError> {
-        match map.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(bounded(s, MAX_FIELD))),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-            Some(_) => Err(BodyError::FieldType(name)),
-        }
-    };
-    let integration_data = match map.get("integrationData") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let s = v.to_string();
-            Some(if s.len() > MAX_INTEGRATION_DATA {
+    if *first != b'{' {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => BodyError::NotObject,
+                Err(_) => BodyError::NotJson,
+            },
+        );
+    }
+    // Fields are kept raw and read one by one: no tree is built for what is not used.
+    let body: RawBody<'_> = serde_json::from_slice(bytes).map_err(|_| BodyError::NotJson)?;
+    let integration_data = body
+        .integration_data
+        .filter(|v| v.get() != "null")
+        .map(|v| {
+            let s = v.get();
+            if s.len() > MAX_INTEGRATION_DATA {
                 Value::String(format!("(truncated: {} bytes)", s.len())).to_string()
             } else {
-                s
-            })
-        }
-    };
+                s.to_string()
+            }
+        });
     Ok(CheckContext {
-        ip: text("userIP")?,
-        device: text("userDevice")?,
-        location: text("userLocation")?,
-        integration_type: text("integrationType")?,
+        ip: text("userIP", body.ip)?,
+        device: text("userDevice", body.device)?,
+        location: text("userLocation", body.location)?,
+        integration_type: text("integrationType", body.integration_type)?,
         integration_data,
     })
+}
+
+#[derive(serde::Deserialize)]
+struct RawBody<'a> {
+    #[serde(rename = "userIP", borrow, default)]
+    ip: Option<&'a RawValue>,
+    #[serde(rename = "userDevice", borrow, default)]
+    device: Option<&'a RawValue>,
+    #[serde(rename = "userLocation", borrow, default)]
+    location: Option<&'a RawValue>,
+    #[serde(rename = "integrationType", borrow, default)]
+    integration_type: Option<&'a RawValue>,
+    #[serde(rename = "integrationData", borrow, default)]
+    integration_data: Option<&'a RawValue>,
+}
+
+/// A text field: a string (bounded), or a number or boolean as written; null is absent.
+fn text(name: &'static str, raw: Option<&RawValue>) -> Result<Option<String>, BodyError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let s = raw.get();
+    match s.as_bytes().first() {
+        Some(b'"') => {
+            let v: String = serde_json::from_str(s).map_err(|_| BodyError::NotJson)?;
+            Ok(Some(bounded(&v, MAX_FIELD)))
+        }
+        Some(b'n') => Ok(None),
+        Some(b'{' | b'[') | None => Err(BodyError::FieldType(name)),
+        Some(_) => Ok(Some(bounded(s, MAX_FIELD))),
+    }
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.

@@ -10,7 +10,9 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
-const BATCH: usize = 2048;
+const BATCH: usize = 4096;
+/// How long the writer waits for a batch to fill.
+const LINGER: Duration = Duration::from_millis(20);
 
 #[derive(Clone)]
 pub struct AttemptQueue {
@@ -48,6 +50,17 @@ async fn writer(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // Let a batch build up: one transaction for many attempts, and checks that queue an
+        // attempt while the writer sleeps wake nobody.
+        if batch.len() < BATCH && !rx.is_closed() {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(a) => batch.push(a),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut delay = Duration::from_millis(50);
         let mut tries = 0;
         // A batch is retried until the store takes it: attempts are not dropped on a hiccup.

@@ -29,7 +29,9 @@ const MAX_CACHED_ACCOUNTS: usize = 2_000_000;
 struct CacheState {
     version: i64,
     apps: HashMap<String, Arc<AppEntry>>,
-    accounts: HashMap<(String, String), Arc<LockInputs>>,
+    /// Application id → account → inputs (nested so lookups borrow instead of allocating).
+    accounts: HashMap<String, HashMap<String, Arc<LockInputs>>>,
+    account_count: usize,
 }
 
 /// Cached check inputs. An entry loaded at store version `v` is kept only while the cache is
@@ -48,6 +50,7 @@ impl CheckCache {
         if version != s.version {
             s.apps.clear();
             s.accounts.clear();
+            s.account_count = 0;
             s.version = version;
         }
     }
@@ -64,21 +67,23 @@ impl CheckCache {
     }
 
     fn inputs(&self, app_id: &str, account: &str) -> Option<Arc<LockInputs>> {
-        // Keyed by owned strings; the lookup allocates, which is cheap next to a store read.
-        self.state()
-            .accounts
-            .get(&(app_id.to_string(), account.to_string()))
-            .cloned()
+        self.state().accounts.get(app_id)?.get(account).cloned()
     }
 
     fn put_inputs(&self, version: i64, app_id: &str, account: &str, inputs: Arc<LockInputs>) {
         let mut s = self.state();
         if s.version == version {
-            if s.accounts.len() >= MAX_CACHED_ACCOUNTS {
+            if s.account_count >= MAX_CACHED_ACCOUNTS {
                 s.accounts.clear();
+                s.account_count = 0;
             }
-            s.accounts
-                .insert((app_id.to_string(), account.to_string()), inputs);
+            let fresh = s
+                .accounts
+                .entry(app_id.to_string())
+                .or_default()
+                .insert(account.to_string(), inputs)
+                .is_none();
+            s.account_count += usize::from(fresh);
         }
     }
 }

@@ -9,6 +9,7 @@ mod engine;
 pub mod migrations;
 mod model;
 mod portal;
+mod signal;
 #[cfg(test)]
 mod tests;
 
@@ -92,7 +93,15 @@ impl Store {
     }
 
     /// A number that grows with every committed change to what a check reads, by any process.
+    /// Read on every check: on SQLite it costs a couple of microseconds on the calling thread.
     pub async fn version(&self) -> Result<i64> {
+        self.engine
+            .change_counter("SELECT v FROM store_version WHERE id = 1")
+            .await
+    }
+
+    /// Reads the change counter from the store itself, whatever is remembered: a health probe.
+    pub async fn ping(&self) -> Result<i64> {
         let rows = self
             .engine
             .query("SELECT v FROM store_version WHERE id = 1", vec![])
@@ -286,7 +295,7 @@ impl Store {
             .engine
             .query(
                 "SELECT k.id, k.app_id, k.secret_enc, k.created_at, k.revoked_at, \
-                 (SELECT max(at) FROM attempts t WHERE t.key_id = k.id) \
+                 (SELECT u.last_used_at FROM key_usage u WHERE u.key_id = k.id) \
                  FROM signing_keys k WHERE k.app_id = $1 ORDER BY k.created_at DESC, k.id",
                 vec![app_id.into()],
             )
@@ -723,29 +732,49 @@ impl Store {
         if attempts.is_empty() {
             return Ok(());
         }
-        let stmts: Vec<Stmt> = attempts
+        let rows: Vec<Vec<Val>> = attempts
             .iter()
             .map(|a| {
+                vec![
+                    ms(a.at),
+                    (&a.app_id).into(),
+                    a.key_id.as_deref().into(),
+                    (&a.account).into(),
+                    a.locked.into(),
+                    a.reason.as_str().into(),
+                    a.ip.as_deref().into(),
+                    a.device.as_deref().into(),
+                    a.location.as_deref().into(),
+                    a.integration_type.as_deref().into(),
+                    a.integration_data.as_deref().into(),
+                ]
+            })
+            .collect();
+        let mut last_used: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        for a in attempts {
+            if let Some(k) = a.key_id.as_deref() {
+                let at = last_used.entry(k).or_insert(i64::MIN);
+                *at = (*at).max(a.at.timestamp_millis());
+            }
+        }
+        let usage: Vec<Vec<Val>> = last_used
+            .into_iter()
+            .map(|(k, at)| vec![k.into(), at.into()])
+            .collect();
+        self.engine
+            .insert_many(vec![
                 (
                     "INSERT INTO attempts (at, app_id, key_id, account, locked, reason, ip, device, location, integration_type, integration_data) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                    vec![
-                        ms(a.at),
-                        (&a.app_id).into(),
-                        a.key_id.as_deref().into(),
-                        (&a.account).into(),
-                        a.locked.into(),
-                        a.reason.as_str().into(),
-                        a.ip.as_deref().into(),
-                        a.device.as_deref().into(),
-                        a.location.as_deref().into(),
-                        a.integration_type.as_deref().into(),
-                        a.integration_data.as_deref().into(),
-                    ],
-                )
-            })
-            .collect();
-        self.engine.transaction(stmts).await.map(|_| ())
+                    rows,
+                ),
+                (
+                    "INSERT INTO key_usage (key_id, last_used_at) VALUES ($1, $2) ON CONFLICT (key_id) DO UPDATE SET \
+                     last_used_at = CASE WHEN excluded.last_used_at > key_usage.last_used_at THEN excluded.last_used_at ELSE key_usage.last_used_at END",
+                    usage,
+                ),
+            ])
+            .await
     }
 
     /// An application's attempts, newest first.
@@ -805,6 +834,17 @@ impl Store {
         rows.iter().map(attempt).collect()
     }
 
+    /// How many attempts are recorded in all.
+    pub async fn attempt_count(&self) -> Result<i64> {
+        let rows = self
+            .engine
+            .query("SELECT count(*) FROM attempts", vec![])
+            .await?;
+        rows.first()
+            .ok_or(StoreError::Corrupt("count".into()))?
+            .int(0)
+    }
+
     // ---- import ----
 
     /// Imports rows in one transaction: each row creates its person (by email) if needed and
@@ -820,7 +860,7 @@ impl Store {
                 apps.insert(r.app_id.clone(), app.default_state);
             }
         }
-        let mut stmts: Vec<Stmt> = Vec::with_capacity(rows.len() * 3);
+        let mut stmts: Vec<Stmt> = Vec::with_capacity(rows.len() * 2);
         let mut account_stmt = Vec::with_capacity(rows.len());
         for r in rows {
             let email = r
@@ -835,32 +875,33 @@ impl Store {
                     vec![new_id().into(), email.into(), r.first_name.as_deref().into(), r.last_name.as_deref().into(), r.phone.as_deref().into(), ms(now)],
                 ));
             }
-            account_stmt.push(stmts.len());
+            // An existing account keeps its state; it only gains a person when it had none.
+            let id = new_id();
+            account_stmt.push((stmts.len(), id.clone()));
             stmts.push((
                 "INSERT INTO accounts (id, app_id, account, person_id, state, unlocked_until, created_at, updated_at) \
                  VALUES ($1, $2, $3, (SELECT id FROM persons WHERE email = $4), $5, NULL, $6, $6) \
-                 ON CONFLICT (app_id, account) DO NOTHING RETURNING id",
+                 ON CONFLICT (app_id, account) DO UPDATE SET person_id = COALESCE(accounts.person_id, excluded.person_id) \
+                 RETURNING id",
                 vec![
-                    new_id().into(),
+                    id.into(),
                     (&r.app_id).into(),
                     (&r.account).into(),
-                    email.as_deref().into(),
+                    email.into(),
                     apps.get(&r.app_id).copied().unwrap_or_default().as_str().into(),
                     ms(now),
                 ],
             ));
-            if let Some(email) = &email {
-                stmts.push((
-                    "UPDATE accounts SET person_id = (SELECT id FROM persons WHERE email = $1) \
-                     WHERE app_id = $2 AND account = $3 AND person_id IS NULL",
-                    vec![email.into(), (&r.app_id).into(), (&r.account).into()],
-                ));
-            }
         }
         let out = self.engine.transaction(stmts).await?;
+        // The statement returns the row's id: ours when it inserted, the old one when it existed.
         Ok(account_stmt
             .iter()
-            .map(|&i| out.get(i).is_some_and(|rows| !rows.is_empty()))
+            .map(|(i, id)| {
+                out.get(*i)
+                    .and_then(|rows| rows.first())
+                    .is_some_and(|r| r.text(0).is_ok_and(|got| &got == id))
+            })
             .collect())
     }
 }

@@ -2,10 +2,9 @@
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::json;
 use std::time::Instant;
 
 use super::{header, read_body, ApiState, MAX_CHECK_BODY};
@@ -31,7 +30,14 @@ pub async fn check(State(s): State<ApiState>, headers: HeaderMap, body: Body) ->
     .await;
     s.metrics.observe(started.elapsed());
     match result {
-        Ok(answer) => Json(json!({ "locked": answer.locked })).into_response(),
+        Ok(answer) => {
+            let body = if answer.locked {
+                r#"{"locked":true}"#
+            } else {
+                r#"{"locked":false}"#
+            };
+            ([(CONTENT_TYPE, "application/json")], body).into_response()
+        }
         Err(e) => {
             s.metrics.error(e.status().as_u16());
             if e.status().as_u16() == 401 {

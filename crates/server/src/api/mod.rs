@@ -63,7 +63,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn health(State(s): State<ApiState>) -> Result<Json<serde_json::Value>> {
-    let version = s.db.store.version().await?;
+    let version = s.db.store.ping().await?;
     Ok(Json(json!({"status": "ok", "store_version": version})))
 }
 

@@ -66,7 +66,7 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_person ON schedules(person_id);
 CREATE INDEX schedules_account ON schedules(account_id);
 CREATE TABLE attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     at INTEGER NOT NULL,
     app_id TEXT NOT NULL,
     key_id TEXT,
@@ -80,7 +80,11 @@ CREATE TABLE attempts (
     integration_data TEXT
 );
 CREATE INDEX attempts_app_at ON attempts(app_id, at);
-CREATE INDEX attempts_key ON attempts(key_id, at);
+-- When each signing key last verified a check, kept up to date by the attempt writer.
+CREATE TABLE key_usage (
+    key_id TEXT PRIMARY KEY,
+    last_used_at INTEGER NOT NULL
+);
 -- Bumped by every change to what a check reads, so caches in any process can tell they are stale.
 CREATE TABLE store_version (
     id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -67,6 +67,33 @@ pub enum Command {
     },
     /// Ask a Deadbolt API whether an account is locked, signing like the Cognito trigger.
     Check(CheckArgs),
+    /// The portal's operator account (creates companies, invites their admins).
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCmd {
+    /// Create (or promote) the operator account.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// At least 10 characters; or DEADBOLT_OPERATOR_PASSWORD.
+        #[arg(long, env = "DEADBOLT_OPERATOR_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Print a one-time link that creates the operator account.
+    Invite {
+        #[arg(long)]
+        email: String,
+        /// The portal's public URL, which the link starts with.
+        #[arg(
+            long,
+            env = "DEADBOLT_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        public_url: String,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -316,6 +343,18 @@ impl Cli {
                 return Ok(None);
             }
             Command::Check(args) => return check(args).await.map(Some),
+            Command::Operator(c) => {
+                let db = self.open().await?;
+                match c {
+                    OperatorCmd::Create { email, password } => {
+                        let p = crate::portal::create_operator(&db, email, password).await?;
+                        json!({"id": p.id, "email": p.email})
+                    }
+                    OperatorCmd::Invite { email, public_url } => {
+                        json!({"link": crate::portal::invite_operator(&db, public_url, email).await?})
+                    }
+                }
+            }
             Command::Company(c) => {
                 let db = self.open().await?;
                 match c {
@@ -554,6 +593,12 @@ impl Cli {
             );
         }
         println!("{out}");
+        let base = args.public_url.clone().unwrap_or_else(|| url.clone());
+        if let Some(link) = crate::portal::first_run_link(app.deadbolt(), &base).await? {
+            eprintln!(
+                "\nNo portal operator yet: open {link} to create one (the link works once).\n"
+            );
+        }
         app.run_until(crate::shutdown_signal()).await
     }
 }

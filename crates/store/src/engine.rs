@@ -585,7 +585,12 @@ async fn pg_query<C: deadpool_postgres::GenericClient>(
 }
 
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
-    if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+    // Both integrity violations map as on SQLite (a constraint failure): callers turn a
+    // foreign-key failure into "not found" and a unique one into "already exists".
+    use tokio_postgres::error::SqlState;
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+        || e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+    {
         StoreError::Conflict(e.to_string())
     } else if let Some(db) = e.as_db_error() {
         StoreError::Unavailable(format!("PostgreSQL: {}", db.message()))

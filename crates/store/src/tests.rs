@@ -168,10 +168,14 @@ both_engines!(signing_keys_rotate_and_revoke, |store| {
         .unwrap()
         .revoked_at
         .is_some());
-    assert!(store
-        .create_signing_key("key-3", "no-such-app", "x", t0())
-        .await
-        .is_err());
+    // The same answer on both engines: a foreign key to nothing is "not found".
+    assert_eq!(
+        store
+            .create_signing_key("key-3", "no-such-app", "x", t0())
+            .await
+            .unwrap_err(),
+        StoreError::NotFound("application")
+    );
 });
 
 both_engines!(sdk_keys, |store| {
@@ -294,11 +298,17 @@ both_engines!(enrolment_state_and_inputs, |store| {
         .unwrap();
     let (carol, _) = store.enroll(&a.id, "carol", None, t0()).await.unwrap();
     assert_eq!(carol.state, AccountState::Locked);
-    assert!(store.enroll("no-app", "x", None, t0()).await.is_err());
-    assert!(store
-        .enroll(&a.id, "x", Some("no-person"), t0())
-        .await
-        .is_err());
+    assert_eq!(
+        store.enroll("no-app", "x", None, t0()).await.unwrap_err(),
+        StoreError::NotFound("application")
+    );
+    assert_eq!(
+        store
+            .enroll(&a.id, "x", Some("no-person"), t0())
+            .await
+            .unwrap_err(),
+        StoreError::NotFound("person")
+    );
 });
 
 both_engines!(schedules_apply_to_person_or_one_account, |store| {

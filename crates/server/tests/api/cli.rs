@@ -405,3 +405,51 @@ fn chrono_now() -> i64 {
     use deadbolt_core::Clock;
     deadbolt_core::SystemClock.now().timestamp()
 }
+
+#[tokio::test]
+async fn the_operator_is_created_from_the_cli() {
+    let t = TestApp::spawn().await;
+    let db = t.db_url.clone();
+    let link = deadbolt(
+        &db,
+        &[
+            "operator",
+            "invite",
+            "--email",
+            "ops@example.com",
+            "--public-url",
+            "https://deadbolt.example.com",
+        ],
+    );
+    assert!(
+        link["link"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://deadbolt.example.com/"),
+        "{link}"
+    );
+    let op = deadbolt(
+        &db,
+        &[
+            "operator",
+            "create",
+            "--email",
+            "Ops@Example.com",
+            "--password",
+            "a long operator password",
+        ],
+    );
+    assert_eq!(op["email"], "ops@example.com");
+    assert!(deadbolt_fails(
+        &db,
+        &[
+            "operator",
+            "create",
+            "--email",
+            "x@example.com",
+            "--password",
+            "short"
+        ]
+    )
+    .contains("10 characters"));
+}

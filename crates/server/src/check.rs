@@ -161,6 +161,27 @@ impl CheckService {
             inputs.person.as_ref(),
             &inputs.schedules,
         );
+        // Unlocked for one sign-in: this one. The lock is back (durably) before the answer
+        // leaves; when another check got there first, this one is the second sign-in: locked.
+        let decision = if !decision.locked
+            && inputs.relock_after_use
+            && matches!(
+                decision.reason,
+                Reason::AccountUnlocked | Reason::UnlockWindow
+            )
+            && !self
+                .db
+                .store
+                .relock_after_use(&entry.app.id, &account, now)
+                .await?
+        {
+            Decision {
+                locked: true,
+                reason: Reason::AccountLocked,
+            }
+        } else {
+            decision
+        };
         let answer = Answer {
             locked: decision.locked && !entry.app.audit_mode,
             decision,

@@ -242,8 +242,11 @@ pub enum AccountCmd {
         #[arg(long)]
         account: String,
         /// Unlock only for this long (90s, 15m, 2h); it locks again by itself.
-        #[arg(long = "for")]
+        #[arg(long = "for", conflicts_with = "once")]
         for_: Option<String>,
+        /// Unlock for the next sign-in only: the check that lets it in locks it again.
+        #[arg(long)]
+        once: bool,
     },
     /// An account's state and what a check would answer now, and why.
     Show {
@@ -490,7 +493,18 @@ impl Cli {
                         db.lock(app, account).await?;
                         json!({"app": app, "account": account, "locked": true})
                     }
-                    AccountCmd::Unlock { app, account, for_ } => {
+                    AccountCmd::Unlock {
+                        app,
+                        account,
+                        once: true,
+                        ..
+                    } => {
+                        db.unlock_once(app, account).await?;
+                        json!({"app": app, "account": account, "locked": false, "relock_after_use": true})
+                    }
+                    AccountCmd::Unlock {
+                        app, account, for_, ..
+                    } => {
                         let window = for_.as_deref().map(parse_duration).transpose()?;
                         let until = db.unlock(app, account, window).await?;
                         json!({"app": app, "account": account, "locked": false, "unlocked_until": until})

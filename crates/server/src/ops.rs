@@ -242,6 +242,14 @@ impl Deadbolt {
         Ok(until)
     }
 
+    /// Unlocks an account for its next sign-in only: the check that lets it in locks it again.
+    pub async fn unlock_once(&self, app_id: &str, account: &str) -> Result<()> {
+        self.store
+            .unlock_once(app_id, account, self.now())
+            .await?
+            .ok_or_else(|| Error::NotFound("enrolled account".into()))
+    }
+
     pub async fn set_master_lock(&self, email: &str, on: bool) -> Result<Person> {
         let p = self.person_by_email(email).await?;
         self.store.set_master_lock(&p.id, on).await?;

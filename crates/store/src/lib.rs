@@ -65,7 +65,8 @@ pub struct Store {
 const APP_COLS: &str =
     "id, company_id, name, issuer, unenrolled, default_state, audit_mode, created_at";
 const ACCOUNT_COLS: &str =
-    "a.id, a.app_id, a.account, a.person_id, p.email, a.state, a.unlocked_until, a.created_at, a.updated_at";
+    "a.id, a.app_id, a.account, a.person_id, p.email, a.state, a.unlocked_until, \
+     a.created_at, a.updated_at, a.relock_after_use";
 const ATTEMPT_COLS: &str =
     "id, at, app_id, key_id, account, locked, reason, ip, device, location, integration_type, integration_data";
 const PERSON_COLS: &str =
@@ -594,11 +595,49 @@ impl Store {
         let rows = self
             .engine
             .write(
-                "UPDATE accounts SET state = $1, unlocked_until = $2, updated_at = $3 WHERE app_id = $4 AND account = $5 RETURNING id",
+                "UPDATE accounts SET state = $1, unlocked_until = $2, updated_at = $3, relock_after_use = 0 \
+                 WHERE app_id = $4 AND account = $5 RETURNING id",
                 vec![state.as_str().into(), unlocked_until.map(|t| t.timestamp_millis()).into(), ms(now), app_id.into(), account.into()],
             )
             .await?;
         Ok((!rows.is_empty()).then_some(()))
+    }
+
+    /// Unlocks an account for one sign-in: unlocked now, locked again by the check that uses it.
+    pub async fn unlock_once(
+        &self,
+        app_id: &str,
+        account: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<()>> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE accounts SET state = 'unlocked', unlocked_until = NULL, relock_after_use = 1, updated_at = $1 \
+                 WHERE app_id = $2 AND account = $3 RETURNING id",
+                vec![ms(now), app_id.into(), account.into()],
+            )
+            .await?;
+        Ok((!rows.is_empty()).then_some(()))
+    }
+
+    /// Locks an account unlocked for one sign-in, durably. `false` when another check (or a
+    /// person) already did: only one sign-in gets through.
+    pub async fn relock_after_use(
+        &self,
+        app_id: &str,
+        account: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE accounts SET state = 'locked', unlocked_until = NULL, relock_after_use = 0, updated_at = $1 \
+                 WHERE app_id = $2 AND account = $3 AND relock_after_use = 1 RETURNING id",
+                vec![ms(now), app_id.into(), account.into()],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     /// What the lock decision needs about one account, in two reads.
@@ -606,7 +645,7 @@ impl Store {
         let rows = self
             .engine
             .query(
-                "SELECT a.id, a.state, a.unlocked_until, p.id, p.master_locked, p.time_zone \
+                "SELECT a.id, a.state, a.unlocked_until, p.id, p.master_locked, p.time_zone, a.relock_after_use \
                  FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 AND a.account = $2",
                 vec![app_id.into(), account.into()],
             )
@@ -620,6 +659,7 @@ impl Store {
             unlocked_until: opt_time(r.opt_int(2)?)?,
         };
         let person_id = r.opt_text(3)?;
+        let relock_after_use = r.flag(6)?;
         let person = match &person_id {
             Some(_) => Some(PersonLocks {
                 master_locked: r.flag(4)?,
@@ -641,6 +681,7 @@ impl Store {
             enrolment: Some(enrolment),
             person,
             schedules,
+            relock_after_use,
         })
     }
 
@@ -961,6 +1002,7 @@ fn account_row(r: &Row) -> Result<Account> {
         unlocked_until: opt_time(r.opt_int(6)?)?,
         created_at: time(r.int(7)?)?,
         updated_at: time(r.int(8)?)?,
+        relock_after_use: r.flag(9)?,
     })
 }
 

@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_portal.sql"),
         postgres: include_str!("../migrations/postgres/0002_portal.sql"),
     },
+    Migration {
+        name: "0003_relock",
+        sqlite: include_str!("../migrations/sqlite/0003_relock.sql"),
+        postgres: include_str!("../migrations/postgres/0003_relock.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -97,6 +97,8 @@ pub struct Account {
     pub person_email: Option<String>,
     pub state: AccountState,
     pub unlocked_until: Option<DateTime<Utc>>,
+    /// Unlocked for one sign-in: the next check that lets it in locks it again.
+    pub relock_after_use: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -128,6 +130,8 @@ pub struct LockInputs {
     pub enrolment: Option<Enrolment>,
     pub person: Option<PersonLocks>,
     pub schedules: Vec<Schedule>,
+    /// The account locks again after the next sign-in it lets through.
+    pub relock_after_use: bool,
 }
 
 #[derive(Debug, Clone)]

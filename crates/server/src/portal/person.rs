@@ -52,6 +52,9 @@ pub fn explain(reason: Reason, acc: &Account, tz: Tz) -> String {
         },
         Reason::Schedule => "Locked by a schedule".into(),
         Reason::AccountLocked => "Locked until you unlock it".into(),
+        Reason::AccountUnlocked if acc.relock_after_use => {
+            "Unlocked for the next sign-in only".into()
+        }
         Reason::AccountUnlocked => "Unlocked until you lock it".into(),
         Reason::UnenrolledAllow => "Not enrolled".into(),
         Reason::UnenrolledDeny => "Not enrolled (refused)".into(),
@@ -64,6 +67,7 @@ pub fn explain_for_admin(reason: Reason, acc: &Account) -> String {
         Reason::MasterLock => "Locked: the person locked everything".into(),
         Reason::Schedule => "Locked by the person's schedule".into(),
         Reason::AccountLocked => "Locked (its own state)".into(),
+        Reason::AccountUnlocked if acc.relock_after_use => "Unlocked for one sign-in".into(),
         Reason::AccountUnlocked => "Unlocked (its own state)".into(),
         r => explain(r, acc, chrono_tz::UTC),
     }
@@ -287,7 +291,7 @@ pub async fn lock(
 pub struct UnlockForm {
     #[serde(default)]
     csrf: String,
-    /// Empty: for good; otherwise minutes.
+    /// Empty: for good; `once`: for the next sign-in; otherwise minutes.
     #[serde(default)]
     minutes: String,
 }
@@ -310,8 +314,12 @@ pub async fn unlock(
 ) -> Result<Redirect, PageError> {
     me.check_csrf(&f.csrf)?;
     let acc = my_account(&s, &me, &id).await?;
-    let window = unlock_window(&f.minutes)?;
-    s.db.unlock(&acc.app_id, &acc.account, window).await?;
+    if f.minutes.trim() == "once" {
+        s.db.unlock_once(&acc.app_id, &acc.account).await?;
+    } else {
+        let window = unlock_window(&f.minutes)?;
+        s.db.unlock(&acc.app_id, &acc.account, window).await?;
+    }
     Ok(Redirect::to("/me"))
 }
 

@@ -126,6 +126,28 @@ async fn a_cli_change_is_enforced_by_the_next_check() {
     deadbolt(&db, &["person", "unlock-all", "--email", "cli@example.com"]);
     deadbolt(
         &db,
+        &["account", "lock", "--app", &app, "--account", "carol"],
+    );
+    let once = deadbolt(
+        &db,
+        &[
+            "account",
+            "unlock",
+            "--app",
+            &app,
+            "--account",
+            "carol",
+            "--once",
+        ],
+    );
+    assert_eq!(once["relock_after_use"], true);
+    assert!(
+        !t.locked(iss, &key, "carol").await,
+        "the next sign-in gets through"
+    );
+    assert!(t.locked(iss, &key, "carol").await, "and only that one");
+    deadbolt(
+        &db,
         &["account", "unlock", "--app", &app, "--account", "carol"],
     );
     assert!(!t.locked(iss, &key, "carol").await);

@@ -156,3 +156,57 @@ async fn rule5_own_state_and_audit_mode() {
     t.db.unlock(&app.id, "own", None).await.unwrap();
     assert!(!t.locked(ISS, &key, "own").await);
 }
+
+#[tokio::test]
+async fn unlock_once_lets_exactly_one_sign_in_through() {
+    let t = TestApp::spawn().await;
+    let app = t.app(ISS).await;
+    let key = t.key(&app).await;
+    t.db.enroll(&app.id, "once", None).await.unwrap();
+    t.db.lock(&app.id, "once").await.unwrap();
+    t.db.unlock_once(&app.id, "once").await.unwrap();
+    assert!(
+        t.db.account(&app.id, "once")
+            .await
+            .unwrap()
+            .relock_after_use
+    );
+    // Several sign-ins at the same moment: exactly one gets through.
+    let tok = t.token(ISS, &key, "once");
+    let answers = futures_join(&t, &tok, 8).await;
+    assert_eq!(answers.iter().filter(|l| !**l).count(), 1, "{answers:?}");
+    assert!(t.locked(ISS, &key, "once").await);
+    let acc = t.db.account(&app.id, "once").await.unwrap();
+    assert!(!acc.relock_after_use && acc.state == AccountState::Locked);
+    // An explicit unlock is for good again.
+    t.db.unlock_once(&app.id, "once").await.unwrap();
+    t.db.unlock(&app.id, "once", None).await.unwrap();
+    assert!(!t.locked(ISS, &key, "once").await);
+    assert!(!t.locked(ISS, &key, "once").await);
+    assert!(t.db.unlock_once(&app.id, "nobody").await.is_err());
+}
+
+async fn futures_join(t: &TestApp, tok: &str, n: usize) -> Vec<bool> {
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let (http, url, tok) = (t.http.clone(), t.url.clone(), tok.to_string());
+        handles.push(tokio::spawn(async move {
+            let r = http
+                .post(format!("{url}/nl3/api/v1/accountProtectionCheck"))
+                .header("x-nl3-authorization-token", tok)
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()["locked"]
+                .as_bool()
+                .unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

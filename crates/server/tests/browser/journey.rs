@@ -140,6 +140,14 @@ async fn operator_admin_and_person_journey() {
     assert!(!portal.locked(ISSUER, &key, "alice").await);
     portal.clock.advance(chrono::Duration::minutes(6));
 
+    // Unlock for the next sign-in only: one check lets alice in, the next finds her locked.
+    b.goto(&format!("{base}/me")).await;
+    b.click("li[data-account=alice] button.unlock-once").await;
+    b.wait_text("li[data-account=alice] .why", "next sign-in only")
+        .await;
+    assert!(!portal.locked(ISSUER, &key, "alice").await);
+    assert!(portal.locked(ISSUER, &key, "alice").await);
+
     // Lock everything: visibly different, and enforced.
     b.goto(&format!("{base}/me")).await;
     b.click("li[data-account=alice] button.unlock").await;

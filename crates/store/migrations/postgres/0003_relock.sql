@@ -1,0 +1,3 @@
+-- "Lock again after the next sign-in": an account unlocked once is locked again by the check
+-- that used it.
+ALTER TABLE accounts ADD COLUMN relock_after_use BIGINT NOT NULL DEFAULT 0;

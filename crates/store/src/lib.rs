@@ -8,6 +8,9 @@
 mod engine;
 pub mod migrations;
 mod model;
+#[cfg(test)]
+#[macro_use]
+mod test_support;
 mod portal;
 mod signal;
 #[cfg(test)]

@@ -5,34 +5,7 @@ use crate::{testing, AccountState, NewApplication, NewAttempt, NewPerson};
 use chrono::{Duration, TimeZone};
 use deadbolt_core::{Reason, UnenrolledPolicy};
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
-}
-
-/// Runs `$body` against a fresh SQLite store and a fresh PostgreSQL database.
-macro_rules! both_engines {
-    ($name:ident, |$store:ident| $body:block) => {
-        mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn sqlite() {
-                let (store, _dir) = testing::fresh_sqlite().await;
-                let $store = &store;
-                $body
-            }
-            #[tokio::test]
-            async fn postgres() {
-                let Some(admin) = testing::pg_admin_url() else {
-                    return;
-                };
-                let url = testing::fresh_pg_url(&admin).await.unwrap();
-                let store = Store::open(&url).await.unwrap();
-                let $store = &store;
-                $body
-            }
-        }
-    };
-}
+use crate::test_support::t0;
 
 async fn person(store: &Store, email: &str) -> crate::Person {
     store

@@ -1,8 +1,8 @@
 //! The portal's store methods, run on SQLite and on PostgreSQL.
 
 use super::*;
-use crate::{testing, AccountState, NewApplication, NewAttempt, NewPerson};
-use chrono::{Duration, TimeZone};
+use crate::{AccountState, NewApplication, NewAttempt, NewPerson};
+use chrono::Duration;
 use deadbolt_core::{Reason, UnenrolledPolicy};
 
 use crate::test_support::t0;

@@ -1,7 +1,7 @@
 //! The store suite, run on SQLite and on PostgreSQL.
 
 use super::*;
-use chrono::{Duration, TimeZone};
+use chrono::Duration;
 use deadbolt_core::{Reason, UnenrolledPolicy};
 
 use crate::test_support::t0;

@@ -101,6 +101,7 @@ $$;
 CREATE TRIGGER applications_version AFTER INSERT OR UPDATE OR DELETE ON applications FOR EACH STATEMENT EXECUTE FUNCTION deadbolt_bump_version();
 CREATE TRIGGER signing_keys_version AFTER INSERT OR UPDATE OR DELETE ON signing_keys FOR EACH STATEMENT EXECUTE FUNCTION deadbolt_bump_version();
 CREATE TRIGGER sdk_keys_version AFTER INSERT OR UPDATE OR DELETE ON sdk_keys FOR EACH STATEMENT EXECUTE FUNCTION deadbolt_bump_version();
-CREATE TRIGGER persons_version AFTER INSERT OR UPDATE OR DELETE ON persons FOR EACH STATEMENT EXECUTE FUNCTION deadbolt_bump_version();
+-- A new person changes no check until an account links to it (an accounts change): no INSERT.
+CREATE TRIGGER persons_version AFTER UPDATE OR DELETE ON persons FOR EACH STATEMENT EXECUTE FUNCTION deadbolt_bump_version();
 CREATE TRIGGER accounts_version AFTER INSERT OR UPDATE OR DELETE ON accounts FOR EACH STATEMENT EXECUTE FUNCTION deadbolt_bump_version();
 CREATE TRIGGER schedules_version AFTER INSERT OR UPDATE OR DELETE ON schedules FOR EACH STATEMENT EXECUTE FUNCTION deadbolt_bump_version();

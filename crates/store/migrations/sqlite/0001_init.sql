@@ -100,7 +100,7 @@ CREATE TRIGGER signing_keys_delete_version AFTER DELETE ON signing_keys BEGIN UP
 CREATE TRIGGER sdk_keys_insert_version AFTER INSERT ON sdk_keys BEGIN UPDATE store_version SET v = v + 1; END;
 CREATE TRIGGER sdk_keys_update_version AFTER UPDATE ON sdk_keys BEGIN UPDATE store_version SET v = v + 1; END;
 CREATE TRIGGER sdk_keys_delete_version AFTER DELETE ON sdk_keys BEGIN UPDATE store_version SET v = v + 1; END;
-CREATE TRIGGER persons_insert_version AFTER INSERT ON persons BEGIN UPDATE store_version SET v = v + 1; END;
+-- A new person changes no check until an account links to it (an accounts change): no INSERT trigger.
 CREATE TRIGGER persons_update_version AFTER UPDATE ON persons BEGIN UPDATE store_version SET v = v + 1; END;
 CREATE TRIGGER persons_delete_version AFTER DELETE ON persons BEGIN UPDATE store_version SET v = v + 1; END;
 CREATE TRIGGER accounts_insert_version AFTER INSERT ON accounts BEGIN UPDATE store_version SET v = v + 1; END;

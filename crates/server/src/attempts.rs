@@ -10,9 +10,9 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
-const BATCH: usize = 4096;
+const BATCH: usize = 16_384;
 /// How long the writer waits for a batch to fill.
-const LINGER: Duration = Duration::from_millis(20);
+const LINGER: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 pub struct AttemptQueue {

@@ -263,7 +263,11 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
     let baseline = Server::start(Command::new(args.bin_dir.join("baseline")).arg("127.0.0.1:0"))?;
 
     let mut rows = Vec::new();
-    let mut total_requests = 0u64;
+    // Warm up both servers (Deadbolt's cache fills with the accounts the load asks about; the
+    // first seconds would otherwise measure store reads, not the steady state). Not reported.
+    let warm = wrk(&deadbolt.url, &script, 16, 3)?;
+    wrk(&baseline.url, &script, 16, 1)?;
+    let mut total_requests = warm.requests;
     let mut per_conn = Vec::new();
     for conns in list(&args.connections)? {
         let (mut a, mut b) = (Vec::new(), Vec::new());

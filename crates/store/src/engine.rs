@@ -89,6 +89,15 @@ impl Row {
     }
 }
 
+/// The integer in the first column of the first row (a count, a counter).
+pub fn scalar(rows: &[Row]) -> Result<i64, StoreError> {
+    rows.first()
+        .ok_or(StoreError::Corrupt(
+            "a one-row query returned no row".into(),
+        ))?
+        .int(0)
+}
+
 /// A statement and its parameters.
 pub type Stmt = (&'static str, Vec<Val>);
 
@@ -178,18 +187,11 @@ impl Engine {
             if let Some(v) = s.signal.remembered(signal) {
                 return Ok(v);
             }
-            let rows = sqlite_query(&lock(&s.probe), sql, &[])?;
-            let v = rows
-                .first()
-                .ok_or(StoreError::Corrupt("store_version is empty".into()))?
-                .int(0)?;
+            let v = scalar(&sqlite_query(&lock(&s.probe), sql, &[])?)?;
             s.signal.remember(signal, v);
             return Ok(v);
         }
-        let rows = self.query(sql, vec![]).await?;
-        rows.first()
-            .ok_or(StoreError::Corrupt("store_version is empty".into()))?
-            .int(0)
+        scalar(&self.query(sql, vec![]).await?)
     }
 
     /// Runs each statement once per parameter row, all in one transaction, each prepared once.

@@ -65,6 +65,8 @@ pub struct Store {
     engine: Engine,
 }
 
+/// Reads the change counter that triggers bump on every change to what a check reads.
+const VERSION_SQL: &str = "SELECT v FROM store_version WHERE id = 1";
 const APP_COLS: &str =
     "id, company_id, name, issuer, unenrolled, default_state, audit_mode, created_at";
 const ACCOUNT_COLS: &str =
@@ -99,20 +101,12 @@ impl Store {
     /// A number that grows with every committed change to what a check reads, by any process.
     /// Read on every check: on SQLite it costs a couple of microseconds on the calling thread.
     pub async fn version(&self) -> Result<i64> {
-        self.engine
-            .change_counter("SELECT v FROM store_version WHERE id = 1")
-            .await
+        self.engine.change_counter(VERSION_SQL).await
     }
 
     /// Reads the change counter from the store itself, whatever is remembered: a health probe.
     pub async fn ping(&self) -> Result<i64> {
-        let rows = self
-            .engine
-            .query("SELECT v FROM store_version WHERE id = 1", vec![])
-            .await?;
-        rows.first()
-            .ok_or(StoreError::Corrupt("store_version is empty".into()))?
-            .int(0)
+        engine::scalar(&self.engine.query(VERSION_SQL, vec![]).await?)
     }
 
     // ---- companies ----
@@ -880,13 +874,12 @@ impl Store {
 
     /// How many attempts are recorded in all.
     pub async fn attempt_count(&self) -> Result<i64> {
-        let rows = self
-            .engine
-            .query("SELECT count(*) FROM attempts", vec![])
-            .await?;
-        rows.first()
-            .ok_or(StoreError::Corrupt("count".into()))?
-            .int(0)
+        engine::scalar(
+            &self
+                .engine
+                .query("SELECT count(*) FROM attempts", vec![])
+                .await?,
+        )
     }
 
     // ---- import ----

@@ -251,6 +251,7 @@ struct AppPage {
     app: Application,
     keys: Vec<KeyRow>,
     new_key: Option<String>,
+    saved: bool,
 }
 
 async fn app_page_with(
@@ -259,6 +260,7 @@ async fn app_page_with(
     cid: &str,
     aid: &str,
     new_key: Option<String>,
+    saved: bool,
 ) -> Result<Response, PageError> {
     let app = company_app(s, me, cid, aid).await?;
     let keys =
@@ -281,16 +283,24 @@ async fn app_page_with(
         app,
         keys,
         new_key,
+        saved,
     };
     Ok(render(&page)?.into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AppPageQuery {
+    saved: Option<String>,
 }
 
 pub async fn app_page(
     State(s): State<ApiState>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
+    Query(q): Query<AppPageQuery>,
 ) -> Result<Response, PageError> {
-    app_page_with(&s, &me, &cid, &aid, None).await
+    let saved = q.saved.as_deref() == Some("settings");
+    app_page_with(&s, &me, &cid, &aid, None, saved).await
 }
 
 #[derive(Deserialize)]
@@ -317,7 +327,10 @@ pub async fn app_settings(
         audit_mode: f.audit_mode.is_some(),
     };
     s.db.store.update_application(&app.id, &settings).await?;
-    Ok(Redirect::to(&format!("/companies/{cid}/apps/{aid}")))
+    // The page says the settings are saved: they are committed by now.
+    Ok(Redirect::to(&format!(
+        "/companies/{cid}/apps/{aid}?saved=settings"
+    )))
 }
 
 pub async fn create_signing_key(
@@ -329,7 +342,7 @@ pub async fn create_signing_key(
     me.check_csrf(&f.csrf)?;
     let app = company_app(&s, &me, &cid, &aid).await?;
     let (_, secret) = s.db.create_signing_key(&app.id).await?;
-    app_page_with(&s, &me, &cid, &aid, Some(secret)).await
+    app_page_with(&s, &me, &cid, &aid, Some(secret), false).await
 }
 
 pub async fn revoke_signing_key(

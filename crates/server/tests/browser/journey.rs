@@ -181,7 +181,7 @@ async fn operator_admin_and_person_journey() {
     b.shot("11-schedules").await;
     assert!(portal.locked(ISSUER, &key, "alice").await);
     b.click("#schedules form button").await;
-    b.find("#schedule-form").await;
+    b.wait_text("main", "No schedules.").await;
     assert!(!portal.locked(ISSUER, &key, "alice").await);
 
     // A pairing code.
@@ -228,6 +228,8 @@ async fn operator_admin_and_person_journey() {
     b.goto(&app_url).await;
     b.click("#settings-form input[name=audit_mode]").await;
     b.click("#settings-form button[type=submit]").await;
+    // Wait for the page the save answers with, not for the box ticked by the click.
+    b.find("#settings-saved").await;
     b.find("#settings-form input[name=audit_mode]:checked")
         .await;
     assert!(!portal.locked(ISSUER, &key, "alice").await);

@@ -365,9 +365,10 @@ impl Sqlite {
         let configure = |c: &rusqlite::Connection| -> Result<(), StoreError> {
             c.busy_timeout(Duration::from_secs(5)).map_err(sqlite_err)?;
             // A 64 MiB page cache per connection: imports and lookups over millions of accounts
-            // otherwise spend their time re-reading B-tree pages.
+            // otherwise spend their time re-reading B-tree pages. Statement journals (an upsert
+            // in a transaction writes one) stay in memory instead of a temporary file.
             c.execute_batch(
-                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;",
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
             )
             .map_err(sqlite_err)
         };

@@ -49,8 +49,12 @@ fn time(v: i64) -> Result<DateTime<Utc>> {
 fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
     v.map(time).transpose()
 }
+/// A new row id. Version 7 UUIDs start with the time, so the ids of rows created together sit
+/// together in their B-trees: a bulk import appends to the index instead of touching a random
+/// page per row (1M rows: several times fewer page reads and writes). Ids are identifiers,
+/// never secrets; what authorises is checked separately.
 fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 fn parse<T: std::str::FromStr>(s: &str) -> Result<T> {
     s.parse()

@@ -91,8 +91,14 @@ fn text(name: &'static str, raw: Option<&RawValue>) -> Result<Option<String>, Bo
     let s = raw.get();
     match s.as_bytes().first() {
         Some(b'"') => {
-            let v: String = serde_json::from_str(s).map_err(|_| BodyError::NotJson)?;
-            Ok(Some(bounded(&v, MAX_FIELD)))
+            // The parser validated the string: without escapes, its text is what is quoted.
+            let quoted = &s[1..s.len() - 1];
+            if !quoted.contains('\\') {
+                return Ok(Some(bounded(quoted, MAX_FIELD)));
+            }
+            let mut v: String = serde_json::from_str(s).map_err(|_| BodyError::NotJson)?;
+            v.truncate(floor_char_boundary(&v, MAX_FIELD));
+            Ok(Some(v))
         }
         Some(b'n') => Ok(None),
         Some(b'{' | b'[') | None => Err(BodyError::FieldType(name)),
@@ -102,14 +108,19 @@ fn text(name: &'static str, raw: Option<&RawValue>) -> Result<Option<String>, Bo
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
 pub fn bounded(s: &str, max: usize) -> String {
+    s[..floor_char_boundary(s, max)].to_string()
+}
+
+/// The largest index at most `max` that falls on a character boundary of `s`.
+fn floor_char_boundary(s: &str, max: usize) -> usize {
     if s.len() <= max {
-        return s.to_string();
+        return s.len();
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    end
 }
 
 /// Refuses nesting deeper than [`MAX_DEPTH`] before the parser recurses into it.
@@ -249,5 +260,21 @@ mod tests {
         );
         let c = parse_check_body(big.as_bytes()).unwrap();
         assert!(c.integration_data.unwrap().contains("truncated"));
+        // An escaped string is bounded after unescaping, on a character boundary.
+        let escaped = "\\u00e9".repeat(MAX_FIELD);
+        let c = parse_check_body(format!("{{\"userDevice\":\"{escaped}\"}}").as_bytes()).unwrap();
+        let d = c.device.unwrap();
+        assert_eq!(d, "é".repeat(MAX_FIELD / 2));
+    }
+
+    #[test]
+    fn escapes_are_read_as_text() {
+        let c = parse_check_body(
+            br#"{"userIP":"203.0.113.9","userDevice":"Mozilla \"X\" \u00e9\/1","userLocation":"a\\b"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(c.device.as_deref(), Some("Mozilla \"X\" é/1"));
+        assert_eq!(c.location.as_deref(), Some("a\\b"));
     }
 }

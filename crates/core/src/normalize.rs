@@ -3,12 +3,16 @@
 /// Normalises an issuer or audience: trims, lowercases ASCII, drops an `http://` or `https://`
 /// prefix and trailing `/`. `https://App.Example.com/` and `app.example.com` compare equal.
 pub fn normalize_name(s: &str) -> String {
-    let s = s.trim().to_ascii_lowercase();
-    let s = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-        .unwrap_or(&s);
-    s.trim_end_matches('/').to_string()
+    let mut s = s.trim();
+    for scheme in ["https://", "http://"] {
+        if s.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+        {
+            s = &s[scheme.len()..];
+            break;
+        }
+    }
+    s.trim_end_matches('/').to_ascii_lowercase()
 }
 
 #[cfg(test)]

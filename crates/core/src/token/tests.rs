@@ -326,3 +326,79 @@ fn garbage_is_refused_without_panic() {
     );
     assert_eq!(parse(&tok).unwrap_err(), TokenError::Malformed);
 }
+
+/// Signs `header` and `claims` given as JSON text, exactly as written (duplicates and all).
+fn raw_text(header: &str, claims: &str, key: &[u8]) -> String {
+    let h = B64URL.encode(header);
+    let c = B64URL.encode(claims);
+    let mut mac = HmacSha256::new_from_slice(key).unwrap();
+    mac.update(format!("{h}.{c}").as_bytes());
+    format!("{h}.{c}.{}", B64URL.encode(mac.finalize().into_bytes()))
+}
+
+#[test]
+fn a_claim_named_twice_is_malformed() {
+    let exp = t() + 300.0;
+    // Two readers could see two different subjects (or issuers, or expiries) in one token.
+    for claims in [
+        format!(
+            r#"{{"iss":"app.example.com","aud":"api.example.com","sub":"alice","sub":"bob","exp":{exp}}}"#
+        ),
+        format!(
+            r#"{{"iss":"app.example.com","iss":"other.example.com","aud":"api.example.com","sub":"alice","exp":{exp}}}"#
+        ),
+        format!(
+            r#"{{"iss":"app.example.com","aud":"api.example.com","sub":"alice","exp":{exp},"exp":1e12}}"#
+        ),
+    ] {
+        let tok = raw_text(r#"{"alg":"HS256"}"#, &claims, KEY);
+        assert_eq!(parse(&tok).unwrap_err(), TokenError::Malformed, "{claims}");
+    }
+    let tok = raw_text(r#"{"alg":"none","alg":"HS256"}"#, &pyjwt().to_string(), KEY);
+    assert_eq!(parse(&tok).unwrap_err(), TokenError::Malformed);
+}
+
+#[test]
+fn header_and_claims_must_be_objects() {
+    let exp = t() + 300.0;
+    // An array would otherwise fill the fields in order.
+    let tok = raw_text(r#"["HS256"]"#, &pyjwt().to_string(), KEY);
+    assert_eq!(parse(&tok).unwrap_err(), TokenError::Malformed);
+    let claims = format!(r#"["app.example.com","api.example.com","alice",{exp}]"#);
+    let tok = raw_text(r#"{"alg":"HS256"}"#, &claims, KEY);
+    assert_eq!(parse(&tok).unwrap_err(), TokenError::Malformed);
+    // A null crit is still a crit.
+    let tok = raw(&json!({"alg": "HS256", "crit": null}), &pyjwt(), KEY);
+    assert_eq!(parse(&tok).unwrap_err(), TokenError::Malformed);
+}
+
+#[test]
+fn escaped_strings_and_audience_lists() {
+    // JSON escapes in the issuer and subject are read as the text they stand for.
+    let exp = t() + 300.0;
+    let claims = format!(
+        r#"{{"iss":"app.example\u002ecom","aud":["x",7,null,"https:\/\/api.example.com"],"sub":"al\u00efce \"q\"","exp":{exp}}}"#
+    );
+    let v = check(&raw_text(r#"{"alg":"HS256"}"#, &claims, KEY)).unwrap();
+    assert_eq!(v.subject, "alïce \"q\"");
+    // A list with no accepted audience is the wrong audience, not a malformed token.
+    let mut c = pyjwt();
+    c["aud"] = json!([7, {"a": 1}, "elsewhere.example.com"]);
+    assert_eq!(
+        check(&sign_hs256(&c, KEY)).unwrap_err(),
+        TokenError::Audience
+    );
+    // A signature that decodes to other than 32 bytes is not an HS256 signature.
+    let tok = sign_hs256(&pyjwt(), KEY);
+    let (input, _) = tok.rsplit_once('.').unwrap();
+    for sig in [
+        B64URL.encode([1u8; 31]),
+        B64URL.encode([1u8; 33]),
+        B64URL.encode([1u8; 64]),
+    ] {
+        assert_eq!(
+            check(&format!("{input}.{sig}")).unwrap_err(),
+            TokenError::Signature
+        );
+    }
+}

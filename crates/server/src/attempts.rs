@@ -2,7 +2,7 @@
 //! a check never waits for a disk write unless the queue is full (backpressure). On shutdown
 //! the queue is drained before the process exits.
 
-use deadbolt_store::{NewAttempt, Store};
+use deadbolt_store::{AttemptBatch, NewAttempt, Store};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,14 @@ impl AttemptQueue {
 
     pub async fn record(&self, attempt: NewAttempt) {
         self.depth.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(attempt).await.is_err() {
+        // Room in the queue is the usual case: no waiting, no future to set up.
+        let sent = match self.tx.try_send(attempt) {
+            Ok(()) => Ok(()),
+            // Full: the check waits for the writer (backpressure), never drops the attempt.
+            Err(mpsc::error::TrySendError::Full(a)) => self.tx.send(a).await.map_err(drop),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        };
+        if sent.is_err() {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("attempt writer has stopped; attempt not recorded");
         }
@@ -61,24 +68,25 @@ async fn writer(
                 }
             }
         }
+        let n = batch.len();
+        let rows = AttemptBatch::new(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
         let mut delay = Duration::from_millis(50);
         let mut tries = 0;
         // A batch is retried until the store takes it: attempts are not dropped on a hiccup.
         // Only at shutdown, with the store still failing, does the writer give up (and say so).
-        while let Err(e) = store.record_attempts(&batch).await {
+        while let Err(e) = store.record_attempts(&rows).await {
             tries += 1;
             if rx.is_closed() && tries >= 5 {
-                tracing::error!(error = %e, lost = batch.len(), "shutting down with the store failing: attempts not recorded");
+                tracing::error!(error = %e, lost = n, "shutting down with the store failing: attempts not recorded");
                 break;
             }
-            tracing::warn!(error = %e, n = batch.len(), "could not record attempts; retrying");
+            tracing::warn!(error = %e, n, "could not record attempts; retrying");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         metrics
             .attempts_written
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        depth.fetch_sub(batch.len() as i64, Ordering::Relaxed);
-        batch.clear();
+            .fetch_add(n as u64, Ordering::Relaxed);
+        depth.fetch_sub(n as i64, Ordering::Relaxed);
     }
 }

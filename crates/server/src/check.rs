@@ -44,8 +44,9 @@ impl CheckCache {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves the cache to `version`, dropping everything when the store changed.
-    fn sync(&self, version: i64) {
+    /// Moves the cache to `version` (dropping everything when the store changed), then looks
+    /// the application up: one lock for both.
+    fn app_at(&self, version: i64, issuer: &str) -> Option<Arc<AppEntry>> {
         let mut s = self.state();
         if version != s.version {
             s.apps.clear();
@@ -53,10 +54,7 @@ impl CheckCache {
             s.account_count = 0;
             s.version = version;
         }
-    }
-
-    fn app(&self, issuer: &str) -> Option<Arc<AppEntry>> {
-        self.state().apps.get(issuer).cloned()
+        s.apps.get(issuer).cloned()
     }
 
     fn put_app(&self, version: i64, issuer: String, entry: Arc<AppEntry>) {
@@ -118,9 +116,7 @@ impl CheckService {
             token.ok_or_else(|| Error::Unauthorized("missing x-nl3-authorization-token".into()))?;
         let parsed = token::parse(token)?;
         let version = self.db.store.version().await?;
-        self.cache.sync(version);
-
-        let entry = match self.cache.app(parsed.issuer()) {
+        let entry = match self.cache.app_at(version, parsed.issuer()) {
             Some(e) => {
                 self.metrics.cache_hit();
                 e

@@ -51,6 +51,9 @@ impl<T: Into<Val>> From<Option<T>> for Val {
     }
 }
 
+/// Statements each run once per parameter row, in one transaction (see [`Engine::insert_many`]).
+pub type BulkRows = Vec<(&'static str, Vec<Vec<Val>>)>;
+
 /// One result row.
 #[derive(Debug, Clone)]
 pub struct Row(Vec<Val>);
@@ -196,10 +199,7 @@ impl Engine {
 
     /// Runs each statement once per parameter row, all in one transaction, each prepared once.
     /// For bulk records: on SQLite the commit is not fsync'd by itself (see [`Sqlite::bulk`]).
-    pub async fn insert_many(
-        &self,
-        groups: Vec<(&'static str, Vec<Vec<Val>>)>,
-    ) -> Result<(), StoreError> {
+    pub async fn insert_many(&self, groups: Arc<BulkRows>) -> Result<(), StoreError> {
         match self {
             Engine::Sqlite(s) => {
                 let conn = s.bulk.clone();
@@ -208,7 +208,7 @@ impl Engine {
                     let tx = conn
                         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                         .map_err(sqlite_err)?;
-                    for (sql, rows) in &groups {
+                    for (sql, rows) in groups.iter() {
                         let mut stmt = tx.prepare_cached(sql).map_err(sqlite_err)?;
                         for params in rows {
                             stmt.execute(rusqlite::params_from_iter(params.iter()))
@@ -222,7 +222,7 @@ impl Engine {
             Engine::Postgres(pool) => {
                 let mut client = pool.get().await.map_err(pg_pool)?;
                 let tx = client.transaction().await.map_err(pg_err)?;
-                for (sql, rows) in &groups {
+                for (sql, rows) in groups.iter() {
                     let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
                     for params in rows {
                         let refs: Vec<&(dyn ToSql + Sync)> =

@@ -18,7 +18,8 @@ mod tests;
 
 use chrono::{DateTime, Utc};
 use deadbolt_core::{AccountState, Enrolment, PersonLocks, Schedule};
-use engine::{Engine, Row, Stmt, Val};
+use engine::{BulkRows, Engine, Row, Stmt, Val};
+use std::sync::Arc;
 use thiserror::Error;
 
 pub use model::*;
@@ -56,6 +57,74 @@ fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+/// Attempts converted once into rows (their texts moved, not copied) for
+/// [`Store::record_attempts`]; kept whole so that a write that failed can be retried.
+pub struct AttemptBatch {
+    groups: Arc<BulkRows>,
+    len: usize,
+}
+
+impl AttemptBatch {
+    pub fn new(attempts: Vec<NewAttempt>) -> Self {
+        let len = attempts.len();
+        let mut last_used: std::collections::HashMap<String, i64> =
+            std::collections::HashMap::new();
+        let mut rows = Vec::with_capacity(len);
+        for a in attempts {
+            let at = a.at.timestamp_millis();
+            if let Some(k) = &a.key_id {
+                match last_used.get_mut(k.as_str()) {
+                    Some(t) => *t = (*t).max(at),
+                    None => {
+                        last_used.insert(k.clone(), at);
+                    }
+                }
+            }
+            rows.push(vec![
+                at.into(),
+                a.app_id.into(),
+                a.key_id.into(),
+                a.account.into(),
+                a.locked.into(),
+                a.reason.as_str().into(),
+                a.ip.into(),
+                a.device.into(),
+                a.location.into(),
+                a.integration_type.into(),
+                a.integration_data.into(),
+            ]);
+        }
+        let usage = last_used
+            .into_iter()
+            .map(|(k, at)| vec![k.into(), at.into()])
+            .collect();
+        let groups = vec![
+            (
+                "INSERT INTO attempts (at, app_id, key_id, account, locked, reason, ip, device, location, integration_type, integration_data) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                rows,
+            ),
+            (
+                "INSERT INTO key_usage (key_id, last_used_at) VALUES ($1, $2) ON CONFLICT (key_id) DO UPDATE SET \
+                 last_used_at = CASE WHEN excluded.last_used_at > key_usage.last_used_at THEN excluded.last_used_at ELSE key_usage.last_used_at END",
+                usage,
+            ),
+        ];
+        Self {
+            groups: Arc::new(groups),
+            len,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 fn parse<T: std::str::FromStr>(s: &str) -> Result<T> {
     s.parse()
         .map_err(|_| StoreError::Corrupt(format!("unexpected value {s:?}")))
@@ -769,54 +838,12 @@ impl Store {
 
     // ---- attempts ----
 
-    /// Records attempts in one transaction.
-    pub async fn record_attempts(&self, attempts: &[NewAttempt]) -> Result<()> {
-        if attempts.is_empty() {
+    /// Records a batch of attempts in one transaction. A batch that failed can be passed again.
+    pub async fn record_attempts(&self, batch: &AttemptBatch) -> Result<()> {
+        if batch.len == 0 {
             return Ok(());
         }
-        let rows: Vec<Vec<Val>> = attempts
-            .iter()
-            .map(|a| {
-                vec![
-                    ms(a.at),
-                    (&a.app_id).into(),
-                    a.key_id.as_deref().into(),
-                    (&a.account).into(),
-                    a.locked.into(),
-                    a.reason.as_str().into(),
-                    a.ip.as_deref().into(),
-                    a.device.as_deref().into(),
-                    a.location.as_deref().into(),
-                    a.integration_type.as_deref().into(),
-                    a.integration_data.as_deref().into(),
-                ]
-            })
-            .collect();
-        let mut last_used: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-        for a in attempts {
-            if let Some(k) = a.key_id.as_deref() {
-                let at = last_used.entry(k).or_insert(i64::MIN);
-                *at = (*at).max(a.at.timestamp_millis());
-            }
-        }
-        let usage: Vec<Vec<Val>> = last_used
-            .into_iter()
-            .map(|(k, at)| vec![k.into(), at.into()])
-            .collect();
-        self.engine
-            .insert_many(vec![
-                (
-                    "INSERT INTO attempts (at, app_id, key_id, account, locked, reason, ip, device, location, integration_type, integration_data) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                    rows,
-                ),
-                (
-                    "INSERT INTO key_usage (key_id, last_used_at) VALUES ($1, $2) ON CONFLICT (key_id) DO UPDATE SET \
-                     last_used_at = CASE WHEN excluded.last_used_at > key_usage.last_used_at THEN excluded.last_used_at ELSE key_usage.last_used_at END",
-                    usage,
-                ),
-            ])
-            .await
+        self.engine.insert_many(batch.groups.clone()).await
     }
 
     /// An application's attempts, newest first.

@@ -1,7 +1,7 @@
 //! The portal's store methods, run on SQLite and on PostgreSQL.
 
 use super::*;
-use crate::{AccountState, NewApplication, NewAttempt, NewPerson};
+use crate::{AccountState, AttemptBatch, NewApplication, NewAttempt, NewPerson};
 use chrono::Duration;
 use deadbolt_core::{Reason, UnenrolledPolicy};
 
@@ -178,12 +178,12 @@ both_engines!(portal_attempt_reads, |store| {
         integration_data: None,
     };
     store
-        .record_attempts(&[
+        .record_attempts(&AttemptBatch::new(vec![
             at(0, "dan", true),
             at(1, "dan", false),
             at(2, "eve", true),
             at(3, "dan", true),
-        ])
+        ]))
         .await
         .unwrap();
     let all = store

@@ -123,13 +123,13 @@ both_engines!(signing_keys_rotate_and_revoke, |store| {
     );
     // last used comes from the attempts the key verified.
     store
-        .record_attempts(&[attempt(
+        .record_attempts(&AttemptBatch::new(vec![attempt(
             &a.id,
             Some(&k2),
             "u",
             false,
             t0() + Duration::minutes(3),
-        )])
+        )]))
         .await
         .unwrap();
     let keys = store.signing_keys(&a.id).await.unwrap();
@@ -379,7 +379,10 @@ both_engines!(attempts_are_listed_per_application, |store| {
         .map(|i| attempt(&a.id, None, "eve", i % 2 == 0, t0() + Duration::seconds(i)))
         .chain([attempt(&b.id, None, "eve", true, t0())])
         .collect();
-    store.record_attempts(&batch).await.unwrap();
+    store
+        .record_attempts(&AttemptBatch::new(batch))
+        .await
+        .unwrap();
     let recent = store.recent_attempts(&a.id, 3).await.unwrap();
     assert_eq!(
         recent.iter().map(|x| x.at).collect::<Vec<_>>(),
@@ -409,7 +412,13 @@ both_engines!(version_moves_with_changes_not_with_attempts, |store| {
     let v1 = store.version().await.unwrap();
     assert!(v1 > v0);
     store
-        .record_attempts(&[attempt(&a.id, None, "x", false, t0())])
+        .record_attempts(&AttemptBatch::new(vec![attempt(
+            &a.id,
+            None,
+            "x",
+            false,
+            t0(),
+        )]))
         .await
         .unwrap();
     assert_eq!(

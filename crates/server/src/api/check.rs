@@ -1,17 +1,18 @@
 //! `POST /nl3/api/v1/accountProtectionCheck`.
 
-use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
 use super::{header, read_body, ApiState, MAX_CHECK_BODY};
 use crate::check::HeaderContext;
 
-pub async fn check(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn check(State(s): State<ApiState>, request: Request) -> Response {
     let started = Instant::now();
+    // The headers are taken from the request, not copied out of it as a `HeaderMap` extractor would.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let result = async {
         let bytes = read_body(&headers, body, MAX_CHECK_BODY).await?;
         let context = HeaderContext {

@@ -3,6 +3,7 @@
 use crate::helpers::*;
 use serde_json::json;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 const ISS: &str = "app.example.com";
 
@@ -304,6 +305,35 @@ async fn graceful_stop_writes_every_queued_attempt() {
     assert_eq!(
         db.store.recent_attempts(&app.id, 1000).await.unwrap().len(),
         200
+    );
+}
+
+#[tokio::test]
+async fn a_full_attempt_queue_makes_checks_wait_and_loses_nothing() {
+    // Two places in the queue, 40 checks at once: most find it full and wait for the writer.
+    let t = TestApp::spawn_with(|c| c.attempt_queue = 2).await;
+    let app = t.app(ISS).await;
+    let key = t.key(&app).await;
+    t.db.enroll(&app.id, "alice", None).await.unwrap();
+    t.db.lock(&app.id, "alice").await.unwrap();
+    let t = Arc::new(t);
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (t, key) = (t.clone(), key.clone());
+        checks.spawn(async move { t.locked(ISS, &key, "alice").await });
+    }
+    while let Some(locked) = checks.join_next().await {
+        assert!(
+            locked.unwrap(),
+            "every check is answered, and answered locked"
+        );
+    }
+    let t = Arc::into_inner(t).unwrap();
+    let db = t.db.clone();
+    t.stop().await;
+    assert_eq!(
+        db.store.recent_attempts(&app.id, 1000).await.unwrap().len(),
+        40
     );
 }
 

@@ -8,7 +8,12 @@ use std::sync::Arc;
 const ISS: &str = "app.example.com";
 
 async fn setup() -> (TestApp, String) {
-    let t = TestApp::spawn().await;
+    setup_with(|_| {}).await
+}
+
+/// A server (configured by `adjust`) whose application has a key and a locked `alice`.
+async fn setup_with(adjust: impl FnOnce(&mut deadbolt::Config)) -> (TestApp, String) {
+    let t = TestApp::spawn_with(adjust).await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
     t.db.enroll(&app.id, "alice", None).await.unwrap();
@@ -311,11 +316,7 @@ async fn graceful_stop_writes_every_queued_attempt() {
 #[tokio::test]
 async fn a_full_attempt_queue_makes_checks_wait_and_loses_nothing() {
     // Two places in the queue, 40 checks at once: most find it full and wait for the writer.
-    let t = TestApp::spawn_with(|c| c.attempt_queue = 2).await;
-    let app = t.app(ISS).await;
-    let key = t.key(&app).await;
-    t.db.enroll(&app.id, "alice", None).await.unwrap();
-    t.db.lock(&app.id, "alice").await.unwrap();
+    let (t, key) = setup_with(|c| c.attempt_queue = 2).await;
     let t = Arc::new(t);
     let mut checks = tokio::task::JoinSet::new();
     for _ in 0..40 {
@@ -331,6 +332,7 @@ async fn a_full_attempt_queue_makes_checks_wait_and_loses_nothing() {
     let t = Arc::into_inner(t).unwrap();
     let db = t.db.clone();
     t.stop().await;
+    let app = db.store.application_by_issuer(ISS).await.unwrap().unwrap();
     assert_eq!(
         db.store.recent_attempts(&app.id, 1000).await.unwrap().len(),
         40

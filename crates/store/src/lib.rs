@@ -182,6 +182,36 @@ impl Store {
         engine::scalar(&self.engine.query(VERSION_SQL, vec![]).await?)
     }
 
+    /// Runs a query and maps its first row, if any.
+    pub(crate) async fn one<T>(
+        &self,
+        sql: &'static str,
+        params: Vec<Val>,
+        map: fn(&Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.engine
+            .query(sql, params)
+            .await?
+            .first()
+            .map(map)
+            .transpose()
+    }
+
+    /// Runs a query and maps every row.
+    pub(crate) async fn all<T>(
+        &self,
+        sql: &'static str,
+        params: Vec<Val>,
+        map: fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.engine
+            .query(sql, params)
+            .await?
+            .iter()
+            .map(map)
+            .collect()
+    }
+
     // ---- companies ----
 
     pub async fn create_company(&self, name: &str, now: DateTime<Utc>) -> Result<Company> {
@@ -200,25 +230,21 @@ impl Store {
     }
 
     pub async fn company(&self, id: &str) -> Result<Option<Company>> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT id, name, created_at FROM companies WHERE id = $1",
-                vec![id.into()],
-            )
-            .await?;
-        rows.first().map(company).transpose()
+        self.one(
+            "SELECT id, name, created_at FROM companies WHERE id = $1",
+            vec![id.into()],
+            company,
+        )
+        .await
     }
 
     pub async fn companies(&self) -> Result<Vec<Company>> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT id, name, created_at FROM companies ORDER BY created_at, id",
-                vec![],
-            )
-            .await?;
-        rows.iter().map(company).collect()
+        self.all(
+            "SELECT id, name, created_at FROM companies ORDER BY created_at, id",
+            vec![],
+            company,
+        )
+        .await
     }
 
     // ---- applications ----
@@ -256,30 +282,26 @@ impl Store {
     }
 
     pub async fn application(&self, id: &str) -> Result<Option<Application>> {
-        let rows = self
-            .engine
-            .query(
-                sql!("SELECT ", APP_COLS, " FROM applications WHERE id = $1"),
-                vec![id.into()],
-            )
-            .await?;
-        rows.first().map(application).transpose()
+        self.one(
+            sql!("SELECT ", APP_COLS, " FROM applications WHERE id = $1"),
+            vec![id.into()],
+            application,
+        )
+        .await
     }
 
     /// The application whose normalised issuer is `issuer_norm`.
     pub async fn application_by_issuer(&self, issuer_norm: &str) -> Result<Option<Application>> {
-        let rows = self
-            .engine
-            .query(
-                sql!(
-                    "SELECT ",
-                    APP_COLS,
-                    " FROM applications WHERE issuer_norm = $1"
-                ),
-                vec![issuer_norm.into()],
-            )
-            .await?;
-        rows.first().map(application).transpose()
+        self.one(
+            sql!(
+                "SELECT ",
+                APP_COLS,
+                " FROM applications WHERE issuer_norm = $1"
+            ),
+            vec![issuer_norm.into()],
+            application,
+        )
+        .await
     }
 
     pub async fn applications(&self, company_id: Option<&str>) -> Result<Vec<Application>> {
@@ -434,22 +456,12 @@ impl Store {
     }
 
     pub async fn sdk_key(&self, id: &str) -> Result<Option<SdkKeyRecord>> {
-        let rows = self
-            .engine
-            .query("SELECT id, company_id, secret_hash, created_at, revoked_at FROM sdk_keys WHERE id = $1", vec![id.into()])
-            .await?;
-        rows.first().map(sdk_key).transpose()
+        self.one("SELECT id, company_id, secret_hash, created_at, revoked_at FROM sdk_keys WHERE id = $1", vec![id.into()], sdk_key).await
     }
 
     pub async fn sdk_keys(&self, company_id: &str) -> Result<Vec<SdkKeyRecord>> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT id, company_id, secret_hash, created_at, revoked_at FROM sdk_keys WHERE company_id = $1 ORDER BY created_at DESC, id",
-                vec![company_id.into()],
-            )
-            .await?;
-        rows.iter().map(sdk_key).collect()
+        self.all("SELECT id, company_id, secret_hash, created_at, revoked_at FROM sdk_keys WHERE company_id = $1 ORDER BY created_at DESC, id",
+                vec![company_id.into()], sdk_key).await
     }
 
     pub async fn revoke_sdk_key(&self, id: &str, now: DateTime<Utc>) -> Result<()> {
@@ -497,40 +509,34 @@ impl Store {
     }
 
     pub async fn person_by_email(&self, email: &str) -> Result<Option<Person>> {
-        let rows = self
-            .engine
-            .query(
-                sql!("SELECT ", PERSON_COLS, " FROM persons WHERE email = $1"),
-                vec![normalize_email(email).into()],
-            )
-            .await?;
-        rows.first().map(person).transpose()
+        self.one(
+            sql!("SELECT ", PERSON_COLS, " FROM persons WHERE email = $1"),
+            vec![normalize_email(email).into()],
+            person,
+        )
+        .await
     }
 
     pub async fn person(&self, id: &str) -> Result<Option<Person>> {
-        let rows = self
-            .engine
-            .query(
-                sql!("SELECT ", PERSON_COLS, " FROM persons WHERE id = $1"),
-                vec![id.into()],
-            )
-            .await?;
-        rows.first().map(person).transpose()
+        self.one(
+            sql!("SELECT ", PERSON_COLS, " FROM persons WHERE id = $1"),
+            vec![id.into()],
+            person,
+        )
+        .await
     }
 
     pub async fn persons(&self, limit: i64) -> Result<Vec<Person>> {
-        let rows = self
-            .engine
-            .query(
-                sql!(
-                    "SELECT ",
-                    PERSON_COLS,
-                    " FROM persons ORDER BY email LIMIT $1"
-                ),
-                vec![limit.into()],
-            )
-            .await?;
-        rows.iter().map(person).collect()
+        self.all(
+            sql!(
+                "SELECT ",
+                PERSON_COLS,
+                " FROM persons ORDER BY email LIMIT $1"
+            ),
+            vec![limit.into()],
+            person,
+        )
+        .await
     }
 
     pub async fn password_hash(&self, email: &str) -> Result<Option<(String, Option<String>)>> {
@@ -603,14 +609,8 @@ impl Store {
     }
 
     pub async fn account(&self, app_id: &str, account: &str) -> Result<Option<Account>> {
-        let rows = self
-            .engine
-            .query(
-                sql!("SELECT ", ACCOUNT_COLS, " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 AND a.account = $2"),
-                vec![app_id.into(), account.into()],
-            )
-            .await?;
-        rows.first().map(account_row).transpose()
+        self.one(sql!("SELECT ", ACCOUNT_COLS, " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 AND a.account = $2"),
+                vec![app_id.into(), account.into()], account_row).await
     }
 
     pub async fn accounts(
@@ -627,30 +627,18 @@ impl Store {
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
-        let rows = self
-            .engine
-            .query(
-                sql!(
+        self.all(sql!(
                     "SELECT ", ACCOUNT_COLS,
                     " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 \
                      AND (a.account LIKE $2 ESCAPE '\\' OR p.email LIKE $2 ESCAPE '\\') ORDER BY a.account LIMIT $3"
                 ),
-                vec![app_id.into(), pattern.into(), limit.into()],
-            )
-            .await?;
-        rows.iter().map(account_row).collect()
+                vec![app_id.into(), pattern.into(), limit.into()], account_row).await
     }
 
     /// Every account of a person, across applications.
     pub async fn person_accounts(&self, person_id: &str) -> Result<Vec<Account>> {
-        let rows = self
-            .engine
-            .query(
-                sql!("SELECT ", ACCOUNT_COLS, " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.person_id = $1 ORDER BY a.app_id, a.account"),
-                vec![person_id.into()],
-            )
-            .await?;
-        rows.iter().map(account_row).collect()
+        self.all(sql!("SELECT ", ACCOUNT_COLS, " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.person_id = $1 ORDER BY a.app_id, a.account"),
+                vec![person_id.into()], account_row).await
     }
 
     /// Sets an account's own state and unlock window, durably. `None` when the account is not enrolled.
@@ -848,18 +836,16 @@ impl Store {
 
     /// An application's attempts, newest first.
     pub async fn recent_attempts(&self, app_id: &str, limit: i64) -> Result<Vec<Attempt>> {
-        let rows = self
-            .engine
-            .query(
-                sql!(
-                    "SELECT ",
-                    ATTEMPT_COLS,
-                    " FROM attempts WHERE app_id = $1 ORDER BY id DESC LIMIT $2"
-                ),
-                vec![app_id.into(), limit.into()],
-            )
-            .await?;
-        rows.iter().map(attempt).collect()
+        self.all(
+            sql!(
+                "SELECT ",
+                ATTEMPT_COLS,
+                " FROM attempts WHERE app_id = $1 ORDER BY id DESC LIMIT $2"
+            ),
+            vec![app_id.into(), limit.into()],
+            attempt,
+        )
+        .await
     }
 
     /// An application's attempts at or after `since`, oldest first (for paging through a feed).
@@ -869,18 +855,16 @@ impl Store {
         since: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Attempt>> {
-        let rows = self
-            .engine
-            .query(
-                sql!(
-                    "SELECT ",
-                    ATTEMPT_COLS,
-                    " FROM attempts WHERE app_id = $1 AND at >= $2 ORDER BY at, id LIMIT $3"
-                ),
-                vec![app_id.into(), ms(since), limit.into()],
-            )
-            .await?;
-        rows.iter().map(attempt).collect()
+        self.all(
+            sql!(
+                "SELECT ",
+                ATTEMPT_COLS,
+                " FROM attempts WHERE app_id = $1 AND at >= $2 ORDER BY at, id LIMIT $3"
+            ),
+            vec![app_id.into(), ms(since), limit.into()],
+            attempt,
+        )
+        .await
     }
 
     /// Blocked attempts on a person's accounts, newest first.
@@ -889,18 +873,12 @@ impl Store {
         person_id: &str,
         limit: i64,
     ) -> Result<Vec<Attempt>> {
-        let rows = self
-            .engine
-            .query(
-                sql!(
+        self.all(sql!(
                     "SELECT ", ATTEMPT_COLS, " FROM attempts t WHERE t.locked = 1 AND EXISTS \
                      (SELECT 1 FROM accounts a WHERE a.app_id = t.app_id AND a.account = t.account AND a.person_id = $1) \
                      ORDER BY t.id DESC LIMIT $2"
                 ),
-                vec![person_id.into(), limit.into()],
-            )
-            .await?;
-        rows.iter().map(attempt).collect()
+                vec![person_id.into(), limit.into()], attempt).await
     }
 
     /// How many attempts are recorded in all.

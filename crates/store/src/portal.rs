@@ -276,18 +276,16 @@ impl Store {
 
     /// A link that is still usable, without using it.
     pub async fn link(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<PortalLink>> {
-        let rows = self
-            .engine
-            .query(
-                concatcp!(
-                    "SELECT ",
-                    LINK_COLS,
-                    " FROM portal_links WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2"
-                ),
-                vec![token_hash.into(), ms(now)],
-            )
-            .await?;
-        rows.first().map(link).transpose()
+        self.one(
+            concatcp!(
+                "SELECT ",
+                LINK_COLS,
+                " FROM portal_links WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2"
+            ),
+            vec![token_hash.into(), ms(now)],
+            link,
+        )
+        .await
     }
 
     /// Uses a link: only the first caller gets it.
@@ -346,29 +344,25 @@ impl Store {
     // ---- reads for the pages ----
 
     pub async fn account_by_id(&self, id: &str) -> Result<Option<Account>> {
-        let rows = self
-            .engine
-            .query(
-                concatcp!(
-                    "SELECT ",
-                    ACCOUNT_COLS,
-                    " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.id = $1"
-                ),
-                vec![id.into()],
-            )
-            .await?;
-        rows.first().map(account_row).transpose()
+        self.one(
+            concatcp!(
+                "SELECT ",
+                ACCOUNT_COLS,
+                " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.id = $1"
+            ),
+            vec![id.into()],
+            account_row,
+        )
+        .await
     }
 
     pub async fn attempt(&self, id: i64) -> Result<Option<Attempt>> {
-        let rows = self
-            .engine
-            .query(
-                concatcp!("SELECT ", ATTEMPT_COLS, " FROM attempts WHERE id = $1"),
-                vec![id.into()],
-            )
-            .await?;
-        rows.first().map(attempt).transpose()
+        self.one(
+            concatcp!("SELECT ", ATTEMPT_COLS, " FROM attempts WHERE id = $1"),
+            vec![id.into()],
+            attempt,
+        )
+        .await
     }
 
     /// Blocked attempts on a person's accounts with an id above `after_id`, oldest first.
@@ -378,18 +372,12 @@ impl Store {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<Attempt>> {
-        let rows = self
-            .engine
-            .query(
-                concatcp!(
+        self.all(concatcp!(
                     "SELECT ", ATTEMPT_COLS, " FROM attempts t WHERE t.locked = 1 AND t.id > $1 AND EXISTS \
                      (SELECT 1 FROM accounts a WHERE a.app_id = t.app_id AND a.account = t.account AND a.person_id = $2) \
                      ORDER BY t.id LIMIT $3"
                 ),
-                vec![after_id.into(), person_id.into(), limit.into()],
-            )
-            .await?;
-        rows.iter().map(attempt).collect()
+                vec![after_id.into(), person_id.into(), limit.into()], attempt).await
     }
 
     /// An application's attempts, newest first: of one account (`account`), blocked or allowed
@@ -403,10 +391,7 @@ impl Store {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<Attempt>> {
-        let rows = self
-            .engine
-            .query(
-                concatcp!(
+        self.all(concatcp!(
                     "SELECT ",
                     ATTEMPT_COLS,
                     " FROM attempts WHERE app_id = $1 AND ($2 = '' OR account = $2) AND ($3 < 0 OR locked = $3) \
@@ -420,10 +405,7 @@ impl Store {
                     until.map_or(i64::MAX, |t| t.timestamp_millis()).into(),
                     after_id.into(),
                     limit.into(),
-                ],
-            )
-            .await?;
-        rows.iter().map(attempt).collect()
+                ], attempt).await
     }
 
     /// When a person verified their email, if they did.

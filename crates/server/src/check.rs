@@ -115,7 +115,12 @@ impl CheckService {
         let token =
             token.ok_or_else(|| Error::Unauthorized("missing x-nl3-authorization-token".into()))?;
         let parsed = token::parse(token)?;
-        let version = self.db.store.version().await?;
+        // The store futures below are built only when needed and boxed: they are large (the
+        // PostgreSQL branch), and a check that finds everything cached should not carry them.
+        let version = match self.db.store.version_at_hand() {
+            Some(v) => v?,
+            None => Box::pin(self.db.store.version()).await?,
+        };
         let entry = match self.cache.app_at(version, parsed.issuer()) {
             Some(e) => {
                 self.metrics.cache_hit();
@@ -123,7 +128,7 @@ impl CheckService {
             }
             None => {
                 self.metrics.cache_miss();
-                let entry = self.load_app(parsed.issuer()).await?;
+                let entry = Box::pin(self.load_app(parsed.issuer())).await?;
                 self.cache
                     .put_app(version, parsed.issuer().to_string(), entry.clone());
                 entry
@@ -144,7 +149,8 @@ impl CheckService {
             }
             None => {
                 self.metrics.cache_miss();
-                let i = Arc::new(self.db.store.lock_inputs(&entry.app.id, &account).await?);
+                let i =
+                    Arc::new(Box::pin(self.db.store.lock_inputs(&entry.app.id, &account)).await?);
                 self.cache
                     .put_inputs(version, &entry.app.id, &account, i.clone());
                 i
@@ -165,11 +171,7 @@ impl CheckService {
                 decision.reason,
                 Reason::AccountUnlocked | Reason::UnlockWindow
             )
-            && !self
-                .db
-                .store
-                .relock_after_use(&entry.app.id, &account, now)
-                .await?
+            && !Box::pin(self.db.store.relock_after_use(&entry.app.id, &account, now)).await?
         {
             Decision {
                 locked: true,

@@ -9,13 +9,15 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
 
-/// The server master key. Never logged, never printed.
+/// The server master key. Never logged, never printed. Shared, not copied: the expanded cipher
+/// is a kilobyte, and the state every request handler receives holds one.
 #[derive(Clone)]
-pub struct MasterKey(Aes256Gcm);
+pub struct MasterKey(Arc<Aes256Gcm>);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,14 +34,14 @@ impl MasterKey {
         let arr: [u8; 32] = bytes
             .try_into()
             .map_err(|_| Error::Invalid("the master key must be base64 of 32 bytes".into()))?;
-        Ok(Self(Aes256Gcm::new(&arr.into())))
+        Ok(Self(Arc::new(Aes256Gcm::new(&arr.into()))))
     }
 
     pub fn generate() -> (Self, String) {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let b64 = STANDARD.encode(bytes);
-        (Self(Aes256Gcm::new(&bytes.into())), b64)
+        (Self(Arc::new(Aes256Gcm::new(&bytes.into()))), b64)
     }
 
     /// Reads the key file, or creates it (mode 0600) when it does not exist.

@@ -51,8 +51,26 @@ impl<T: Into<Val>> From<Option<T>> for Val {
     }
 }
 
-/// Statements each run once per parameter row, in one transaction (see [`Engine::insert_many`]).
+/// Statements each run once per parameter row.
 pub type BulkRows = Vec<(&'static str, Vec<Vec<Val>>)>;
+
+/// Rows appended together so that their ids follow each other, and what describes them
+/// (see [`Engine::append_runs`]).
+pub struct Run {
+    pub rows: Vec<Vec<Val>>,
+    /// The run's own parameters, after its last and first row ids.
+    pub params: Vec<Val>,
+}
+
+/// What [`Engine::append_runs`] writes: the row insert, the run insert, the runs, and
+/// statements run after them in the same transaction.
+pub struct RunsWrite {
+    pub row_sql: &'static str,
+    pub row_sql_returning_id: &'static str,
+    pub run_sql: &'static str,
+    pub runs: Vec<Run>,
+    pub after: BulkRows,
+}
 
 /// One result row.
 #[derive(Debug, Clone)]
@@ -185,21 +203,36 @@ impl Engine {
     /// The store's change counter (`store_version`). On SQLite it is read from the file only
     /// when the change signal moved (or once a second); otherwise it is remembered.
     pub async fn change_counter(&self, sql: &'static str) -> Result<i64, StoreError> {
-        if let Engine::Sqlite(s) = self {
-            let signal = s.signal.load();
-            if let Some(v) = s.signal.remembered(signal) {
-                return Ok(v);
-            }
-            let v = scalar(&sqlite_query(&lock(&s.probe), sql, &[])?)?;
-            s.signal.remember(signal, v);
-            return Ok(v);
+        match self.change_counter_at_hand(sql) {
+            Some(v) => v,
+            None => scalar(&self.query(sql, vec![]).await?),
         }
-        scalar(&self.query(sql, vec![]).await?)
     }
 
-    /// Runs each statement once per parameter row, all in one transaction, each prepared once.
-    /// For bulk records: on SQLite the commit is not fsync'd by itself (see [`Sqlite::bulk`]).
-    pub async fn insert_many(&self, groups: Arc<BulkRows>) -> Result<(), StoreError> {
+    /// The change counter when it can be had without waiting: on SQLite, from the change signal
+    /// or the local file (a read of a few pages at most); `None` on PostgreSQL.
+    pub fn change_counter_at_hand(&self, sql: &'static str) -> Option<Result<i64, StoreError>> {
+        let Engine::Sqlite(s) = self else {
+            return None;
+        };
+        let signal = s.signal.load();
+        if let Some(v) = s.signal.remembered(signal) {
+            return Some(Ok(v));
+        }
+        let v = sqlite_query(&lock(&s.probe), sql, &[]).and_then(|rows| scalar(&rows));
+        if let Ok(v) = v {
+            s.signal.remember(signal, v);
+        }
+        Some(v)
+    }
+
+    /// Appends each run's rows with `row_sql` (one after the other: on SQLite their ids follow
+    /// each other), then records the run with `run_sql`, whose parameters are the run's last row
+    /// id, its first row id, then the run's own; then the `after` statements; one transaction.
+    /// On SQLite the commit is not fsync'd by itself (see [`Sqlite::bulk`]). PostgreSQL takes
+    /// the ids from `row_sql_returning_id`; replicas writing at once may interleave their ids,
+    /// so a run's id range can hold other runs' rows: readers match the run's key as well.
+    pub async fn append_runs(&self, write: Arc<RunsWrite>) -> Result<(), StoreError> {
         match self {
             Engine::Sqlite(s) => {
                 let conn = s.bulk.clone();
@@ -208,7 +241,26 @@ impl Engine {
                     let tx = conn
                         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                         .map_err(sqlite_err)?;
-                    for (sql, rows) in groups.iter() {
+                    {
+                        let mut row = tx.prepare_cached(write.row_sql).map_err(sqlite_err)?;
+                        let mut run = tx.prepare_cached(write.run_sql).map_err(sqlite_err)?;
+                        for r in &write.runs {
+                            let mut ids = None;
+                            for params in &r.rows {
+                                let id = row
+                                    .insert(rusqlite::params_from_iter(params.iter()))
+                                    .map_err(sqlite_err)?;
+                                ids = Some((ids.map_or(id, |(first, _)| first), id));
+                            }
+                            let Some((first, last)) = ids else { continue };
+                            let head = [Val::Int(last), Val::Int(first)];
+                            run.execute(rusqlite::params_from_iter(
+                                head.iter().chain(r.params.iter()),
+                            ))
+                            .map_err(sqlite_err)?;
+                        }
+                    }
+                    for (sql, rows) in &write.after {
                         let mut stmt = tx.prepare_cached(sql).map_err(sqlite_err)?;
                         for params in rows {
                             stmt.execute(rusqlite::params_from_iter(params.iter()))
@@ -222,7 +274,32 @@ impl Engine {
             Engine::Postgres(pool) => {
                 let mut client = pool.get().await.map_err(pg_pool)?;
                 let tx = client.transaction().await.map_err(pg_err)?;
-                for (sql, rows) in groups.iter() {
+                let row = tx
+                    .prepare_cached(write.row_sql_returning_id)
+                    .await
+                    .map_err(pg_err)?;
+                let run = tx.prepare_cached(write.run_sql).await.map_err(pg_err)?;
+                for r in &write.runs {
+                    let (mut first, mut last) = (i64::MAX, i64::MIN);
+                    for params in &r.rows {
+                        let refs: Vec<&(dyn ToSql + Sync)> =
+                            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                        let id: i64 = tx.query_one(&row, &refs).await.map_err(pg_err)?.get(0);
+                        first = first.min(id);
+                        last = last.max(id);
+                    }
+                    if r.rows.is_empty() {
+                        continue;
+                    }
+                    let head = [Val::Int(last), Val::Int(first)];
+                    let refs: Vec<&(dyn ToSql + Sync)> = head
+                        .iter()
+                        .chain(r.params.iter())
+                        .map(|p| p as &(dyn ToSql + Sync))
+                        .collect();
+                    tx.execute(&run, &refs).await.map_err(pg_err)?;
+                }
+                for (sql, rows) in &write.after {
                     let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
                     for params in rows {
                         let refs: Vec<&(dyn ToSql + Sync)> =

@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_relock.sql"),
         postgres: include_str!("../migrations/postgres/0003_relock.sql"),
     },
+    Migration {
+        name: "0004_attempt_runs",
+        sqlite: include_str!("../migrations/sqlite/0004_attempt_runs.sql"),
+        postgres: include_str!("../migrations/postgres/0004_attempt_runs.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use const_format::concatcp;
 use crate::engine::Row;
 use crate::{
     account_row, attempt, ms, normalize_email, opt_time, time, Account, Attempt, Result, Store,
-    StoreError, ACCOUNT_COLS, ATTEMPT_COLS,
+    StoreError, ACCOUNT_COLS, ATTEMPT_COLS, FILTERED_ATTEMPTS,
 };
 
 #[cfg(test)]
@@ -358,7 +358,7 @@ impl Store {
 
     pub async fn attempt(&self, id: i64) -> Result<Option<Attempt>> {
         self.one(
-            concatcp!("SELECT ", ATTEMPT_COLS, " FROM attempts WHERE id = $1"),
+            concatcp!("SELECT ", ATTEMPT_COLS, " FROM attempts t WHERE t.id = $1"),
             vec![id.into()],
             attempt,
         )
@@ -391,21 +391,20 @@ impl Store {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<Attempt>> {
-        self.all(concatcp!(
-                    "SELECT ",
-                    ATTEMPT_COLS,
-                    " FROM attempts WHERE app_id = $1 AND ($2 = '' OR account = $2) AND ($3 < 0 OR locked = $3) \
-                     AND at >= $4 AND at < $5 AND id > $6 ORDER BY id DESC LIMIT $7"
-                ),
-                vec![
-                    app_id.into(),
-                    account.unwrap_or_default().into(),
-                    locked.map_or(-1, i64::from).into(),
-                    from.map_or(i64::MIN, |t| t.timestamp_millis()).into(),
-                    until.map_or(i64::MAX, |t| t.timestamp_millis()).into(),
-                    after_id.into(),
-                    limit.into(),
-                ], attempt).await
+        self.all(
+            FILTERED_ATTEMPTS,
+            vec![
+                app_id.into(),
+                account.unwrap_or_default().into(),
+                locked.map_or(-1, i64::from).into(),
+                from.map_or(i64::MIN, |t| t.timestamp_millis()).into(),
+                until.map_or(i64::MAX, |t| t.timestamp_millis()).into(),
+                after_id.into(),
+                limit.into(),
+            ],
+            attempt,
+        )
+        .await
     }
 
     /// When a person verified their email, if they did.

@@ -406,6 +406,183 @@ both_engines!(attempts_are_listed_per_application, |store| {
     assert!(blocked.iter().all(|x| x.locked && x.app_id == a.id));
 });
 
+both_engines!(
+    attempts_of_interleaved_applications_come_back_in_recorded_order,
+    |store| {
+        let a = app(store, "runs-a.example.com").await;
+        let b = app(store, "runs-b.example.com").await;
+        let at = |s: i64| t0() + Duration::seconds(s);
+        // One batch, the two applications' attempts interleaved.
+        let first: Vec<NewAttempt> = (0..6)
+            .map(|i| {
+                let app = if i % 2 == 0 { &a.id } else { &b.id };
+                attempt(app, None, &format!("u{i}"), false, at(i))
+            })
+            .collect();
+        store
+            .record_attempts(&AttemptBatch::new(first))
+            .await
+            .unwrap();
+        // A later batch whose clock reads earlier (a clock set back): still recorded after.
+        let second = vec![
+            attempt(&b.id, None, "late-b", true, at(-100)),
+            attempt(&a.id, None, "late-a", true, at(-100)),
+        ];
+        store
+            .record_attempts(&AttemptBatch::new(second))
+            .await
+            .unwrap();
+        let names = |v: &[Attempt]| v.iter().map(|x| x.account.clone()).collect::<Vec<_>>();
+        let recent_a = store.recent_attempts(&a.id, 10).await.unwrap();
+        assert_eq!(names(&recent_a), ["late-a", "u4", "u2", "u0"]);
+        assert!(recent_a.iter().all(|x| x.app_id == a.id));
+        let recent_b = store.recent_attempts(&b.id, 2).await.unwrap();
+        assert_eq!(names(&recent_b), ["late-b", "u5"]);
+        // One application's attempts of one batch have ids that follow each other.
+        let ids: Vec<i64> = recent_a[1..].iter().map(|x| x.id).rev().collect();
+        assert_eq!(ids, [ids[0], ids[0] + 1, ids[0] + 2]);
+        // Oldest first from a time on; the late attempt is before `since`: left out.
+        let since = store.attempts_since(&b.id, at(3), 10).await.unwrap();
+        assert_eq!(names(&since), ["u3", "u5"]);
+        let filtered = store
+            .filtered_attempts(&a.id, None, Some(true), (None, None), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(names(&filtered), ["late-a"]);
+        let newer = store
+            .filtered_attempts(&a.id, None, None, (None, None), recent_a[2].id, 10)
+            .await
+            .unwrap();
+        assert_eq!(names(&newer), ["late-a", "u4"]);
+    }
+);
+
+/// Reading an application's attempts walks its runs in index order and stops at the limit: no
+/// query sorts the rows (a million attempts would be read to show fifty).
+#[tokio::test]
+async fn attempt_reads_walk_the_runs_index_without_sorting() {
+    let (store, _dir) = crate::testing::fresh_sqlite().await;
+    for (name, sql, params) in [
+        (
+            "recent",
+            const_format::concatcp!("EXPLAIN QUERY PLAN ", RECENT_ATTEMPTS),
+            2,
+        ),
+        (
+            "since",
+            const_format::concatcp!("EXPLAIN QUERY PLAN ", ATTEMPTS_SINCE),
+            3,
+        ),
+        (
+            "filtered",
+            const_format::concatcp!("EXPLAIN QUERY PLAN ", FILTERED_ATTEMPTS),
+            7,
+        ),
+    ] {
+        let mut values: Vec<Val> = vec!["app".into()];
+        values.extend((1..params).map(|_| Val::Int(1)));
+        let plan: Vec<String> = store
+            .engine
+            .query(sql, values)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.text(3).unwrap())
+            .collect();
+        let plan = plan.join(" | ");
+        assert!(!plan.contains("TEMP B-TREE"), "{name} sorts: {plan}");
+        assert!(plan.contains("attempt_runs_app"), "{name}: {plan}");
+        assert!(
+            plan.contains("INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
+            "{name}: {plan}"
+        );
+    }
+}
+
+/// Attempts recorded before runs existed are found through runs made for them by the migration.
+#[tokio::test]
+async fn migration_makes_runs_of_attempts_recorded_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for m in &crate::migrations::MIGRATIONS[..3] {
+            c.execute_batch(m.sqlite).unwrap();
+            c.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [m.name])
+                .unwrap();
+        }
+        // x x y x y y (ids 1-6): four runs; x's third attempt has an earlier time.
+        for (app, at) in [
+            ("x", 10),
+            ("x", 20),
+            ("y", 30),
+            ("x", 5),
+            ("y", 40),
+            ("y", 50),
+        ] {
+            c.execute(
+                "INSERT INTO attempts (at, app_id, account, locked, reason) VALUES (?1, ?2, 'acc', 0, 'account_unlocked')",
+                rusqlite::params![at, app],
+            )
+            .unwrap();
+        }
+    }
+    let store = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let runs: Vec<(i64, i64, String, i64)> = store
+        .engine
+        .query(
+            "SELECT first_id, last_id, app_id, until_at FROM attempt_runs ORDER BY last_id",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.int(0).unwrap(),
+                r.int(1).unwrap(),
+                r.text(2).unwrap(),
+                r.int(3).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (1, 2, "x".to_string(), 20),
+            (3, 3, "y".to_string(), 30),
+            (4, 4, "x".to_string(), 20),
+            (5, 6, "y".to_string(), 50),
+        ]
+    );
+    let x: Vec<i64> = store
+        .recent_attempts("x", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(x, [4, 2, 1]);
+    // New attempts continue after them.
+    store
+        .record_attempts(&AttemptBatch::new(vec![attempt(
+            "x",
+            None,
+            "n",
+            false,
+            t0(),
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(store.recent_attempts("x", 1).await.unwrap()[0].id, 7);
+}
+
 both_engines!(version_moves_with_changes_not_with_attempts, |store| {
     let v0 = store.version().await.unwrap();
     let a = app(store, "ver.example.com").await;

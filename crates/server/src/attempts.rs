@@ -3,7 +3,6 @@
 //! the queue is drained before the process exits.
 
 use deadbolt_store::{AttemptBatch, NewAttempt, Store};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -17,7 +16,7 @@ const LINGER: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct AttemptQueue {
     tx: mpsc::Sender<NewAttempt>,
-    depth: Arc<AtomicI64>,
+    metrics: Arc<Metrics>,
 }
 
 impl AttemptQueue {
@@ -28,13 +27,12 @@ impl AttemptQueue {
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let depth = metrics.attempt_queue_depth.clone();
-        let handle = tokio::spawn(writer(store, rx, depth.clone(), metrics));
-        (Self { tx, depth }, handle)
+        let handle = tokio::spawn(writer(store, rx, metrics.clone()));
+        (Self { tx, metrics }, handle)
     }
 
     pub async fn record(&self, attempt: NewAttempt) {
-        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.metrics.queued(1);
         // Room in the queue is the usual case: no waiting, and no send future built (it is
         // boxed, so the futures of the checks that never wait stay small).
         let sent = match self.tx.try_send(attempt) {
@@ -46,18 +44,13 @@ impl AttemptQueue {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
         };
         if sent.is_err() {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.queued(-1);
             tracing::error!("attempt writer has stopped; attempt not recorded");
         }
     }
 }
 
-async fn writer(
-    store: Arc<Store>,
-    mut rx: mpsc::Receiver<NewAttempt>,
-    depth: Arc<AtomicI64>,
-    metrics: Arc<Metrics>,
-) {
+async fn writer(store: Arc<Store>, mut rx: mpsc::Receiver<NewAttempt>, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         // Let a batch build up: one transaction for many attempts, and checks that queue an
@@ -92,9 +85,7 @@ async fn writer(
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
-        metrics
-            .attempts_written
-            .fetch_add(n as u64, Ordering::Relaxed);
-        depth.fetch_sub(n as i64, Ordering::Relaxed);
+        metrics.written(n as i64);
+        metrics.queued(-(n as i64));
     }
 }

@@ -1,8 +1,7 @@
 //! Counters for `/metrics`, in the Prometheus text format.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the check latency histogram, in seconds.
@@ -10,38 +9,76 @@ const BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
 ];
 
-#[derive(Default)]
+// Where each counter sits in a shard.
+const LOCKED: usize = 0;
+const UNLOCKED: usize = 1;
+const ERRORS: usize = 2;
+const CACHE_HITS: usize = ERRORS + ERROR_STATUSES.len();
+const CACHE_MISSES: usize = CACHE_HITS + 1;
+const LATENCY: usize = CACHE_MISSES + 1;
+const LATENCY_SUM_US: usize = LATENCY + BUCKETS.len() + 1;
+const QUEUE_DEPTH: usize = LATENCY_SUM_US + 1;
+const ATTEMPTS_WRITTEN: usize = QUEUE_DEPTH + 1;
+const COUNTERS: usize = ATTEMPTS_WRITTEN + 1;
+
+/// Slots per [`Metrics`]: threads beyond this many share one.
+const SHARDS: usize = 16;
+
+/// One thread's counters, on cache lines of their own.
+#[repr(align(128))]
+struct Shard([AtomicI64; COUNTERS]);
+
+/// The server's counters. Every check counts several things; counted into one shared place, the
+/// cache lines holding them would travel between the cores at each check. So each thread counts
+/// into its own shard, and reading sums the shards.
 pub struct Metrics {
-    locked: AtomicU64,
-    unlocked: AtomicU64,
-    /// Checks answered with an error, by status code.
-    errors: [AtomicU64; 6],
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
-    latency: [AtomicU64; BUCKETS.len() + 1],
-    latency_sum_us: AtomicU64,
-    pub attempt_queue_depth: Arc<AtomicI64>,
-    pub attempts_written: AtomicU64,
+    shards: Box<[Shard]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| Shard(std::array::from_fn(|_| AtomicI64::new(0))))
+                .collect(),
+        }
+    }
+}
+
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static SLOT: usize = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SHARDS;
 }
 
 const ERROR_STATUSES: [u16; 6] = [400, 401, 413, 429, 503, 500];
 
 impl Metrics {
+    fn add(&self, counter: usize, n: i64) {
+        let slot = SLOT.with(|s| *s);
+        self.shards[slot].0[counter].fetch_add(n, Ordering::Relaxed);
+    }
+    fn get(&self, counter: usize) -> i64 {
+        self.shards
+            .iter()
+            .map(|s| s.0[counter].load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn decision(&self, locked: bool) {
-        if locked { &self.locked } else { &self.unlocked }.fetch_add(1, Ordering::Relaxed);
+        self.add(if locked { LOCKED } else { UNLOCKED }, 1);
     }
     pub fn error(&self, status: u16) {
         let i = ERROR_STATUSES
             .iter()
             .position(|s| *s == status)
             .unwrap_or(ERROR_STATUSES.len() - 1);
-        self.errors[i].fetch_add(1, Ordering::Relaxed);
+        self.add(ERRORS + i, 1);
     }
     pub fn cache_hit(&self) {
-        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.add(CACHE_HITS, 1);
     }
     pub fn cache_miss(&self) {
-        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.add(CACHE_MISSES, 1);
     }
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
@@ -49,43 +86,53 @@ impl Metrics {
             .iter()
             .position(|b| s <= *b)
             .unwrap_or(BUCKETS.len());
-        self.latency[i].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.add(LATENCY + i, 1);
+        self.add(LATENCY_SUM_US, d.as_micros() as i64);
+    }
+    /// Attempts entered (`n > 0`) or left (`n < 0`) the queue.
+    pub fn queued(&self, n: i64) {
+        self.add(QUEUE_DEPTH, n);
+    }
+    pub fn written(&self, n: i64) {
+        self.add(ATTEMPTS_WRITTEN, n);
+    }
+    /// Attempts waiting to be written (queued, or in a write not yet committed).
+    pub fn queue_depth(&self) -> i64 {
+        self.get(QUEUE_DEPTH)
     }
 
     pub fn render(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let g = |counter: usize| self.get(counter);
         let mut out = String::new();
         let _ = writeln!(out, "# HELP deadbolt_checks_total Checks answered with a decision.\n# TYPE deadbolt_checks_total counter");
         let _ = writeln!(
             out,
             "deadbolt_checks_total{{decision=\"locked\"}} {}",
-            g(&self.locked)
+            g(LOCKED)
         );
         let _ = writeln!(
             out,
             "deadbolt_checks_total{{decision=\"unlocked\"}} {}",
-            g(&self.unlocked)
+            g(UNLOCKED)
         );
         let _ = writeln!(out, "# HELP deadbolt_check_errors_total Checks answered without a decision, by status.\n# TYPE deadbolt_check_errors_total counter");
-        for (s, a) in ERROR_STATUSES.iter().zip(&self.errors) {
+        for (i, s) in ERROR_STATUSES.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "deadbolt_check_errors_total{{status=\"{s}\"}} {}",
-                g(a)
+                g(ERRORS + i)
             );
         }
         let _ = writeln!(out, "# HELP deadbolt_check_duration_seconds Check latency inside the server.\n# TYPE deadbolt_check_duration_seconds histogram");
         let mut cumulative = 0;
-        for (b, a) in BUCKETS.iter().zip(&self.latency) {
-            cumulative += g(a);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += g(LATENCY + i);
             let _ = writeln!(
                 out,
                 "deadbolt_check_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
             );
         }
-        cumulative += g(&self.latency[BUCKETS.len()]);
+        cumulative += g(LATENCY + BUCKETS.len());
         let _ = writeln!(
             out,
             "deadbolt_check_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
@@ -93,32 +140,93 @@ impl Metrics {
         let _ = writeln!(
             out,
             "deadbolt_check_duration_seconds_sum {}",
-            g(&self.latency_sum_us) as f64 / 1e6
+            g(LATENCY_SUM_US) as f64 / 1e6
         );
         let _ = writeln!(out, "deadbolt_check_duration_seconds_count {cumulative}");
         let _ = writeln!(out, "# HELP deadbolt_cache_lookups_total Check-path cache lookups.\n# TYPE deadbolt_cache_lookups_total counter");
         let _ = writeln!(
             out,
             "deadbolt_cache_lookups_total{{result=\"hit\"}} {}",
-            g(&self.cache_hits)
+            g(CACHE_HITS)
         );
         let _ = writeln!(
             out,
             "deadbolt_cache_lookups_total{{result=\"miss\"}} {}",
-            g(&self.cache_misses)
+            g(CACHE_MISSES)
         );
         let _ = writeln!(out, "# HELP deadbolt_attempt_queue_depth Attempts waiting to be written.\n# TYPE deadbolt_attempt_queue_depth gauge");
-        let _ = writeln!(
-            out,
-            "deadbolt_attempt_queue_depth {}",
-            self.attempt_queue_depth.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "deadbolt_attempt_queue_depth {}", self.queue_depth());
         let _ = writeln!(out, "# HELP deadbolt_attempts_written_total Attempts committed to the store.\n# TYPE deadbolt_attempts_written_total counter");
         let _ = writeln!(
             out,
             "deadbolt_attempts_written_total {}",
-            g(&self.attempts_written)
+            g(ATTEMPTS_WRITTEN)
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Counts made on many threads (more than there are shards) all show, and a gauge raised on
+    /// one thread and lowered on another comes back to zero.
+    #[test]
+    fn counts_from_every_thread_add_up() {
+        let m = Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..SHARDS + 3)
+            .map(|i| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        m.decision(i % 2 == 0);
+                        m.queued(1);
+                    }
+                    m.observe(Duration::from_micros(300));
+                    m.error(503);
+                    m.error(418);
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let n = (SHARDS + 3) as i64;
+        assert_eq!(m.queue_depth(), n * 1000);
+        let lower = std::thread::spawn({
+            let m = m.clone();
+            move || m.queued(-n * 1000)
+        });
+        lower.join().unwrap();
+        let text = m.render();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} missing in {text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let locked = ((SHARDS + 3).div_ceil(2) * 1000).to_string();
+        assert_eq!(line("deadbolt_checks_total{decision=\"locked\"}"), locked);
+        assert_eq!(
+            line("deadbolt_check_errors_total{status=\"503\"}"),
+            n.to_string()
+        );
+        assert_eq!(
+            line("deadbolt_check_errors_total{status=\"500\"}"),
+            n.to_string(),
+            "an unlisted status counts as 500"
+        );
+        assert_eq!(
+            line("deadbolt_check_duration_seconds_bucket{le=\"0.0005\"}"),
+            n.to_string()
+        );
+        assert_eq!(
+            line("deadbolt_check_duration_seconds_bucket{le=\"0.00025\"}"),
+            "0"
+        );
+        assert_eq!(line("deadbolt_attempt_queue_depth"), "0");
     }
 }

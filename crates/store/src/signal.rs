@@ -8,7 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ const MAX_TRUST: Duration = Duration::from_secs(1);
 
 pub struct ChangeSignal {
     counter: Counter,
-    memo: Mutex<Option<Memo>>,
+    memo: Memo,
 }
 
 enum Counter {
@@ -29,18 +29,72 @@ enum Counter {
     Local(AtomicU64),
 }
 
-#[derive(Clone, Copy)]
+/// The last change counter read from SQLite, and the signal it was read under. Read at every
+/// check by every worker: a sequence lock, so that reading writes nothing shared (a mutex would
+/// move its cache line between the cores at each check). Writers are rare (a change, or once a
+/// second) and take `write`.
 struct Memo {
-    signal: u64,
-    version: i64,
-    at: Instant,
+    /// Odd while a writer is between its stores.
+    seq: AtomicU64,
+    signal: AtomicU64,
+    version: AtomicI64,
+    /// Trusted until this many nanoseconds after `base`; 0: nothing remembered.
+    until_ns: AtomicU64,
+    base: Instant,
+    write: Mutex<()>,
+}
+
+impl Memo {
+    fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            signal: AtomicU64::new(0),
+            version: AtomicI64::new(0),
+            until_ns: AtomicU64::new(0),
+            base: Instant::now(),
+            write: Mutex::new(()),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// `None` when nothing usable is remembered, or when a writer was busy: the caller then
+    /// reads SQLite, which is always right.
+    fn read(&self, signal: u64) -> Option<i64> {
+        let s1 = self.seq.load(Ordering::Acquire);
+        if s1 % 2 == 1 {
+            return None;
+        }
+        let (sig, version, until) = (
+            self.signal.load(Ordering::Relaxed),
+            self.version.load(Ordering::Relaxed),
+            self.until_ns.load(Ordering::Relaxed),
+        );
+        fence(Ordering::Acquire);
+        let fresh = self.seq.load(Ordering::Relaxed) == s1;
+        (fresh && sig == signal && self.now_ns() < until).then_some(version)
+    }
+
+    fn write(&self, signal: u64, version: i64) {
+        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let until = self.now_ns().saturating_add(MAX_TRUST.as_nanos() as u64);
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.signal.store(signal, Ordering::Relaxed);
+        self.version.store(version, Ordering::Relaxed);
+        self.until_ns.store(until, Ordering::Relaxed);
+        self.seq.store(s + 2, Ordering::Release);
+    }
 }
 
 impl ChangeSignal {
     pub fn local() -> Self {
         Self {
             counter: Counter::Local(AtomicU64::new(0)),
-            memo: Mutex::new(None),
+            memo: Memo::new(),
         }
     }
 
@@ -67,7 +121,7 @@ impl ChangeSignal {
             .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(Self {
             counter: Counter::Mapped(map),
-            memo: Mutex::new(None),
+            memo: Memo::new(),
         })
     }
 
@@ -92,18 +146,12 @@ impl ChangeSignal {
     /// The remembered change counter, if no write was signalled since `signal` was read and the
     /// value is fresh enough.
     pub fn remembered(&self, signal: u64) -> Option<i64> {
-        let memo = *self.memo.lock().unwrap_or_else(|e| e.into_inner());
-        memo.filter(|m| m.signal == signal && m.at.elapsed() < MAX_TRUST)
-            .map(|m| m.version)
+        self.memo.read(signal)
     }
 
     /// Remembers `version`, read from SQLite after the signal was `signal`.
     pub fn remember(&self, signal: u64, version: i64) {
-        *self.memo.lock().unwrap_or_else(|e| e.into_inner()) = Some(Memo {
-            signal,
-            version,
-            at: Instant::now(),
-        });
+        self.memo.write(signal, version);
     }
 }
 
@@ -128,5 +176,46 @@ mod tests {
             None,
             "a write elsewhere invalidates the memo"
         );
+    }
+
+    #[test]
+    fn nothing_is_remembered_at_first_and_a_memo_expires() {
+        let s = ChangeSignal::local();
+        assert_eq!(s.remembered(0), None);
+        s.remember(0, 3);
+        assert_eq!(s.remembered(0), Some(3));
+        assert_eq!(s.remembered(1), None, "another signal");
+        s.memo.until_ns.store(1, Ordering::SeqCst);
+        assert_eq!(s.remembered(0), None, "past its second of trust");
+    }
+
+    /// Readers racing a writer see either a whole memo or none: never one signal's version
+    /// paired with another signal.
+    #[test]
+    fn readers_never_see_a_torn_memo() {
+        let s = std::sync::Arc::new(ChangeSignal::local());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    // The version is always ten times the signal.
+                    s.remember(i, i as i64 * 10);
+                }
+            })
+        };
+        let mut seen = 0;
+        for _ in 0..200_000 {
+            let sig = s.memo.signal.load(Ordering::Relaxed);
+            if let Some(v) = s.remembered(sig) {
+                assert_eq!(v, sig as i64 * 10);
+                seen += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(seen > 0, "some reads succeeded");
     }
 }

@@ -5,10 +5,12 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
-use super::{header, read_body, ApiState, MAX_CHECK_BODY};
-use crate::check::HeaderContext;
+use super::{header, read_body, MAX_CHECK_BODY};
+use crate::check::{CheckService, HeaderContext};
+use std::sync::Arc;
 
-pub async fn check(State(s): State<ApiState>, request: Request) -> Response {
+/// Takes only the check service from the state: one reference count moved per request.
+pub async fn check(State(checks): State<Arc<CheckService>>, request: Request) -> Response {
     let started = Instant::now();
     // The headers are taken from the request, not copied out of it as a `HeaderMap` extractor would.
     let (parts, body) = request.into_parts();
@@ -20,7 +22,7 @@ pub async fn check(State(s): State<ApiState>, request: Request) -> Response {
             user_agent: header(&headers, "user-agent").map(String::from),
             device_location: header(&headers, "x-nl3-device-location").map(String::from),
         };
-        s.checks
+        checks
             .check(
                 header(&headers, "x-nl3-authorization-token"),
                 &bytes,
@@ -29,7 +31,7 @@ pub async fn check(State(s): State<ApiState>, request: Request) -> Response {
             .await
     }
     .await;
-    s.metrics.observe(started.elapsed());
+    checks.metrics.observe(started.elapsed());
     match result {
         Ok(answer) => {
             let body = if answer.locked {
@@ -40,7 +42,7 @@ pub async fn check(State(s): State<ApiState>, request: Request) -> Response {
             ([(CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(e) => {
-            s.metrics.error(e.status().as_u16());
+            checks.metrics.error(e.status().as_u16());
             if e.status().as_u16() == 401 {
                 tracing::info!(reason = %e, "check refused");
             }

@@ -33,6 +33,12 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
 }
 
+impl axum::extract::FromRef<ApiState> for Arc<CheckService> {
+    fn from_ref(s: &ApiState) -> Self {
+        s.checks.clone()
+    }
+}
+
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route(CHECK_PATH, post(check::check))

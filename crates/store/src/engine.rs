@@ -54,21 +54,20 @@ impl<T: Into<Val>> From<Option<T>> for Val {
 /// Statements each run once per parameter row.
 pub type BulkRows = Vec<(&'static str, Vec<Vec<Val>>)>;
 
-/// Rows appended together so that their ids follow each other, and what describes them
-/// (see [`Engine::append_runs`]).
+/// One run for [`Engine::append_runs`]: how many ids it takes, and its own parameters.
 pub struct Run {
-    pub rows: Vec<Vec<Val>>,
-    /// The run's own parameters, after its last and first row ids.
+    pub len: i64,
     pub params: Vec<Val>,
 }
 
-/// What [`Engine::append_runs`] writes: the row insert, the run insert, the runs, and
-/// statements run after them in the same transaction.
+/// What [`Engine::append_runs`] writes.
 pub struct RunsWrite {
-    pub row_sql: &'static str,
-    pub row_sql_returning_id: &'static str,
+    /// The largest id given so far (one row, one integer or NULL).
+    pub last_id_sql: &'static str,
+    /// Inserts one run; its parameters are its last id, its first id, then the run's own.
     pub run_sql: &'static str,
     pub runs: Vec<Run>,
+    /// Statements run after the runs, in the same transaction.
     pub after: BulkRows,
 }
 
@@ -226,12 +225,10 @@ impl Engine {
         Some(v)
     }
 
-    /// Appends each run's rows with `row_sql` (one after the other: on SQLite their ids follow
-    /// each other), then records the run with `run_sql`, whose parameters are the run's last row
-    /// id, its first row id, then the run's own; then the `after` statements; one transaction.
-    /// On SQLite the commit is not fsync'd by itself (see [`Sqlite::bulk`]). PostgreSQL takes
-    /// the ids from `row_sql_returning_id`; replicas writing at once may interleave their ids,
-    /// so a run's id range can hold other runs' rows: readers match the run's key as well.
+    /// Inserts each run with `run_sql`, giving it the ids after the largest given so far, then
+    /// runs the `after` statements; one transaction. Writers take turns (SQLite: the write lock;
+    /// PostgreSQL: an advisory lock), so runs never share an id. On SQLite the commit is not
+    /// fsync'd by itself (see [`Sqlite::bulk`]).
     pub async fn append_runs(&self, write: Arc<RunsWrite>) -> Result<(), StoreError> {
         match self {
             Engine::Sqlite(s) => {
@@ -241,25 +238,20 @@ impl Engine {
                     let tx = conn
                         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                         .map_err(sqlite_err)?;
-                    {
-                        let mut row = tx.prepare_cached(write.row_sql).map_err(sqlite_err)?;
-                        let mut run = tx.prepare_cached(write.run_sql).map_err(sqlite_err)?;
-                        for r in &write.runs {
-                            let mut ids = None;
-                            for params in &r.rows {
-                                let id = row
-                                    .insert(rusqlite::params_from_iter(params.iter()))
-                                    .map_err(sqlite_err)?;
-                                ids = Some((ids.map_or(id, |(first, _)| first), id));
-                            }
-                            let Some((first, last)) = ids else { continue };
-                            let head = [Val::Int(last), Val::Int(first)];
-                            run.execute(rusqlite::params_from_iter(
-                                head.iter().chain(r.params.iter()),
-                            ))
-                            .map_err(sqlite_err)?;
-                        }
+                    let last: Option<i64> = tx
+                        .query_row(write.last_id_sql, [], |r| r.get(0))
+                        .map_err(sqlite_err)?;
+                    let mut next = last.unwrap_or(0) + 1;
+                    let mut run = tx.prepare_cached(write.run_sql).map_err(sqlite_err)?;
+                    for r in &write.runs {
+                        let head = [Val::Int(next + r.len - 1), Val::Int(next)];
+                        run.execute(rusqlite::params_from_iter(
+                            head.iter().chain(r.params.iter()),
+                        ))
+                        .map_err(sqlite_err)?;
+                        next += r.len;
                     }
+                    drop(run);
                     for (sql, rows) in &write.after {
                         let mut stmt = tx.prepare_cached(sql).map_err(sqlite_err)?;
                         for params in rows {
@@ -274,30 +266,27 @@ impl Engine {
             Engine::Postgres(pool) => {
                 let mut client = pool.get().await.map_err(pg_pool)?;
                 let tx = client.transaction().await.map_err(pg_err)?;
-                let row = tx
-                    .prepare_cached(write.row_sql_returning_id)
+                // Replicas writing at once take turns: each reads the largest id after the last
+                // one committed.
+                tx.execute("SELECT pg_advisory_xact_lock(7262736502)", &[])
                     .await
                     .map_err(pg_err)?;
+                let last: Option<i64> = tx
+                    .query_one(write.last_id_sql, &[])
+                    .await
+                    .map_err(pg_err)?
+                    .get(0);
+                let mut next = last.unwrap_or(0) + 1;
                 let run = tx.prepare_cached(write.run_sql).await.map_err(pg_err)?;
                 for r in &write.runs {
-                    let (mut first, mut last) = (i64::MAX, i64::MIN);
-                    for params in &r.rows {
-                        let refs: Vec<&(dyn ToSql + Sync)> =
-                            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                        let id: i64 = tx.query_one(&row, &refs).await.map_err(pg_err)?.get(0);
-                        first = first.min(id);
-                        last = last.max(id);
-                    }
-                    if r.rows.is_empty() {
-                        continue;
-                    }
-                    let head = [Val::Int(last), Val::Int(first)];
+                    let head = [Val::Int(next + r.len - 1), Val::Int(next)];
                     let refs: Vec<&(dyn ToSql + Sync)> = head
                         .iter()
                         .chain(r.params.iter())
                         .map(|p| p as &(dyn ToSql + Sync))
                         .collect();
                     tx.execute(&run, &refs).await.map_err(pg_err)?;
+                    next += r.len;
                 }
                 for (sql, rows) in &write.after {
                     let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;

@@ -5,6 +5,7 @@
 //! SQL both engines speak; a trait would have a single implementor. Tests run the same suite on
 //! both engines, and failures are produced by breaking a real store, not by a mock.
 
+mod attempts;
 mod engine;
 pub mod migrations;
 mod model;
@@ -18,10 +19,10 @@ mod tests;
 
 use chrono::{DateTime, Utc};
 use deadbolt_core::{AccountState, Enrolment, PersonLocks, Schedule};
-use engine::{Engine, Row, Run, RunsWrite, Stmt, Val};
-use std::sync::Arc;
+use engine::{Engine, Row, Stmt, Val};
 use thiserror::Error;
 
+pub use attempts::AttemptBatch;
 pub use model::*;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -57,102 +58,6 @@ fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
-/// Attempts converted once into rows (their texts moved, not copied) for
-/// [`Store::record_attempts`]; kept whole so that a write that failed can be retried.
-/// They are grouped by application (in their order within each), one run each: see
-/// the `0004_attempt_runs` migration.
-pub struct AttemptBatch {
-    write: Arc<RunsWrite>,
-    len: usize,
-}
-
-const INSERT_ATTEMPT: &str = "INSERT INTO attempts (at, app_id, key_id, account, locked, reason, ip, device, location, integration_type, integration_data) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-
-impl AttemptBatch {
-    pub fn new(mut attempts: Vec<NewAttempt>) -> Self {
-        let len = attempts.len();
-        // Stable: each application's attempts keep the order they were queued in.
-        attempts.sort_by(|a, b| a.app_id.cmp(&b.app_id));
-        let mut last_used: std::collections::HashMap<String, i64> =
-            std::collections::HashMap::new();
-        let mut runs: Vec<Run> = Vec::new();
-        let mut run_app: Option<String> = None;
-        let mut run_until = i64::MIN;
-        for a in attempts {
-            let at = a.at.timestamp_millis();
-            if let Some(k) = &a.key_id {
-                match last_used.get_mut(k.as_str()) {
-                    Some(t) => *t = (*t).max(at),
-                    None => {
-                        last_used.insert(k.clone(), at);
-                    }
-                }
-            }
-            if run_app.as_deref() != Some(a.app_id.as_str()) {
-                if let (Some(app), Some(run)) = (run_app.take(), runs.last_mut()) {
-                    run.params = vec![app.into(), run_until.into()];
-                }
-                run_app = Some(a.app_id.clone());
-                run_until = i64::MIN;
-                runs.push(Run {
-                    rows: Vec::new(),
-                    params: Vec::new(),
-                });
-            }
-            run_until = run_until.max(at);
-            if let Some(run) = runs.last_mut() {
-                run.rows.push(vec![
-                    at.into(),
-                    a.app_id.into(),
-                    a.key_id.into(),
-                    a.account.into(),
-                    a.locked.into(),
-                    a.reason.as_str().into(),
-                    a.ip.into(),
-                    a.device.into(),
-                    a.location.into(),
-                    a.integration_type.into(),
-                    a.integration_data.into(),
-                ]);
-            }
-        }
-        if let (Some(app), Some(run)) = (run_app, runs.last_mut()) {
-            run.params = vec![app.into(), run_until.into()];
-        }
-        let usage = last_used
-            .into_iter()
-            .map(|(k, at)| vec![k.into(), at.into()])
-            .collect();
-        let write = RunsWrite {
-            row_sql: INSERT_ATTEMPT,
-            row_sql_returning_id: const_format::concatcp!(INSERT_ATTEMPT, " RETURNING id"),
-            // A run's until_at never goes below the application's previous run's.
-            run_sql: "INSERT INTO attempt_runs (last_id, first_id, app_id, until_at) \
-                 SELECT CAST($1 AS BIGINT), CAST($2 AS BIGINT), CAST($3 AS TEXT), max(v) FROM \
-                 (SELECT CAST($4 AS BIGINT) AS v UNION ALL SELECT max(until_at) FROM attempt_runs WHERE app_id = $3) m",
-            runs,
-            after: vec![(
-                "INSERT INTO key_usage (key_id, last_used_at) VALUES ($1, $2) ON CONFLICT (key_id) DO UPDATE SET \
-                 last_used_at = CASE WHEN excluded.last_used_at > key_usage.last_used_at THEN excluded.last_used_at ELSE key_usage.last_used_at END",
-                usage,
-            )],
-        };
-        Self {
-            write: Arc::new(write),
-            len,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
 fn parse<T: std::str::FromStr>(s: &str) -> Result<T> {
     s.parse()
         .map_err(|_| StoreError::Corrupt(format!("unexpected value {s:?}")))
@@ -177,41 +82,6 @@ const APP_COLS: &str =
 const ACCOUNT_COLS: &str =
     "a.id, a.app_id, a.account, a.person_id, p.email, a.state, a.unlocked_until, \
      a.created_at, a.updated_at, a.relock_after_use";
-const ATTEMPT_COLS: &str =
-    "t.id, t.at, t.app_id, t.key_id, t.account, t.locked, t.reason, t.ip, t.device, t.location, \
-     t.integration_type, t.integration_data";
-/// An application's attempts (`t`), through its runs (`r`): filter on `r.app_id`, order by
-/// [`RUN_ORDER`] (or its reverse, [`RUN_ORDER_DESC`]).
-const ATTEMPTS_OF_APP: &str = " FROM attempt_runs r JOIN attempts t \
-     ON t.id BETWEEN r.first_id AND r.last_id AND t.app_id = r.app_id ";
-/// The order attempts were recorded in, as the runs index gives it: no sorting of rows.
-const RUN_ORDER: &str = " ORDER BY r.until_at, r.last_id, t.id";
-const RUN_ORDER_DESC: &str = " ORDER BY r.until_at DESC, r.last_id DESC, t.id DESC";
-const RECENT_ATTEMPTS: &str = sql!(
-    "SELECT ",
-    ATTEMPT_COLS,
-    ATTEMPTS_OF_APP,
-    "WHERE r.app_id = $1",
-    RUN_ORDER_DESC,
-    " LIMIT $2"
-);
-const ATTEMPTS_SINCE: &str = sql!(
-    "SELECT ",
-    ATTEMPT_COLS,
-    ATTEMPTS_OF_APP,
-    "WHERE r.app_id = $1 AND r.until_at >= $2 AND t.at >= $2",
-    RUN_ORDER,
-    " LIMIT $3"
-);
-const FILTERED_ATTEMPTS: &str = sql!(
-    "SELECT ",
-    ATTEMPT_COLS,
-    ATTEMPTS_OF_APP,
-    "WHERE r.app_id = $1 AND ($2 = '' OR t.account = $2) AND ($3 < 0 OR t.locked = $3) \
-     AND r.until_at >= $4 AND t.at >= $4 AND t.at < $5 AND r.last_id > $6 AND t.id > $6",
-    RUN_ORDER_DESC,
-    " LIMIT $7"
-);
 const PERSON_COLS: &str =
     "id, email, first_name, last_name, phone, time_zone, master_locked, created_at";
 
@@ -891,62 +761,6 @@ impl Store {
         Ok(())
     }
 
-    // ---- attempts ----
-
-    /// Records a batch of attempts in one transaction. A batch that failed can be passed again.
-    pub async fn record_attempts(&self, batch: &AttemptBatch) -> Result<()> {
-        if batch.len == 0 {
-            return Ok(());
-        }
-        self.engine.append_runs(batch.write.clone()).await
-    }
-
-    /// An application's attempts, newest first.
-    pub async fn recent_attempts(&self, app_id: &str, limit: i64) -> Result<Vec<Attempt>> {
-        self.all(RECENT_ATTEMPTS, vec![app_id.into(), limit.into()], attempt)
-            .await
-    }
-
-    /// An application's attempts at or after `since`, oldest first: in the order they were
-    /// recorded, which can differ from `at` order by the time an attempt waits in the queue.
-    pub async fn attempts_since(
-        &self,
-        app_id: &str,
-        since: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<Attempt>> {
-        self.all(
-            ATTEMPTS_SINCE,
-            vec![app_id.into(), ms(since), limit.into()],
-            attempt,
-        )
-        .await
-    }
-
-    /// Blocked attempts on a person's accounts, newest first.
-    pub async fn person_blocked_attempts(
-        &self,
-        person_id: &str,
-        limit: i64,
-    ) -> Result<Vec<Attempt>> {
-        self.all(sql!(
-                    "SELECT ", ATTEMPT_COLS, " FROM attempts t WHERE t.locked = 1 AND EXISTS \
-                     (SELECT 1 FROM accounts a WHERE a.app_id = t.app_id AND a.account = t.account AND a.person_id = $1) \
-                     ORDER BY t.id DESC LIMIT $2"
-                ),
-                vec![person_id.into(), limit.into()], attempt).await
-    }
-
-    /// How many attempts are recorded in all.
-    pub async fn attempt_count(&self) -> Result<i64> {
-        engine::scalar(
-            &self
-                .engine
-                .query("SELECT count(*) FROM attempts", vec![])
-                .await?,
-        )
-    }
-
     // ---- import ----
 
     /// Imports rows in one transaction: each row creates its person (by email) if needed and
@@ -1077,23 +891,6 @@ fn schedule_at(r: &Row, i: usize) -> Result<Schedule> {
     let days = u8::try_from(r.int(i)?).map_err(|_| StoreError::Corrupt("schedule days".into()))?;
     Schedule::new(days, small(r.int(i + 1)?)?, small(r.int(i + 2)?)?)
         .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn attempt(r: &Row) -> Result<Attempt> {
-    Ok(Attempt {
-        id: r.int(0)?,
-        at: time(r.int(1)?)?,
-        app_id: r.text(2)?,
-        key_id: r.opt_text(3)?,
-        account: r.text(4)?,
-        locked: r.flag(5)?,
-        reason: r.text(6)?,
-        ip: r.opt_text(7)?,
-        device: r.opt_text(8)?,
-        location: r.opt_text(9)?,
-        integration_type: r.opt_text(10)?,
-        integration_data: r.opt_text(11)?,
-    })
 }
 
 /// Fresh stores for tests: a new SQLite file or a new PostgreSQL database each.

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_attempt_runs.sql"),
         postgres: include_str!("../migrations/postgres/0004_attempt_runs.sql"),
     },
+    Migration {
+        name: "0005_attempts_in_runs",
+        sqlite: include_str!("../migrations/sqlite/0005_attempts_in_runs.sql"),
+        postgres: include_str!("../migrations/postgres/0005_attempts_in_runs.sql"),
+    },
 ];
 
 #[cfg(test)]

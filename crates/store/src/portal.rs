@@ -6,8 +6,8 @@ use const_format::concatcp;
 
 use crate::engine::Row;
 use crate::{
-    account_row, attempt, ms, normalize_email, opt_time, time, Account, Attempt, Result, Store,
-    StoreError, ACCOUNT_COLS, ATTEMPT_COLS, FILTERED_ATTEMPTS,
+    account_row, ms, normalize_email, opt_time, time, Account, Result, Store, StoreError,
+    ACCOUNT_COLS,
 };
 
 #[cfg(test)]
@@ -352,57 +352,6 @@ impl Store {
             ),
             vec![id.into()],
             account_row,
-        )
-        .await
-    }
-
-    pub async fn attempt(&self, id: i64) -> Result<Option<Attempt>> {
-        self.one(
-            concatcp!("SELECT ", ATTEMPT_COLS, " FROM attempts t WHERE t.id = $1"),
-            vec![id.into()],
-            attempt,
-        )
-        .await
-    }
-
-    /// Blocked attempts on a person's accounts with an id above `after_id`, oldest first.
-    pub async fn person_blocked_attempts_after(
-        &self,
-        person_id: &str,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<Attempt>> {
-        self.all(concatcp!(
-                    "SELECT ", ATTEMPT_COLS, " FROM attempts t WHERE t.locked = 1 AND t.id > $1 AND EXISTS \
-                     (SELECT 1 FROM accounts a WHERE a.app_id = t.app_id AND a.account = t.account AND a.person_id = $2) \
-                     ORDER BY t.id LIMIT $3"
-                ),
-                vec![after_id.into(), person_id.into(), limit.into()], attempt).await
-    }
-
-    /// An application's attempts, newest first: of one account (`account`), blocked or allowed
-    /// only (`locked`), in `[from, until)`, with an id above `after_id` (for live updates).
-    pub async fn filtered_attempts(
-        &self,
-        app_id: &str,
-        account: Option<&str>,
-        locked: Option<bool>,
-        (from, until): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<Attempt>> {
-        self.all(
-            FILTERED_ATTEMPTS,
-            vec![
-                app_id.into(),
-                account.unwrap_or_default().into(),
-                locked.map_or(-1, i64::from).into(),
-                from.map_or(i64::MIN, |t| t.timestamp_millis()).into(),
-                until.map_or(i64::MAX, |t| t.timestamp_millis()).into(),
-                after_id.into(),
-                limit.into(),
-            ],
-            attempt,
         )
         .await
     }

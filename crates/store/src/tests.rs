@@ -457,29 +457,45 @@ both_engines!(
     }
 );
 
-/// Reading an application's attempts walks its runs in index order and stops at the limit: no
-/// query sorts the rows (a million attempts would be read to show fifty).
+/// Reading attempts walks the runs in index order and stops at the limit: no query sorts runs
+/// (a year of attempts would be read to show fifty).
 #[tokio::test]
-async fn attempt_reads_walk_the_runs_index_without_sorting() {
+async fn attempt_reads_walk_the_runs_in_index_order() {
+    use crate::attempts::*;
     let (store, _dir) = crate::testing::fresh_sqlite().await;
-    for (name, sql, params) in [
+    for (name, sql, params, index) in [
         (
             "recent",
-            const_format::concatcp!("EXPLAIN QUERY PLAN ", RECENT_ATTEMPTS),
-            2,
+            const_format::concatcp!("EXPLAIN QUERY PLAN ", APP_RUNS_DESC),
+            5,
+            "attempt_runs_app",
         ),
         (
             "since",
-            const_format::concatcp!("EXPLAIN QUERY PLAN ", ATTEMPTS_SINCE),
-            3,
+            const_format::concatcp!("EXPLAIN QUERY PLAN ", APP_RUNS_ASC),
+            5,
+            "attempt_runs_app",
         ),
         (
             "filtered",
-            const_format::concatcp!("EXPLAIN QUERY PLAN ", FILTERED_ATTEMPTS),
-            7,
+            const_format::concatcp!("EXPLAIN QUERY PLAN ", APP_RUNS_AFTER_DESC),
+            6,
+            "attempt_runs_app",
+        ),
+        (
+            "person",
+            const_format::concatcp!("EXPLAIN QUERY PLAN ", PERSON_RUNS_DESC),
+            3,
+            "INTEGER PRIMARY KEY",
+        ),
+        (
+            "person after",
+            const_format::concatcp!("EXPLAIN QUERY PLAN ", PERSON_RUNS_ASC),
+            4,
+            "INTEGER PRIMARY KEY",
         ),
     ] {
-        let mut values: Vec<Val> = vec!["app".into()];
+        let mut values: Vec<Val> = vec!["x".into()];
         values.extend((1..params).map(|_| Val::Int(1)));
         let plan: Vec<String> = store
             .engine
@@ -491,17 +507,112 @@ async fn attempt_reads_walk_the_runs_index_without_sorting() {
             .collect();
         let plan = plan.join(" | ");
         assert!(!plan.contains("TEMP B-TREE"), "{name} sorts: {plan}");
-        assert!(plan.contains("attempt_runs_app"), "{name}: {plan}");
-        assert!(
-            plan.contains("INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
-            "{name}: {plan}"
-        );
+        assert!(plan.contains(index), "{name}: {plan}");
     }
 }
 
-/// Attempts recorded before runs existed are found through runs made for them by the migration.
+/// Attempts recorded in many runs, of several applications and people: every read agrees with
+/// what a plain filter over all of them gives (walks cross pages of runs).
 #[tokio::test]
-async fn migration_makes_runs_of_attempts_recorded_before() {
+async fn walks_over_many_runs_agree_with_a_plain_filter() {
+    let (store, _dir) = crate::testing::fresh_sqlite().await;
+    let store = &store;
+    let a = app(store, "walk-a.example.com").await;
+    let b = app(store, "walk-b.example.com").await;
+    let p = store
+        .create_person(&new_person("walker@example.com"), t0())
+        .await
+        .unwrap();
+    store.enroll(&a.id, "a1", Some(&p.id), t0()).await.unwrap();
+    store.enroll(&b.id, "b1", Some(&p.id), t0()).await.unwrap();
+    let mut all = Vec::new();
+    for batch in 0..90i64 {
+        let v: Vec<NewAttempt> = (0..5i64)
+            .map(|i| {
+                let (app, acc) = match (batch + i) % 3 {
+                    0 => (&a.id, "a1"),
+                    1 => (&a.id, "a2"),
+                    _ => (&b.id, "b1"),
+                };
+                attempt(
+                    app,
+                    None,
+                    acc,
+                    i % 2 == 0,
+                    t0() + Duration::seconds(batch * 5 + i),
+                )
+            })
+            .collect();
+        store.record_attempts(&AttemptBatch::new(v)).await.unwrap();
+    }
+    for x in store.recent_attempts(&a.id, 10_000).await.unwrap() {
+        all.push(x);
+    }
+    for x in store.recent_attempts(&b.id, 10_000).await.unwrap() {
+        all.push(x);
+    }
+    assert_eq!(all.len(), 450);
+    assert_eq!(store.attempt_count().await.unwrap(), 450);
+    all.sort_by_key(|x| std::cmp::Reverse(x.id));
+    let ids: std::collections::HashSet<i64> = all.iter().map(|x| x.id).collect();
+    assert_eq!(ids.len(), 450, "ids are unique");
+    let of = |app: &str| {
+        all.iter()
+            .filter(|x| x.app_id == app)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        store.recent_attempts(&a.id, 100).await.unwrap(),
+        of(&a.id)[..100]
+    );
+    let since = t0() + Duration::seconds(200);
+    let mut expect: Vec<Attempt> = of(&b.id).into_iter().filter(|x| x.at >= since).collect();
+    expect.reverse();
+    assert_eq!(
+        store.attempts_since(&b.id, since, 1000).await.unwrap(),
+        expect
+    );
+    let blocked_a2: Vec<Attempt> = of(&a.id)
+        .into_iter()
+        .filter(|x| x.account == "a2" && x.locked)
+        .collect();
+    assert_eq!(
+        store
+            .filtered_attempts(&a.id, Some("a2"), Some(true), (None, None), 0, 1000)
+            .await
+            .unwrap(),
+        blocked_a2
+    );
+    let mine: Vec<Attempt> = all
+        .iter()
+        .filter(|x| x.locked && x.account != "a2")
+        .cloned()
+        .collect();
+    assert_eq!(
+        store.person_blocked_attempts(&p.id, 1000).await.unwrap(),
+        mine
+    );
+    let after = mine[40].id;
+    let mut newer: Vec<Attempt> = mine[..40].to_vec();
+    newer.reverse();
+    assert_eq!(
+        store
+            .person_blocked_attempts_after(&p.id, after, 1000)
+            .await
+            .unwrap(),
+        newer
+    );
+    for x in [&all[0], &all[200], &all[449]] {
+        assert_eq!(store.attempt(x.id).await.unwrap().as_ref(), Some(x));
+    }
+    assert_eq!(store.attempt(all[0].id + 1).await.unwrap(), None);
+    assert_eq!(store.attempt(0).await.unwrap(), None);
+}
+
+/// Attempts recorded before runs existed are moved into runs by the migrations, in order.
+#[tokio::test]
+async fn migrations_move_attempts_recorded_before_into_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
@@ -525,7 +636,8 @@ async fn migration_makes_runs_of_attempts_recorded_before() {
             ("y", 50),
         ] {
             c.execute(
-                "INSERT INTO attempts (at, app_id, account, locked, reason) VALUES (?1, ?2, 'acc', 0, 'account_unlocked')",
+                "INSERT INTO attempts (at, app_id, key_id, account, locked, reason, integration_data) \
+                 VALUES (?1, ?2, 'k', 'acc', 1, 'account_locked', '{\"a\":[1]}')",
                 rusqlite::params![at, app],
             )
             .unwrap();
@@ -534,10 +646,10 @@ async fn migration_makes_runs_of_attempts_recorded_before() {
     let store = Store::open(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    let runs: Vec<(i64, i64, String, i64)> = store
+    let runs: Vec<(i64, i64, String, i64, i64)> = store
         .engine
         .query(
-            "SELECT first_id, last_id, app_id, until_at FROM attempt_runs ORDER BY last_id",
+            "SELECT first_id, last_id, app_id, until_at, n FROM attempt_runs ORDER BY last_id",
             vec![],
         )
         .await
@@ -549,26 +661,33 @@ async fn migration_makes_runs_of_attempts_recorded_before() {
                 r.int(1).unwrap(),
                 r.text(2).unwrap(),
                 r.int(3).unwrap(),
+                r.int(4).unwrap(),
             )
         })
         .collect();
     assert_eq!(
         runs,
         [
-            (1, 2, "x".to_string(), 20),
-            (3, 3, "y".to_string(), 30),
-            (4, 4, "x".to_string(), 20),
-            (5, 6, "y".to_string(), 50),
+            (1, 2, "x".to_string(), 20, 2),
+            (3, 3, "y".to_string(), 30, 1),
+            (4, 4, "x".to_string(), 20, 1),
+            (5, 6, "y".to_string(), 50, 2),
         ]
     );
-    let x: Vec<i64> = store
-        .recent_attempts("x", 10)
-        .await
-        .unwrap()
+    let x = store.recent_attempts("x", 10).await.unwrap();
+    assert_eq!(x.iter().map(|a| a.id).collect::<Vec<_>>(), [4, 2, 1]);
+    assert_eq!(
+        x.iter()
+            .map(|a| a.at.timestamp_millis())
+            .collect::<Vec<_>>(),
+        [5, 20, 10]
+    );
+    assert!(x
         .iter()
-        .map(|a| a.id)
-        .collect();
-    assert_eq!(x, [4, 2, 1]);
+        .all(|a| a.locked && a.key_id.as_deref() == Some("k")));
+    assert_eq!(x[0].integration_data.as_deref(), Some(r#"{"a":[1]}"#));
+    assert_eq!(x[0].reason, "account_locked");
+    assert_eq!(store.attempt_count().await.unwrap(), 6);
     // New attempts continue after them.
     store
         .record_attempts(&AttemptBatch::new(vec![attempt(

@@ -1,0 +1,442 @@
+//! Attempts, kept in runs: the attempts of one application in one written batch are one row of
+//! `attempt_runs`, their fields a JSON array in `data`. Recording costs one row per application
+//! and batch instead of one row and one index entry per attempt (migration `0005`); reads walk an
+//! application's runs through the `attempt_runs_app` index and decode them.
+//!
+//! Ids: a run holds the ids `first_id ..= last_id`, its i-th attempt is `first_id + i`; runs
+//! never overlap (one writer at a time takes the ids after the largest given).
+
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::engine::{Row, Run, RunsWrite, Val};
+use crate::{time, Attempt, NewAttempt, Result, Store, StoreError};
+
+/// Runs read per query while walking.
+const PAGE: i64 = 32;
+
+/// One attempt as stored in a run's `data`: at (ms), key id, account, locked (0/1), reason, IP,
+/// device, location, integration type, integration data.
+type Stored<S> = (
+    i64,
+    Option<S>,
+    S,
+    i64,
+    S,
+    Option<S>,
+    Option<S>,
+    Option<S>,
+    Option<S>,
+    Option<S>,
+);
+
+/// Attempts converted once into runs (their JSON written before the transaction) for
+/// [`Store::record_attempts`]; kept whole so that a write that failed can be retried.
+pub struct AttemptBatch {
+    write: Arc<RunsWrite>,
+    len: usize,
+}
+
+/// Inserts a run. Its until_at never goes below the application's previous run's, so that
+/// (until_at, last_id) order is recording order. Parameters: last id, first id, application,
+/// length, data, latest time in the run.
+const INSERT_RUN: &str = "INSERT INTO attempt_runs (last_id, first_id, app_id, n, data, until_at) \
+     SELECT CAST($1 AS BIGINT), CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS BIGINT), CAST($5 AS TEXT), max(v) FROM \
+     (SELECT CAST($6 AS BIGINT) AS v UNION ALL SELECT max(until_at) FROM attempt_runs WHERE app_id = $3) m";
+
+const KEY_USAGE: &str = "INSERT INTO key_usage (key_id, last_used_at) VALUES ($1, $2) ON CONFLICT (key_id) DO UPDATE SET \
+     last_used_at = CASE WHEN excluded.last_used_at > key_usage.last_used_at THEN excluded.last_used_at ELSE key_usage.last_used_at END";
+
+impl AttemptBatch {
+    pub fn new(mut attempts: Vec<NewAttempt>) -> Self {
+        let len = attempts.len();
+        // Stable: each application's attempts keep the order they were queued in.
+        attempts.sort_by(|a, b| a.app_id.cmp(&b.app_id));
+        let mut last_used: HashMap<&str, i64> = HashMap::new();
+        let mut runs = Vec::new();
+        for group in attempts.chunk_by(|a, b| a.app_id == b.app_id) {
+            let mut until = i64::MIN;
+            let stored: Vec<Stored<&str>> = group
+                .iter()
+                .map(|a| {
+                    let at = a.at.timestamp_millis();
+                    until = until.max(at);
+                    if let Some(k) = &a.key_id {
+                        let t = last_used.entry(k).or_insert(at);
+                        *t = (*t).max(at);
+                    }
+                    (
+                        at,
+                        a.key_id.as_deref(),
+                        a.account.as_str(),
+                        i64::from(a.locked),
+                        a.reason.as_str(),
+                        a.ip.as_deref(),
+                        a.device.as_deref(),
+                        a.location.as_deref(),
+                        a.integration_type.as_deref(),
+                        a.integration_data.as_deref(),
+                    )
+                })
+                .collect();
+            // Serialising strings and integers cannot fail.
+            let data = serde_json::to_string(&stored).unwrap_or_default();
+            runs.push(Run {
+                len: group.len() as i64,
+                params: vec![
+                    group[0].app_id.as_str().into(),
+                    (group.len() as i64).into(),
+                    data.into(),
+                    until.into(),
+                ],
+            });
+        }
+        let usage = last_used
+            .into_iter()
+            .map(|(k, at)| vec![k.into(), at.into()])
+            .collect();
+        let write = RunsWrite {
+            last_id_sql: "SELECT max(last_id) FROM attempt_runs",
+            run_sql: INSERT_RUN,
+            runs,
+            after: vec![(KEY_USAGE, usage)],
+        };
+        Self {
+            write: Arc::new(write),
+            len,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A run as read: its first id, application and attempts.
+struct StoredRun {
+    first_id: i64,
+    last_id: i64,
+    until_at: i64,
+    app_id: String,
+    data: String,
+}
+
+const RUN_COLS: &str = "first_id, last_id, until_at, app_id, data";
+
+fn stored_run(r: &Row) -> Result<StoredRun> {
+    Ok(StoredRun {
+        first_id: r.int(0)?,
+        last_id: r.int(1)?,
+        until_at: r.int(2)?,
+        app_id: r.text(3)?,
+        data: r.text(4)?,
+    })
+}
+
+impl StoredRun {
+    /// The run's attempts, oldest first.
+    fn attempts(&self) -> Result<Vec<Attempt>> {
+        let stored: Vec<Stored<String>> = serde_json::from_str(&self.data)
+            .map_err(|e| StoreError::Corrupt(format!("attempt run {}: {e}", self.last_id)))?;
+        stored
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Ok(Attempt {
+                    id: self.first_id + i as i64,
+                    at: time(s.0)?,
+                    app_id: self.app_id.clone(),
+                    key_id: s.1,
+                    account: s.2,
+                    locked: s.3 != 0,
+                    reason: s.4,
+                    ip: s.5,
+                    device: s.6,
+                    location: s.7,
+                    integration_type: s.8,
+                    integration_data: s.9,
+                })
+            })
+            .collect()
+    }
+}
+
+type PersonAccounts = HashMap<String, HashSet<String>>;
+
+fn holds(mine: &PersonAccounts, a: &Attempt) -> bool {
+    mine.get(&a.app_id).is_some_and(|s| s.contains(&a.account))
+}
+
+/// Which way a walk goes through the runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Walk {
+    NewestFirst,
+    OldestFirst,
+}
+
+/// A walk through runs, page by page: the query of each page takes the cursor (the previous
+/// page's last run: its until_at then its last_id, or its last_id alone with `by_id`) and the
+/// page size as its last parameters.
+struct Runs {
+    sql: &'static str,
+    params: Vec<Val>,
+    walk: Walk,
+    by_id: bool,
+}
+
+impl Store {
+    /// Records a batch of attempts in one transaction. A batch that failed can be passed again.
+    pub async fn record_attempts(&self, batch: &AttemptBatch) -> Result<()> {
+        if batch.len == 0 {
+            return Ok(());
+        }
+        self.engine.append_runs(batch.write.clone()).await
+    }
+
+    /// Walks `runs`, keeping the attempts `keep` accepts, until `limit` are kept.
+    async fn walk(
+        &self,
+        runs: Runs,
+        limit: i64,
+        keep: impl Fn(&Attempt) -> bool,
+    ) -> Result<Vec<Attempt>> {
+        let limit = usize::try_from(limit.max(0)).unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        let mut cursor = match runs.walk {
+            Walk::NewestFirst => (i64::MAX, i64::MAX),
+            Walk::OldestFirst => (i64::MIN, i64::MIN),
+        };
+        while out.len() < limit {
+            let mut params = runs.params.clone();
+            if !runs.by_id {
+                params.push(cursor.0.into());
+            }
+            params.extend([cursor.1.into(), PAGE.into()]);
+            let page = self.all(runs.sql, params, stored_run).await?;
+            for run in &page {
+                let mut attempts = run.attempts()?;
+                if runs.walk == Walk::NewestFirst {
+                    attempts.reverse();
+                }
+                out.extend(attempts.into_iter().filter(|a| keep(a)));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == PAGE => cursor = (last.until_at, last.last_id),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// An application's attempts, newest first.
+    pub async fn recent_attempts(&self, app_id: &str, limit: i64) -> Result<Vec<Attempt>> {
+        self.walk(
+            Runs {
+                sql: APP_RUNS_DESC,
+                params: vec![app_id.into(), i64::MIN.into()],
+                walk: Walk::NewestFirst,
+                by_id: false,
+            },
+            limit,
+            |_| true,
+        )
+        .await
+    }
+
+    /// An application's attempts at or after `since`, oldest first: in the order they were
+    /// recorded, which can differ from `at` order by the time an attempt waits in the queue.
+    pub async fn attempts_since(
+        &self,
+        app_id: &str,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        let since_ms = since.timestamp_millis();
+        self.walk(
+            Runs {
+                sql: APP_RUNS_ASC,
+                params: vec![app_id.into(), since_ms.into()],
+                walk: Walk::OldestFirst,
+                by_id: false,
+            },
+            limit,
+            |a| a.at.timestamp_millis() >= since_ms,
+        )
+        .await
+    }
+
+    /// An application's attempts, newest first: of one account (`account`), blocked or allowed
+    /// only (`locked`), in `[from, until)`, with an id above `after_id` (for live updates).
+    pub async fn filtered_attempts(
+        &self,
+        app_id: &str,
+        account: Option<&str>,
+        locked: Option<bool>,
+        (from, until): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        let from = from.map_or(i64::MIN, |t| t.timestamp_millis());
+        let until = until.map_or(i64::MAX, |t| t.timestamp_millis());
+        self.walk(
+            Runs {
+                sql: APP_RUNS_AFTER_DESC,
+                params: vec![app_id.into(), from.into(), after_id.into()],
+                walk: Walk::NewestFirst,
+                by_id: false,
+            },
+            limit,
+            |a| {
+                let at = a.at.timestamp_millis();
+                account.is_none_or(|x| a.account == x)
+                    && locked.is_none_or(|l| a.locked == l)
+                    && at >= from
+                    && at < until
+                    && a.id > after_id
+            },
+        )
+        .await
+    }
+
+    /// The accounts a person holds, by application, for matching their attempts.
+    async fn held_accounts(&self, person_id: &str) -> Result<PersonAccounts> {
+        let rows = self
+            .all(
+                "SELECT app_id, account FROM accounts WHERE person_id = $1",
+                vec![person_id.into()],
+                |r| Ok((r.text(0)?, r.text(1)?)),
+            )
+            .await?;
+        let mut mine = PersonAccounts::new();
+        for (app, account) in rows {
+            mine.entry(app).or_default().insert(account);
+        }
+        Ok(mine)
+    }
+
+    /// Blocked attempts on a person's accounts, newest first.
+    pub async fn person_blocked_attempts(
+        &self,
+        person_id: &str,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        let mine = self.held_accounts(person_id).await?;
+        self.walk(
+            Runs {
+                sql: PERSON_RUNS_DESC,
+                params: vec![person_id.into()],
+                walk: Walk::NewestFirst,
+                by_id: true,
+            },
+            limit,
+            |a| a.locked && holds(&mine, a),
+        )
+        .await
+    }
+
+    /// Blocked attempts on a person's accounts with an id above `after_id`, oldest first.
+    pub async fn person_blocked_attempts_after(
+        &self,
+        person_id: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        let mine = self.held_accounts(person_id).await?;
+        self.walk(
+            Runs {
+                sql: PERSON_RUNS_ASC,
+                params: vec![person_id.into(), after_id.into()],
+                walk: Walk::OldestFirst,
+                by_id: true,
+            },
+            limit,
+            |a| a.id > after_id && a.locked && holds(&mine, a),
+        )
+        .await
+    }
+
+    /// One attempt, by id.
+    pub async fn attempt(&self, id: i64) -> Result<Option<Attempt>> {
+        let run = self
+            .one(
+                const_format::concatcp!(
+                    "SELECT ",
+                    RUN_COLS,
+                    " FROM attempt_runs WHERE last_id >= $1 ORDER BY last_id LIMIT 1"
+                ),
+                vec![id.into()],
+                stored_run,
+            )
+            .await?;
+        let Some(run) = run.filter(|r| r.first_id <= id) else {
+            return Ok(None);
+        };
+        Ok(run.attempts()?.into_iter().find(|a| a.id == id))
+    }
+
+    /// How many attempts are recorded in all.
+    pub async fn attempt_count(&self) -> Result<i64> {
+        self.one(
+            "SELECT coalesce(sum(n), 0) FROM attempt_runs",
+            vec![],
+            |r| r.int(0),
+        )
+        .await
+        .map(|n| n.unwrap_or(0))
+    }
+}
+
+// The walks' queries. Each ends with the cursor (until_at, last_id) and the page size; runs
+// come in index order (`attempt_runs_app`, or the primary key for a person's walk).
+
+/// An application's runs, newest first, reaching `$2` (ms) or later.
+pub(crate) const APP_RUNS_DESC: &str = const_format::concatcp!(
+    "SELECT ",
+    RUN_COLS,
+    " FROM attempt_runs WHERE app_id = $1 AND until_at >= $2 \
+     AND (until_at < $3 OR (until_at = $3 AND last_id < $4)) \
+     ORDER BY until_at DESC, last_id DESC LIMIT $5"
+);
+/// An application's runs, oldest first, reaching `$2` (ms) or later.
+pub(crate) const APP_RUNS_ASC: &str = const_format::concatcp!(
+    "SELECT ",
+    RUN_COLS,
+    " FROM attempt_runs WHERE app_id = $1 AND until_at >= $2 \
+     AND (until_at > $3 OR (until_at = $3 AND last_id > $4)) \
+     ORDER BY until_at, last_id LIMIT $5"
+);
+/// An application's runs, newest first, reaching `$2` (ms) or later, with ids above `$3`.
+pub(crate) const APP_RUNS_AFTER_DESC: &str = const_format::concatcp!(
+    "SELECT ",
+    RUN_COLS,
+    " FROM attempt_runs WHERE app_id = $1 AND until_at >= $2 AND last_id > $3 \
+     AND (until_at < $4 OR (until_at = $4 AND last_id < $5)) \
+     ORDER BY until_at DESC, last_id DESC LIMIT $6"
+);
+// A person's walks go through the primary key, newest (or oldest) first, and stop at the limit;
+// `app_id || ''` keeps the planner off the application index, which would read every run of the
+// person's applications and sort them.
+
+/// The runs of a person's applications, newest first by id (runs do not overlap).
+pub(crate) const PERSON_RUNS_DESC: &str = const_format::concatcp!(
+    "SELECT ",
+    RUN_COLS,
+    " FROM attempt_runs WHERE app_id || '' IN (SELECT app_id FROM accounts WHERE person_id = $1) \
+     AND last_id < $2 ORDER BY last_id DESC LIMIT $3"
+);
+/// The runs of a person's applications holding ids above `$2`, oldest first.
+pub(crate) const PERSON_RUNS_ASC: &str = const_format::concatcp!(
+    "SELECT ",
+    RUN_COLS,
+    " FROM attempt_runs WHERE app_id || '' IN (SELECT app_id FROM accounts WHERE person_id = $1) \
+     AND last_id > $2 AND last_id > $3 ORDER BY last_id LIMIT $4"
+);

@@ -65,17 +65,22 @@ async fn writer(store: Arc<Store>, mut rx: mpsc::Receiver<NewAttempt>, metrics: 
             }
         }
         let n = batch.len();
-        let rows = AttemptBatch::new(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+        let taken = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        // Encoding thousands of attempts (and freeing them) takes milliseconds: not on a
+        // runtime worker, where the checks it serves would wait for it.
+        let rows = match tokio::task::spawn_blocking(move || AttemptBatch::new(taken)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, lost = n, "attempts could not be encoded: not recorded");
+                metrics.queued(-(n as i64));
+                continue;
+            }
+        };
         let mut delay = Duration::from_millis(50);
         let mut tries = 0;
         // A batch is retried until the store takes it: attempts are not dropped on a hiccup.
         // Only at shutdown, with the store still failing, does the writer give up (and say so).
-        let skip = std::env::var("XX_SKIP").is_ok();
-        while let Err(e) = if skip {
-            Ok(())
-        } else {
-            store.record_attempts(&rows).await
-        } {
+        while let Err(e) = store.record_attempts(&rows).await {
             tries += 1;
             if rx.is_closed() && tries >= 5 {
                 tracing::error!(error = %e, lost = n, "shutting down with the store failing: attempts not recorded");

@@ -702,6 +702,48 @@ async fn migrations_move_attempts_recorded_before_into_runs() {
     assert_eq!(store.recent_attempts("x", 1).await.unwrap()[0].id, 7);
 }
 
+// A client's text reaches the store inside a run's JSON, escaped: even a NUL, which a
+// PostgreSQL text column refuses (a refused batch would be retried forever, stalling the queue).
+both_engines!(hostile_attempt_fields_come_back_unchanged, |store| {
+    let a = app(store, "hostile.example.com").await;
+    let odd = [
+        "\"],[1,2,3],[\"",
+        "nul\u{0}byte",
+        "línea\nnueva\t\u{1F512}",
+        "\\u0000 not an escape",
+        "",
+    ];
+    let batch: Vec<NewAttempt> = odd
+        .iter()
+        .map(|s| {
+            // Key ids are the store's own; everything else comes from the client.
+            let mut x = attempt(&a.id, Some("key-1"), s, true, t0());
+            x.ip = Some(s.to_string());
+            x.device = Some(s.repeat(100));
+            x.location = None;
+            x.integration_type = Some(s.to_string());
+            x.integration_data = Some(format!("{{\"v\":{}}}", serde_json::json!(s)));
+            x
+        })
+        .collect();
+    store
+        .record_attempts(&AttemptBatch::new(batch.clone()))
+        .await
+        .unwrap();
+    let mut back = store.recent_attempts(&a.id, 10).await.unwrap();
+    back.reverse();
+    assert_eq!(back.len(), odd.len());
+    for (x, y) in batch.iter().zip(&back) {
+        assert_eq!(y.account, x.account);
+        assert_eq!(y.key_id, x.key_id);
+        assert_eq!(y.ip, x.ip);
+        assert_eq!(y.device, x.device);
+        assert_eq!(y.location, None);
+        assert_eq!(y.integration_type, x.integration_type);
+        assert_eq!(y.integration_data, x.integration_data);
+    }
+});
+
 both_engines!(version_moves_with_changes_not_with_attempts, |store| {
     let v0 = store.version().await.unwrap();
     let a = app(store, "ver.example.com").await;

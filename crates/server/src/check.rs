@@ -147,6 +147,9 @@ impl CheckService {
                 self.metrics.cache_hit();
                 i
             }
+            // No account has a control character (enrolment refuses them): not enrolled, without
+            // asking a store that may refuse the name outright (PostgreSQL and NUL).
+            None if account.chars().any(char::is_control) => Arc::new(LockInputs::default()),
             None => {
                 self.metrics.cache_miss();
                 let i =

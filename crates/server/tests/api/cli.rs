@@ -475,3 +475,21 @@ async fn the_operator_is_created_from_the_cli() {
     )
     .contains("10 characters"));
 }
+
+/// A subject no account can have (a control character: enrolment refuses them) is not enrolled,
+/// on every engine: PostgreSQL refuses a NUL in a query parameter, and the check must not turn
+/// that into a 503. The attempt is recorded with the name as sent.
+#[tokio::test]
+async fn a_subject_with_a_nul_is_not_enrolled_on_postgres() {
+    let Some(t) = TestApp::spawn_pg().await else {
+        return;
+    };
+    let app = t.app("nul.example.com").await;
+    let key = t.key(&app).await;
+    assert!(!t.locked("nul.example.com", &key, "eve\u{0}admin").await);
+    let store = t.db.store.clone();
+    t.stop().await;
+    let recorded = store.recent_attempts(&app.id, 1).await.unwrap();
+    assert_eq!(recorded[0].account, "eve\u{0}admin");
+    assert_eq!(recorded[0].reason, "unenrolled_allow");
+}

@@ -385,8 +385,9 @@ impl Store {
 
     /// How many attempts are recorded in all.
     pub async fn attempt_count(&self) -> Result<i64> {
+        // PostgreSQL sums BIGINTs into NUMERIC: cast back.
         self.one(
-            "SELECT coalesce(sum(n), 0) FROM attempt_runs",
+            "SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM attempt_runs",
             vec![],
             |r| r.int(0),
         )

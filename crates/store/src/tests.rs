@@ -511,12 +511,9 @@ async fn attempt_reads_walk_the_runs_in_index_order() {
     }
 }
 
-/// Attempts recorded in many runs, of several applications and people: every read agrees with
-/// what a plain filter over all of them gives (walks cross pages of runs).
-#[tokio::test]
-async fn walks_over_many_runs_agree_with_a_plain_filter() {
-    let (store, _dir) = crate::testing::fresh_sqlite().await;
-    let store = &store;
+// Attempts recorded in many runs, of several applications and people: every read agrees with
+// what a plain filter over all of them gives (walks cross pages of runs).
+both_engines!(walks_over_many_runs_agree_with_a_plain_filter, |store| {
     let a = app(store, "walk-a.example.com").await;
     let b = app(store, "walk-b.example.com").await;
     let p = store
@@ -608,7 +605,7 @@ async fn walks_over_many_runs_agree_with_a_plain_filter() {
     }
     assert_eq!(store.attempt(all[0].id + 1).await.unwrap(), None);
     assert_eq!(store.attempt(0).await.unwrap(), None);
-}
+});
 
 /// Attempts recorded before runs existed are moved into runs by the migrations, in order.
 #[tokio::test]

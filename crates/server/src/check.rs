@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use crate::attempts::AttemptQueue;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::ops::Deadbolt;
+use crate::ops::{valid_account, Deadbolt};
 use crate::rate::RateLimiter;
 
 /// An application as the check path needs it: its settings and its active keys, prepared.
@@ -147,9 +147,10 @@ impl CheckService {
                 self.metrics.cache_hit();
                 i
             }
-            // No account has a control character (enrolment refuses them): not enrolled, without
-            // asking a store that may refuse the name outright (PostgreSQL and NUL).
-            None if account.chars().any(char::is_control) => Arc::new(LockInputs::default()),
+            // A name enrolment would refuse (a control character, say) is no account's: not
+            // enrolled, without asking a store that may refuse the name outright (PostgreSQL
+            // and NUL).
+            None if valid_account(&account).is_err() => Arc::new(LockInputs::default()),
             None => {
                 self.metrics.cache_miss();
                 let i =

@@ -280,20 +280,17 @@ impl Engine {
                 let run = tx.prepare_cached(write.run_sql).await.map_err(pg_err)?;
                 for r in &write.runs {
                     let head = [Val::Int(next + r.len - 1), Val::Int(next)];
-                    let refs: Vec<&(dyn ToSql + Sync)> = head
-                        .iter()
-                        .chain(r.params.iter())
-                        .map(|p| p as &(dyn ToSql + Sync))
-                        .collect();
-                    tx.execute(&run, &refs).await.map_err(pg_err)?;
+                    tx.execute(&run, &pg_params(head.iter().chain(&r.params)))
+                        .await
+                        .map_err(pg_err)?;
                     next += r.len;
                 }
                 for (sql, rows) in &write.after {
                     let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
                     for params in rows {
-                        let refs: Vec<&(dyn ToSql + Sync)> =
-                            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                        tx.execute(&stmt, &refs).await.map_err(pg_err)?;
+                        tx.execute(&stmt, &pg_params(params))
+                            .await
+                            .map_err(pg_err)?;
                     }
                 }
                 tx.commit().await.map_err(pg_err)
@@ -620,14 +617,21 @@ impl ToSql for Val {
     tokio_postgres::types::to_sql_checked!();
 }
 
+/// Parameters as tokio-postgres takes them.
+fn pg_params<'a>(vals: impl IntoIterator<Item = &'a Val>) -> Vec<&'a (dyn ToSql + Sync)> {
+    vals.into_iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
 async fn pg_query<C: deadpool_postgres::GenericClient>(
     client: &C,
     sql: &str,
     params: &[Val],
 ) -> Result<Vec<Row>, StoreError> {
     let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(&stmt, &refs).await.map_err(pg_err)?;
+    let rows = client
+        .query(&stmt, &pg_params(params))
+        .await
+        .map_err(pg_err)?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mut vals = Vec::with_capacity(r.len());

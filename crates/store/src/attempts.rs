@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::engine::{Row, Run, RunsWrite, Val};
+use crate::engine::{scalar, Row, Run, RunsWrite, Val};
 use crate::{time, Attempt, NewAttempt, Result, Store, StoreError};
 
 /// Runs read per query while walking.
@@ -35,7 +35,6 @@ type Stored<S> = (
 /// [`Store::record_attempts`]; kept whole so that a write that failed can be retried.
 pub struct AttemptBatch {
     write: Arc<RunsWrite>,
-    len: usize,
 }
 
 /// Inserts a run. Its until_at never goes below the application's previous run's, so that
@@ -50,7 +49,6 @@ const KEY_USAGE: &str = "INSERT INTO key_usage (key_id, last_used_at) VALUES ($1
 
 impl AttemptBatch {
     pub fn new(mut attempts: Vec<NewAttempt>) -> Self {
-        let len = attempts.len();
         // Stable: each application's attempts keep the order they were queued in.
         attempts.sort_by(|a, b| a.app_id.cmp(&b.app_id));
         let mut last_used: HashMap<&str, i64> = HashMap::new();
@@ -82,11 +80,12 @@ impl AttemptBatch {
                 .collect();
             // Serialising strings and integers cannot fail.
             let data = serde_json::to_string(&stored).unwrap_or_default();
+            let len = group.len() as i64;
             runs.push(Run {
-                len: group.len() as i64,
+                len,
                 params: vec![
                     group[0].app_id.as_str().into(),
-                    (group.len() as i64).into(),
+                    len.into(),
                     data.into(),
                     until.into(),
                 ],
@@ -104,16 +103,7 @@ impl AttemptBatch {
         };
         Self {
             write: Arc::new(write),
-            len,
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
@@ -192,7 +182,7 @@ struct Runs {
 impl Store {
     /// Records a batch of attempts in one transaction. A batch that failed can be passed again.
     pub async fn record_attempts(&self, batch: &AttemptBatch) -> Result<()> {
-        if batch.len == 0 {
+        if batch.write.runs.is_empty() {
             return Ok(());
         }
         self.engine.append_runs(batch.write.clone()).await
@@ -239,17 +229,9 @@ impl Store {
 
     /// An application's attempts, newest first.
     pub async fn recent_attempts(&self, app_id: &str, limit: i64) -> Result<Vec<Attempt>> {
-        self.walk(
-            Runs {
-                sql: APP_RUNS_DESC,
-                params: vec![app_id.into(), i64::MIN.into()],
-                walk: Walk::NewestFirst,
-                by_id: false,
-            },
-            limit,
-            |_| true,
-        )
-        .await
+        // Ids start at 1: "after 0" is all of them.
+        self.filtered_attempts(app_id, None, None, (None, None), 0, limit)
+            .await
     }
 
     /// An application's attempts at or after `since`, oldest first: in the order they were
@@ -386,27 +368,21 @@ impl Store {
     /// How many attempts are recorded in all.
     pub async fn attempt_count(&self) -> Result<i64> {
         // PostgreSQL sums BIGINTs into NUMERIC: cast back.
-        self.one(
-            "SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM attempt_runs",
-            vec![],
-            |r| r.int(0),
+        scalar(
+            &self
+                .engine
+                .query(
+                    "SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM attempt_runs",
+                    vec![],
+                )
+                .await?,
         )
-        .await
-        .map(|n| n.unwrap_or(0))
     }
 }
 
 // The walks' queries. Each ends with the cursor (until_at, last_id) and the page size; runs
 // come in index order (`attempt_runs_app`, or the primary key for a person's walk).
 
-/// An application's runs, newest first, reaching `$2` (ms) or later.
-pub(crate) const APP_RUNS_DESC: &str = const_format::concatcp!(
-    "SELECT ",
-    RUN_COLS,
-    " FROM attempt_runs WHERE app_id = $1 AND until_at >= $2 \
-     AND (until_at < $3 OR (until_at = $3 AND last_id < $4)) \
-     ORDER BY until_at DESC, last_id DESC LIMIT $5"
-);
 /// An application's runs, oldest first, reaching `$2` (ms) or later.
 pub(crate) const APP_RUNS_ASC: &str = const_format::concatcp!(
     "SELECT ",

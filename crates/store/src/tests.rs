@@ -465,19 +465,13 @@ async fn attempt_reads_walk_the_runs_in_index_order() {
     let (store, _dir) = crate::testing::fresh_sqlite().await;
     for (name, sql, params, index) in [
         (
-            "recent",
-            const_format::concatcp!("EXPLAIN QUERY PLAN ", APP_RUNS_DESC),
-            5,
-            "attempt_runs_app",
-        ),
-        (
             "since",
             const_format::concatcp!("EXPLAIN QUERY PLAN ", APP_RUNS_ASC),
             5,
             "attempt_runs_app",
         ),
         (
-            "filtered",
+            "recent and filtered",
             const_format::concatcp!("EXPLAIN QUERY PLAN ", APP_RUNS_AFTER_DESC),
             6,
             "attempt_runs_app",

@@ -12,16 +12,19 @@ mod model;
 #[cfg(test)]
 #[macro_use]
 mod test_support;
+// After test_support: its macros are in scope for the modules below.
+mod accounts;
 mod portal;
 mod signal;
 #[cfg(test)]
 mod tests;
 
 use chrono::{DateTime, Utc};
-use deadbolt_core::{AccountState, Enrolment, PersonLocks, Schedule};
+use deadbolt_core::{AccountKey, AccountState, Enrolment, PersonLocks, Schedule};
 use engine::{Engine, Row, Stmt, Val};
 use thiserror::Error;
 
+pub use accounts::Collision;
 pub use attempts::AttemptBatch;
 pub use model::*;
 
@@ -78,7 +81,7 @@ macro_rules! sql {
 /// Reads the change counter that triggers bump on every change to what a check reads.
 const VERSION_SQL: &str = "SELECT v FROM store_version WHERE id = 1";
 const APP_COLS: &str =
-    "id, company_id, name, issuer, unenrolled, default_state, audit_mode, created_at";
+    "id, company_id, name, issuer, unenrolled, default_state, audit_mode, created_at, account_names";
 const ACCOUNT_COLS: &str =
     "a.id, a.app_id, a.account, a.person_id, p.email, a.state, a.unlocked_until, \
      a.created_at, a.updated_at, a.relock_after_use";
@@ -89,9 +92,13 @@ impl Store {
     /// Opens (and creates, and migrates) the store at `url`: `sqlite://FILE`, `sqlite::memory:`
     /// or `postgres://…`.
     pub async fn open(url: &str) -> Result<Self> {
-        Ok(Self {
+        let store = Self {
             engine: Engine::connect(url).await?,
-        })
+        };
+        // What SQL cannot compute: the lookup keys of accounts that lack one (rows from before
+        // account identity, or written by hand) and issuers normalised by older rules.
+        store.repair_keys().await?;
+        Ok(store)
     }
 
     pub fn sqlite_path(&self) -> Option<&std::path::Path> {
@@ -195,8 +202,8 @@ impl Store {
         let issuer_norm = deadbolt_core::normalize::normalize_name(&new.issuer);
         self.engine
             .write(
-                "INSERT INTO applications (id, company_id, name, issuer, issuer_norm, unenrolled, default_state, audit_mode, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+                "INSERT INTO applications (id, company_id, name, issuer, issuer_norm, unenrolled, default_state, audit_mode, created_at, account_names) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
                 vec![
                     (&id).into(),
                     (&new.company_id).into(),
@@ -206,6 +213,7 @@ impl Store {
                     new.unenrolled.as_str().into(),
                     new.default_state.as_str().into(),
                     ms(now),
+                    new.account_names.as_str().into(),
                 ],
             )
             .await
@@ -507,7 +515,9 @@ impl Store {
     // ---- accounts ----
 
     /// Enrols `account` in the application (in the application's default state); linking it to
-    /// `person_id` when given and the account has no person yet. Returns the account and whether it is new.
+    /// `person_id` when given and the account has no person yet. A name that is another
+    /// spelling of an enrolled one (by the application's `account_names`) is that account, kept
+    /// under the name it was first enrolled with. Returns the account and whether it is new.
     pub async fn enroll(
         &self,
         app_id: &str,
@@ -519,17 +529,18 @@ impl Store {
             .application(app_id)
             .await?
             .ok_or(StoreError::NotFound("application"))?;
+        let key = app.account_names.key(account);
         let out = self
             .engine
             .transaction(vec![
                 (
-                    "INSERT INTO accounts (id, app_id, account, person_id, state, unlocked_until, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, NULL, $6, $6) ON CONFLICT (app_id, account) DO NOTHING RETURNING id",
-                    vec![new_id().into(), app_id.into(), account.into(), person_id.into(), app.default_state.as_str().into(), ms(now)],
+                    "INSERT INTO accounts (id, app_id, account, account_key, key_dup, person_id, state, unlocked_until, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 0, $5, $6, NULL, $7, $7) ON CONFLICT DO NOTHING RETURNING id",
+                    vec![new_id().into(), app_id.into(), account.into(), key.as_str().into(), person_id.into(), app.default_state.as_str().into(), ms(now)],
                 ),
                 (
-                    "UPDATE accounts SET person_id = COALESCE($1, person_id), updated_at = $2 WHERE app_id = $3 AND account = $4 AND person_id IS NULL",
-                    vec![person_id.into(), ms(now), app_id.into(), account.into()],
+                    "UPDATE accounts SET person_id = COALESCE($1, person_id), updated_at = $2 WHERE app_id = $3 AND account_key = $4 AND person_id IS NULL",
+                    vec![person_id.into(), ms(now), app_id.into(), key.as_str().into()],
                 ),
             ])
             .await
@@ -539,15 +550,26 @@ impl Store {
             })?;
         let created = out.first().is_some_and(|rows| !rows.is_empty());
         let acc = self
-            .account(app_id, account)
+            .account(app_id, &key)
             .await?
             .ok_or(StoreError::NotFound("account"))?;
         Ok((acc, created))
     }
 
-    pub async fn account(&self, app_id: &str, account: &str) -> Result<Option<Account>> {
-        self.one(sql!("SELECT ", ACCOUNT_COLS, " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 AND a.account = $2"),
-                vec![app_id.into(), account.into()], account_row).await
+    /// The account found by `key` (of the application's `account_names`). Of names that fold
+    /// together and are not merged yet, the one enrolled first.
+    pub async fn account(&self, app_id: &str, key: &AccountKey) -> Result<Option<Account>> {
+        self.one(
+            sql!(
+                "SELECT ",
+                ACCOUNT_COLS,
+                " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id \
+                       WHERE a.app_id = $1 AND a.account_key = $2 ORDER BY a.key_dup LIMIT 1"
+            ),
+            vec![app_id.into(), key.as_str().into()],
+            account_row,
+        )
+        .await
     }
 
     pub async fn accounts(
@@ -556,20 +578,29 @@ impl Store {
         search: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Account>> {
-        let pattern = format!(
-            "%{}%",
-            search
-                .unwrap_or("")
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
+        let like = |s: &str| {
+            format!(
+                "%{}%",
+                s.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        };
+        let search = search.unwrap_or("");
+        let pattern = like(search);
+        // Names and emails also match in any case: the folded name against the folded search.
+        let folded = like(
+            deadbolt_core::AccountNames::CaseInsensitive
+                .key(search)
+                .as_str(),
         );
         self.all(sql!(
                     "SELECT ", ACCOUNT_COLS,
                     " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 \
-                     AND (a.account LIKE $2 ESCAPE '\\' OR p.email LIKE $2 ESCAPE '\\') ORDER BY a.account LIMIT $3"
+                     AND (a.account LIKE $2 ESCAPE '\\' OR a.account_key LIKE $3 ESCAPE '\\' OR p.email LIKE $3 ESCAPE '\\') \
+                     ORDER BY a.account LIMIT $4"
                 ),
-                vec![app_id.into(), pattern.into(), limit.into()], account_row).await
+                vec![app_id.into(), pattern.into(), folded.into(), limit.into()], account_row).await
     }
 
     /// Every account of a person, across applications.
@@ -582,7 +613,7 @@ impl Store {
     pub async fn set_account_state(
         &self,
         app_id: &str,
-        account: &str,
+        key: &AccountKey,
         state: AccountState,
         unlocked_until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
@@ -591,8 +622,8 @@ impl Store {
             .engine
             .write(
                 "UPDATE accounts SET state = $1, unlocked_until = $2, updated_at = $3, relock_after_use = 0 \
-                 WHERE app_id = $4 AND account = $5 RETURNING id",
-                vec![state.as_str().into(), unlocked_until.map(|t| t.timestamp_millis()).into(), ms(now), app_id.into(), account.into()],
+                 WHERE app_id = $4 AND account_key = $5 RETURNING id",
+                vec![state.as_str().into(), unlocked_until.map(|t| t.timestamp_millis()).into(), ms(now), app_id.into(), key.as_str().into()],
             )
             .await?;
         Ok((!rows.is_empty()).then_some(()))
@@ -602,15 +633,15 @@ impl Store {
     pub async fn unlock_once(
         &self,
         app_id: &str,
-        account: &str,
+        key: &AccountKey,
         now: DateTime<Utc>,
     ) -> Result<Option<()>> {
         let rows = self
             .engine
             .write(
                 "UPDATE accounts SET state = 'unlocked', unlocked_until = NULL, relock_after_use = 1, updated_at = $1 \
-                 WHERE app_id = $2 AND account = $3 RETURNING id",
-                vec![ms(now), app_id.into(), account.into()],
+                 WHERE app_id = $2 AND account_key = $3 RETURNING id",
+                vec![ms(now), app_id.into(), key.as_str().into()],
             )
             .await?;
         Ok((!rows.is_empty()).then_some(()))
@@ -621,33 +652,45 @@ impl Store {
     pub async fn relock_after_use(
         &self,
         app_id: &str,
-        account: &str,
+        key: &AccountKey,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let rows = self
             .engine
             .write(
                 "UPDATE accounts SET state = 'locked', unlocked_until = NULL, relock_after_use = 0, updated_at = $1 \
-                 WHERE app_id = $2 AND account = $3 AND relock_after_use = 1 RETURNING id",
-                vec![ms(now), app_id.into(), account.into()],
+                 WHERE app_id = $2 AND account_key = $3 AND relock_after_use = 1 RETURNING id",
+                vec![ms(now), app_id.into(), key.as_str().into()],
             )
             .await?;
         Ok(!rows.is_empty())
     }
 
-    /// What the lock decision needs about one account, in two reads.
-    pub async fn lock_inputs(&self, app_id: &str, account: &str) -> Result<LockInputs> {
+    /// What the lock decision needs about one account, in two reads (more when names that
+    /// fold together are not merged yet: each of them is read, and any of them can lock).
+    pub async fn lock_inputs(&self, app_id: &str, key: &AccountKey) -> Result<LockInputs> {
         let rows = self
             .engine
             .query(
-                "SELECT a.id, a.state, a.unlocked_until, p.id, p.master_locked, p.time_zone, a.relock_after_use \
-                 FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 AND a.account = $2",
-                vec![app_id.into(), account.into()],
+                "SELECT a.id, a.state, a.unlocked_until, p.id, p.master_locked, p.time_zone, a.relock_after_use, a.account \
+                 FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 AND a.account_key = $2 \
+                 ORDER BY a.key_dup",
+                vec![app_id.into(), key.as_str().into()],
             )
             .await?;
-        let Some(r) = rows.first() else {
+        let mut all = Vec::with_capacity(rows.len());
+        for r in &rows {
+            all.push(self.account_inputs(r).await?);
+        }
+        let mut all = all.into_iter();
+        let Some(mut first) = all.next() else {
             return Ok(LockInputs::default());
         };
+        first.colliding = all.collect();
+        Ok(first)
+    }
+
+    async fn account_inputs(&self, r: &Row) -> Result<LockInputs> {
         let account_id = r.text(0)?;
         let enrolment = Enrolment {
             state: parse(&r.text(1)?)?,
@@ -673,10 +716,12 @@ impl Store {
             .map(schedule)
             .collect::<Result<_>>()?;
         Ok(LockInputs {
+            name: Some(r.text(7)?),
             enrolment: Some(enrolment),
             person,
             schedules,
             relock_after_use,
+            colliding: Vec::new(),
         })
     }
 
@@ -773,7 +818,7 @@ impl Store {
                     .application(&r.app_id)
                     .await?
                     .ok_or(StoreError::NotFound("application"))?;
-                apps.insert(r.app_id.clone(), app.default_state);
+                apps.insert(r.app_id.clone(), (app.default_state, app.account_names));
             }
         }
         let mut stmts: Vec<Stmt> = Vec::with_capacity(rows.len() * 2);
@@ -793,18 +838,21 @@ impl Store {
             }
             // An existing account keeps its state; it only gains a person when it had none.
             let id = new_id();
+            let (state, names) = apps.get(&r.app_id).copied().unwrap_or_default();
             account_stmt.push((stmts.len(), id.clone()));
+            // Another spelling of an enrolled name is that account (the first spelling stays).
             stmts.push((
-                "INSERT INTO accounts (id, app_id, account, person_id, state, unlocked_until, created_at, updated_at) \
-                 VALUES ($1, $2, $3, (SELECT id FROM persons WHERE email = $4), $5, NULL, $6, $6) \
-                 ON CONFLICT (app_id, account) DO UPDATE SET person_id = COALESCE(accounts.person_id, excluded.person_id) \
+                "INSERT INTO accounts (id, app_id, account, account_key, key_dup, person_id, state, unlocked_until, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 0, (SELECT id FROM persons WHERE email = $5), $6, NULL, $7, $7) \
+                 ON CONFLICT (app_id, account_key, key_dup) DO UPDATE SET person_id = COALESCE(accounts.person_id, excluded.person_id) \
                  RETURNING id",
                 vec![
                     id.into(),
                     (&r.app_id).into(),
                     (&r.account).into(),
+                    names.key(&r.account).into_string().into(),
                     email.into(),
-                    apps.get(&r.app_id).copied().unwrap_or_default().as_str().into(),
+                    state.as_str().into(),
                     ms(now),
                 ],
             ));
@@ -840,6 +888,7 @@ fn application(r: &Row) -> Result<Application> {
         default_state: parse(&r.text(5)?)?,
         audit_mode: r.flag(6)?,
         created_at: time(r.int(7)?)?,
+        account_names: parse(&r.text(8)?)?,
     })
 }
 

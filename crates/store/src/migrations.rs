@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_attempts_in_runs.sql"),
         postgres: include_str!("../migrations/postgres/0005_attempts_in_runs.sql"),
     },
+    Migration {
+        name: "0006_account_identity",
+        sqlite: include_str!("../migrations/sqlite/0006_account_identity.sql"),
+        postgres: include_str!("../migrations/postgres/0006_account_identity.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use deadbolt_core::{AccountState, Enrolment, PersonLocks, Reason, Schedule, UnenrolledPolicy};
+use deadbolt_core::{
+    AccountNames, AccountState, Enrolment, PersonLocks, Reason, Schedule, UnenrolledPolicy,
+};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,6 +21,7 @@ pub struct NewApplication {
     pub issuer: String,
     pub unenrolled: UnenrolledPolicy,
     pub default_state: AccountState,
+    pub account_names: AccountNames,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,6 +35,8 @@ pub struct Application {
     /// Decisions are recorded but never enforced (answers say not locked).
     pub audit_mode: bool,
     pub created_at: DateTime<Utc>,
+    /// How account names compare: case-insensitive (the default) or exact.
+    pub account_names: AccountNames,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,11 +132,16 @@ pub struct ScheduleRecord {
 /// Everything [`deadbolt_core::decide`] needs about one account, besides the application's policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockInputs {
+    /// The account's name as first enrolled (`None`: not enrolled).
+    pub name: Option<String>,
     pub enrolment: Option<Enrolment>,
     pub person: Option<PersonLocks>,
     pub schedules: Vec<Schedule>,
     /// The account locks again after the next sign-in it lets through.
     pub relock_after_use: bool,
+    /// Other accounts whose names fold to the same key and are not merged yet: any of them
+    /// that would lock locks this one too.
+    pub colliding: Vec<LockInputs>,
 }
 
 #[derive(Debug, Clone)]

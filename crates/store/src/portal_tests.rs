@@ -144,6 +144,7 @@ both_engines!(portal_attempt_reads, |store| {
                 name: "app".into(),
                 issuer: "app.example.com".into(),
                 unenrolled: UnenrolledPolicy::Allow,
+                account_names: Default::default(),
                 default_state: AccountState::Locked,
             },
             t0(),

@@ -30,3 +30,8 @@ macro_rules! both_engines {
         }
     };
 }
+
+/// The lookup key of `name` in an application with the default (case-insensitive) names.
+pub fn k(name: &str) -> deadbolt_core::AccountKey {
+    deadbolt_core::AccountNames::CaseInsensitive.key(name)
+}

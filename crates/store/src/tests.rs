@@ -4,7 +4,7 @@ use super::*;
 use chrono::Duration;
 use deadbolt_core::{Reason, UnenrolledPolicy};
 
-use crate::test_support::t0;
+use crate::test_support::{k, t0};
 
 async fn app(store: &Store, issuer: &str) -> Application {
     let c = store
@@ -18,6 +18,7 @@ async fn app(store: &Store, issuer: &str) -> Application {
                 name: issuer.into(),
                 issuer: issuer.into(),
                 unenrolled: UnenrolledPolicy::Allow,
+                account_names: Default::default(),
                 default_state: AccountState::Unlocked,
             },
             t0(),
@@ -54,6 +55,7 @@ both_engines!(applications_and_issuers, |store| {
                 name: "dup".into(),
                 issuer: "app.example.com".into(),
                 unenrolled: UnenrolledPolicy::Allow,
+                account_names: Default::default(),
                 default_state: AccountState::Unlocked,
             },
             t0(),
@@ -207,7 +209,7 @@ both_engines!(enrolment_state_and_inputs, |store| {
         .await
         .unwrap();
     assert_eq!(
-        store.lock_inputs(&a.id, "bob").await.unwrap(),
+        store.lock_inputs(&a.id, &k("bob")).await.unwrap(),
         LockInputs::default()
     );
     let (acc, created) = store.enroll(&a.id, "bob", None, t0()).await.unwrap();
@@ -222,16 +224,16 @@ both_engines!(enrolment_state_and_inputs, |store| {
 
     let until = t0() + Duration::minutes(15);
     assert!(store
-        .set_account_state(&a.id, "bob", AccountState::Locked, Some(until), t0())
+        .set_account_state(&a.id, &k("bob"), AccountState::Locked, Some(until), t0())
         .await
         .unwrap()
         .is_some());
     assert!(store
-        .set_account_state(&a.id, "nobody", AccountState::Locked, None, t0())
+        .set_account_state(&a.id, &k("nobody"), AccountState::Locked, None, t0())
         .await
         .unwrap()
         .is_none());
-    let inputs = store.lock_inputs(&a.id, "bob").await.unwrap();
+    let inputs = store.lock_inputs(&a.id, &k("bob")).await.unwrap();
     assert_eq!(
         inputs.enrolment,
         Some(Enrolment {
@@ -312,7 +314,7 @@ both_engines!(schedules_apply_to_person_or_one_account, |store| {
         .unwrap();
     assert_eq!(
         store
-            .lock_inputs(&a.id, "one")
+            .lock_inputs(&a.id, &k("one"))
             .await
             .unwrap()
             .schedules
@@ -320,11 +322,11 @@ both_engines!(schedules_apply_to_person_or_one_account, |store| {
         2
     );
     assert_eq!(
-        store.lock_inputs(&a.id, "two").await.unwrap().schedules,
+        store.lock_inputs(&a.id, &k("two")).await.unwrap().schedules,
         vec![nights]
     );
     assert!(store
-        .lock_inputs(&a.id, "stranger")
+        .lock_inputs(&a.id, &k("stranger"))
         .await
         .unwrap()
         .schedules
@@ -332,7 +334,7 @@ both_engines!(schedules_apply_to_person_or_one_account, |store| {
     assert_eq!(store.person_schedules(&p.id).await.unwrap().len(), 2);
     store.delete_schedule(&s.id).await.unwrap();
     assert_eq!(
-        store.lock_inputs(&a.id, "one").await.unwrap().schedules,
+        store.lock_inputs(&a.id, &k("one")).await.unwrap().schedules,
         vec![nights]
     );
     assert_eq!(
@@ -759,7 +761,7 @@ both_engines!(version_moves_with_changes_not_with_attempts, |store| {
     let v2 = store.version().await.unwrap();
     assert!(v2 > v1);
     store
-        .set_account_state(&a.id, "x", AccountState::Locked, None, t0())
+        .set_account_state(&a.id, &k("x"), AccountState::Locked, None, t0())
         .await
         .unwrap();
     assert!(store.version().await.unwrap() > v2);
@@ -781,10 +783,10 @@ both_engines!(import_is_idempotent, |store| {
     assert!(created.iter().all(|c| *c));
     let again = store.import(&rows, t0()).await.unwrap();
     assert!(again.iter().all(|c| !*c));
-    let acc = store.account(&a.id, "user4").await.unwrap().unwrap();
+    let acc = store.account(&a.id, &k("user4")).await.unwrap().unwrap();
     assert_eq!(acc.person_email.as_deref(), Some("user4@example.com"));
     assert!(store
-        .account(&a.id, "user5")
+        .account(&a.id, &k("user5"))
         .await
         .unwrap()
         .unwrap()
@@ -817,10 +819,10 @@ both_engines!(tenants_do_not_share_accounts, |store| {
         .await
         .unwrap();
     store
-        .set_account_state(&a.id, "shared-name", AccountState::Locked, None, t0())
+        .set_account_state(&a.id, &k("shared-name"), AccountState::Locked, None, t0())
         .await
         .unwrap();
-    let in_b = store.lock_inputs(&b.id, "shared-name").await.unwrap();
+    let in_b = store.lock_inputs(&b.id, &k("shared-name")).await.unwrap();
     assert_eq!(in_b.enrolment.unwrap().state, AccountState::Unlocked);
 });
 

@@ -159,6 +159,28 @@ impl Checker {
         deadline: Duration,
     ) -> Result<bool, ClientError> {
         let timeout = deadline.min(self.timeout);
+        Ok(self.ask(account, sign_in, now, timeout, false).await?.0)
+    }
+
+    /// Like [`Checker::check`], and asks Deadbolt which rule decided (`x-deadbolt-explain`):
+    /// the reason, when the server says (`unenrolled_allow`, `account_locked`, …).
+    pub async fn check_explained(
+        &self,
+        account: &str,
+        sign_in: &SignIn,
+        now: DateTime<Utc>,
+    ) -> Result<(bool, Option<String>), ClientError> {
+        self.ask(account, sign_in, now, self.timeout, true).await
+    }
+
+    async fn ask(
+        &self,
+        account: &str,
+        sign_in: &SignIn,
+        now: DateTime<Utc>,
+        timeout: Duration,
+        explain: bool,
+    ) -> Result<(bool, Option<String>), ClientError> {
         if timeout.is_zero() {
             return Err(ClientError::Timeout(timeout));
         }
@@ -167,6 +189,9 @@ impl Checker {
             .post(&self.url)
             .header("x-nl3-authorization-token", self.token(account, now))
             .json(sign_in);
+        if explain {
+            req = req.header("x-deadbolt-explain", "1");
+        }
         for (name, value) in [
             ("x-forwarded-for", &sign_in.forwarded_for),
             ("user-agent", &sign_in.user_agent),
@@ -181,10 +206,15 @@ impl Checker {
         let answer = async {
             let resp = req.send().await?;
             let status = resp.status().as_u16();
+            let reason = resp
+                .headers()
+                .get("x-deadbolt-reason")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
             let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, body))
+            Ok::<_, reqwest::Error>((status, reason, body))
         };
-        let (status, body) = match tokio::time::timeout(timeout, answer).await {
+        let (status, reason, body) = match tokio::time::timeout(timeout, answer).await {
             Err(_) => return Err(ClientError::Timeout(timeout)),
             Ok(Err(e)) if e.is_timeout() => return Err(ClientError::Timeout(timeout)),
             Ok(Err(e)) => return Err(ClientError::Transport(without_url(&e))),
@@ -199,10 +229,11 @@ impl Checker {
                 .to_string();
             return Err(ClientError::Status { status, message });
         }
-        value
+        let locked = value
             .get("locked")
             .and_then(Value::as_bool)
-            .ok_or(ClientError::NoDecision)
+            .ok_or(ClientError::NoDecision)?;
+        Ok((locked, reason))
     }
 }
 

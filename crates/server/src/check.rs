@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use deadbolt_core::body::CheckContext;
 use deadbolt_core::token::{self, TokenPolicy, VerifyingKey};
-use deadbolt_core::{decide, Decision, Reason};
+use deadbolt_core::{Decision, Reason};
 use deadbolt_store::{Application, LockInputs, NewAttempt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use crate::attempts::AttemptQueue;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::ops::{valid_account, Deadbolt};
+use crate::ops::{decide_inputs, valid_account, Deadbolt};
 use crate::rate::RateLimiter;
 
 /// An application as the check path needs it: its settings and its active keys, prepared.
@@ -141,8 +141,10 @@ impl CheckService {
         let verified = parsed.verify(&entry.keys, &self.policy, now)?;
         let account = verified.subject;
         let context = headers.fill(deadbolt_core::body::parse_check_body(body)?);
+        // Every spelling of a name is one account: the cache and the store are asked by key.
+        let key = entry.app.account_names.key(&account);
 
-        let inputs = match self.cache.inputs(&entry.app.id, &account) {
+        let inputs = match self.cache.inputs(&entry.app.id, key.as_str()) {
             Some(i) => {
                 self.metrics.cache_hit();
                 i
@@ -153,20 +155,13 @@ impl CheckService {
             None if valid_account(&account).is_err() => Arc::new(LockInputs::default()),
             None => {
                 self.metrics.cache_miss();
-                let i =
-                    Arc::new(Box::pin(self.db.store.lock_inputs(&entry.app.id, &account)).await?);
+                let i = Arc::new(Box::pin(self.db.store.lock_inputs(&entry.app.id, &key)).await?);
                 self.cache
-                    .put_inputs(version, &entry.app.id, &account, i.clone());
+                    .put_inputs(version, &entry.app.id, key.as_str(), i.clone());
                 i
             }
         };
-        let decision = decide(
-            now,
-            entry.app.unenrolled,
-            inputs.enrolment.as_ref(),
-            inputs.person.as_ref(),
-            &inputs.schedules,
-        );
+        let decision = decide_inputs(now, &entry.app, &inputs);
         // Unlocked for one sign-in: this one. The lock is back (durably) before the answer
         // leaves; when another check got there first, this one is the second sign-in: locked.
         let decision = if !decision.locked
@@ -175,7 +170,7 @@ impl CheckService {
                 decision.reason,
                 Reason::AccountUnlocked | Reason::UnlockWindow
             )
-            && !Box::pin(self.db.store.relock_after_use(&entry.app.id, &account, now)).await?
+            && !Box::pin(self.db.store.relock_after_use(&entry.app.id, &key, now)).await?
         {
             Decision {
                 locked: true,
@@ -193,7 +188,9 @@ impl CheckService {
                 now,
                 &entry.app,
                 verified.key_id,
-                account,
+                // Recorded under the name as enrolled, so that its person sees it whatever
+                // spelling the sign-in used; a name not enrolled as sent.
+                inputs.name.clone().unwrap_or(account),
                 decision.reason,
                 decision.locked,
                 context,

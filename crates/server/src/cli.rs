@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use deadbolt_core::duration::parse_duration;
-use deadbolt_core::{AccountState, Schedule, SystemClock, UnenrolledPolicy};
+use deadbolt_core::{AccountNames, AccountState, Schedule, SystemClock, UnenrolledPolicy};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,12 +37,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve the check API and the SDK API.
+    /// Serve the check API, the SDK API and the portal.
     Serve(ServeArgs),
     /// Create a demo company, application, key and a locked account, then serve.
     Demo(ServeArgs),
+    /// Companies: the tenants, each with its applications, admins and SDK keys.
     #[command(subcommand)]
     Company(CompanyCmd),
+    /// Applications: what asks Deadbolt at sign-in, named by the issuer of its tokens.
     #[command(subcommand)]
     App(AppCmd),
     /// Signing keys of applications (the check tokens' HMAC keys).
@@ -51,8 +53,10 @@ pub enum Command {
     /// SDK keys of companies (x-nl3-server-api-token).
     #[command(subcommand, name = "sdk-key")]
     SdkKey(SdkKeyCmd),
+    /// People: who lock and unlock their accounts in the portal.
     #[command(subcommand)]
     Person(PersonCmd),
+    /// Enrolled accounts of an application: enrol, lock, unlock, show, merge.
     #[command(subcommand)]
     Account(AccountCmd),
     /// Weekly lock windows of a person (all accounts) or of one account.
@@ -60,8 +64,10 @@ pub enum Command {
     Schedule(ScheduleCmd),
     /// An application's attempts, newest first.
     Attempts {
+        /// The application's id.
         #[arg(long)]
         app: String,
+        /// How many attempts to print.
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -76,6 +82,7 @@ pub enum Command {
 pub enum OperatorCmd {
     /// Create (or promote) the operator account.
     Create {
+        /// The operator's email (their portal sign-in).
         #[arg(long)]
         email: String,
         /// At least 10 characters; or DEADBOLT_OPERATOR_PASSWORD.
@@ -84,6 +91,7 @@ pub enum OperatorCmd {
     },
     /// Print a one-time link that creates the operator account.
     Invite {
+        /// The operator's email (their portal sign-in).
         #[arg(long)]
         email: String,
         /// The portal's public URL, which the link starts with.
@@ -111,47 +119,69 @@ pub struct ServeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum CompanyCmd {
+    /// Create a company; prints its id.
     Create {
+        /// The company's name as shown in the portal.
         #[arg(long)]
         name: String,
     },
+    /// Every company.
     List,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum AppCmd {
+    /// Create an application of a company; prints its id.
     Create {
+        /// The company's id.
         #[arg(long)]
         company: String,
         /// The issuer its tokens carry: its FQDN or URI.
         #[arg(long)]
         issuer: String,
+        /// A name for people to read (default: the issuer).
         #[arg(long)]
         name: Option<String>,
+        /// What a check answers for accounts not enrolled: allow or deny.
         #[arg(long, default_value = "allow")]
         unenrolled: UnenrolledPolicy,
+        /// The state of newly enrolled accounts: locked or unlocked.
         #[arg(long, default_value = "unlocked")]
         default_state: AccountState,
+        /// How account names compare: case-insensitive (after Unicode NFC and case folding) or exact.
+        #[arg(long, default_value = "case-insensitive")]
+        account_names: AccountNames,
     },
+    /// Every application, or a company's.
     List {
+        /// Only this company's (its id).
         #[arg(long)]
         company: Option<String>,
     },
+    /// One application's settings.
     Show {
+        /// The application's id.
         #[arg(long)]
         id: String,
     },
     /// Change an application's settings.
     Set {
+        /// The application's id.
         #[arg(long)]
         id: String,
+        /// What a check answers for accounts not enrolled: allow or deny.
         #[arg(long)]
         unenrolled: Option<UnenrolledPolicy>,
+        /// The state of newly enrolled accounts: locked or unlocked.
         #[arg(long)]
         default_state: Option<AccountState>,
         /// Record decisions but never enforce them.
         #[arg(long)]
         audit_mode: Option<bool>,
+        /// How account names compare: case-insensitive or exact. Refused, with the names, while
+        /// two enrolled names would be one account (merge them first).
+        #[arg(long)]
+        account_names: Option<AccountNames>,
     },
 }
 
@@ -159,14 +189,19 @@ pub enum AppCmd {
 pub enum KeyCmd {
     /// Create a signing key; its secret is printed once.
     Create {
+        /// The application's id.
         #[arg(long)]
         app: String,
     },
+    /// Revoke a signing key: tokens it signed are refused from now on.
     Revoke {
+        /// The key's id.
         #[arg(long)]
         id: String,
     },
+    /// An application's signing keys (ids and dates, never secrets).
     List {
+        /// The application's id.
         #[arg(long)]
         app: String,
     },
@@ -176,14 +211,19 @@ pub enum KeyCmd {
 pub enum SdkKeyCmd {
     /// Create an SDK key; its secret is printed once.
     Create {
+        /// The company's id.
         #[arg(long)]
         company: String,
     },
+    /// Revoke an SDK key.
     Revoke {
+        /// The key's id.
         #[arg(long)]
         id: String,
     },
+    /// A company's SDK keys (ids and dates, never secrets).
     List {
+        /// The company's id.
         #[arg(long)]
         company: String,
     },
@@ -191,29 +231,39 @@ pub enum SdkKeyCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum PersonCmd {
+    /// Create a person.
     Create {
+        /// Their email (their portal sign-in).
         #[arg(long)]
         email: String,
         /// Portal password (at least 10 characters); or DEADBOLT_PASSWORD.
         #[arg(long, env = "DEADBOLT_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// IANA time zone their schedules are read in, e.g. Europe/Paris.
         #[arg(long, default_value = "UTC")]
         time_zone: String,
     },
+    /// One person.
     Show {
+        /// Their email.
         #[arg(long)]
         email: String,
     },
+    /// People, by email.
     List {
+        /// How many to print.
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
     /// Turn on the master lock: every account of the person is locked.
     LockAll {
+        /// Their email.
         #[arg(long)]
         email: String,
     },
+    /// Turn the master lock off: each account follows its own state again.
     UnlockAll {
+        /// Their email.
         #[arg(long)]
         email: String,
     },
@@ -221,24 +271,33 @@ pub enum PersonCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum AccountCmd {
+    /// Enrol an account (another spelling of an enrolled name is that account).
     Enroll {
+        /// The application's id.
         #[arg(long)]
         app: String,
+        /// The account's name in the application (the tokens' sub).
         #[arg(long)]
         account: String,
         /// The person (email) the account belongs to.
         #[arg(long)]
         person: Option<String>,
     },
+    /// Lock an account.
     Lock {
+        /// The application's id.
         #[arg(long)]
         app: String,
+        /// The account's name (any spelling, when names are case-insensitive).
         #[arg(long)]
         account: String,
     },
+    /// Unlock an account: for good, for a while (--for) or for one sign-in (--once).
     Unlock {
+        /// The application's id.
         #[arg(long)]
         app: String,
+        /// The account's name (any spelling, when names are case-insensitive).
         #[arg(long)]
         account: String,
         /// Unlock only for this long (90s, 15m, 2h); it locks again by itself.
@@ -250,18 +309,42 @@ pub enum AccountCmd {
     },
     /// An account's state and what a check would answer now, and why.
     Show {
+        /// The application's id.
         #[arg(long)]
         app: String,
+        /// The account's name (any spelling, when names are case-insensitive).
         #[arg(long)]
         account: String,
     },
+    /// An application's enrolled accounts.
     List {
+        /// The application's id.
         #[arg(long)]
         app: String,
+        /// Only names or emails containing this (in any case).
         #[arg(long)]
         search: Option<String>,
+        /// How many to print.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+    },
+    /// Enrolled names that are spellings of one name and not merged yet (locked if any is).
+    Collisions {
+        /// Only this application's (its id).
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Merge two spellings of one name into one account: locked if either was.
+    Merge {
+        /// The application's id.
+        #[arg(long)]
+        app: String,
+        /// The name that stays, exactly as enrolled.
+        #[arg(long)]
+        into: String,
+        /// The name merged into it and removed, exactly as enrolled.
+        #[arg(long)]
+        from: String,
     },
 }
 
@@ -269,11 +352,13 @@ pub enum AccountCmd {
 pub enum ScheduleCmd {
     /// Add a weekly lock window, e.g. --days all --window 23:00-07:00, or --days weekends --window 00:00-00:00.
     Add {
+        /// The person's email.
         #[arg(long)]
         person: String,
         /// Only this account (with --account); otherwise all the person's accounts.
         #[arg(long, requires = "account")]
         app: Option<String>,
+        /// The account's name (with --app).
         #[arg(long, requires = "app")]
         account: Option<String>,
         /// mon,tue,… or weekdays, weekends, all.
@@ -283,11 +368,15 @@ pub enum ScheduleCmd {
         #[arg(long)]
         window: String,
     },
+    /// A person's schedules.
     List {
+        /// The person's email.
         #[arg(long)]
         person: String,
     },
+    /// Delete a schedule.
     Delete {
+        /// The schedule's id.
         #[arg(long)]
         id: String,
     },
@@ -295,26 +384,39 @@ pub enum ScheduleCmd {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Base URL of the Deadbolt API; also the token's audience.
+    /// Base URL of the Deadbolt API (http:// or https://); also the token's audience.
     #[arg(long)]
     pub api: String,
+    /// The application's issuer, as registered.
     #[arg(long)]
     pub issuer: String,
     /// The application's signing key (base64); or DEADBOLT_SIGNING_KEY.
     #[arg(long, env = "DEADBOLT_SIGNING_KEY", hide_env_values = true)]
     pub key: String,
+    /// The account to ask about (the token's sub).
     #[arg(long)]
     pub account: String,
+    /// The check path on the API.
     #[arg(long, default_value = deadbolt_client::DEFAULT_API_PATH)]
     pub path: String,
+    /// The sign-in's IP address, sent as userIP.
     #[arg(long)]
     pub ip: Option<String>,
+    /// The sign-in's device, sent as userDevice.
     #[arg(long)]
     pub device: Option<String>,
+    /// The sign-in's location, sent as userLocation.
     #[arg(long)]
     pub location: Option<String>,
+    /// How long to wait for the answer: 5s, 1m.
     #[arg(long, default_value = "5s")]
     pub timeout: String,
+    // `check` asks a server and never opens a store: these shadow the global store flags so that
+    // its help does not offer them (an argument a subcommand defines is not propagated to it).
+    #[arg(long = "db", id = "db", hide = true)]
+    _db: Option<String>,
+    #[arg(long = "master-key-file", id = "master_key_file", hide = true)]
+    _master_key_file: Option<PathBuf>,
 }
 
 impl Cli {
@@ -374,8 +476,9 @@ impl Cli {
                         name,
                         unenrolled,
                         default_state,
+                        account_names,
                     } => {
-                        let app = db
+                        let mut app = db
                             .create_application(
                                 company,
                                 issuer,
@@ -384,7 +487,10 @@ impl Cli {
                                 *default_state,
                             )
                             .await?;
-                        json!({"id": app.id, "issuer": app.issuer})
+                        if app.account_names != *account_names {
+                            app = db.set_account_names(&app.id, *account_names).await?;
+                        }
+                        json!({"id": app.id, "issuer": app.issuer, "account_names": app.account_names})
                     }
                     AppCmd::List { company } => {
                         json!({"applications": db.store.applications(company.as_deref()).await?})
@@ -395,7 +501,12 @@ impl Cli {
                         unenrolled,
                         default_state,
                         audit_mode,
+                        account_names,
                     } => {
+                        // Refused (nothing changed) while two enrolled names would be one account.
+                        if let Some(names) = account_names {
+                            db.set_account_names(id, *names).await?;
+                        }
                         let app = db.application(id).await?;
                         let settings = deadbolt_store::AppSettings {
                             unenrolled: unenrolled.unwrap_or(app.unenrolled),
@@ -516,7 +627,15 @@ impl Cli {
                         json!({"account": acc, "locked": d.locked, "reason": d.reason.as_str()})
                     }
                     AccountCmd::List { app, search, limit } => {
+                        db.application(app).await?;
                         json!({"accounts": db.store.accounts(app, search.as_deref(), (*limit).clamp(1, 10_000)).await?})
+                    }
+                    AccountCmd::Collisions { app } => {
+                        json!({"collisions": db.account_collisions(app.as_deref()).await?})
+                    }
+                    AccountCmd::Merge { app, into, from } => {
+                        let acc = db.merge_accounts(app, into, from).await?;
+                        json!({"account": acc, "merged": from})
                     }
                 }
             }
@@ -578,6 +697,7 @@ impl Cli {
             ..Config::new(&self.db)
         };
         let app = Application::build(config, Arc::new(SystemClock)).await?;
+        warn_collisions(app.deadbolt()).await;
         let url = format!("http://{}", app.addr());
         let mut out =
             json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences()});
@@ -655,8 +775,13 @@ async fn demo_setup(db: &Deadbolt) -> anyhow::Result<Demo> {
 
 async fn check(args: &CheckArgs) -> anyhow::Result<Value> {
     let timeout = parse_duration(&args.timeout)?.to_std().context("timeout")?;
+    let api = args.api.trim();
+    let lower = api.to_ascii_lowercase();
+    if !lower.starts_with("http://") && !lower.starts_with("https://") {
+        bail!("--api {api:?} has no scheme: add http:// or https:// (for example https://{api})");
+    }
     let checker = deadbolt_client::Checker::new(deadbolt_client::CheckerConfig {
-        api_uri: args.api.clone(),
+        api_uri: api.to_string(),
         api_path: args.path.clone(),
         issuer: args.issuer.clone(),
         signing_key_b64: args.key.clone(),
@@ -669,13 +794,66 @@ async fn check(args: &CheckArgs) -> anyhow::Result<Value> {
         integration_type: Some("deadbolt-cli".into()),
         ..Default::default()
     };
+    use deadbolt_client::ClientError;
     use deadbolt_core::Clock;
+    let url = checker.url();
     match checker
-        .check(&args.account, &sign_in, SystemClock.now())
+        .check_explained(&args.account, &sign_in, SystemClock.now())
         .await
     {
-        Ok(locked) => Ok(json!({"account": args.account, "locked": locked})),
+        Ok((locked, reason)) => {
+            let mut out = json!({"account": args.account, "locked": locked});
+            if let Some(reason) = reason {
+                // Allowed or denied only by the application's policy for accounts it has not
+                // enrolled: worth saying, since a typo in --account looks like "not locked".
+                let enrolled = !reason.starts_with("unenrolled");
+                if !enrolled {
+                    eprintln!(
+                        "note: {:?} is not enrolled in this application; the answer is its policy for unenrolled accounts",
+                        args.account
+                    );
+                }
+                out["enrolled"] = json!(enrolled);
+                out["reason"] = json!(reason);
+            }
+            Ok(out)
+        }
+        Err(ClientError::Transport(e)) if plain_http_behind_https(&e) => {
+            bail!("{url}: the server speaks plain HTTP, not HTTPS: use http:// in --api ({e})")
+        }
+        Err(ClientError::Transport(e)) => bail!("cannot reach {url}: {}", e.replace("<api>", url)),
+        Err(ClientError::Timeout(d)) => bail!("{url} did not answer within {d:?}"),
+        Err(e @ ClientError::Status { .. }) => bail!("{url}: {e}"),
         Err(e) => bail!("{e}"),
+    }
+}
+
+/// Whether a failed TLS handshake means the server answered in plain HTTP.
+fn plain_http_behind_https(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    [
+        "invalidcontenttype",
+        "corrupt message",
+        "wrong version number",
+        "http request",
+    ]
+    .iter()
+    .any(|s| e.contains(s))
+}
+
+/// Names that fold together are enforced as one (locked if any is) but should be merged: say so.
+async fn warn_collisions(db: &Deadbolt) {
+    match db.account_collisions(None).await {
+        Ok(list) if !list.is_empty() => {
+            for c in &list {
+                tracing::warn!(
+                    application = %c.app_id, issuer = %c.issuer, names = ?c.names,
+                    "enrolled names that are one account once compared without case; a check for any of them answers locked if any of them would: merge them with `deadbolt account merge`"
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not list account names that fold together"),
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0} already exists")]
     Conflict(String),
+    /// A change that cannot be made as things stand (409); the message says why.
+    #[error("{0}")]
+    Refused(String),
     #[error("request body over the limit of {0} bytes")]
     TooLarge(usize),
     #[error("rate limit exceeded")]
@@ -36,6 +39,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::NotFound(what) => Error::NotFound(what.to_string()),
             StoreError::Conflict(what) => Error::Conflict(what),
+            StoreError::Refused(why) => Error::Refused(why),
             StoreError::Config(m) => Error::Invalid(m),
             StoreError::Unavailable(m) | StoreError::Corrupt(m) => Error::Unavailable(m),
         }
@@ -70,7 +74,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::Refused(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -3,10 +3,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use deadbolt_core::{decide, AccountState, Clock, Decision, Schedule, UnenrolledPolicy};
+use deadbolt_core::{
+    decide, AccountKey, AccountNames, AccountState, Clock, Decision, Schedule, UnenrolledPolicy,
+};
 use deadbolt_store::{
-    Account, Application, Attempt, Company, ImportRow, NewApplication, NewPerson, Person,
-    ScheduleOwner, ScheduleRecord, Store,
+    Account, Application, Attempt, Collision, Company, ImportRow, LockInputs, NewApplication,
+    NewPerson, Person, ScheduleOwner, ScheduleRecord, Store,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -93,8 +95,44 @@ impl Deadbolt {
             issuer: issuer.to_string(),
             unenrolled,
             default_state,
+            account_names: AccountNames::default(),
         };
         Ok(self.store.create_application(&new, self.now()).await?)
+    }
+
+    /// Switches how an application compares account names; refused (409, with the names) when
+    /// case-insensitive names would make two enrolled accounts one.
+    pub async fn set_account_names(
+        &self,
+        app_id: &str,
+        names: AccountNames,
+    ) -> Result<Application> {
+        self.store.set_account_names(app_id, names).await?;
+        self.application(app_id).await
+    }
+
+    /// Names that fold together and are not merged yet (of one application, or of all).
+    pub async fn account_collisions(&self, app_id: Option<&str>) -> Result<Vec<Collision>> {
+        if let Some(id) = app_id {
+            self.application(id).await?;
+        }
+        Ok(self.store.account_collisions(app_id).await?)
+    }
+
+    /// Merges the account named `from` into `into` (spellings of one name, as enrolled).
+    pub async fn merge_accounts(&self, app_id: &str, into: &str, from: &str) -> Result<Account> {
+        self.application(app_id).await?;
+        Ok(self
+            .store
+            .merge_accounts(app_id, into, from, self.now())
+            .await?)
+    }
+
+    /// The application and the key `account` is found by in it.
+    async fn key(&self, app_id: &str, account: &str) -> Result<(Application, AccountKey)> {
+        let app = self.application(app_id).await?;
+        let key = app.account_names.key(account);
+        Ok((app, key))
     }
 
     pub async fn application(&self, id: &str) -> Result<Application> {
@@ -208,16 +246,18 @@ impl Deadbolt {
     }
 
     pub async fn account(&self, app_id: &str, account: &str) -> Result<Account> {
+        let (_, key) = self.key(app_id, account).await?;
         self.store
-            .account(app_id, account)
+            .account(app_id, &key)
             .await?
             .ok_or_else(|| Error::NotFound("enrolled account".into()))
     }
 
     /// Locks an enrolled account (closing any unlock window). Durable when it returns.
     pub async fn lock(&self, app_id: &str, account: &str) -> Result<()> {
+        let (_, key) = self.key(app_id, account).await?;
         self.store
-            .set_account_state(app_id, account, AccountState::Locked, None, self.now())
+            .set_account_state(app_id, &key, AccountState::Locked, None, self.now())
             .await?
             .ok_or_else(|| Error::NotFound("enrolled account".into()))
     }
@@ -230,13 +270,14 @@ impl Deadbolt {
         account: &str,
         window: Option<Duration>,
     ) -> Result<Option<DateTime<Utc>>> {
+        let (_, key) = self.key(app_id, account).await?;
         let now = self.now();
         let (state, until) = match window {
             Some(d) => (AccountState::Locked, Some(now + d)),
             None => (AccountState::Unlocked, None),
         };
         self.store
-            .set_account_state(app_id, account, state, until, now)
+            .set_account_state(app_id, &key, state, until, now)
             .await?
             .ok_or_else(|| Error::NotFound("enrolled account".into()))?;
         Ok(until)
@@ -244,8 +285,9 @@ impl Deadbolt {
 
     /// Unlocks an account for its next sign-in only: the check that lets it in locks it again.
     pub async fn unlock_once(&self, app_id: &str, account: &str) -> Result<()> {
+        let (_, key) = self.key(app_id, account).await?;
         self.store
-            .unlock_once(app_id, account, self.now())
+            .unlock_once(app_id, &key, self.now())
             .await?
             .ok_or_else(|| Error::NotFound("enrolled account".into()))
     }
@@ -258,14 +300,13 @@ impl Deadbolt {
 
     /// The decision a check would make for `account` now.
     pub async fn status(&self, app: &Application, account: &str) -> Result<Decision> {
-        let inputs = self.store.lock_inputs(&app.id, account).await?;
-        Ok(decide(
-            self.now(),
-            app.unenrolled,
-            inputs.enrolment.as_ref(),
-            inputs.person.as_ref(),
-            &inputs.schedules,
-        ))
+        // A name enrolment would refuse is no account's (and PostgreSQL refuses some outright).
+        if valid_account(account).is_err() {
+            return Ok(decide_inputs(self.now(), app, &LockInputs::default()));
+        }
+        let key = app.account_names.key(account);
+        let inputs = self.store.lock_inputs(&app.id, &key).await?;
+        Ok(decide_inputs(self.now(), app, &inputs))
     }
 
     pub async fn add_schedule(
@@ -321,15 +362,40 @@ fn non_empty<'a>(what: &str, s: &'a str, max: usize) -> Result<&'a str> {
     Ok(s)
 }
 
-/// An account name as the application knows it (the token's `sub`).
+/// The decision for an account's inputs: DESIGN.md's rules, and for names that fold together
+/// and are not merged yet, locked if any of them would lock.
+pub fn decide_inputs(now: DateTime<Utc>, app: &Application, inputs: &LockInputs) -> Decision {
+    let one = |i: &LockInputs| {
+        decide(
+            now,
+            app.unenrolled,
+            i.enrolment.as_ref(),
+            i.person.as_ref(),
+            &i.schedules,
+        )
+    };
+    let decision = one(inputs);
+    if decision.locked {
+        return decision;
+    }
+    inputs
+        .colliding
+        .iter()
+        .map(one)
+        .find(|d| d.locked)
+        .unwrap_or(decision)
+}
+
+/// An account name as the application knows it (the token's `sub`): 1 to 512 bytes, without
+/// control, bidirectional or invisible characters (the message names the one found).
 pub fn valid_account(account: &str) -> Result<&str> {
-    if account.is_empty()
-        || account.len() > MAX_ACCOUNT_LEN
-        || account.chars().any(char::is_control)
-    {
+    if account.is_empty() || account.len() > MAX_ACCOUNT_LEN {
         return Err(Error::Invalid(format!(
-            "account must be 1 to {MAX_ACCOUNT_LEN} bytes without control characters"
+            "account name must be 1 to {MAX_ACCOUNT_LEN} bytes"
         )));
+    }
+    if let Some(c) = deadbolt_core::account::refused_char(account) {
+        return Err(Error::Invalid(format!("account name contains {c}")));
     }
     Ok(account)
 }

@@ -200,7 +200,7 @@ impl Store {
             } else {
                 String::new()
             };
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Refused(format!(
                 "names that would be one account: {}{more}; merge them first (deadbolt account merge)",
                 clashes[..shown].join(", ")
             )));
@@ -242,20 +242,20 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound("account to merge"))?;
         if keep.id == gone.id {
-            return Err(StoreError::Conflict(
+            return Err(StoreError::Refused(
                 "an account cannot be merged with itself".into(),
             ));
         }
         // Spellings of one name: equal once folded, whatever the application's setting (an
         // application with exact names merges them before it can switch to case-insensitive).
         if AccountNames::CaseInsensitive.key(into) != AccountNames::CaseInsensitive.key(from) {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Refused(format!(
                 "{into:?} and {from:?} are different names: only spellings of one name are merged"
             )));
         }
         let person = match (&keep.person_id, &gone.person_id) {
             (Some(a), Some(b)) if a != b => {
-                return Err(StoreError::Conflict(format!(
+                return Err(StoreError::Refused(format!(
                     "{into:?} and {from:?} belong to different people"
                 )))
             }

@@ -132,7 +132,7 @@ both_engines!(exact_names_differ_by_case, |store| {
         .set_account_names(&a.id, AccountNames::CaseInsensitive)
         .await
         .unwrap_err();
-    let StoreError::Conflict(msg) = err else {
+    let StoreError::Refused(msg) = err else {
         panic!("{err:?}")
     };
     assert!(msg.contains("[Alice, alice]"), "{msg}");
@@ -238,11 +238,11 @@ both_engines!(
         // Merges that are not spellings of one name, or of one account, are refused.
         assert!(matches!(
             store.merge_accounts(&a.id, "bob", "carol", t0()).await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Refused(_))
         ));
         assert!(matches!(
             store.merge_accounts(&a.id, "bob", "bob", t0()).await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Refused(_))
         ));
         assert!(matches!(
             store.merge_accounts(&a.id, "bob", "nobody", t0()).await,

@@ -34,6 +34,9 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("already exists: {0}")]
     Conflict(String),
+    /// A change that cannot be made as things stand; the message says why and what to do.
+    #[error("{0}")]
+    Refused(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("unexpected data in the store: {0}")]

@@ -2,12 +2,18 @@
 
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
 use super::{header, read_body, MAX_CHECK_BODY};
 use crate::check::{CheckService, HeaderContext};
 use std::sync::Arc;
+
+/// A request header asking for the deciding rule in [`REASON`].
+pub const EXPLAIN: &str = "x-deadbolt-explain";
+/// The response header naming the rule that decided (`unenrolled_allow`, `account_locked`, …).
+pub const REASON: &str = "x-deadbolt-reason";
 
 /// Takes only the check service from the state: one reference count moved per request.
 pub async fn check(State(checks): State<Arc<CheckService>>, request: Request) -> Response {
@@ -39,7 +45,17 @@ pub async fn check(State(checks): State<Arc<CheckService>>, request: Request) ->
             } else {
                 r#"{"locked":false}"#
             };
-            ([(CONTENT_TYPE, "application/json")], body).into_response()
+            let mut response = ([(CONTENT_TYPE, "application/json")], body).into_response();
+            // Which rule decided, for a caller that asks (`deadbolt check` says "not enrolled"
+            // with it). Only after the token verified: the application's own accounts. The body
+            // stays the wire format.
+            if headers.contains_key(EXPLAIN) {
+                response.headers_mut().insert(
+                    REASON,
+                    HeaderValue::from_static(answer.decision.reason.as_str()),
+                );
+            }
+            response
         }
         Err(e) => {
             checks.metrics.error(e.status().as_u16());

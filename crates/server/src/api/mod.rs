@@ -40,7 +40,7 @@ impl axum::extract::FromRef<ApiState> for Arc<CheckService> {
 }
 
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(CHECK_PATH, post(check::check))
         .route("/nl3/api/v1/sdk/importUsers", post(sdk::import_users))
         .route("/nl3/api/v1/sdk/lock", post(sdk::lock))
@@ -65,7 +65,42 @@ pub fn router(state: ApiState) -> Router {
             )
                 .into_response()
         }))
-        .with_state(state)
+        .with_state(state);
+    // Paths are normalised before routing (a layer on the router would run after it): an
+    // `API_URI` written with a trailing slash makes clients post to `//nl3/…`, and a 404 there
+    // reads as "not locked" to a fail-open client.
+    Router::new().fallback_service(tower::ServiceExt::map_request(routes, normalize_path))
+}
+
+/// Collapses repeated `/` and drops a trailing one, keeping the query: `//nl3/api/v1/x/` is
+/// `/nl3/api/v1/x`. Paths already in that form pass untouched (the common case allocates nothing).
+fn normalize_path(mut req: axum::extract::Request) -> axum::extract::Request {
+    let path = req.uri().path();
+    let trailing = path.len() > 1 && path.ends_with('/');
+    if !trailing && !path.contains("//") {
+        return req;
+    }
+    let mut clean = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && clean.ends_with('/')) {
+            clean.push(c);
+        }
+    }
+    if clean.len() > 1 && clean.ends_with('/') {
+        clean.pop();
+    }
+    if let Some(q) = req.uri().query() {
+        clean.push('?');
+        clean.push_str(q);
+    }
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = clean.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 async fn health(State(s): State<ApiState>) -> Result<Json<serde_json::Value>> {

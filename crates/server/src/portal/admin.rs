@@ -311,6 +311,8 @@ pub struct SettingsForm {
     default_state: String,
     #[serde(default)]
     audit_mode: Option<String>,
+    #[serde(default)]
+    account_names: Option<String>,
 }
 
 pub async fn app_settings(
@@ -321,6 +323,15 @@ pub async fn app_settings(
 ) -> Result<Redirect, PageError> {
     me.check_csrf(&f.csrf)?;
     let app = company_app(&s, &me, &cid, &aid).await?;
+    // First, as it may be refused (names that would be one account): then nothing has changed.
+    if let Some(names) = f.account_names.as_deref() {
+        let names: deadbolt_core::AccountNames = names
+            .parse()
+            .map_err(|e: deadbolt_core::Error| PageError::bad(e.to_string()))?;
+        if names != app.account_names {
+            s.db.set_account_names(&app.id, names).await?;
+        }
+    }
     let settings = AppSettings {
         unenrolled: policy(&f.unenrolled)?,
         default_state: state(&f.default_state)?,

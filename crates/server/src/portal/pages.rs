@@ -120,6 +120,7 @@ impl From<Error> for PageError {
             Error::Conflict(m) => {
                 PageError::Status(StatusCode::CONFLICT, format!("{m} already exists."))
             }
+            Error::Refused(m) => PageError::Status(StatusCode::CONFLICT, m),
             Error::TooLarge(n) => PageError::Status(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("That upload is over the limit of {n} bytes."),

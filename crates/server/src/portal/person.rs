@@ -355,12 +355,14 @@ pub async fn this_was_me(
             .attempt(id)
             .await?
             .ok_or_else(PageError::not_found)?;
-    let acc =
-        s.db.store
-            .account(&attempt.app_id, &attempt.account)
-            .await?
-            .filter(|a| a.person_id.as_deref() == Some(me.person.id.as_str()))
-            .ok_or_else(PageError::not_found)?;
+    let acc = match s.db.account(&attempt.app_id, &attempt.account).await {
+        Ok(a) => Some(a),
+        Err(crate::Error::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let acc = acc
+        .filter(|a| a.person_id.as_deref() == Some(me.person.id.as_str()))
+        .ok_or_else(PageError::not_found)?;
     s.db.unlock(
         &acc.app_id,
         &acc.account,

@@ -36,7 +36,8 @@ pub async fn pair(
     let account = valid_account(&req.user_account_id)?;
     let app = s.db.company_application(&company, &req.domain).await?;
     // An account already paired with someone else is refused before the code is used up.
-    if let Some(existing) = s.db.store.account(&app.id, account).await? {
+    let key = app.account_names.key(account);
+    if let Some(existing) = s.db.store.account(&app.id, &key).await? {
         if existing.person_id.is_some() {
             return Err(Error::Conflict(format!(
                 "a pairing for account {account:?}"

@@ -493,3 +493,241 @@ async fn a_subject_with_a_nul_is_not_enrolled_on_postgres() {
     assert_eq!(recorded[0].account, "eve\u{0}admin");
     assert_eq!(recorded[0].reason, "unenrolled_allow");
 }
+
+/// `deadbolt check` names what went wrong, and where; the account commands tell a wrong
+/// application from a missing account; merging and switching names from the CLI.
+// Several threads: the CLI runs as a blocking child process while the server answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_account_messages_name_the_problem() {
+    let t = TestApp::spawn().await;
+    t.clock
+        .set(deadbolt_core::Clock::now(&deadbolt_core::SystemClock));
+    let db = t.db_url.clone();
+    let app = t.app("msg.example.com").await;
+    let key = t.key(&app).await;
+    t.db.enroll(&app.id, "Alice", None).await.unwrap();
+    t.db.lock(&app.id, "Alice").await.unwrap();
+    let check = |api: &str, account: &str| {
+        vec![
+            "check".to_string(),
+            "--api".into(),
+            api.into(),
+            "--issuer".into(),
+            "msg.example.com".into(),
+            "--key".into(),
+            key.clone(),
+            "--account".into(),
+            account.into(),
+            "--timeout".into(),
+            "3s".into(),
+        ]
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        deadbolt(&db, &refs)
+    };
+    let fail = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        deadbolt_fails(&db, &refs)
+    };
+
+    // Enrolled, in another case: locked, and enrolled.
+    let out = run(check(&t.url, "alice"));
+    assert_eq!(out["locked"], true, "{out}");
+    assert_eq!(out["enrolled"], true, "{out}");
+    // Not enrolled: allowed by the policy, and said so.
+    let out = run(check(&t.url, "nobody"));
+    assert_eq!(out["locked"], false);
+    assert_eq!(out["enrolled"], false, "{out}");
+    assert_eq!(out["reason"], "unenrolled_allow");
+
+    // No scheme.
+    let host = t.url.trim_start_matches("http://").to_string();
+    let msg = fail(check(&host, "alice"));
+    assert!(msg.contains("add http:// or https://"), "{msg}");
+    // Nothing listening: the URL is named.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let msg = fail(check(&closed_url, "alice"));
+    assert!(
+        msg.contains(&format!("{closed_url}/nl3/api/v1/accountProtectionCheck")),
+        "{msg}"
+    );
+    assert!(!msg.contains("<api>"), "{msg}");
+    // HTTPS against a server that speaks plain HTTP.
+    let msg = fail(check(&format!("https://{host}"), "alice"));
+    assert!(msg.contains("speaks plain HTTP"), "{msg}");
+
+    // A wrong application id is "application not found", not "account not found".
+    for cmd in [
+        vec![
+            "account",
+            "lock",
+            "--app",
+            "no-such-app",
+            "--account",
+            "alice",
+        ],
+        vec![
+            "account",
+            "unlock",
+            "--app",
+            "no-such-app",
+            "--account",
+            "alice",
+        ],
+        vec![
+            "account",
+            "show",
+            "--app",
+            "no-such-app",
+            "--account",
+            "alice",
+        ],
+    ] {
+        let msg = deadbolt_fails(&db, &cmd);
+        assert!(msg.contains("application not found"), "{cmd:?}: {msg}");
+    }
+    let msg = deadbolt_fails(
+        &db,
+        &["account", "lock", "--app", &app.id, "--account", "nobody"],
+    );
+    assert!(msg.contains("enrolled account not found"), "{msg}");
+    // Another spelling finds the account; enrolment refuses invisible characters by name.
+    let shown = deadbolt(
+        &db,
+        &["account", "show", "--app", &app.id, "--account", "ALICE"],
+    );
+    assert_eq!(shown["account"]["account"], "Alice");
+    let msg = deadbolt_fails(
+        &db,
+        &[
+            "account",
+            "enroll",
+            "--app",
+            &app.id,
+            "--account",
+            "al\u{200D}ice",
+        ],
+    );
+    assert!(msg.contains("U+200D ZERO WIDTH JOINER"), "{msg}");
+
+    // Exact names, two spellings, the refused switch, the merge, the switch.
+    deadbolt(
+        &db,
+        &["app", "set", "--id", &app.id, "--account-names", "exact"],
+    );
+    deadbolt(
+        &db,
+        &["account", "enroll", "--app", &app.id, "--account", "alice"],
+    );
+    let msg = deadbolt_fails(
+        &db,
+        &[
+            "app",
+            "set",
+            "--id",
+            &app.id,
+            "--account-names",
+            "case-insensitive",
+        ],
+    );
+    assert!(msg.contains("[Alice, alice]"), "{msg}");
+    let merged = deadbolt(
+        &db,
+        &[
+            "account", "merge", "--app", &app.id, "--into", "Alice", "--from", "alice",
+        ],
+    );
+    assert_eq!(merged["account"]["state"], "locked");
+    let set = deadbolt(
+        &db,
+        &[
+            "app",
+            "set",
+            "--id",
+            &app.id,
+            "--account-names",
+            "case-insensitive",
+        ],
+    );
+    assert_eq!(set["account_names"], "case-insensitive");
+    assert_eq!(
+        deadbolt(&db, &["account", "collisions"])["collisions"],
+        serde_json::json!([])
+    );
+    t.stop().await;
+}
+
+/// Every command and every flag says what it is; `check` does not offer store flags.
+#[test]
+fn help_describes_every_command_and_flag() {
+    fn help(args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+    /// The names listed under "Commands:" of a help text.
+    fn commands(text: &str) -> Vec<String> {
+        text.split("Commands:")
+            .nth(1)
+            .map(|rest| rest.split("\n\n").next().unwrap_or(""))
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                let name = l.split_whitespace().next()?;
+                assert!(
+                    l.len() > name.len() + 2,
+                    "command {name:?} has no description"
+                );
+                (name != "help").then(|| name.to_string())
+            })
+            .collect()
+    }
+    fn flags_described(args: &[&str], text: &str) {
+        let options = text.split("Options:").nth(1).unwrap_or("");
+        let lines: Vec<&str> = options.lines().collect();
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        for (i, line) in lines.iter().enumerate() {
+            let l = line.trim();
+            if !l.starts_with('-') {
+                continue;
+            }
+            // Short help: the description after the flag on its line; long help: on the
+            // next line, indented further.
+            let same_line = l
+                .split_once("  ")
+                .is_some_and(|(_, d)| !d.trim().is_empty());
+            let next_line = lines.get(i + 1).is_some_and(|n| {
+                !n.trim().is_empty() && !n.trim().starts_with('-') && indent(n) > indent(line)
+            });
+            assert!(
+                same_line || next_line,
+                "{args:?}: flag without a description: {l}"
+            );
+        }
+    }
+    let top = help(&[]);
+    let mut checked = 0;
+    for cmd in commands(&top) {
+        let text = help(&[&cmd]);
+        flags_described(&[&cmd], &text);
+        for sub in commands(&text) {
+            let args = [cmd.as_str(), sub.as_str()];
+            flags_described(&args, &help(&args));
+            checked += 1;
+        }
+        checked += 1;
+    }
+    assert!(checked > 30, "only {checked} commands seen");
+    let check = help(&["check"]);
+    assert!(!check.contains("--db"), "{check}");
+    assert!(!check.contains("--master-key-file"), "{check}");
+    assert!(help(&["account", "lock"]).contains("--db"));
+}

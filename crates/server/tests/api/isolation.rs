@@ -83,7 +83,10 @@ async fn sdk_keys_act_only_on_their_company() {
     assert!(t
         .db
         .store
-        .account(&b.id, "planted")
+        .account(
+            &b.id,
+            &deadbolt_core::AccountNames::CaseInsensitive.key("planted")
+        )
         .await
         .unwrap()
         .is_none());

@@ -63,7 +63,10 @@ async fn import_is_idempotent_and_all_or_nothing() {
     assert!(t
         .db
         .store
-        .account(&app.id, "fresh-1")
+        .account(
+            &app.id,
+            &deadbolt_core::AccountNames::CaseInsensitive.key("fresh-1")
+        )
         .await
         .unwrap()
         .is_none());

@@ -1,10 +1,15 @@
 //! Attempts are written by one background task, in batched transactions, from a bounded queue:
-//! a check never waits for a disk write unless the queue is full (backpressure). On shutdown
-//! the queue is drained before the process exits.
+//! a check never waits for a disk write. When the queue is full a check waits a short moment for
+//! room, then answers anyway and the attempt is counted as dropped. The writer is supervised: a
+//! store error is retried with backoff, a panic restarts it with the batch it was writing, and
+//! nothing ends it but shutdown, when the queue is drained before the process exits.
 
 use deadbolt_store::{AttemptBatch, NewAttempt, Store};
-use std::sync::Arc;
-use std::time::Duration;
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
@@ -12,11 +17,72 @@ use crate::metrics::Metrics;
 const BATCH: usize = 16_384;
 /// How long the writer waits for a batch to fill.
 const LINGER: Duration = Duration::from_millis(100);
+/// How long a check waits for room in a full queue before its attempt is dropped.
+pub const FULL_WAIT: Duration = Duration::from_millis(25);
+/// At most one log line about dropped attempts this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Attempts waiting and no write done for this long: the writer is stalled (`/readyz`).
+const STALLED_AFTER: Duration = Duration::from_secs(10);
+/// A batch that made the writer panic this many times is given up (and counted as dropped).
+const PANICS_PER_BATCH: u32 = 3;
+/// Tries of a batch at shutdown while the store keeps failing.
+const TRIES_AT_SHUTDOWN: u32 = 5;
 
 #[derive(Clone)]
 pub struct AttemptQueue {
     tx: mpsc::Sender<NewAttempt>,
     metrics: Arc<Metrics>,
+    state: Arc<WriterState>,
+}
+
+/// What the writer shares with the checks and `/readyz`.
+struct WriterState {
+    capacity: usize,
+    base: Instant,
+    /// Milliseconds after `base` of the last write that succeeded (or of the start).
+    progress_ms: AtomicU64,
+    /// Milliseconds after `base` of the last log line about dropped attempts, plus one (0: none).
+    drop_logged_ms: AtomicU64,
+    dropped_unlogged: AtomicU64,
+    /// The batch being written, kept here so that a panic in the writer does not lose it.
+    pending: Mutex<Option<Pending>>,
+}
+
+struct Pending {
+    batch: Arc<AttemptBatch>,
+    n: usize,
+    panics: u32,
+}
+
+impl WriterState {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Why the writer is not keeping up, for `/readyz`.
+pub fn writer_trouble(queue: &AttemptQueue) -> Option<String> {
+    let s = &queue.state;
+    let depth = queue.metrics.queue_depth().max(0) as u64;
+    let high_water = (s.capacity as u64 * 3) / 4;
+    if depth > high_water {
+        return Some(format!(
+            "attempt queue above its high-water mark ({depth} of {} waiting)",
+            s.capacity
+        ));
+    }
+    let idle = s
+        .now_ms()
+        .saturating_sub(s.progress_ms.load(Ordering::Relaxed));
+    (depth > 0 && idle > STALLED_AFTER.as_millis() as u64).then(|| {
+        format!(
+            "attempt writer stalled: {depth} attempts waiting, nothing written for {} s",
+            idle / 1000
+        )
+    })
 }
 
 impl AttemptQueue {
@@ -26,33 +92,117 @@ impl AttemptQueue {
         capacity: usize,
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let handle = tokio::spawn(writer(store, rx, metrics.clone()));
-        (Self { tx, metrics }, handle)
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let state = Arc::new(WriterState {
+            capacity,
+            base: Instant::now(),
+            progress_ms: AtomicU64::new(0),
+            drop_logged_ms: AtomicU64::new(0),
+            dropped_unlogged: AtomicU64::new(0),
+            pending: Mutex::new(None),
+        });
+        let handle = tokio::spawn(supervise(Writer {
+            store,
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            metrics: metrics.clone(),
+            state: state.clone(),
+        }));
+        (Self { tx, metrics, state }, handle)
     }
 
+    /// Queues an attempt. Waits at most [`FULL_WAIT`] for room; past that the attempt is dropped
+    /// and counted, and the check answers anyway.
     pub async fn record(&self, attempt: NewAttempt) {
         self.metrics.queued(1);
         // Room in the queue is the usual case: no waiting, and no send future built (it is
         // boxed, so the futures of the checks that never wait stay small).
         let sent = match self.tx.try_send(attempt) {
-            Ok(()) => Ok(()),
-            // Full: the check waits for the writer (backpressure), never drops the attempt.
+            Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(a)) => {
-                Box::pin(self.tx.send(a)).await.map_err(drop)
+                matches!(
+                    tokio::time::timeout(FULL_WAIT, Box::pin(self.tx.send(a))).await,
+                    Ok(Ok(()))
+                )
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
         };
-        if sent.is_err() {
+        if !sent {
             self.metrics.queued(-1);
-            tracing::error!("attempt writer has stopped; attempt not recorded");
+            self.dropped(1);
+        }
+    }
+
+    fn dropped(&self, n: u64) {
+        dropped(&self.metrics, &self.state, n);
+    }
+}
+
+/// Counts attempts that will not be recorded, and says so at most every [`DROP_LOG_EVERY`].
+fn dropped(metrics: &Metrics, state: &WriterState, n: u64) {
+    metrics.dropped(n as i64);
+    state.dropped_unlogged.fetch_add(n, Ordering::Relaxed);
+    let now = state.now_ms() + 1;
+    let last = state.drop_logged_ms.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < DROP_LOG_EVERY.as_millis() as u64 {
+        return;
+    }
+    // One caller wins the right to log; the others count.
+    if state
+        .drop_logged_ms
+        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        let count = state.dropped_unlogged.swap(0, Ordering::Relaxed);
+        log(|| {
+            tracing::error!(
+                dropped = count,
+                "attempts not recorded: the attempt queue is full (the store is not taking them)"
+            )
+        });
+    }
+}
+
+/// Logs without letting a failing log writer take the attempt writer down.
+fn log(f: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
+}
+
+struct Writer {
+    store: Arc<Store>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<NewAttempt>>>,
+    metrics: Arc<Metrics>,
+    state: Arc<WriterState>,
+}
+
+/// Runs the writer until the queue is closed and drained; restarts it after a panic.
+async fn supervise(w: Writer) {
+    let w = Arc::new(w);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match AssertUnwindSafe(write_loop(w.clone())).catch_unwind().await {
+            Ok(()) => return,
+            Err(_) => {
+                log(|| tracing::error!("the attempt writer panicked; restarting it"));
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }
 
-async fn writer(store: Arc<Store>, mut rx: mpsc::Receiver<NewAttempt>, metrics: Arc<Metrics>) {
+async fn write_loop(w: Arc<Writer>) {
+    let mut rx = w.rx.lock().await;
+    // A batch left by a writer that panicked goes first.
+    let left = w.state.pending().as_ref().map(|p| (p.batch.clone(), p.n));
+    if let Some((batch, n)) = left {
+        write(&w, batch, n, &|| rx.is_closed()).await;
+    }
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        w.state
+            .progress_ms
+            .store(w.state.now_ms(), Ordering::Relaxed);
         // Let a batch build up: one transaction for many attempts, and checks that queue an
         // attempt while the writer sleeps wake nobody.
         if batch.len() < BATCH && !rx.is_closed() {
@@ -68,29 +218,91 @@ async fn writer(store: Arc<Store>, mut rx: mpsc::Receiver<NewAttempt>, metrics: 
         let taken = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
         // Encoding thousands of attempts (and freeing them) takes milliseconds: not on a
         // runtime worker, where the checks it serves would wait for it.
-        let rows = match tokio::task::spawn_blocking(move || AttemptBatch::new(taken)).await {
-            Ok(rows) => rows,
+        let encoded = match tokio::task::spawn_blocking(move || AttemptBatch::new(taken)).await {
+            Ok(rows) => Arc::new(rows),
             Err(e) => {
-                tracing::error!(error = %e, lost = n, "attempts could not be encoded: not recorded");
-                metrics.queued(-(n as i64));
+                log(
+                    || tracing::error!(error = %e, lost = n, "attempts could not be encoded: not recorded"),
+                );
+                w.metrics.queued(-(n as i64));
+                dropped(&w.metrics, &w.state, n as u64);
                 continue;
             }
         };
-        let mut delay = Duration::from_millis(50);
-        let mut tries = 0;
-        // A batch is retried until the store takes it: attempts are not dropped on a hiccup.
-        // Only at shutdown, with the store still failing, does the writer give up (and say so).
-        while let Err(e) = store.record_attempts(&rows).await {
-            tries += 1;
-            if rx.is_closed() && tries >= 5 {
-                tracing::error!(error = %e, lost = n, "shutting down with the store failing: attempts not recorded");
+        *w.state.pending() = Some(Pending {
+            batch: encoded.clone(),
+            n,
+            panics: 0,
+        });
+        write(&w, encoded, n, &|| rx.is_closed()).await;
+    }
+}
+
+/// Writes the pending batch, counting a panic against it: a batch that keeps making the writer
+/// panic is given up (and counted as dropped) rather than taking the writer down for good.
+async fn write(
+    w: &Writer,
+    batch: Arc<AttemptBatch>,
+    n: usize,
+    closing: &(dyn Fn() -> bool + Sync),
+) {
+    if let Err(panic) = AssertUnwindSafe(write_batch(w, batch, n, closing))
+        .catch_unwind()
+        .await
+    {
+        let give_up = {
+            let mut p = w.state.pending();
+            match p.as_mut() {
+                Some(p) => {
+                    p.panics += 1;
+                    (p.panics >= PANICS_PER_BATCH).then_some(p.n)
+                }
+                None => None,
+            }
+        };
+        if let Some(n) = give_up {
+            *w.state.pending() = None;
+            w.metrics.queued(-(n as i64));
+            dropped(&w.metrics, &w.state, n as u64);
+        }
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Writes one batch, retrying with backoff until the store takes it: attempts are not dropped
+/// on a hiccup. Only at shutdown, with the store still failing, does it give up.
+async fn write_batch(
+    w: &Writer,
+    batch: Arc<AttemptBatch>,
+    n: usize,
+    closing: &(dyn Fn() -> bool + Sync),
+) {
+    let mut delay = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        match w.store.record_attempts(&batch).await {
+            Ok(()) => {
+                w.metrics.written(n as i64);
                 break;
             }
-            tracing::warn!(error = %e, n, "could not record attempts; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+            Err(e) => {
+                tries += 1;
+                if closing() && tries >= TRIES_AT_SHUTDOWN {
+                    log(
+                        || tracing::error!(error = %e, lost = n, "shutting down with the store failing: attempts not recorded"),
+                    );
+                    dropped(&w.metrics, &w.state, n as u64);
+                    break;
+                }
+                log(|| tracing::warn!(error = %e, n, "could not record attempts; retrying"));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
-        metrics.written(n as i64);
-        metrics.queued(-(n as i64));
     }
+    *w.state.pending() = None;
+    w.metrics.queued(-(n as i64));
+    w.state
+        .progress_ms
+        .store(w.state.now_ms(), Ordering::Relaxed);
 }

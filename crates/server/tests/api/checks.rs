@@ -418,8 +418,15 @@ async fn a_store_that_cannot_answer_gives_503_never_a_guess() {
         .send()
         .await
         .unwrap();
-    assert_eq!(health.status(), 503);
-    let text = health.text().await.unwrap();
+    assert_eq!(health.status(), 200, "the process is alive");
+    let ready = t
+        .http
+        .get(format!("{}/readyz", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.unwrap();
     assert!(
         !text.contains("store_version"),
         "internal details stay in the log: {text}"

@@ -137,7 +137,7 @@ enum Kind {
 /// write succeeds again.
 struct Limits {
     timeout_ms: AtomicU64,
-    write_fault: Mutex<Option<String>>,
+    write_fault: Mutex<Option<(String, Instant)>>,
 }
 
 /// How long anything may wait on the store unless told otherwise.
@@ -232,9 +232,11 @@ impl Engine {
         }
     }
 
-    /// Why the last write failed, while no write has succeeded since.
-    pub fn write_fault(&self) -> Option<String> {
-        lock_fault(&self.limits.write_fault).clone()
+    /// Why the last write failed and how long ago, while no write has succeeded since.
+    pub fn write_fault(&self) -> Option<(String, Duration)> {
+        lock_fault(&self.limits.write_fault)
+            .as_ref()
+            .map(|(m, at)| (m.clone(), at.elapsed()))
     }
 
     /// Whether the file the store was opened on is still the one at its path (SQLite), checked
@@ -255,10 +257,10 @@ impl Engine {
                 *fault = None;
             }
             Err(StoreError::Unavailable(m)) => {
-                if fault.as_deref() != Some(m.as_str()) {
+                if fault.as_ref().map(|(f, _)| f) != Some(m) {
                     tracing::error!(error = %m, "a write to the store failed: changes are refused until it takes writes again");
                 }
-                *fault = Some(m.clone());
+                *fault = Some((m.clone(), Instant::now()));
             }
             _ => {}
         }
@@ -866,7 +868,9 @@ fn lock_until(
     }
 }
 
-fn lock_fault(m: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
+fn lock_fault(
+    m: &Mutex<Option<(String, Instant)>>,
+) -> std::sync::MutexGuard<'_, Option<(String, Instant)>> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -42,6 +42,9 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A write failure this recent makes the store not ready without trying another write.
+const WRITE_FAULT_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the store cannot be relied on now; the error inside has the details (for the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotReady {
@@ -162,12 +165,17 @@ impl Store {
     }
 
     /// Whether the store can answer and take changes now: its file is still the one it was
-    /// opened on (SQLite), it answers within the deadline, and, when the last write failed,
-    /// a write succeeds now (a no-op update of the change counter). The error says why not.
+    /// opened on (SQLite), it answers within the deadline, and no write failed in the last
+    /// seconds; after an older failure, a write must succeed now (a no-op update of the change
+    /// counter: the smallest write, so it may find room a larger one would not). The error says
+    /// why not.
     pub async fn readiness(&self) -> Result<(), NotReady> {
         self.engine.file_identity().map_err(NotReady::FileGone)?;
         self.ping().await.map_err(NotReady::Unreachable)?;
-        if self.engine.write_fault().is_some() {
+        if let Some((fault, age)) = self.engine.write_fault() {
+            if age < WRITE_FAULT_FRESH {
+                return Err(NotReady::NotWritable(StoreError::Unavailable(fault)));
+            }
             self.engine
                 .write("UPDATE store_version SET v = v WHERE id = 1", vec![])
                 .await

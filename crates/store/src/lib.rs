@@ -63,7 +63,9 @@ impl NotReady {
             NotReady::FileGone(_) => {
                 "the database file was deleted or replaced while the server was running"
             }
-            NotReady::Unreachable(_) => "the store does not answer within its deadline",
+            NotReady::Unreachable(_) => {
+                "the store is unreachable or does not answer within its deadline"
+            }
             NotReady::NotWritable(_) => {
                 "the store does not take writes (disk full, read-only or unavailable)"
             }

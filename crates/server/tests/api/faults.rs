@@ -909,3 +909,72 @@ async fn sqlite_files_are_owner_only() {
     }
     t.stop().await;
 }
+
+/// Another program holds SQLite's write lock (a long transaction in an `sqlite3` shell): changes
+/// answer 503 after the deadline, checks keep answering, and once the small attempt queue is
+/// full a check waits only a moment: its attempt is dropped and counted, and /readyz says the
+/// queue is above its high-water mark. When the lock goes, everything resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_write_lock_held_fills_the_attempt_queue_without_hanging_checks() {
+    let t = TestApp::spawn_with(|c| {
+        c.store_timeout = DEADLINE;
+        c.attempt_queue = 40;
+    })
+    .await;
+    let (key, sdk) = setup(&t).await;
+    let blocker = rusqlite::Connection::open(t.dir.path().join("deadbolt.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let started = Instant::now();
+    let got = t
+        .sdk(
+            Method::POST,
+            "lock",
+            &sdk,
+            Some(json!({"domain": DOMAIN, "userAccountId": "x1"})),
+        )
+        .await;
+    assert_refused(&got, 503);
+    assert!(
+        started.elapsed() < HANG,
+        "a change waited {:?}",
+        started.elapsed()
+    );
+    let token = t.token(DOMAIN, &key, "p0");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..200 {
+        let started = Instant::now();
+        let got = t.check_raw(Some(&token), "{}").await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(got, (200, json!({"locked": true})));
+    }
+    assert!(slowest < HANG, "a check waited {slowest:?}");
+    let dropped = metric(&t, "deadbolt_attempts_dropped_total").await;
+    assert!(dropped > 0, "the queue of 40 filled");
+    let ready = get(&t, "/readyz").await;
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    assert!(
+        ready.1["message"].as_str().unwrap().contains("high-water"),
+        "{}",
+        ready.1
+    );
+    eprintln!(
+        "SQLite write lock held: lock 503, 200 checks answered 200 (slowest {slowest:?}), {dropped} attempts dropped and counted, /readyz 503 {}",
+        ready.1["message"]
+    );
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let took = recovery(&t, &key, &sdk).await;
+    eprintln!("SQLite write lock released: changes answered 200 again after {took:?}");
+    eventually_within(Duration::from_secs(10), || async {
+        get(&t, "/readyz").await.0 == 200
+    })
+    .await;
+    assert_nothing_lost(
+        &t,
+        &Seen::default(),
+        answered_by_probes(&t, &Seen::default()).await,
+    )
+    .await;
+    t.stop().await;
+}

@@ -280,7 +280,21 @@ async fn write_batch(
     let mut delay = Duration::from_millis(50);
     let mut tries = 0;
     loop {
-        match w.store.record_attempts(&batch).await {
+        // At shutdown a store that does not answer is not waited on for the writer's usual long
+        // deadline, five times over: the process is being stopped.
+        let result = if closing() {
+            let limit = w.store.timeout().max(Duration::from_secs(1));
+            tokio::time::timeout(limit, w.store.record_attempts(&batch))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(deadbolt_store::StoreError::Unavailable(
+                        "no answer at shutdown".into(),
+                    ))
+                })
+        } else {
+            w.store.record_attempts(&batch).await
+        };
+        match result {
             Ok(()) => {
                 w.metrics.written(n as i64);
                 break;

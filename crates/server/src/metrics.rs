@@ -102,12 +102,7 @@ impl Metrics {
     pub fn dropped(&self, n: i64) {
         self.add(ATTEMPTS_DROPPED, n);
     }
-    pub fn attempts_written(&self) -> i64 {
-        self.get(ATTEMPTS_WRITTEN)
-    }
-    pub fn attempts_dropped(&self) -> i64 {
-        self.get(ATTEMPTS_DROPPED)
-    }
+
     /// Attempts waiting to be written (queued, or in a write not yet committed).
     pub fn queue_depth(&self) -> i64 {
         self.get(QUEUE_DEPTH)

@@ -978,3 +978,66 @@ async fn sqlite_write_lock_held_fills_the_attempt_queue_without_hanging_checks()
     .await;
     t.stop().await;
 }
+
+/// SIGTERM: the real server finishes, and every check it answered is recorded before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_attempt_queue() {
+    use deadbolt_core::Clock;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("deadbolt.db").display());
+    let key_b64 = {
+        let db = deadbolt::Deadbolt::open(
+            &url,
+            &MasterKeySource::default(),
+            Arc::new(deadbolt_core::SystemClock),
+        )
+        .await
+        .unwrap();
+        let c = db.create_company("drain").await.unwrap();
+        let app = db
+            .create_application(
+                &c.id,
+                DOMAIN,
+                None,
+                deadbolt_core::UnenrolledPolicy::Allow,
+                deadbolt_core::AccountState::Unlocked,
+            )
+            .await
+            .unwrap();
+        db.create_signing_key(&app.id).await.unwrap().1
+    };
+    let mut server = Server::start(&url, &MasterKeySource::default());
+    let now = deadbolt_core::SystemClock.now().timestamp();
+    let aud = server.url.trim_start_matches("http://").to_string();
+    let http = reqwest::Client::builder().timeout(HANG).build().unwrap();
+    let mut answered = 0;
+    for i in 0..300 {
+        let token = sign(
+            &json!({"iss": DOMAIN, "aud": aud, "sub": format!("s{i}"), "iat": now - 60, "exp": now + 300}),
+            &key_b64,
+        );
+        let r = http
+            .post(format!("{}/nl3/api/v1/accountProtectionCheck", server.url))
+            .header("x-nl3-authorization-token", token)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        answered += 1;
+    }
+    let pid = server.child.id().to_string();
+    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(st.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().unwrap();
+        (server, status)
+    })
+    .await
+    .unwrap();
+    assert!(exit.1.success(), "{:?}", exit.1);
+    let store = deadbolt_store::Store::open(&url).await.unwrap();
+    let recorded = store.attempt_count().await.unwrap();
+    eprintln!("SIGTERM: {answered} checks answered, {recorded} attempts recorded");
+    assert_eq!(recorded, answered);
+}

@@ -46,6 +46,8 @@ struct WriterState {
     dropped_unlogged: AtomicU64,
     /// The batch being written, kept here so that a panic in the writer does not lose it.
     pending: Mutex<Option<Pending>>,
+    /// Raised by a check that found the queue full: the writer stops lingering.
+    room_wanted: tokio::sync::Notify,
 }
 
 struct Pending {
@@ -101,6 +103,7 @@ impl AttemptQueue {
             drop_logged_ms: AtomicU64::new(0),
             dropped_unlogged: AtomicU64::new(0),
             pending: Mutex::new(None),
+            room_wanted: tokio::sync::Notify::new(),
         });
         let handle = tokio::spawn(supervise(Writer {
             store,
@@ -120,6 +123,7 @@ impl AttemptQueue {
         let sent = match self.tx.try_send(attempt) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(a)) => {
+                self.state.room_wanted.notify_one();
                 matches!(
                     tokio::time::timeout(FULL_WAIT, Box::pin(self.tx.send(a))).await,
                     Ok(Ok(()))
@@ -204,15 +208,22 @@ async fn write_loop(w: Arc<Writer>) {
             .progress_ms
             .store(w.state.now_ms(), Ordering::Relaxed);
         // Let a batch build up: one transaction for many attempts, and checks that queue an
-        // attempt while the writer sleeps wake nobody.
+        // attempt while the writer sleeps wake nobody, unless they find the queue full: then
+        // the writer empties it into the batch at once, so that a burst larger than the queue
+        // finds room instead of being dropped.
         if batch.len() < BATCH && !rx.is_closed() {
-            tokio::time::sleep(LINGER).await;
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(a) => batch.push(a),
-                    Err(_) => break,
+            let until = tokio::time::Instant::now() + LINGER;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = w.state.room_wanted.notified() => {}
+                }
+                take_waiting(&mut rx, &mut batch);
+                if batch.len() >= BATCH || rx.is_closed() {
+                    break;
                 }
             }
+            take_waiting(&mut rx, &mut batch);
         }
         let n = batch.len();
         let taken = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -235,6 +246,16 @@ async fn write_loop(w: Arc<Writer>) {
             panics: 0,
         });
         write(&w, encoded, n, &|| rx.is_closed()).await;
+    }
+}
+
+/// Moves what waits in the queue into the batch, up to a batch's size.
+fn take_waiting(rx: &mut mpsc::Receiver<NewAttempt>, batch: &mut Vec<NewAttempt>) {
+    while batch.len() < BATCH {
+        match rx.try_recv() {
+            Ok(a) => batch.push(a),
+            Err(_) => break,
+        }
     }
 }
 

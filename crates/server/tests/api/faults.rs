@@ -267,7 +267,7 @@ fn load(
                         }
                         Err(e) => seen.wrong.push(format!("check: {e}")),
                     }
-                } else if n >= 3000 {
+                } else if n >= LOCKABLE {
                     // Every account the setup enrolled for it is locked.
                 } else {
                     let account = format!("w{n}");
@@ -291,7 +291,7 @@ fn load(
                     seen.wrong
                         .push(format!("an answer took {:?}", started.elapsed()));
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(if task < 3 { 5 } else { 10 })).await;
             }
             seen
         }));
@@ -300,8 +300,10 @@ fn load(
 }
 
 /// A company, an application, its key and SDK key; accounts p0, p2, … locked and u1, u3, …
-/// unlocked, x1 for changes during faults, and w1… w2999 enrolled unlocked for the load's locks.
+/// unlocked, x1 for changes during faults, and w1… enrolled unlocked for the load's locks.
 async fn setup(t: &TestApp) -> (String, String) {
+    // Set-up is not under test: a busy machine may take longer than the deadline to import.
+    t.db.store.set_timeout(Duration::from_secs(60));
     let app = t.app(DOMAIN).await;
     let key = t.key(&app).await;
     let (_, sdk) = t.db.create_sdk_key(&app.company_id).await.unwrap();
@@ -315,7 +317,7 @@ async fn setup(t: &TestApp) -> (String, String) {
         rows.push(json!({"domain": DOMAIN, "userAccountId": name}));
     }
     rows.push(json!({"domain": DOMAIN, "userAccountId": "x1"}));
-    for n in 1..3000 {
+    for n in 1..LOCKABLE {
         rows.push(json!({"domain": DOMAIN, "userAccountId": format!("w{n}")}));
     }
     let got = t
@@ -333,8 +335,12 @@ async fn setup(t: &TestApp) -> (String, String) {
             .await;
         assert_eq!(got.0, 200, "{}", got.1);
     }
+    t.db.store.set_timeout(DEADLINE);
     (key, sdk)
 }
+
+/// Accounts `w1`… enrolled for the load's locks.
+const LOCKABLE: usize = 1500;
 
 async fn get(t: &TestApp, path: &str) -> (u16, Value) {
     let r = t.http.get(format!("{}{path}", t.url)).send().await.unwrap();
@@ -941,6 +947,9 @@ async fn sqlite_write_lock_held_fills_the_attempt_queue_without_hanging_checks()
         started.elapsed()
     );
     let token = t.token(DOMAIN, &key, "p0");
+    // One attempt, and time for the writer to be stuck writing it.
+    assert!(t.locked(DOMAIN, &key, "p0").await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut slowest = Duration::ZERO;
     for _ in 0..200 {
         let started = Instant::now();

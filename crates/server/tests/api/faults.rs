@@ -191,9 +191,11 @@ impl PrivatePg {
     fn signal(&self, sig: &str) {
         let pids = self.pids();
         if !pids.is_empty() {
+            // Some may have exited meanwhile: that is fine.
             let _ = Command::new("kill")
                 .arg(format!("-{sig}"))
                 .args(&pids)
+                .stderr(Stdio::null())
                 .status();
         }
     }

@@ -4,8 +4,9 @@
 //! store error is retried with backoff, a panic restarts it with the batch it was writing, and
 //! nothing ends it but shutdown, when the queue is drained before the process exits.
 
-use deadbolt_store::{AttemptBatch, NewAttempt, Store};
+use deadbolt_store::{AttemptBatch, NewAttempt, Store, StoreError};
 use futures_util::FutureExt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,22 @@ const STALLED_AFTER: Duration = Duration::from_secs(10);
 const PANICS_PER_BATCH: u32 = 3;
 /// Tries of a batch at shutdown while the store keeps failing.
 const TRIES_AT_SHUTDOWN: u32 = 5;
+
+/// Where the writer puts attempts: the store (tests put a store that fails on purpose).
+pub trait AttemptSink: Send + Sync + 'static {
+    fn record(&self, batch: &AttemptBatch) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How long a request may wait on it: at shutdown the writer waits no longer per try.
+    fn timeout(&self) -> Duration;
+}
+
+impl AttemptSink for Store {
+    fn record(&self, batch: &AttemptBatch) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.record_attempts(batch)
+    }
+    fn timeout(&self) -> Duration {
+        Store::timeout(self)
+    }
+}
 
 #[derive(Clone)]
 pub struct AttemptQueue {
@@ -89,8 +106,8 @@ pub fn writer_trouble(queue: &AttemptQueue) -> Option<String> {
 
 impl AttemptQueue {
     /// Starts the writer; it ends once every queue handle is dropped and the queue is drained.
-    pub fn start(
-        store: Arc<Store>,
+    pub fn start<S: AttemptSink>(
+        store: Arc<S>,
         capacity: usize,
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -172,15 +189,15 @@ fn log(f: impl FnOnce()) {
     let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
 }
 
-struct Writer {
-    store: Arc<Store>,
+struct Writer<S> {
+    store: Arc<S>,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<NewAttempt>>>,
     metrics: Arc<Metrics>,
     state: Arc<WriterState>,
 }
 
 /// Runs the writer until the queue is closed and drained; restarts it after a panic.
-async fn supervise(w: Writer) {
+async fn supervise<S: AttemptSink>(w: Writer<S>) {
     let w = Arc::new(w);
     let mut pause = Duration::from_millis(50);
     loop {
@@ -195,7 +212,7 @@ async fn supervise(w: Writer) {
     }
 }
 
-async fn write_loop(w: Arc<Writer>) {
+async fn write_loop<S: AttemptSink>(w: Arc<Writer<S>>) {
     let mut rx = w.rx.lock().await;
     // A batch left by a writer that panicked goes first.
     let left = w.state.pending().as_ref().map(|p| (p.batch.clone(), p.n));
@@ -261,8 +278,8 @@ fn take_waiting(rx: &mut mpsc::Receiver<NewAttempt>, batch: &mut Vec<NewAttempt>
 
 /// Writes the pending batch, counting a panic against it: a batch that keeps making the writer
 /// panic is given up (and counted as dropped) rather than taking the writer down for good.
-async fn write(
-    w: &Writer,
+async fn write<S: AttemptSink>(
+    w: &Writer<S>,
     batch: Arc<AttemptBatch>,
     n: usize,
     closing: &(dyn Fn() -> bool + Sync),
@@ -292,8 +309,8 @@ async fn write(
 
 /// Writes one batch, retrying with backoff until the store takes it: attempts are not dropped
 /// on a hiccup. Only at shutdown, with the store still failing, does it give up.
-async fn write_batch(
-    w: &Writer,
+async fn write_batch<S: AttemptSink>(
+    w: &Writer<S>,
     batch: Arc<AttemptBatch>,
     n: usize,
     closing: &(dyn Fn() -> bool + Sync),
@@ -305,15 +322,11 @@ async fn write_batch(
         // deadline, five times over: the process is being stopped.
         let result = if closing() {
             let limit = w.store.timeout().max(Duration::from_secs(1));
-            tokio::time::timeout(limit, w.store.record_attempts(&batch))
+            tokio::time::timeout(limit, w.store.record(&batch))
                 .await
-                .unwrap_or_else(|_| {
-                    Err(deadbolt_store::StoreError::Unavailable(
-                        "no answer at shutdown".into(),
-                    ))
-                })
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer at shutdown".into())))
         } else {
-            w.store.record_attempts(&batch).await
+            w.store.record(&batch).await
         };
         match result {
             Ok(()) => {
@@ -340,4 +353,155 @@ async fn write_batch(
     w.state
         .progress_ms
         .store(w.state.now_ms(), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A store that panics on its first `panics` writes, fails the next `errors`, then takes
+    /// everything, counting the attempts it took; a batch holding the account "poison" makes
+    /// it panic every time.
+    struct Flaky {
+        calls: AtomicUsize,
+        panics: usize,
+        errors: usize,
+        taken: AtomicUsize,
+    }
+
+    impl AttemptSink for Flaky {
+        #[allow(clippy::manual_async_fn)]
+        fn record(
+            &self,
+            batch: &AttemptBatch,
+        ) -> impl Future<Output = Result<(), StoreError>> + Send {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            let n = batch.len();
+            let poison = batch.app_ids().any(|a| a == "poison");
+            async move {
+                if poison || call < self.panics {
+                    panic!("the store panicked");
+                }
+                if call < self.panics + self.errors {
+                    return Err(StoreError::Unavailable("down".into()));
+                }
+                self.taken.fetch_add(n, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_millis(100)
+        }
+    }
+
+    fn attempt(account: &str) -> NewAttempt {
+        NewAttempt {
+            at: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default(),
+            app_id: if account == "poison" { "poison" } else { "app" }.into(),
+            key_id: None,
+            account: account.into(),
+            locked: true,
+            reason: deadbolt_core::Reason::AccountLocked,
+            ip: None,
+            device: None,
+            location: None,
+            integration_type: None,
+            integration_data: None,
+        }
+    }
+
+    /// Panics and errors of the store end nothing: the writer restarts, retries the batch it
+    /// held, and every attempt is written once.
+    #[tokio::test]
+    async fn the_writer_survives_panics_and_errors_and_loses_nothing() {
+        let sink = Arc::new(Flaky {
+            calls: AtomicUsize::new(0),
+            panics: 2,
+            errors: 2,
+            taken: AtomicUsize::new(0),
+        });
+        let metrics = Arc::new(Metrics::default());
+        let (queue, writer) = AttemptQueue::start(sink.clone(), 1000, metrics.clone());
+        for i in 0..50 {
+            queue.record(attempt(&format!("a{i}"))).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for i in 50..100 {
+            queue.record(attempt(&format!("a{i}"))).await;
+        }
+        drop(queue);
+        tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the writer drains and ends")
+            .expect("the writer task does not fail");
+        assert_eq!(sink.taken.load(Ordering::SeqCst), 100);
+        assert!(
+            sink.calls.load(Ordering::SeqCst) >= 5,
+            "it panicked and failed first"
+        );
+        assert_eq!(metrics.queue_depth(), 0);
+        assert!(metrics
+            .render()
+            .contains("deadbolt_attempts_dropped_total 0"));
+    }
+
+    /// A batch that makes the store panic every time is given up after a few tries, counted as
+    /// dropped; the writer goes on with the next.
+    #[tokio::test]
+    async fn a_batch_that_always_panics_is_dropped_and_counted() {
+        let sink = Arc::new(Flaky {
+            calls: AtomicUsize::new(0),
+            panics: 0,
+            errors: 0,
+            taken: AtomicUsize::new(0),
+        });
+        let metrics = Arc::new(Metrics::default());
+        let (queue, writer) = AttemptQueue::start(sink.clone(), 1000, metrics.clone());
+        queue.record(attempt("poison")).await;
+        queue.record(attempt("a1")).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        queue.record(attempt("a2")).await;
+        drop(queue);
+        tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the writer drains and ends")
+            .expect("the writer task does not fail");
+        assert_eq!(sink.taken.load(Ordering::SeqCst), 1, "the later batch");
+        assert!(metrics
+            .render()
+            .contains("deadbolt_attempts_dropped_total 2"));
+        assert_eq!(metrics.queue_depth(), 0);
+    }
+
+    /// A full queue holds a check at most FULL_WAIT: the attempt is then dropped and counted.
+    #[tokio::test]
+    async fn a_full_queue_holds_a_check_only_briefly() {
+        let sink = Arc::new(Flaky {
+            calls: AtomicUsize::new(0),
+            panics: 0,
+            errors: usize::MAX / 2,
+            taken: AtomicUsize::new(0),
+        });
+        let metrics = Arc::new(Metrics::default());
+        let (queue, _writer) = AttemptQueue::start(sink, 4, metrics.clone());
+        // The writer takes these and is then busy failing to write them.
+        for i in 0..4 {
+            queue.record(attempt(&format!("first{i}"))).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        for i in 0..40 {
+            queue.record(attempt(&format!("a{i}"))).await;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "did not hang");
+        let text = metrics.render();
+        let dropped: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("deadbolt_attempts_dropped_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(dropped > 0, "{text}");
+        assert_eq!(metrics.queue_depth() + dropped, 44);
+    }
 }

@@ -365,6 +365,9 @@ impl Engine {
                     limit,
                     blocking(move || {
                         let mut conn = lock_until(&conn, until)?;
+                        // Past the deadline the writer has been told it failed and will write
+                        // the batch again: this try must not commit it too.
+                        let commit_by = until;
                         let tx = conn
                             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                             .map_err(sqlite_err)?;
@@ -389,6 +392,7 @@ impl Engine {
                                     .map_err(sqlite_err)?;
                             }
                         }
+                        past(commit_by)?;
                         tx.commit().map_err(sqlite_err)?;
                         // Committed into a file nobody will open again is not recorded.
                         identity.check()
@@ -455,7 +459,8 @@ impl Engine {
                 let conn = s.writer.clone();
                 let signal = s.signal.clone();
                 let identity = s.identity.clone();
-                let wait_until = Instant::now() + self.timeout();
+                let started = Instant::now();
+                let wait_until = started + self.timeout();
                 Self::bounded(
                     limit,
                     blocking(move || {
@@ -468,6 +473,9 @@ impl Engine {
                         for (sql, params) in &stmts {
                             out.push(sqlite_query(&tx, sql, params)?);
                         }
+                        // The caller was told "unavailable" at the deadline: then nothing is
+                        // committed (dropping the transaction rolls it back).
+                        past(started + limit)?;
                         tx.commit().map_err(sqlite_err)?;
                         signal.bump();
                         // The path may have been pointed elsewhere while we wrote: then what was
@@ -876,6 +884,16 @@ fn lock_until(
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(2));
     }
+}
+
+/// An error once `deadline` has passed.
+fn past(deadline: Instant) -> Result<(), StoreError> {
+    if Instant::now() >= deadline {
+        return Err(StoreError::Unavailable(
+            "the store deadline passed before the commit".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn lock_fault(

@@ -1052,3 +1052,26 @@ async fn sigterm_drains_the_attempt_queue() {
     eprintln!("SIGTERM: {answered} checks answered, {recorded} attempts recorded");
     assert_eq!(recorded, answered);
 }
+
+/// An existing database readable by others is warned about when a Deadbolt process opens it.
+#[tokio::test]
+async fn a_database_readable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("deadbolt.db");
+    let url = format!("sqlite://{}", db.display());
+    drop(deadbolt_store::Store::open(&url).await.unwrap());
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+        .args(["--db", &url, "company", "list"])
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("readable by group or others") && stderr.contains("deadbolt.db"),
+        "{stderr}"
+    );
+}

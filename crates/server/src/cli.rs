@@ -115,6 +115,28 @@ pub struct ServeArgs {
     /// Checks per second per application (bursts of twice that); 0 for no limit.
     #[arg(long, env = "DEADBOLT_RATE_LIMIT", default_value_t = 10_000)]
     pub rate_limit: u32,
+    /// How long a request may wait on the store before it is answered 503 (`2s`, `500ms`).
+    #[arg(long, env = "DEADBOLT_STORE_TIMEOUT", default_value = "2s", value_parser = parse_store_timeout)]
+    pub store_timeout: std::time::Duration,
+}
+
+/// A store deadline: milliseconds (`500ms`) or a duration as elsewhere (`2s`, `1m`).
+fn parse_store_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = match s.trim().strip_suffix("ms") {
+        Some(ms) => ms
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("invalid duration {s:?}: write it like 500ms or 2s"))?,
+        None => deadbolt_core::duration::parse_duration(s)
+            .map_err(|e| e.to_string())?
+            .to_std()
+            .map_err(|e| e.to_string())?,
+    };
+    if d < std::time::Duration::from_millis(10) || d > std::time::Duration::from_secs(600) {
+        return Err(format!("store timeout {s:?} out of range (10ms to 10m)"));
+    }
+    Ok(d)
 }
 
 #[derive(Subcommand, Debug)]
@@ -694,6 +716,7 @@ impl Cli {
             public_url: args.public_url.clone(),
             master_key: self.key_source(),
             rate_limit: args.rate_limit,
+            store_timeout: args.store_timeout,
             ..Config::new(&self.db)
         };
         let app = Application::build(config, Arc::new(SystemClock)).await?;

@@ -32,8 +32,11 @@ pub struct Config {
     pub master_key: MasterKeySource,
     /// Checks per second per application (twice that as a burst); 0 turns the limit off.
     pub rate_limit: u32,
-    /// Attempts that may wait for the writer before checks wait for it.
+    /// Attempts that may wait for the writer; past that a check waits a moment, then its
+    /// attempt is dropped (and counted).
     pub attempt_queue: usize,
+    /// How long a request may wait on the store before it is answered 503.
+    pub store_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -45,6 +48,7 @@ impl Config {
             master_key: MasterKeySource::default(),
             rate_limit: 10_000,
             attempt_queue: 100_000,
+            store_timeout: deadbolt_store::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -83,6 +87,7 @@ impl Application {
                 v
             }
         };
+        db.store.set_timeout(config.store_timeout);
         let metrics = Arc::new(metrics::Metrics::default());
         let (queue, writer) =
             attempts::AttemptQueue::start(db.store.clone(), config.attempt_queue, metrics.clone());

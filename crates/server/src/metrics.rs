@@ -19,7 +19,8 @@ const LATENCY: usize = CACHE_MISSES + 1;
 const LATENCY_SUM_US: usize = LATENCY + BUCKETS.len() + 1;
 const QUEUE_DEPTH: usize = LATENCY_SUM_US + 1;
 const ATTEMPTS_WRITTEN: usize = QUEUE_DEPTH + 1;
-const COUNTERS: usize = ATTEMPTS_WRITTEN + 1;
+const ATTEMPTS_DROPPED: usize = ATTEMPTS_WRITTEN + 1;
+const COUNTERS: usize = ATTEMPTS_DROPPED + 1;
 
 /// Slots per [`Metrics`]: threads beyond this many share one.
 const SHARDS: usize = 16;
@@ -96,6 +97,12 @@ impl Metrics {
     pub fn written(&self, n: i64) {
         self.add(ATTEMPTS_WRITTEN, n);
     }
+    /// Attempts that will not be recorded (the queue stayed full, or shutdown with the store
+    /// failing).
+    pub fn dropped(&self, n: i64) {
+        self.add(ATTEMPTS_DROPPED, n);
+    }
+
     /// Attempts waiting to be written (queued, or in a write not yet committed).
     pub fn queue_depth(&self) -> i64 {
         self.get(QUEUE_DEPTH)
@@ -161,6 +168,12 @@ impl Metrics {
             out,
             "deadbolt_attempts_written_total {}",
             g(ATTEMPTS_WRITTEN)
+        );
+        let _ = writeln!(out, "# HELP deadbolt_attempts_dropped_total Attempts answered but not recorded (queue full past its wait, or shutdown with the store failing).\n# TYPE deadbolt_attempts_dropped_total counter");
+        let _ = writeln!(
+            out,
+            "deadbolt_attempts_dropped_total {}",
+            g(ATTEMPTS_DROPPED)
         );
         out
     }

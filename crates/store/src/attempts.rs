@@ -107,6 +107,28 @@ impl AttemptBatch {
     }
 }
 
+impl AttemptBatch {
+    /// How many attempts it holds.
+    pub fn len(&self) -> usize {
+        self.write.runs.iter().map(|r| r.len as usize).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.write.runs.is_empty()
+    }
+
+    /// The applications it has attempts of.
+    pub fn app_ids(&self) -> impl Iterator<Item = &str> {
+        self.write
+            .runs
+            .iter()
+            .filter_map(|r| match r.params.first() {
+                Some(Val::Text(id)) => Some(id.as_str()),
+                _ => None,
+            })
+    }
+}
+
 /// A run as read: its first id, application and attempts.
 struct StoredRun {
     first_id: i64,

@@ -7,9 +7,9 @@ use crate::signal::ChangeSignal;
 use crate::StoreError;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_postgres::types::{IsNull, ToSql, Type};
 
 /// A parameter or column value: the only types the schema uses.
@@ -121,17 +121,50 @@ pub fn scalar(rows: &[Row]) -> Result<i64, StoreError> {
 /// A statement and its parameters.
 pub type Stmt = (&'static str, Vec<Val>);
 
-pub enum Engine {
+/// An engine, and how long anything may wait on it.
+pub struct Engine {
+    kind: Kind,
+    limits: Limits,
+}
+
+enum Kind {
     Sqlite(Sqlite),
     Postgres(deadpool_postgres::Pool),
 }
 
+/// The store deadline, and the last write that failed for want of the store (disk full, a
+/// read-only file system, the database file gone, PostgreSQL down): shown by `/readyz` until a
+/// write succeeds again.
+struct Limits {
+    timeout_ms: AtomicU64,
+    write_fault: Mutex<Option<(String, Instant)>>,
+}
+
+/// How long anything may wait on the store unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The attempt writer is not answering anybody: it may wait longer than a request, so that a
+/// write cut short by the deadline while the store was only slow is not written twice.
+const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Engine {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let config: tokio_postgres::Config = url
+            let mut config: tokio_postgres::Config = url
                 .parse()
                 .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+            // A server that accepts the connection and then says nothing (frozen, or a SYN
+            // backlog in front of a dead one) must not hold a pool slot for ever.
+            if config.get_connect_timeout().is_none() {
+                config.connect_timeout(Duration::from_secs(5));
+            }
+            // A change acknowledged to a person must survive a crash of PostgreSQL too, whatever
+            // the cluster's default: commits wait for the WAL flush. (Attempts, written in bulk,
+            // opt out per transaction, as they do on SQLite.)
+            let options = match config.get_options() {
+                Some(o) if !o.is_empty() => format!("{o} -c synchronous_commit=on"),
+                _ => "-c synchronous_commit=on".to_string(),
+            };
+            config.options(&options);
             let manager = deadpool_postgres::Manager::from_config(
                 config,
                 tokio_postgres::NoTls,
@@ -146,7 +179,7 @@ impl Engine {
                 .runtime(deadpool_postgres::Runtime::Tokio1)
                 .build()
                 .map_err(|e| StoreError::Config(e.to_string()))?;
-            let engine = Engine::Postgres(pool);
+            let engine = Engine::new(Kind::Postgres(pool));
             engine.migrate().await?;
             Ok(engine)
         } else if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -155,12 +188,15 @@ impl Engine {
                 path if !path.is_empty() => SqliteTarget::File(PathBuf::from(path)),
                 _ => return Err(StoreError::Config(format!("invalid SQLite URL {url:?}"))),
             };
-            let engine = Engine::Sqlite(
+            let engine = Engine::new(Kind::Sqlite(
                 tokio::task::spawn_blocking(move || Sqlite::open(target))
                     .await
                     .map_err(join)??,
-            );
+            ));
             engine.migrate().await?;
+            if let Kind::Sqlite(s) = &engine.kind {
+                s.after_migrations();
+            }
             Ok(engine)
         } else {
             Err(StoreError::Config(format!(
@@ -169,32 +205,112 @@ impl Engine {
         }
     }
 
+    fn new(kind: Kind) -> Self {
+        Self {
+            kind,
+            limits: Limits {
+                timeout_ms: AtomicU64::new(DEFAULT_TIMEOUT.as_millis() as u64),
+                write_fault: Mutex::new(None),
+            },
+        }
+    }
+
     /// The SQLite file, when the store is one.
     pub fn sqlite_path(&self) -> Option<&Path> {
-        match self {
-            Engine::Sqlite(s) => s.path.as_deref(),
-            Engine::Postgres(_) => None,
+        match &self.kind {
+            Kind::Sqlite(s) => s.path.as_deref(),
+            Kind::Postgres(_) => None,
         }
     }
 
     pub fn is_postgres(&self) -> bool {
-        matches!(self, Engine::Postgres(_))
+        matches!(self.kind, Kind::Postgres(_))
+    }
+
+    /// How long a request may wait on the store before it is told the store is unavailable.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_timeout(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.limits.timeout_ms.store(ms, Ordering::Relaxed);
+        if let Kind::Sqlite(s) = &self.kind {
+            s.set_busy_timeout(Duration::from_millis(ms));
+        }
+    }
+
+    /// Why the last write failed and how long ago, while no write has succeeded since.
+    pub fn write_fault(&self) -> Option<(String, Duration)> {
+        lock_fault(&self.limits.write_fault)
+            .as_ref()
+            .map(|(m, at)| (m.clone(), at.elapsed()))
+    }
+
+    /// Whether the file the store was opened on is still the one at its path (SQLite), checked
+    /// now; always fine on PostgreSQL.
+    pub fn file_identity(&self) -> Result<(), StoreError> {
+        match &self.kind {
+            Kind::Sqlite(s) => s.identity.check(),
+            Kind::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Remembers how a write ended, for `/readyz`, and says so in the log when it changes.
+    fn note_write<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut fault = lock_fault(&self.limits.write_fault);
+        match &r {
+            Ok(_) if fault.is_some() => {
+                tracing::info!("the store takes writes again");
+                *fault = None;
+            }
+            Err(StoreError::Unavailable(m)) => {
+                if fault.as_ref().map(|(f, _)| f) != Some(m) {
+                    tracing::error!(error = %m, "a write to the store failed: changes are refused until it takes writes again");
+                }
+                *fault = Some((m.clone(), Instant::now()));
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// Runs `work`, or fails as unavailable when it takes longer than `limit`.
+    async fn bounded<T>(
+        limit: Duration,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                limit.as_millis()
+            )))
+        })
     }
 
     /// Runs a read-only query.
     pub async fn query(&self, sql: &'static str, params: Vec<Val>) -> Result<Vec<Row>, StoreError> {
-        match self {
-            Engine::Sqlite(s) => {
+        let limit = self.timeout();
+        match &self.kind {
+            Kind::Sqlite(s) => {
+                s.identity.check_now_and_then()?;
                 let conn = s.reader();
-                blocking(move || {
-                    let conn = lock(&conn);
-                    sqlite_query(&conn, sql, &params)
-                })
+                let until = Instant::now() + limit;
+                Self::bounded(
+                    limit,
+                    blocking(move || {
+                        let conn = lock_until(&conn, until)?;
+                        sqlite_query(&conn, sql, &params)
+                    }),
+                )
                 .await
             }
-            Engine::Postgres(pool) => {
-                let client = pool.get().await.map_err(pg_pool)?;
-                pg_query(&client, sql, &params).await
+            Kind::Postgres(pool) => {
+                Self::bounded(limit, async {
+                    let client = pool.get().await.map_err(pg_pool)?;
+                    pg_query(&client, sql, &params).await
+                })
+                .await
             }
         }
     }
@@ -209,93 +325,120 @@ impl Engine {
     }
 
     /// The change counter when it can be had without waiting: on SQLite, from the change signal
-    /// or the local file (a read of a few pages at most); `None` on PostgreSQL.
+    /// or the local file (a read of a few pages at most); `None` on PostgreSQL, and when the
+    /// probe connection is busy or fails (the caller then asks with the deadline).
     pub fn change_counter_at_hand(&self, sql: &'static str) -> Option<Result<i64, StoreError>> {
-        let Engine::Sqlite(s) = self else {
+        let Kind::Sqlite(s) = &self.kind else {
             return None;
         };
+        if let Err(e) = s.identity.check_now_and_then() {
+            return Some(Err(e));
+        }
         let signal = s.signal.load();
         if let Some(v) = s.signal.remembered(signal) {
             return Some(Ok(v));
         }
-        let v = sqlite_query(&lock(&s.probe), sql, &[]).and_then(|rows| scalar(&rows));
-        if let Ok(v) = v {
-            s.signal.remember(signal, v);
-        }
-        Some(v)
+        // Never wait on a runtime thread: another check holding the probe is reading the same
+        // counter, and a probe that fails is retried below the deadline.
+        let probe = s.probe.try_lock().ok()?;
+        let v = sqlite_query(&probe, sql, &[])
+            .and_then(|rows| scalar(&rows))
+            .ok()?;
+        s.signal.remember(signal, v);
+        Some(Ok(v))
     }
 
     /// Inserts each run with `run_sql`, giving it the ids after the largest given so far, then
     /// runs the `after` statements; one transaction. Writers take turns (SQLite: the write lock;
     /// PostgreSQL: an advisory lock), so runs never share an id. On SQLite the commit is not
-    /// fsync'd by itself (see [`Sqlite::bulk`]).
+    /// fsync'd by itself (see [`Sqlite::bulk`]). Bounded by a longer deadline than requests:
+    /// nobody waits on it, and a write cut short might still commit and then be written twice.
     pub async fn append_runs(&self, write: Arc<RunsWrite>) -> Result<(), StoreError> {
-        match self {
-            Engine::Sqlite(s) => {
+        let limit = BACKGROUND_TIMEOUT.max(self.timeout());
+        let r = match &self.kind {
+            Kind::Sqlite(s) => {
+                s.identity.check()?;
                 let conn = s.bulk.clone();
-                blocking(move || {
-                    let mut conn = lock(&conn);
-                    let tx = conn
-                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                        .map_err(sqlite_err)?;
+                let identity = s.identity.clone();
+                let until = Instant::now() + limit;
+                Self::bounded(
+                    limit,
+                    blocking(move || {
+                        let mut conn = lock_until(&conn, until)?;
+                        // Past the deadline the writer has been told it failed and will write
+                        // the batch again: this try must not commit it too.
+                        let commit_by = until;
+                        let tx = conn
+                            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                            .map_err(sqlite_err)?;
+                        let last: Option<i64> = tx
+                            .query_row(write.last_id_sql, [], |r| r.get(0))
+                            .map_err(sqlite_err)?;
+                        let mut next = last.unwrap_or(0) + 1;
+                        let mut run = tx.prepare_cached(write.run_sql).map_err(sqlite_err)?;
+                        for r in &write.runs {
+                            let head = [Val::Int(next + r.len - 1), Val::Int(next)];
+                            run.execute(rusqlite::params_from_iter(
+                                head.iter().chain(r.params.iter()),
+                            ))
+                            .map_err(sqlite_err)?;
+                            next += r.len;
+                        }
+                        drop(run);
+                        for (sql, rows) in &write.after {
+                            let mut stmt = tx.prepare_cached(sql).map_err(sqlite_err)?;
+                            for params in rows {
+                                stmt.execute(rusqlite::params_from_iter(params.iter()))
+                                    .map_err(sqlite_err)?;
+                            }
+                        }
+                        past(commit_by)?;
+                        tx.commit().map_err(sqlite_err)?;
+                        // Committed into a file nobody will open again is not recorded.
+                        identity.check()
+                    }),
+                )
+                .await
+            }
+            Kind::Postgres(pool) => {
+                Self::bounded(limit, async {
+                    let mut client = pool.get().await.map_err(pg_pool)?;
+                    let tx = client.transaction().await.map_err(pg_err)?;
+                    // Replicas writing at once take turns: each reads the largest id after the
+                    // last one committed.
+                    tx.batch_execute(
+                        "SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(7262736502)",
+                    )
+                    .await
+                    .map_err(pg_err)?;
                     let last: Option<i64> = tx
-                        .query_row(write.last_id_sql, [], |r| r.get(0))
-                        .map_err(sqlite_err)?;
+                        .query_one(write.last_id_sql, &[])
+                        .await
+                        .map_err(pg_err)?
+                        .get(0);
                     let mut next = last.unwrap_or(0) + 1;
-                    let mut run = tx.prepare_cached(write.run_sql).map_err(sqlite_err)?;
+                    let run = tx.prepare_cached(write.run_sql).await.map_err(pg_err)?;
                     for r in &write.runs {
                         let head = [Val::Int(next + r.len - 1), Val::Int(next)];
-                        run.execute(rusqlite::params_from_iter(
-                            head.iter().chain(r.params.iter()),
-                        ))
-                        .map_err(sqlite_err)?;
+                        tx.execute(&run, &pg_params(head.iter().chain(&r.params)))
+                            .await
+                            .map_err(pg_err)?;
                         next += r.len;
                     }
-                    drop(run);
                     for (sql, rows) in &write.after {
-                        let mut stmt = tx.prepare_cached(sql).map_err(sqlite_err)?;
+                        let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
                         for params in rows {
-                            stmt.execute(rusqlite::params_from_iter(params.iter()))
-                                .map_err(sqlite_err)?;
+                            tx.execute(&stmt, &pg_params(params))
+                                .await
+                                .map_err(pg_err)?;
                         }
                     }
-                    tx.commit().map_err(sqlite_err)
+                    tx.commit().await.map_err(pg_err)
                 })
                 .await
             }
-            Engine::Postgres(pool) => {
-                let mut client = pool.get().await.map_err(pg_pool)?;
-                let tx = client.transaction().await.map_err(pg_err)?;
-                // Replicas writing at once take turns: each reads the largest id after the last
-                // one committed.
-                tx.execute("SELECT pg_advisory_xact_lock(7262736502)", &[])
-                    .await
-                    .map_err(pg_err)?;
-                let last: Option<i64> = tx
-                    .query_one(write.last_id_sql, &[])
-                    .await
-                    .map_err(pg_err)?
-                    .get(0);
-                let mut next = last.unwrap_or(0) + 1;
-                let run = tx.prepare_cached(write.run_sql).await.map_err(pg_err)?;
-                for r in &write.runs {
-                    let head = [Val::Int(next + r.len - 1), Val::Int(next)];
-                    tx.execute(&run, &pg_params(head.iter().chain(&r.params)))
-                        .await
-                        .map_err(pg_err)?;
-                    next += r.len;
-                }
-                for (sql, rows) in &write.after {
-                    let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
-                    for params in rows {
-                        tx.execute(&stmt, &pg_params(params))
-                            .await
-                            .map_err(pg_err)?;
-                    }
-                }
-                tx.commit().await.map_err(pg_err)
-            }
-        }
+        };
+        self.note_write(r)
     }
 
     /// Runs a write, committed (and on SQLite, synced) before it returns.
@@ -304,43 +447,65 @@ impl Engine {
         Ok(out.pop().unwrap_or_default())
     }
 
-    /// Runs statements in one transaction; returns each statement's rows.
+    /// Runs statements in one transaction; returns each statement's rows. `Ok` means committed
+    /// to stable storage of the store this engine was opened on; anything short of that (the
+    /// deadline passed, the SQLite file deleted or replaced meanwhile, the disk full) is an
+    /// error. The deadline grows with the work (a millisecond a statement): a large import is
+    /// slow, not stuck.
     pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, StoreError> {
-        match self {
-            Engine::Sqlite(s) => {
+        let limit = self.timeout() + Duration::from_millis(stmts.len() as u64);
+        let r = match &self.kind {
+            Kind::Sqlite(s) => {
                 let conn = s.writer.clone();
                 let signal = s.signal.clone();
-                blocking(move || {
-                    let mut conn = lock(&conn);
-                    let tx = conn
-                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                        .map_err(sqlite_err)?;
+                let identity = s.identity.clone();
+                let started = Instant::now();
+                let wait_until = started + self.timeout();
+                Self::bounded(
+                    limit,
+                    blocking(move || {
+                        identity.check()?;
+                        let mut conn = lock_until(&conn, wait_until)?;
+                        let tx = conn
+                            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                            .map_err(sqlite_err)?;
+                        let mut out = Vec::with_capacity(stmts.len());
+                        for (sql, params) in &stmts {
+                            out.push(sqlite_query(&tx, sql, params)?);
+                        }
+                        // The caller was told "unavailable" at the deadline: then nothing is
+                        // committed (dropping the transaction rolls it back).
+                        past(started + limit)?;
+                        tx.commit().map_err(sqlite_err)?;
+                        signal.bump();
+                        // The path may have been pointed elsewhere while we wrote: then what was
+                        // committed is in a file this store will never be opened on again.
+                        identity.check()?;
+                        Ok(out)
+                    }),
+                )
+                .await
+            }
+            Kind::Postgres(pool) => {
+                Self::bounded(limit, async {
+                    let mut client = pool.get().await.map_err(pg_pool)?;
+                    let tx = client.transaction().await.map_err(pg_err)?;
                     let mut out = Vec::with_capacity(stmts.len());
                     for (sql, params) in &stmts {
-                        out.push(sqlite_query(&tx, sql, params)?);
+                        out.push(pg_query(&tx, sql, params).await?);
                     }
-                    tx.commit().map_err(sqlite_err)?;
-                    signal.bump();
+                    tx.commit().await.map_err(pg_err)?;
                     Ok(out)
                 })
                 .await
             }
-            Engine::Postgres(pool) => {
-                let mut client = pool.get().await.map_err(pg_pool)?;
-                let tx = client.transaction().await.map_err(pg_err)?;
-                let mut out = Vec::with_capacity(stmts.len());
-                for (sql, params) in &stmts {
-                    out.push(pg_query(&tx, sql, params).await?);
-                }
-                tx.commit().await.map_err(pg_err)?;
-                Ok(out)
-            }
-        }
+        };
+        self.note_write(r)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Engine::Sqlite(s) => {
+        match &self.kind {
+            Kind::Sqlite(s) => {
                 let conn = s.writer.clone();
                 blocking(move || {
                     let mut conn = lock(&conn);
@@ -367,7 +532,7 @@ impl Engine {
                 })
                 .await
             }
-            Engine::Postgres(pool) => {
+            Kind::Postgres(pool) => {
                 let mut client = pool.get().await.map_err(pg_pool)?;
                 let tx = client.transaction().await.map_err(pg_err)?;
                 // Replicas starting together apply migrations one at a time.
@@ -408,7 +573,13 @@ enum SqliteTarget {
 }
 
 /// SQLite: one writer connection (SQLite has one writer at a time anyway) and a few readers,
-/// in WAL mode so readers never wait for the writer. Every commit is fsync'd (`synchronous=FULL`).
+/// in WAL mode so readers never wait for the writer.
+///
+/// Durability: the writer runs with `synchronous=FULL`. In WAL mode a commit is a write to the
+/// WAL file; `NORMAL` would already survive `kill -9` of the server (the write has reached the
+/// kernel), but not a power cut or a kernel crash before the next checkpoint. `FULL` fsyncs the
+/// WAL at every commit, so a change acknowledged to a person survives both: what DESIGN.md
+/// calls durable. Attempts use their own connection with `NORMAL` (see `bulk`).
 pub struct Sqlite {
     path: Option<PathBuf>,
     writer: Arc<Mutex<rusqlite::Connection>>,
@@ -421,12 +592,16 @@ pub struct Sqlite {
     /// (`synchronous=NORMAL`): a crash of the process loses nothing, a power cut the last batches.
     bulk: Arc<Mutex<rusqlite::Connection>>,
     next: AtomicUsize,
+    /// The file the connections have open, to notice when the path names another one.
+    identity: Arc<FileIdentity>,
+    /// Whether the database file was created by this process (its WAL and SHM then get its mode).
+    created: bool,
 }
 
 impl Sqlite {
     fn open(target: SqliteTarget) -> Result<Self, StoreError> {
         let configure = |c: &rusqlite::Connection| -> Result<(), StoreError> {
-            c.busy_timeout(Duration::from_secs(5)).map_err(sqlite_err)?;
+            c.busy_timeout(DEFAULT_TIMEOUT).map_err(sqlite_err)?;
             // A 64 MiB page cache per connection: imports and lookups over millions of accounts
             // otherwise spend their time re-reading B-tree pages. Statement journals (an upsert
             // in a transaction writes one) stay in memory instead of a temporary file.
@@ -448,13 +623,22 @@ impl Sqlite {
                     signal: Arc::new(ChangeSignal::local()),
                     writer,
                     next: AtomicUsize::new(0),
+                    identity: Arc::new(FileIdentity::none()),
+                    created: false,
                 })
             }
             SqliteTarget::File(path) => {
+                // Created here, owner-only, before SQLite sees it: SQLite would create it with
+                // 0644 less the umask, and it holds emails, phones, IPs and password hashes.
+                let created = create_private(&path)?;
+                if !created {
+                    warn_if_readable_by_others(&path);
+                }
                 let writer = rusqlite::Connection::open(&path).map_err(|e| {
                     StoreError::Config(format!("cannot open {}: {e}", path.display()))
                 })?;
                 configure(&writer)?;
+                let identity = Arc::new(FileIdentity::of(&path)?);
                 let mode: String = writer
                     .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
                     .map_err(sqlite_err)?;
@@ -482,7 +666,47 @@ impl Sqlite {
                     bulk: Arc::new(Mutex::new(bulk)),
                     signal,
                     next: AtomicUsize::new(0),
+                    identity,
+                    created,
                 })
+            }
+        }
+    }
+
+    /// SQLite gives the WAL and SHM files the database file's mode; should an older file have
+    /// left them wider, a database created here makes them owner-only too. Of an existing
+    /// database, wider files are only warned about (the operator may share them on purpose).
+    fn after_migrations(&self) {
+        let Some(path) = &self.path else { return };
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            if !p.exists() {
+                continue;
+            }
+            if self.created {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    if let Err(e) =
+                        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    {
+                        tracing::warn!(path = %p.display(), error = %e, "cannot make the file owner-only");
+                    }
+                }
+            } else {
+                warn_if_readable_by_others(&p);
+            }
+        }
+    }
+
+    fn set_busy_timeout(&self, d: Duration) {
+        let mut all = vec![&self.writer, &self.probe, &self.bulk];
+        all.extend(self.readers.iter());
+        for c in all {
+            if let Err(e) = lock(c).busy_timeout(d) {
+                tracing::warn!(error = %e, "cannot set SQLite's busy timeout");
             }
         }
     }
@@ -491,6 +715,139 @@ impl Sqlite {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         self.readers[i].clone()
     }
+}
+
+/// Creates `path` with mode 0600 when it does not exist; whether it did not.
+fn create_private(path: &Path) -> Result<bool, StoreError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(StoreError::Config(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Warns when a file holding personal data can be read by others than its owner.
+pub fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "this file holds personal data and is readable by group or others: chmod 600 it"
+                );
+            }
+        }
+    }
+}
+
+/// The identity (device and inode) of the SQLite file a store opened. A file deleted or
+/// replaced underneath a running server keeps being written through the open connections, into
+/// a file no one will open again: such writes must not be acknowledged.
+struct FileIdentity {
+    /// `None` for an in-memory store.
+    file: Option<(PathBuf, u64, u64)>,
+    /// Milliseconds after `base` of the last check, and whether it failed: reads check at most
+    /// every few hundred milliseconds (a stat per check would be wasted work).
+    checked_ms: AtomicU64,
+    failed: std::sync::atomic::AtomicBool,
+    base: Instant,
+}
+
+/// How often reads re-check the database file's identity.
+const IDENTITY_EVERY: Duration = Duration::from_millis(200);
+
+impl FileIdentity {
+    fn none() -> Self {
+        Self {
+            file: None,
+            checked_ms: AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicBool::new(false),
+            base: Instant::now(),
+        }
+    }
+
+    fn of(path: &Path) -> Result<Self, StoreError> {
+        let (dev, ino) = dev_ino(path)
+            .map_err(|e| StoreError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Ok(Self {
+            file: Some((path.to_path_buf(), dev, ino)),
+            ..Self::none()
+        })
+    }
+
+    /// Checks now.
+    fn check(&self) -> Result<(), StoreError> {
+        let Some((path, dev, ino)) = &self.file else {
+            return Ok(());
+        };
+        let r = match dev_ino(path) {
+            Ok(now) if now == (*dev, *ino) => Ok(()),
+            Ok(_) => Err(StoreError::Unavailable(format!(
+                "the database file {} was replaced while the server was running: restart it on the file you mean",
+                path.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::Unavailable(format!(
+                    "the database file {} was deleted while the server was running",
+                    path.display()
+                )))
+            }
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "cannot check the database file {}: {e}",
+                path.display()
+            ))),
+        };
+        let was = self.failed.swap(r.is_err(), Ordering::Relaxed);
+        match &r {
+            Err(e) if !was => tracing::error!(error = %e, "the store's database file is gone"),
+            Ok(()) if was => tracing::info!("the store's database file is back"),
+            _ => {}
+        }
+        self.checked_ms.store(self.elapsed_ms(), Ordering::Relaxed);
+        r
+    }
+
+    /// Checks when the last check is older than [`IDENTITY_EVERY`]; else repeats its outcome.
+    fn check_now_and_then(&self) -> Result<(), StoreError> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        let last = self.checked_ms.load(Ordering::Relaxed);
+        if self.elapsed_ms().saturating_sub(last) >= IDENTITY_EVERY.as_millis() as u64 {
+            return self.check();
+        }
+        if self.failed.load(Ordering::Relaxed) {
+            return self.check();
+        }
+        Ok(())
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(unix)]
+fn dev_ino(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn dev_ino(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::metadata(path).map(|_| (0, 0))
 }
 
 /// The change-signal file of the store at `db`: `deadbolt.db` → `deadbolt.db-signal`.
@@ -503,6 +860,45 @@ fn signal_path(db: &Path) -> PathBuf {
 fn lock(m: &Mutex<rusqlite::Connection>) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
     // A panic while holding the connection leaves no half-done transaction (rusqlite rolls back
     // on drop), so the connection is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes the connection, or gives up at `until`: a store stuck in one call (a frozen disk) does
+/// not collect a thread per request waiting behind it.
+fn lock_until(
+    m: &Mutex<rusqlite::Connection>,
+    until: Instant,
+) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, StoreError> {
+    let mut pause = Duration::from_micros(50);
+    loop {
+        match m.try_lock() {
+            Ok(g) => return Ok(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => return Ok(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if Instant::now() >= until {
+            return Err(StoreError::Unavailable(
+                "the store is busy: no connection within the deadline".into(),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(2));
+    }
+}
+
+/// An error once `deadline` has passed.
+fn past(deadline: Instant) -> Result<(), StoreError> {
+    if Instant::now() >= deadline {
+        return Err(StoreError::Unavailable(
+            "the store deadline passed before the commit".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn lock_fault(
+    m: &Mutex<Option<(String, Instant)>>,
+) -> std::sync::MutexGuard<'_, Option<(String, Instant)>> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

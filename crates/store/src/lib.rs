@@ -26,6 +26,7 @@ use thiserror::Error;
 
 pub use accounts::Collision;
 pub use attempts::AttemptBatch;
+pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};
 pub use model::*;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -46,6 +47,43 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A write failure this recent makes the store not ready without trying another write.
+const WRITE_FAULT_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why the store cannot be relied on now; the error inside has the details (for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// The SQLite file was deleted or replaced underneath the server.
+    FileGone(StoreError),
+    /// No answer within the deadline, or an error.
+    Unreachable(StoreError),
+    /// Reads work, writes fail (disk full, read-only file system).
+    NotWritable(StoreError),
+}
+
+impl NotReady {
+    /// What may be said about it to anyone who asks (`/readyz`), without internal details.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NotReady::FileGone(_) => {
+                "the database file was deleted or replaced while the server was running"
+            }
+            NotReady::Unreachable(_) => {
+                "the store is unreachable or does not answer within its deadline"
+            }
+            NotReady::NotWritable(_) => {
+                "the store does not take writes (disk full, read-only or unavailable)"
+            }
+        }
+    }
+
+    pub fn detail(&self) -> &StoreError {
+        match self {
+            NotReady::FileGone(e) | NotReady::Unreachable(e) | NotReady::NotWritable(e) => e,
+        }
+    }
+}
 
 fn ms(t: DateTime<Utc>) -> Val {
     Val::Int(t.timestamp_millis())
@@ -127,6 +165,35 @@ impl Store {
     /// Reads the change counter from the store itself, whatever is remembered: a health probe.
     pub async fn ping(&self) -> Result<i64> {
         engine::scalar(&self.engine.query(VERSION_SQL, vec![]).await?)
+    }
+
+    /// How long a request may wait on the store (default 2 s) before it is answered 503.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.engine.timeout()
+    }
+
+    pub fn set_timeout(&self, d: std::time::Duration) {
+        self.engine.set_timeout(d);
+    }
+
+    /// Whether the store can answer and take changes now: its file is still the one it was
+    /// opened on (SQLite), it answers within the deadline, and no write failed in the last
+    /// seconds; after an older failure, a write must succeed now (a no-op update of the change
+    /// counter: the smallest write, so it may find room a larger one would not). The error says
+    /// why not.
+    pub async fn readiness(&self) -> Result<(), NotReady> {
+        self.engine.file_identity().map_err(NotReady::FileGone)?;
+        self.ping().await.map_err(NotReady::Unreachable)?;
+        if let Some((fault, age)) = self.engine.write_fault() {
+            if age < WRITE_FAULT_FRESH {
+                return Err(NotReady::NotWritable(StoreError::Unavailable(fault)));
+            }
+            self.engine
+                .write("UPDATE store_version SET v = v WHERE id = 1", vec![])
+                .await
+                .map_err(NotReady::NotWritable)?;
+        }
+        Ok(())
     }
 
     /// Runs a query and maps its first row, if any.

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::{header, read_body, MAX_CHECK_BODY};
 use crate::check::{CheckService, HeaderContext};
+use crate::error::Error;
 use std::sync::Arc;
 
 /// A request header asking for the deciding rule in [`REASON`].
@@ -28,13 +29,24 @@ pub async fn check(State(checks): State<Arc<CheckService>>, request: Request) ->
             user_agent: header(&headers, "user-agent").map(String::from),
             device_location: header(&headers, "x-nl3-device-location").map(String::from),
         };
-        checks
-            .check(
+        // Each store call has the store deadline; so has the check as a whole, so that a few
+        // slow calls in a row do not add up to a hang.
+        let deadline = checks.db.store.timeout();
+        tokio::time::timeout(
+            deadline,
+            checks.check(
                 header(&headers, "x-nl3-authorization-token"),
                 &bytes,
                 context,
-            )
-            .await
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Unavailable(format!(
+                "the check took longer than the store deadline ({} ms)",
+                deadline.as_millis()
+            )))
+        })
     }
     .await;
     checks.metrics.observe(started.elapsed());

@@ -48,6 +48,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/nl3/api/v1/sdk/status", get(sdk::status))
         .route("/nl3/api/v1/sdk/attempts", get(sdk::attempts))
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .merge(crate::portal::router())
         .fallback(|| async { Error::NotFound("route".into()) })
@@ -103,9 +104,35 @@ fn normalize_path(mut req: axum::extract::Request) -> axum::extract::Request {
     req
 }
 
-async fn health(State(s): State<ApiState>) -> Result<Json<serde_json::Value>> {
-    let version = s.db.store.ping().await?;
-    Ok(Json(json!({"status": "ok", "store_version": version})))
+/// The process is alive and serving: 200 whatever the store does (`/readyz` says whether it
+/// can be relied on).
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Whether this server can answer checks and take changes now: 200, or 503 with the reasons
+/// (the store unreachable or past its deadline, its file gone or replaced, its last write
+/// failed, the attempt writer stalled or its queue above the high-water mark).
+async fn ready(State(s): State<ApiState>) -> Response {
+    let mut reasons = Vec::new();
+    if let Err(e) = s.db.store.readiness().await {
+        tracing::warn!(error = %e.detail(), "not ready: {}", e.reason());
+        reasons.push(e.reason().to_string());
+    }
+    if let Some(r) = crate::attempts::writer_trouble(&s.checks.attempts) {
+        reasons.push(r);
+    }
+    if reasons.is_empty() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "unavailable", "message": reasons.join("; "), "reasons": reasons}),
+            ),
+        )
+            .into_response()
+    }
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {

@@ -314,8 +314,9 @@ async fn graceful_stop_writes_every_queued_attempt() {
 }
 
 #[tokio::test]
-async fn a_full_attempt_queue_makes_checks_wait_and_loses_nothing() {
-    // Two places in the queue, 40 checks at once: most find it full and wait for the writer.
+async fn a_full_attempt_queue_never_holds_a_check_and_counts_what_it_drops() {
+    // Two places in the queue, 40 checks at once: some may find it full; they wait a moment,
+    // then answer, and an attempt that found no room is counted as dropped, never lost unseen.
     let (t, key) = setup_with(|c| c.attempt_queue = 2).await;
     let t = Arc::new(t);
     let mut checks = tokio::task::JoinSet::new();
@@ -330,11 +331,26 @@ async fn a_full_attempt_queue_makes_checks_wait_and_loses_nothing() {
         );
     }
     let t = Arc::into_inner(t).unwrap();
+    let metrics = t
+        .http
+        .get(format!("{}/metrics", t.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("deadbolt_attempts_dropped_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
     let db = t.db.clone();
     t.stop().await;
     let app = db.store.application_by_issuer(ISS).await.unwrap().unwrap();
     assert_eq!(
-        db.store.recent_attempts(&app.id, 1000).await.unwrap().len(),
+        db.store.recent_attempts(&app.id, 1000).await.unwrap().len() + dropped,
         40
     );
 }
@@ -418,8 +434,15 @@ async fn a_store_that_cannot_answer_gives_503_never_a_guess() {
         .send()
         .await
         .unwrap();
-    assert_eq!(health.status(), 503);
-    let text = health.text().await.unwrap();
+    assert_eq!(health.status(), 200, "the process is alive");
+    let ready = t
+        .http
+        .get(format!("{}/readyz", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.unwrap();
     assert!(
         !text.contains("store_version"),
         "internal details stay in the log: {text}"

@@ -48,7 +48,7 @@ impl TestApp {
         Some(Self::spawn_on(url, dir, key, |_| {}).await)
     }
 
-    async fn spawn_on(
+    pub async fn spawn_on(
         db_url: String,
         dir: tempfile::TempDir,
         key: MasterKeySource,

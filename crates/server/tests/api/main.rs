@@ -6,6 +6,7 @@
 mod checks;
 mod cli;
 mod decisions;
+mod faults;
 mod fidelity;
 mod helpers;
 mod isolation;

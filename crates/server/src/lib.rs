@@ -137,7 +137,9 @@ impl Application {
             writer,
             ..
         } = self;
-        axum::serve(listener, router)
+        // The client's address is known to handlers (the portal throttles sign-ins by it).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
         // The router (and with it every queue handle) is gone: the writer drains and ends.

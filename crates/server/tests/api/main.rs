@@ -6,6 +6,9 @@
 mod checks;
 mod cli;
 mod decisions;
+mod first_run;
 mod helpers;
 mod isolation;
+mod portal;
 mod sdk;
+mod throttling;

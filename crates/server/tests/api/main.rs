@@ -9,6 +9,7 @@ mod decisions;
 mod first_run;
 mod helpers;
 mod isolation;
+mod logs;
 mod portal;
 mod sdk;
 mod throttling;

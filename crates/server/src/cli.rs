@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// Checks per second per application (bursts of twice that); 0 for no limit.
     #[arg(long, env = "DEADBOLT_RATE_LIMIT", default_value_t = 10_000)]
     pub rate_limit: u32,
+    /// Serve Prometheus metrics at /metrics on this address (such as 127.0.0.1:9090); off
+    /// when not given. Never on the public address.
+    #[arg(long, env = "DEADBOLT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -575,12 +579,16 @@ impl Cli {
             public_url: args.public_url.clone(),
             master_key: self.key_source(),
             rate_limit: args.rate_limit,
+            metrics_listen: args.metrics_listen.clone(),
             ..Config::new(&self.db)
         };
         let app = Application::build(config, Arc::new(SystemClock)).await?;
         let url = format!("http://{}", app.addr());
         let mut out =
             json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences()});
+        if let Some(m) = app.metrics_addr() {
+            out["metrics"] = json!(format!("http://{m}/metrics"));
+        }
         if let Some(Demo { app_id, key }) = demo {
             let exe = std::env::current_exe()
                 .map(|p| p.display().to_string())

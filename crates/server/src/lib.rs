@@ -34,6 +34,8 @@ pub struct Config {
     pub rate_limit: u32,
     /// Attempts that may wait for the writer before checks wait for it.
     pub attempt_queue: usize,
+    /// Where `/metrics` is served: its own address, never the public one. `None`: not served.
+    pub metrics_listen: Option<String>,
 }
 
 impl Config {
@@ -45,6 +47,7 @@ impl Config {
             master_key: MasterKeySource::default(),
             rate_limit: 10_000,
             attempt_queue: 100_000,
+            metrics_listen: None,
         }
     }
 }
@@ -55,6 +58,7 @@ pub struct Application {
     audiences: Vec<String>,
     db: Deadbolt,
     router: axum::Router,
+    metrics: Option<(tokio::net::TcpListener, axum::Router)>,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -94,6 +98,15 @@ impl Application {
             attempts: queue,
             metrics: metrics.clone(),
         });
+        let metrics_listener = match &config.metrics_listen {
+            Some(at) => Some((
+                tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on {at} for metrics"))?,
+                api::metrics_router(metrics.clone()),
+            )),
+            None => None,
+        };
         let router = api::router(api::ApiState {
             db: db.clone(),
             checks,
@@ -105,6 +118,7 @@ impl Application {
             audiences,
             db,
             router,
+            metrics: metrics_listener,
             writer,
         })
     }
@@ -115,6 +129,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The audiences tokens may name.
@@ -134,14 +153,34 @@ impl Application {
         let Self {
             listener,
             router,
+            metrics,
             writer,
             ..
         } = self;
+        let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
+        let metrics = metrics.map(|(listener, router)| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let until = async move {
+                    let _ = stopped.changed().await;
+                };
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(until)
+                    .await
+                {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            })
+        });
         // The client's address is known to handlers (the portal throttles sign-ins by it).
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
+        let _ = stop_metrics.send(true);
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
         // The router (and with it every queue handle) is gone: the writer drains and ends.
         writer.await.context("attempt writer")?;
         Ok(())

@@ -48,7 +48,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/nl3/api/v1/sdk/status", get(sdk::status))
         .route("/nl3/api/v1/sdk/attempts", get(sdk::attempts))
         .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
         .merge(crate::portal::router())
         .fallback(|| async { Error::NotFound("route".into()) })
         .method_not_allowed_fallback(|| async {
@@ -73,12 +72,16 @@ async fn health(State(s): State<ApiState>) -> Result<Json<serde_json::Value>> {
     Ok(Json(json!({"status": "ok", "store_version": version})))
 }
 
-async fn metrics(State(s): State<ApiState>) -> Response {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
-        .into_response()
+/// `/metrics`, served on its own listener: what it tells (traffic, queue depths) is for the
+/// operator's monitoring, not for whoever reaches the public port.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics)
+}
+
+async fn render_metrics(State(m): State<Arc<Metrics>>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], m.render()).into_response()
 }
 
 /// Reads a body of at most `limit` bytes.

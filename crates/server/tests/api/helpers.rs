@@ -16,6 +16,8 @@ pub fn t0() -> DateTime<Utc> {
 pub struct TestApp {
     pub url: String,
     pub port: u16,
+    /// `/metrics` on its own listener, when the test configured one.
+    pub metrics_url: Option<String>,
     pub db: Deadbolt,
     pub db_url: String,
     pub clock: Arc<FakeClock>,
@@ -63,6 +65,7 @@ impl TestApp {
         let db = Deadbolt::open(&db_url, &key, clock.clone()).await.unwrap();
         let app = Application::build_with(config, db.clone()).await.unwrap();
         let port = app.port();
+        let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             app.run_until(async {
@@ -74,6 +77,7 @@ impl TestApp {
         Self {
             url: format!("http://127.0.0.1:{port}"),
             port,
+            metrics_url,
             db,
             db_url,
             clock,

@@ -195,3 +195,32 @@ async fn reset_requests_are_throttled_alike_for_known_and_unknown_addresses() {
         assert_eq!(wait_of(&page), 1);
     }
 }
+
+/// Sign-up and reset answer alike whether or not the address has an account: same status,
+/// same page, same headers.
+#[tokio::test]
+async fn answers_do_not_tell_who_has_an_account() {
+    let t = with_ann().await;
+    let mut http = Http::new(&t.url);
+    let csrf = http.pre_csrf().await;
+    for path in ["/reset", "/signup"] {
+        let known = http.post(path, &[("csrf", &csrf), ("email", ANN)]).await;
+        let unknown = http
+            .post(path, &[("csrf", &csrf), ("email", "nobody@example.test")])
+            .await;
+        assert_eq!(known.status, 200, "{}", known.body);
+        assert_eq!(known.status, unknown.status);
+        assert_eq!(known.body, unknown.body);
+        let headers = |p: &Page| {
+            let mut h: Vec<(String, String)> = p
+                .headers
+                .iter()
+                .filter(|(k, _)| *k != "date")
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                .collect();
+            h.sort();
+            h
+        };
+        assert_eq!(headers(&known), headers(&unknown));
+    }
+}

@@ -262,13 +262,69 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// The throttle's keys of a sign-in (or current-password check) for `email` from `client`.
-fn login_keys(portal: &Portal, email: &str, client: &ClientAddr) -> (Key, Key) {
-    (
-        portal.throttle.key("login", email, Policy::EMAIL),
-        portal
-            .throttle
-            .key("login-client", &client.0, Policy::CLIENT),
+/// The cookie of a browser that signed in to an address before: `<nonce>.<mac>`, the MAC over
+/// the nonce and the address under a key of this process.
+pub const DEVICE_COOKIE: &str = "deadbolt_device";
+const DEVICE_DAYS: i64 = 180;
+
+/// The counts a sign-in try (or a current-password check) for `email` goes through. A browser
+/// that signed in to this address before has a count of its own, so that a guesser elsewhere
+/// cannot make the owner wait; any other try counts against the address and the client.
+struct Tries {
+    keys: Vec<Key>,
+    /// Forgotten when the password is right.
+    forget: Vec<Key>,
+    /// The try taken back when the password is right.
+    undo: Vec<Key>,
+}
+
+fn login_tries(portal: &Portal, headers: &HeaderMap, email: &str, client: &ClientAddr) -> Tries {
+    if let Some(nonce) = known_device(portal, headers, email) {
+        let device = portal.throttle.key("login-device", nonce, Policy::EMAIL);
+        return Tries {
+            keys: vec![device],
+            forget: vec![device],
+            undo: vec![],
+        };
+    }
+    let address = portal.throttle.key("login", email, Policy::EMAIL);
+    let client = portal
+        .throttle
+        .key("login-client", &client.0, Policy::CLIENT);
+    Tries {
+        keys: vec![address, client],
+        forget: vec![address],
+        undo: vec![client],
+    }
+}
+
+fn device_mac(portal: &Portal, nonce: &str, email: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&portal.device_key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(nonce.as_bytes());
+    mac.update(b"\n");
+    mac.update(email.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// The nonce of the browser's device cookie, if it was issued for `email`.
+fn known_device<'a>(portal: &Portal, headers: &'a HeaderMap, email: &str) -> Option<&'a str> {
+    let (nonce, mac) = cookie(headers, DEVICE_COOKIE)?.split_once('.')?;
+    (nonce.len() <= 64 && same(mac, &device_mac(portal, nonce, email))).then_some(nonce)
+}
+
+/// A device cookie for `email`, set on a successful sign-in.
+fn device_cookie(s: &ApiState, portal: &Portal, email: &str) -> HeaderValue {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let nonce = URL_SAFE_NO_PAD.encode(b);
+    let value = format!("{nonce}.{}", device_mac(portal, &nonce, email));
+    set_cookie(
+        DEVICE_COOKIE,
+        &value,
+        DEVICE_DAYS * 24 * 3600,
+        secure(s, portal),
     )
 }
 
@@ -394,7 +450,7 @@ pub async fn login(
 ) -> Result<Response, PageError> {
     check_pre_csrf(&headers, &f.csrf)?;
     let email = deadbolt_store::normalize_email(&f.email);
-    let (email_key, client_key) = login_keys(&portal, &email, &client);
+    let tries = login_tries(&portal, &headers, &email, &client);
     let now = s.db.now();
     let fail = |status: StatusCode, msg: &str| {
         let page = LoginPage {
@@ -407,7 +463,7 @@ pub async fn login(
     };
     // Counted before the password is looked at: a burst of guesses is let in only as far as
     // the throttle allows, and the rest cost no hashing.
-    if let Err(wait) = portal.throttle.admit(&[&email_key, &client_key], now) {
+    if let Err(wait) = portal.throttle.admit(&tries.keys, now) {
         let mut res = fail(
             StatusCode::TOO_MANY_REQUESTS,
             &format!(
@@ -424,8 +480,13 @@ pub async fn login(
     let ok = portal.passwords.verify(&f.password, hash).await;
     match stored {
         Some((person_id, _)) if ok => {
-            portal.throttle.succeeded(&[&email_key], &[&client_key]);
-            start_session(&s, &portal, &headers, &person_id, "/").await
+            portal.throttle.succeeded(&tries.forget, &tries.undo);
+            let mut res = start_session(&s, &portal, &headers, &person_id, "/").await?;
+            if known_device(&portal, &headers, &email).is_none() {
+                res.headers_mut()
+                    .append(header::SET_COOKIE, device_cookie(&s, &portal, &email));
+            }
+            Ok(res)
         }
         _ => Ok(fail(StatusCode::UNAUTHORIZED, "Wrong email or password.")),
     }
@@ -555,7 +616,7 @@ async fn email_request(
             .throttle
             .key("email-request-client", &client.0, Policy::CLIENT),
     ];
-    if let Err(wait) = portal.throttle.admit(&[&keys[0], &keys[1]], s.db.now()) {
+    if let Err(wait) = portal.throttle.admit(&keys, s.db.now()) {
         let page = email_form(reset, f.csrf, false);
         let mut res = (StatusCode::TOO_MANY_REQUESTS, render(&page)?).into_response();
         retry_after(&mut res, wait);
@@ -587,7 +648,7 @@ pub(super) async fn send_link(
 ) -> Result<(), PageError> {
     let now = s.db.now();
     let key = portal.throttle.key("mail", email, Policy::MAIL);
-    if portal.throttle.admit(&[&key], now).is_err() {
+    if portal.throttle.admit(&[key], now).is_err() {
         tracing::warn!(
             purpose = purpose.as_str(),
             "email not sent: too many to this address"
@@ -874,8 +935,8 @@ pub async fn welcome(
         .await?;
     // A password set from an emailed link proves the address: its sign-in wait is over.
     portal.throttle.clear(&[
-        &portal.throttle.key("login", &email, Policy::EMAIL),
-        &portal.throttle.key("email-request", &email, Policy::EMAIL),
+        portal.throttle.key("login", &email, Policy::EMAIL),
+        portal.throttle.key("email-request", &email, Policy::EMAIL),
     ]);
     if let (LinkPurpose::AdminInvite, Some(c)) = (link.purpose, &link.company_id) {
         grant(
@@ -942,6 +1003,7 @@ pub async fn change_password(
     State(s): State<ApiState>,
     Extension(portal): Extension<Arc<Portal>>,
     client: ClientAddr,
+    headers: HeaderMap,
     me: Me,
     Form(f): Form<PasswordForm>,
 ) -> Result<Response, PageError> {
@@ -954,11 +1016,8 @@ pub async fn change_password(
     };
     // The current-password check is a sign-in: the same throttle, the same counts, so that a
     // stolen session cannot guess at the password here instead.
-    let (email_key, client_key) = login_keys(&portal, &me.person.email, &client);
-    if let Err(wait) = portal
-        .throttle
-        .admit(&[&email_key, &client_key], s.db.now())
-    {
+    let tries = login_tries(&portal, &headers, &me.person.email, &client);
+    if let Err(wait) = portal.throttle.admit(&tries.keys, s.db.now()) {
         let msg = format!("Too many wrong passwords. Try again in {} s.", wait.secs);
         let mut res = (
             StatusCode::TOO_MANY_REQUESTS,
@@ -975,7 +1034,7 @@ pub async fn change_password(
             .and_then(|(_, h)| h);
     let current_ok = stored.is_some() && portal.passwords.verify(&f.current, stored).await;
     if current_ok {
-        portal.throttle.succeeded(&[&email_key], &[&client_key]);
+        portal.throttle.succeeded(&tries.forget, &tries.undo);
     }
     let problem = if !current_ok {
         Some("Your current password is not right.".to_string())

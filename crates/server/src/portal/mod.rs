@@ -53,6 +53,9 @@ pub struct Portal {
     /// Sign-in tries, reset requests and emails sent, per address and per client.
     throttle: throttle::Throttle,
     passwords: throttle::PasswordWork,
+    /// Signs device cookies; new at each start (a restart forgets known browsers, as it
+    /// forgets the throttle's counts).
+    device_key: [u8; 32],
     /// Turns true when the process is asked to stop: live streams end so that a graceful
     /// shutdown does not wait for open pages.
     closing: tokio::sync::watch::Receiver<bool>,
@@ -110,6 +113,12 @@ pub fn router_with(config: PortalConfig) -> Router<ApiState> {
         mailer,
         throttle: throttle::Throttle::default(),
         passwords: throttle::PasswordWork::default(),
+        device_key: {
+            use rand::RngCore;
+            let mut k = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            k
+        },
         closing: closing_signal(),
     });
     let pages = Router::new()

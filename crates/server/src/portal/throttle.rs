@@ -7,7 +7,8 @@
 //! A try is counted as a failure when it is let in (so that concurrent guesses are counted, not
 //! raced); a right password then forgets the email's count and takes its own try back from the
 //! client address. A key quiet for [`FORGET_MINUTES`] after its wait is forgotten. In memory:
-//! with several replicas, each counts its own tries.
+//! with several replicas, each counts its own tries. (Which keys a try goes through, and the
+//! device cookies that give the owner's browser its own, are the sign-in's business.)
 
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -69,7 +70,7 @@ impl Entry {
 }
 
 /// One thing counted: a scope (`login`, `reset`…) and a value (an address), with its policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Key {
     id: u64,
     policy: Policy,
@@ -106,7 +107,7 @@ impl Throttle {
 
     /// Lets a try in, counting it as a failure of every key, or says how long to wait. Atomic:
     /// of many tries at once, only as many as the policies allow get in.
-    pub fn admit(&self, keys: &[&Key], now: DateTime<Utc>) -> Result<(), Wait> {
+    pub fn admit(&self, keys: &[Key], now: DateTime<Utc>) -> Result<(), Wait> {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let wait = keys
             .iter()
@@ -142,7 +143,7 @@ impl Throttle {
 
     /// A try let in by [`admit`](Self::admit) was right: `forget` keys are forgotten, and the
     /// try is taken back from the `undo` keys.
-    pub fn succeeded(&self, forget: &[&Key], undo: &[&Key]) {
+    pub fn succeeded(&self, forget: &[Key], undo: &[Key]) {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         for k in forget {
             map.remove(&k.id);
@@ -156,7 +157,7 @@ impl Throttle {
     }
 
     /// Forgets keys (after a password reset).
-    pub fn clear(&self, keys: &[&Key]) {
+    pub fn clear(&self, keys: &[Key]) {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         for k in keys {
             map.remove(&k.id);
@@ -261,27 +262,27 @@ mod tests {
         let now = t0();
         // A burst at one instant: three free tries, a fourth that starts the wait, then none.
         let admitted = (0..100)
-            .filter(|_| t.admit(&[&email, &ip], now).is_ok())
+            .filter(|_| t.admit(&[email, ip], now).is_ok())
             .count();
         assert_eq!(admitted, 4);
-        assert_eq!(t.admit(&[&email, &ip], now), Err(Wait { secs: 1 }));
+        assert_eq!(t.admit(&[email, ip], now), Err(Wait { secs: 1 }));
         // Another address from the same client is not held by ann's wait.
         let bob = t.key("login", "bob@example.test", Policy::EMAIL);
-        assert!(t.admit(&[&bob, &ip], now).is_ok());
+        assert!(t.admit(&[bob, ip], now).is_ok());
         let later = now + Duration::seconds(1);
-        assert!(t.admit(&[&email, &ip], later).is_ok());
-        assert_eq!(t.admit(&[&email], later), Err(Wait { secs: 2 }));
+        assert!(t.admit(&[email, ip], later).is_ok());
+        assert_eq!(t.admit(&[email], later), Err(Wait { secs: 2 }));
         // The right password forgets the email's count.
-        t.succeeded(&[&email], &[&ip]);
-        assert!(t.admit(&[&email], later).is_ok());
+        t.succeeded(&[email], &[ip]);
+        assert!(t.admit(&[email], later).is_ok());
         // Quiet long enough, a key starts over.
         let much_later = later + Duration::minutes(FORGET_MINUTES + 2);
         for _ in 0..3 {
-            t.admit(&[&bob], later).ok();
+            t.admit(&[bob], later).ok();
         }
-        assert!(t.admit(&[&bob], much_later).is_ok());
-        t.clear(&[&email, &bob]);
-        assert!(t.admit(&[&email], later).is_ok());
+        assert!(t.admit(&[bob], much_later).is_ok());
+        t.clear(&[email, bob]);
+        assert!(t.admit(&[email], later).is_ok());
     }
 
     #[test]
@@ -290,19 +291,19 @@ mod tests {
         let now = t0();
         for i in 0..(MAX_KEYS + 10) {
             let k = t.key("login", &i.to_string(), Policy::EMAIL);
-            t.admit(&[&k], now).ok();
+            t.admit(&[k], now).ok();
         }
         assert!(t.len() <= MAX_KEYS);
         // Keys that make someone wait are kept before those that do not.
         let held = t.key("login", "held", Policy::EMAIL);
         for _ in 0..4 {
-            t.admit(&[&held], now).ok();
+            t.admit(&[held], now).ok();
         }
         for i in 0..MAX_KEYS {
             let k = t.key("login", &format!("x{i}"), Policy::EMAIL);
-            t.admit(&[&k], now).ok();
+            t.admit(&[k], now).ok();
         }
         assert!(t.len() <= MAX_KEYS);
-        assert!(t.admit(&[&held], now).is_err());
+        assert!(t.admit(&[held], now).is_err());
     }
 }

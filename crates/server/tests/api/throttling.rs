@@ -147,8 +147,10 @@ async fn the_current_password_check_is_a_sign_in() {
         assert_eq!(change("not my password").await.status, 400);
     }
     assert_eq!(wait_of(&change(PASSWORD).await), 1);
-    // One count for both doors.
-    assert_eq!(wait_of(&Http::new(&t.url).login(ANN, PASSWORD).await), 1);
+    // One count for both doors of this browser.
+    let mut signed_out = http.clone();
+    signed_out.cookies.remove("deadbolt_session");
+    assert_eq!(wait_of(&signed_out.login(ANN, PASSWORD).await), 1);
     t.clock.advance(Duration::seconds(1));
     assert_eq!(change(PASSWORD).await.status, 200);
     assert_eq!(Http::new(&t.url).login(ANN, new).await.status, 303);
@@ -223,4 +225,58 @@ async fn answers_do_not_tell_who_has_an_account() {
         };
         assert_eq!(headers(&known), headers(&unknown));
     }
+}
+
+/// A browser that signed in to an address before has its own count: a guesser elsewhere does
+/// not make the owner wait there. Its cookie is good for that address only.
+#[tokio::test]
+async fn a_known_browser_is_not_held_by_a_guesser() {
+    let t = with_ann().await;
+    t.db.create_person("bob@example.test", Some(PASSWORD), None)
+        .await
+        .unwrap();
+    let mut owner = Http::new(&t.url);
+    assert_eq!(owner.login(ANN, PASSWORD).await.status, 303);
+    let device = owner.cookies["deadbolt_device"].clone();
+    let csrf = owner.get("/password").await.csrf();
+    let pages = burst(&t, ANN, 50).await;
+    assert_eq!(pages.iter().filter(|p| p.status == 401).count(), 4);
+    // The owner's browser signs in at once, and its password form still works.
+    let mut again = Http::new(&t.url);
+    again
+        .cookies
+        .insert("deadbolt_device".into(), device.clone());
+    assert_eq!(again.login(ANN, PASSWORD).await.status, 303);
+    let new = "ann's new long password";
+    let page = owner
+        .post(
+            "/password",
+            &[
+                ("csrf", &csrf),
+                ("current", PASSWORD),
+                ("password", new),
+                ("confirm", new),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    // Without the cookie, or with a forged one, the address's wait holds.
+    let mut other = Http::new(&t.url);
+    other
+        .cookies
+        .insert("deadbolt_device".into(), format!("x{device}"));
+    assert_eq!(wait_of(&other.login(ANN, new).await), 1);
+    // Ann's cookie is nothing to bob's address: it goes through bob's own count.
+    let mut guesser = Http::new(&t.url);
+    guesser.cookies.insert("deadbolt_device".into(), device);
+    for _ in 0..4 {
+        assert_eq!(
+            guesser.login("bob@example.test", "guess!").await.status,
+            401
+        );
+    }
+    assert_eq!(
+        wait_of(&guesser.login("bob@example.test", "guess!").await),
+        1
+    );
 }

@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// How long a request may wait on the store before it is answered 503 (`2s`, `500ms`).
     #[arg(long, env = "DEADBOLT_STORE_TIMEOUT", default_value = "2s", value_parser = parse_store_timeout)]
     pub store_timeout: std::time::Duration,
+    /// Serve Prometheus metrics at /metrics on this address (such as 127.0.0.1:9090); off
+    /// when not given. Never on the public address.
+    #[arg(long, env = "DEADBOLT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// A store deadline: milliseconds (`500ms`) or a duration as elsewhere (`2s`, `1m`).
@@ -717,6 +721,7 @@ impl Cli {
             master_key: self.key_source(),
             rate_limit: args.rate_limit,
             store_timeout: args.store_timeout,
+            metrics_listen: args.metrics_listen.clone(),
             ..Config::new(&self.db)
         };
         let app = Application::build(config, Arc::new(SystemClock)).await?;
@@ -724,6 +729,9 @@ impl Cli {
         let url = format!("http://{}", app.addr());
         let mut out =
             json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences()});
+        if let Some(m) = app.metrics_addr() {
+            out["metrics"] = json!(format!("http://{m}/metrics"));
+        }
         if let Some(Demo { app_id, key }) = demo {
             let exe = std::env::current_exe()
                 .map(|p| p.display().to_string())

@@ -37,6 +37,8 @@ pub struct Config {
     pub attempt_queue: usize,
     /// How long a request may wait on the store before it is answered 503.
     pub store_timeout: std::time::Duration,
+    /// Where `/metrics` is served: its own address, never the public one. `None`: not served.
+    pub metrics_listen: Option<String>,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             rate_limit: 10_000,
             attempt_queue: 100_000,
             store_timeout: deadbolt_store::DEFAULT_TIMEOUT,
+            metrics_listen: None,
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Application {
     audiences: Vec<String>,
     db: Deadbolt,
     router: axum::Router,
+    metrics: Option<(tokio::net::TcpListener, axum::Router)>,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -99,6 +103,15 @@ impl Application {
             attempts: queue,
             metrics: metrics.clone(),
         });
+        let metrics_listener = match &config.metrics_listen {
+            Some(at) => Some((
+                tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on {at} for metrics"))?,
+                api::metrics_router(metrics.clone()),
+            )),
+            None => None,
+        };
         let router = api::router(api::ApiState {
             db: db.clone(),
             checks,
@@ -110,6 +123,7 @@ impl Application {
             audiences,
             db,
             router,
+            metrics: metrics_listener,
             writer,
         })
     }
@@ -120,6 +134,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The audiences tokens may name.
@@ -139,12 +158,34 @@ impl Application {
         let Self {
             listener,
             router,
+            metrics,
             writer,
             ..
         } = self;
-        axum::serve(listener, router)
+        let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
+        let metrics = metrics.map(|(listener, router)| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let until = async move {
+                    let _ = stopped.changed().await;
+                };
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(until)
+                    .await
+                {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            })
+        });
+        // The client's address is known to handlers (the portal throttles sign-ins by it).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
+        let _ = stop_metrics.send(true);
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
         // The router (and with it every queue handle) is gone: the writer drains and ends.
         writer.await.context("attempt writer")?;
         Ok(())

@@ -31,9 +31,17 @@ fn init_logs() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("DEADBOLT_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
+    // Libraries that log through `log` reach these logs through this bridge, except the
+    // PostgreSQL driver, whose debug records carry statement parameters (password hashes,
+    // session hashes, CSRF tokens): it is never bridged, whatever RUST_LOG says.
+    let _ = tracing_log::LogTracer::builder()
+        .ignore_crate("tokio_postgres")
+        .ignore_crate("postgres_protocol")
+        .ignore_crate("postgres_types")
+        .init();
+    let _ = if std::env::var("DEADBOLT_LOG_FORMAT").as_deref() == Ok("json") {
+        tracing::subscriber::set_global_default(builder.json().finish())
     } else {
-        builder.init();
-    }
+        tracing::subscriber::set_global_default(builder.finish())
+    };
 }

@@ -6,7 +6,7 @@ use const_format::concatcp;
 
 use crate::engine::Row;
 use crate::{
-    account_row, ms, normalize_email, opt_time, time, Account, Result, Store, StoreError,
+    account_row, ms, normalize_email, opt_time, time, Account, Person, Result, Store, StoreError,
     ACCOUNT_COLS,
 };
 
@@ -305,6 +305,64 @@ impl Store {
             )
             .await?;
         rows.first().map(link).transpose()
+    }
+
+    /// Uses a first-run link (`operator_setup`) to create the first operator: a new person with
+    /// that email and password hash, granted the operator role. All or nothing, and only while
+    /// no operator exists: two uses at once (of one link or of two) make exactly one operator.
+    /// `None` when the link is unusable (used, expired, for another email) or an operator exists;
+    /// `Conflict` when a person already has the email (nothing changed, the link still works).
+    pub async fn create_first_operator(
+        &self,
+        token_hash: &str,
+        email: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Person>> {
+        let id = crate::new_id();
+        let email = normalize_email(email);
+        // Serialises first-operator creation across replicas; SQLite's writer is one already.
+        let lock = if self.engine.is_postgres() {
+            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(7262736503)) AS l"
+        } else {
+            "SELECT 1"
+        };
+        // The conditions are checked by the insert itself, inside the transaction: nothing can
+        // slip between a check and the write.
+        let out = self
+            .engine
+            .transaction(vec![
+                (lock, vec![]),
+                (
+                    "INSERT INTO persons (id, email, password_hash, time_zone, master_locked, created_at, email_verified_at) \
+                     SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), 'UTC', 0, CAST($4 AS BIGINT), CAST($4 AS BIGINT) \
+                     WHERE EXISTS (SELECT 1 FROM portal_links WHERE token_hash = $5 AND purpose = 'operator_setup' \
+                                   AND used_at IS NULL AND expires_at > $4 AND (email = '' OR email = $2)) \
+                       AND NOT EXISTS (SELECT 1 FROM portal_roles WHERE role = 'operator') \
+                     RETURNING id",
+                    vec![(&id).into(), (&email).into(), password_hash.into(), ms(now), token_hash.into()],
+                ),
+                (
+                    "INSERT INTO portal_roles (person_id, role, company_id, created_at) \
+                     SELECT id, 'operator', '', created_at FROM persons WHERE id = $1",
+                    vec![(&id).into()],
+                ),
+                // Every first-run link dies with the first operator.
+                (
+                    "UPDATE portal_links SET used_at = $1 WHERE purpose = 'operator_setup' AND used_at IS NULL \
+                     AND EXISTS (SELECT 1 FROM persons WHERE id = $2)",
+                    vec![ms(now), (&id).into()],
+                ),
+            ])
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("a person with email {email}")),
+                e => e,
+            })?;
+        if out.get(1).is_none_or(|rows| rows.is_empty()) {
+            return Ok(None);
+        }
+        self.person(&id).await
     }
 
     // ---- pairing ----

@@ -234,3 +234,72 @@ both_engines!(portal_attempt_reads, |store| {
         Some(feed[0].clone())
     );
 });
+
+both_engines!(the_first_operator_is_made_once_and_only_new, |store| {
+    let now = t0();
+    let link = |hash: &'static str, email: &'static str, expires: Duration| async move {
+        store
+            .create_link(hash, "operator_setup", email, None, now, now + expires)
+            .await
+            .unwrap();
+    };
+    link("h-open", "", Duration::hours(1)).await;
+    link("h-named", "named@example.com", Duration::hours(1)).await;
+    link("h-old", "", Duration::minutes(1)).await;
+    store
+        .create_link(
+            "h-reset",
+            "password_reset",
+            "",
+            None,
+            now,
+            now + Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    let taken = person(store, "taken@example.com").await;
+    let later = now + Duration::minutes(2);
+    let make = |hash: &'static str, email: &'static str| {
+        store.create_first_operator(hash, email, "$argon2id$hash", later)
+    };
+    assert_eq!(
+        make("h-old", "a@example.com").await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        make("h-reset", "a@example.com").await.unwrap(),
+        None,
+        "not a first-run link"
+    );
+    assert_eq!(
+        make("h-named", "a@example.com").await.unwrap(),
+        None,
+        "another email's link"
+    );
+    assert!(matches!(
+        make("h-open", "Taken@example.com").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.password_hash("taken@example.com").await.unwrap(),
+        Some((taken.id, None))
+    );
+    assert!(!store.has_operator().await.unwrap());
+    let op = make("h-open", "ops@example.com")
+        .await
+        .unwrap()
+        .expect("made");
+    assert_eq!(op.email, "ops@example.com");
+    assert_eq!(store.roles(&op.id).await.unwrap()[0].role, "operator");
+    assert_eq!(store.email_verified_at(&op.id).await.unwrap(), Some(later));
+    // Every first-run link is dead now, the named one too.
+    assert_eq!(make("h-open", "b@example.com").await.unwrap(), None);
+    assert_eq!(make("h-named", "named@example.com").await.unwrap(), None);
+    assert_eq!(store.link("h-named", later).await.unwrap(), None);
+    assert!(store
+        .person_by_email("b@example.com")
+        .await
+        .unwrap()
+        .is_none());
+});

@@ -49,7 +49,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/nl3/api/v1/sdk/attempts", get(sdk::attempts))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
         .merge(crate::portal::router())
         .fallback(|| async { Error::NotFound("route".into()) })
         .method_not_allowed_fallback(|| async {
@@ -135,12 +134,16 @@ async fn ready(State(s): State<ApiState>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<ApiState>) -> Response {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
-        .into_response()
+/// `/metrics`, served on its own listener: what it tells (traffic, queue depths) is for the
+/// operator's monitoring, not for whoever reaches the public port.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics)
+}
+
+async fn render_metrics(State(m): State<Arc<Metrics>>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], m.render()).into_response()
 }
 
 /// Reads a body of at most `limit` bytes.

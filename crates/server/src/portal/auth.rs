@@ -18,6 +18,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::pages::{render, Layout, PageError};
+use super::throttle::{Key, Policy, Wait};
 use super::{base_url, Portal};
 use crate::api::ApiState;
 use crate::crypto;
@@ -28,11 +29,9 @@ pub const SESSION_COOKIE: &str = "deadbolt_session";
 /// The CSRF token of forms shown before signing in (double-submit: cookie and form field).
 pub const PRE_CSRF_COOKIE: &str = "deadbolt_csrf";
 const SESSION_HOURS: i64 = 12;
-/// Failed sign-ins for one email address within 15 minutes before sign-in is refused.
-pub const MAX_FAILED_LOGINS: u32 = 5;
-/// Emails sent to one address within 15 minutes.
-const MAX_MAILS: u32 = 5;
 const LINK_DAYS: i64 = 3;
+/// A first-run link lives an hour; a new one is printed at each start while no operator exists.
+const OPERATOR_LINK_MINUTES: i64 = 60;
 
 /// What a person may do besides managing their own accounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +247,93 @@ impl OptionalFromRequestParts<ApiState> for Me {
     }
 }
 
+/// The client's address as the connection shows it (a proxy in front shows as one client).
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        Ok(ClientAddr(ip))
+    }
+}
+
+/// The cookie of a browser that signed in to an address before: `<nonce>.<mac>`, the MAC over
+/// the nonce and the address under a key of this process.
+pub const DEVICE_COOKIE: &str = "deadbolt_device";
+const DEVICE_DAYS: i64 = 180;
+
+/// The counts a sign-in try (or a current-password check) for `email` goes through. A browser
+/// that signed in to this address before has a count of its own, so that a guesser elsewhere
+/// cannot make the owner wait; any other try counts against the address and the client.
+struct Tries {
+    keys: Vec<Key>,
+    /// Forgotten when the password is right.
+    forget: Vec<Key>,
+    /// The try taken back when the password is right.
+    undo: Vec<Key>,
+}
+
+fn login_tries(portal: &Portal, headers: &HeaderMap, email: &str, client: &ClientAddr) -> Tries {
+    if let Some(nonce) = known_device(portal, headers, email) {
+        let device = portal.throttle.key("login-device", nonce, Policy::EMAIL);
+        return Tries {
+            keys: vec![device],
+            forget: vec![device],
+            undo: vec![],
+        };
+    }
+    let address = portal.throttle.key("login", email, Policy::EMAIL);
+    let client = portal
+        .throttle
+        .key("login-client", &client.0, Policy::CLIENT);
+    Tries {
+        keys: vec![address, client],
+        forget: vec![address],
+        undo: vec![client],
+    }
+}
+
+fn device_mac(portal: &Portal, nonce: &str, email: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&portal.device_key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(nonce.as_bytes());
+    mac.update(b"\n");
+    mac.update(email.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// The nonce of the browser's device cookie, if it was issued for `email`.
+fn known_device<'a>(portal: &Portal, headers: &'a HeaderMap, email: &str) -> Option<&'a str> {
+    let (nonce, mac) = cookie(headers, DEVICE_COOKIE)?.split_once('.')?;
+    (nonce.len() <= 64 && same(mac, &device_mac(portal, nonce, email))).then_some(nonce)
+}
+
+/// A device cookie for `email`, set on a successful sign-in.
+fn device_cookie(s: &ApiState, portal: &Portal, email: &str) -> HeaderValue {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let nonce = URL_SAFE_NO_PAD.encode(b);
+    let value = format!("{nonce}.{}", device_mac(portal, &nonce, email));
+    set_cookie(
+        DEVICE_COOKIE,
+        &value,
+        DEVICE_DAYS * 24 * 3600,
+        secure(s, portal),
+    )
+}
+
+/// A 429 page's `Retry-After`.
+fn retry_after(res: &mut Response, wait: Wait) {
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait.secs));
+}
+
 /// The pre-sign-in CSRF token: the cookie's, or a new one to set.
 fn pre_csrf(headers: &HeaderMap) -> (String, bool) {
     match cookie(headers, PRE_CSRF_COOKIE) {
@@ -358,12 +444,13 @@ pub struct LoginForm {
 pub async fn login(
     State(s): State<ApiState>,
     Extension(portal): Extension<Arc<Portal>>,
+    client: ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     check_pre_csrf(&headers, &f.csrf)?;
     let email = deadbolt_store::normalize_email(&f.email);
-    let key = format!("login:{email}");
+    let tries = login_tries(&portal, &headers, &email, &client);
     let now = s.db.now();
     let fail = |status: StatusCode, msg: &str| {
         let page = LoginPage {
@@ -372,48 +459,38 @@ pub async fn login(
             email: f.email.clone(),
             error: Some(msg.to_string()),
         };
-        Ok(anonymous_page(
-            &s,
-            &portal,
-            status,
-            render(&page),
-            (f.csrf.clone(), false),
-        ))
+        anonymous_page(&s, &portal, status, render(&page), (f.csrf.clone(), false))
     };
-    if portal.throttle.count(&key, now) >= MAX_FAILED_LOGINS {
-        return fail(
+    // Counted before the password is looked at: a burst of guesses is let in only as far as
+    // the throttle allows, and the rest cost no hashing.
+    if let Err(wait) = portal.throttle.admit(&tries.keys, now) {
+        let mut res = fail(
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed sign-ins for this address. Wait 15 minutes, or reset your password.",
+            &format!(
+                "Too many failed sign-ins. Try again in {} s, or reset your password.",
+                wait.secs
+            ),
         );
+        retry_after(&mut res, wait);
+        return Ok(res);
     }
     let stored = s.db.store.password_hash(&email).await?;
-    let password = f.password.clone();
     let hash = stored.as_ref().and_then(|(_, h)| h.clone());
     // Unknown addresses cost the same as wrong passwords.
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => crypto::verify_password(&password, &h),
-        None => {
-            crypto::verify_password(&password, DUMMY_HASH);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let ok = portal.passwords.verify(&f.password, hash).await;
     match stored {
         Some((person_id, _)) if ok => {
-            portal.throttle.clear(&key);
-            start_session(&s, &portal, &headers, &person_id, "/").await
+            portal.throttle.succeeded(&tries.forget, &tries.undo);
+            let mut res = start_session(&s, &portal, &headers, &person_id, "/").await?;
+            if known_device(&portal, &headers, &email).is_none() {
+                res.headers_mut()
+                    .append(header::SET_COOKIE, device_cookie(&s, &portal, &email));
+            }
+            Ok(res)
         }
-        _ => {
-            portal.throttle.add(&key, now);
-            fail(StatusCode::UNAUTHORIZED, "Wrong email or password.")
-        }
+        _ => Ok(fail(StatusCode::UNAUTHORIZED, "Wrong email or password.")),
     }
 }
-
-/// An Argon2id hash of a random password, verified against when the email is unknown.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0oJ7Yc2XyBmbhFJUP4GQy/4/g+rpmdrLLa0EX4bldWQ";
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
@@ -502,29 +579,61 @@ pub struct EmailForm {
 pub async fn signup(
     State(s): State<ApiState>,
     Extension(portal): Extension<Arc<Portal>>,
+    client: ClientAddr,
     headers: HeaderMap,
     Form(f): Form<EmailForm>,
 ) -> Result<Response, PageError> {
-    check_pre_csrf(&headers, &f.csrf)?;
-    let email = valid_email(&f.email)?;
-    send_link(&s, &portal, LinkPurpose::SignUp, &email, None).await?;
-    // The same answer whether or not the address is known.
-    let page = email_form(false, f.csrf, true);
-    Ok(render(&page)?.into_response())
+    email_request(s, portal, client, headers, f, LinkPurpose::SignUp).await
 }
 
 pub async fn reset(
     State(s): State<ApiState>,
     Extension(portal): Extension<Arc<Portal>>,
+    client: ClientAddr,
     headers: HeaderMap,
     Form(f): Form<EmailForm>,
 ) -> Result<Response, PageError> {
+    email_request(s, portal, client, headers, f, LinkPurpose::PasswordReset).await
+}
+
+/// A sign-up or reset request. The answer is the same, and takes the same time, whether or not
+/// the address is known: everything that depends on it (the look-up, the link, the email) is
+/// done after answering.
+async fn email_request(
+    s: ApiState,
+    portal: Arc<Portal>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    f: EmailForm,
+    purpose: LinkPurpose,
+) -> Result<Response, PageError> {
     check_pre_csrf(&headers, &f.csrf)?;
     let email = valid_email(&f.email)?;
-    if s.db.store.person_by_email(&email).await?.is_some() {
-        send_link(&s, &portal, LinkPurpose::PasswordReset, &email, None).await?;
+    let reset = purpose == LinkPurpose::PasswordReset;
+    let keys = [
+        portal.throttle.key("email-request", &email, Policy::EMAIL),
+        portal
+            .throttle
+            .key("email-request-client", &client.0, Policy::CLIENT),
+    ];
+    if let Err(wait) = portal.throttle.admit(&keys, s.db.now()) {
+        let page = email_form(reset, f.csrf, false);
+        let mut res = (StatusCode::TOO_MANY_REQUESTS, render(&page)?).into_response();
+        retry_after(&mut res, wait);
+        return Ok(res);
     }
-    let page = email_form(true, f.csrf, true);
+    tokio::spawn(async move {
+        let sent = async {
+            if reset && s.db.store.person_by_email(&email).await?.is_none() {
+                return Ok(());
+            }
+            send_link(&s, &portal, purpose, &email, None).await
+        };
+        if let Err(e) = sent.await {
+            tracing::error!(purpose = purpose.as_str(), error = ?e, "emailed link not sent");
+        }
+    });
+    let page = email_form(reset, f.csrf, true);
     Ok(render(&page)?.into_response())
 }
 
@@ -538,15 +647,14 @@ pub(super) async fn send_link(
     company: Option<(&str, &str)>,
 ) -> Result<(), PageError> {
     let now = s.db.now();
-    let key = format!("mail:{email}");
-    if portal.throttle.count(&key, now) >= MAX_MAILS {
+    let key = portal.throttle.key("mail", email, Policy::MAIL);
+    if portal.throttle.admit(&[key], now).is_err() {
         tracing::warn!(
             purpose = purpose.as_str(),
             "email not sent: too many to this address"
         );
         return Ok(());
     }
-    portal.throttle.add(&key, now);
     let url = create_link(
         &s.db,
         &base_url(s, portal),
@@ -604,10 +712,14 @@ async fn create_link(
 }
 
 /// First run: a one-time link that creates the operator account `email` (for the CLI, which
-/// prints it).
+/// prints it). Like the link printed at start, it only creates a new person, lives an hour and
+/// dies when any operator exists.
 pub async fn invite_operator(db: &Deadbolt, base_url: &str, email: &str) -> Result<String, Error> {
     let email = valid_email(email)?;
-    create_link(db, base_url, LinkPurpose::OperatorSetup, &email, None).await
+    if db.store.has_operator().await? {
+        return Err(Error::Conflict("an operator".into()));
+    }
+    operator_link(db, base_url, &email).await
 }
 
 /// At start: while no operator exists, a one-time link to create one (for the server to print).
@@ -615,25 +727,30 @@ pub async fn first_run_link(db: &Deadbolt, base_url: &str) -> Result<Option<Stri
     if db.store.has_operator().await? {
         return Ok(None);
     }
+    operator_link(db, base_url, "").await.map(Some)
+}
+
+async fn operator_link(db: &Deadbolt, base_url: &str, email: &str) -> Result<String, Error> {
     let token = random_token();
     let now = db.now();
     db.store
         .create_link(
             &token_hash(&token),
             LinkPurpose::OperatorSetup.as_str(),
-            "",
+            email,
             None,
             now,
-            now + Duration::days(LINK_DAYS),
+            now + Duration::minutes(OPERATOR_LINK_MINUTES),
         )
         .await?;
-    Ok(Some(format!(
+    Ok(format!(
         "{}/welcome/{token}",
         base_url.trim_end_matches('/')
-    )))
+    ))
 }
 
-/// First run: creates (or promotes) the operator account directly.
+/// Creates (or promotes) the operator account directly: the CLI's way, for whoever runs it
+/// with the store's credentials.
 pub async fn create_operator(db: &Deadbolt, email: &str, password: &str) -> Result<Person, Error> {
     let email = valid_email(email)?;
     let person = match db.store.person_by_email(&email).await? {
@@ -685,8 +802,12 @@ async fn usable_link(s: &ApiState, hash: &str, take: bool) -> Result<Link, PageE
         s.db.store.link(hash, now).await?
     };
     let link = link.ok_or_else(expired_link)?;
+    let purpose = LinkPurpose::parse(&link.purpose).ok_or_else(expired_link)?;
+    if purpose == LinkPurpose::OperatorSetup && s.db.store.has_operator().await? {
+        return Err(expired_link());
+    }
     Ok(Link {
-        purpose: LinkPurpose::parse(&link.purpose).ok_or_else(expired_link)?,
+        purpose,
         email: link.email,
         company_id: link.company_id,
     })
@@ -753,26 +874,12 @@ pub async fn welcome(
 ) -> Result<Response, PageError> {
     check_pre_csrf(&headers, &f.csrf)?;
     let hash_of_token = token_hash(&token);
-    let now = s.db.now();
     let link = usable_link(&s, &hash_of_token, false).await?;
-    let problem = password_problem(&f.password, &f.confirm);
-    let hashed = match problem {
-        None => {
-            let pw = f.password.clone();
-            tokio::task::spawn_blocking(move || crypto::hash_password(&pw))
-                .await
-                .map_err(|e| PageError::Internal(e.to_string()))?
-                .map_err(PageError::from)
-                .map(Some)?
-        }
-        Some(_) => None,
-    };
-    let Some(hashed) = hashed else {
-        let company = company_name(&s, &link).await?;
+    let refuse = |problem: String, company: Option<String>| {
         let page = WelcomePage {
             l: Layout::anonymous("Welcome"),
             csrf: f.csrf.clone(),
-            token,
+            token: token.clone(),
             ask_email: link.email.is_empty(),
             email: if link.email.is_empty() {
                 f.email.clone()
@@ -780,15 +887,42 @@ pub async fn welcome(
                 link.email.clone()
             },
             heading: welcome_heading(&link, company),
-            error: problem,
+            error: Some(problem),
         };
-        return Ok((StatusCode::BAD_REQUEST, render(&page)?).into_response());
+        Ok::<_, PageError>((StatusCode::BAD_REQUEST, render(&page)?).into_response())
     };
+    if let Some(problem) = password_problem(&f.password, &f.confirm) {
+        let company = company_name(&s, &link).await?;
+        return refuse(problem, company);
+    }
+    let hashed = portal.passwords.hash(&f.password).await?;
     let email = if link.email.is_empty() {
         valid_email(&f.email)?
     } else {
         link.email.clone()
     };
+    let now = s.db.now();
+    if link.purpose == LinkPurpose::OperatorSetup {
+        // Only ever a new person, and only while no operator exists: checked and done in one
+        // transaction by the store.
+        let made =
+            s.db.store
+                .create_first_operator(&hash_of_token, &email, &hashed, now)
+                .await;
+        let person = match made {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(expired_link()),
+            Err(deadbolt_store::StoreError::Conflict(_)) => {
+                return refuse(
+                    "This address cannot be used for the operator account. Choose another one."
+                        .into(),
+                    None,
+                );
+            }
+            Err(e) => return Err(e.into()),
+        };
+        return start_session(&s, &portal, &headers, &person.id, "/operator").await;
+    }
     // Only the first submission uses the link.
     let link = usable_link(&s, &hash_of_token, true).await?;
     let person = match s.db.store.person_by_email(&email).await? {
@@ -799,25 +933,23 @@ pub async fn welcome(
     s.db.store
         .set_password_hash(&person.id, &hashed, true, now)
         .await?;
-    match (link.purpose, &link.company_id) {
-        (LinkPurpose::AdminInvite, Some(c)) => {
-            grant(
-                &s.db,
-                &person.id,
-                &Role::Admin {
-                    company_id: c.clone(),
-                },
-            )
-            .await?;
-        }
-        (LinkPurpose::OperatorSetup, _) => {
-            grant(&s.db, &person.id, &Role::Operator).await?;
-        }
-        _ => {}
+    // A password set from an emailed link proves the address: its sign-in wait is over.
+    portal.throttle.clear(&[
+        portal.throttle.key("login", &email, Policy::EMAIL),
+        portal.throttle.key("email-request", &email, Policy::EMAIL),
+    ]);
+    if let (LinkPurpose::AdminInvite, Some(c)) = (link.purpose, &link.company_id) {
+        grant(
+            &s.db,
+            &person.id,
+            &Role::Admin {
+                company_id: c.clone(),
+            },
+        )
+        .await?;
     }
     let to = match (link.purpose, &link.company_id) {
         (LinkPurpose::AdminInvite, Some(c)) => format!("/companies/{c}"),
-        (LinkPurpose::OperatorSetup, _) => "/operator".into(),
         _ => "/me".into(),
     };
     // A new password ends every other session.
@@ -869,39 +1001,54 @@ pub struct PasswordForm {
 
 pub async fn change_password(
     State(s): State<ApiState>,
+    Extension(portal): Extension<Arc<Portal>>,
+    client: ClientAddr,
+    headers: HeaderMap,
     me: Me,
     Form(f): Form<PasswordForm>,
 ) -> Result<Response, PageError> {
     me.check_csrf(&f.csrf)?;
+    let page = |error: Option<String>, done: bool| PasswordPage {
+        l: Layout::signed_in("Change your password", &me, "/password"),
+        csrf: me.csrf.clone(),
+        error,
+        done,
+    };
+    // The current-password check is a sign-in: the same throttle, the same counts, so that a
+    // stolen session cannot guess at the password here instead.
+    let tries = login_tries(&portal, &headers, &me.person.email, &client);
+    if let Err(wait) = portal.throttle.admit(&tries.keys, s.db.now()) {
+        let msg = format!("Too many wrong passwords. Try again in {} s.", wait.secs);
+        let mut res = (
+            StatusCode::TOO_MANY_REQUESTS,
+            render(&page(Some(msg), false))?,
+        )
+            .into_response();
+        retry_after(&mut res, wait);
+        return Ok(res);
+    }
     let stored =
         s.db.store
             .password_hash(&me.person.email)
             .await?
             .and_then(|(_, h)| h);
-    let current = f.current.clone();
-    let current_ok = tokio::task::spawn_blocking(move || {
-        stored.is_some_and(|h| crypto::verify_password(&current, &h))
-    })
-    .await
-    .unwrap_or(false);
+    let current_ok = stored.is_some() && portal.passwords.verify(&f.current, stored).await;
+    if current_ok {
+        portal.throttle.succeeded(&tries.forget, &tries.undo);
+    }
     let problem = if !current_ok {
         Some("Your current password is not right.".to_string())
     } else {
         password_problem(&f.password, &f.confirm)
     };
     if let Some(problem) = problem {
-        let page = PasswordPage {
-            l: Layout::signed_in("Change your password", &me, "/password"),
-            csrf: me.csrf.clone(),
-            error: Some(problem),
-            done: false,
-        };
-        return Ok((StatusCode::BAD_REQUEST, render(&page)?).into_response());
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            render(&page(Some(problem), false))?,
+        )
+            .into_response());
     }
-    let pw = f.password.clone();
-    let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&pw))
-        .await
-        .map_err(|e| PageError::Internal(e.to_string()))??;
+    let hash = portal.passwords.hash(&f.password).await?;
     let now = s.db.now();
     s.db.store
         .set_password_hash(&me.person.id, &hash, false, now)
@@ -909,13 +1056,7 @@ pub async fn change_password(
     s.db.store
         .delete_other_sessions(&me.person.id, &me.session_hash, now)
         .await?;
-    let page = PasswordPage {
-        l: Layout::signed_in("Change your password", &me, "/password"),
-        csrf: me.csrf.clone(),
-        error: None,
-        done: true,
-    };
-    Ok(render(&page)?.into_response())
+    Ok(render(&page(None, true))?.into_response())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod operator;
 mod pages;
 mod person;
 mod sdk;
+mod throttle;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -15,13 +16,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chrono::{DateTime, Duration, Utc};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::api::ApiState;
 
-pub use auth::{create_operator, first_run_link, invite_operator};
+pub use auth::{create_operator, first_run_link, invite_operator, token_hash};
 pub use mail::{MailConfig, Mailer};
 
 /// What the portal is told at start.
@@ -51,7 +50,12 @@ impl PortalConfig {
 pub struct Portal {
     config: PortalConfig,
     mailer: Mailer,
-    throttle: Throttle,
+    /// Sign-in tries, reset requests and emails sent, per address and per client.
+    throttle: throttle::Throttle,
+    passwords: throttle::PasswordWork,
+    /// Signs device cookies; new at each start (a restart forgets known browsers, as it
+    /// forgets the throttle's counts).
+    device_key: [u8; 32],
     /// Turns true when the process is asked to stop: live streams end so that a graceful
     /// shutdown does not wait for open pages.
     closing: tokio::sync::watch::Receiver<bool>,
@@ -107,7 +111,14 @@ pub fn router_with(config: PortalConfig) -> Router<ApiState> {
     let portal = Arc::new(Portal {
         config,
         mailer,
-        throttle: Throttle::default(),
+        throttle: throttle::Throttle::default(),
+        passwords: throttle::PasswordWork::default(),
+        device_key: {
+            use rand::RngCore;
+            let mut k = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            k
+        },
         closing: closing_signal(),
     });
     let pages = Router::new()
@@ -281,60 +292,4 @@ fn base_url(s: &ApiState, portal: &Portal) -> String {
         .unwrap_or_else(|| "localhost".into());
     let local = aud.starts_with("127.") || aud.starts_with("localhost") || aud.starts_with("[::1]");
     format!("{}://{aud}", if local { "http" } else { "https" })
-}
-
-/// Failed sign-ins and sent emails per key (an email address), in fixed windows. In memory:
-/// with several replicas each keeps its own count.
-#[derive(Default)]
-struct Throttle(Mutex<HashMap<String, (DateTime<Utc>, u32)>>);
-
-impl Throttle {
-    const WINDOW_MINUTES: i64 = 15;
-
-    fn count(&self, key: &str, now: DateTime<Utc>) -> u32 {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(key) {
-            Some((start, n)) if now < *start + Duration::minutes(Self::WINDOW_MINUTES) => *n,
-            _ => 0,
-        }
-    }
-
-    fn add(&self, key: &str, now: DateTime<Utc>) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            let cutoff = now - Duration::minutes(Self::WINDOW_MINUTES);
-            map.retain(|_, (start, _)| *start > cutoff);
-        }
-        let e = map.entry(key.to_string()).or_insert((now, 0));
-        if now >= e.0 + Duration::minutes(Self::WINDOW_MINUTES) {
-            *e = (now, 0);
-        }
-        e.1 += 1;
-    }
-
-    fn clear(&self, key: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn throttle_counts_in_windows_and_forgets() {
-        let t = Throttle::default();
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
-        for _ in 0..3 {
-            t.add("login:a", t0);
-        }
-        assert_eq!(t.count("login:a", t0 + Duration::minutes(14)), 3);
-        assert_eq!(t.count("login:b", t0), 0);
-        assert_eq!(t.count("login:a", t0 + Duration::minutes(15)), 0);
-        t.add("login:a", t0 + Duration::minutes(20));
-        assert_eq!(t.count("login:a", t0 + Duration::minutes(20)), 1);
-        t.clear("login:a");
-        assert_eq!(t.count("login:a", t0 + Duration::minutes(20)), 0);
-    }
 }

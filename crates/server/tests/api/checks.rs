@@ -331,15 +331,7 @@ async fn a_full_attempt_queue_never_holds_a_check_and_counts_what_it_drops() {
         );
     }
     let t = Arc::into_inner(t).unwrap();
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics_text().await;
     let dropped: usize = metrics
         .lines()
         .find_map(|l| l.strip_prefix("deadbolt_attempts_dropped_total "))
@@ -451,7 +443,7 @@ async fn a_store_that_cannot_answer_gives_503_never_a_guess() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
-    let (t, _) = setup().await;
+    let (t, _) = setup_with(|c| c.metrics_listen = Some("127.0.0.1:0".into())).await;
     let r = t
         .http
         .get(format!("{}/nl3/api/v1/accountProtectionCheck", t.url))
@@ -462,9 +454,23 @@ async fn unknown_routes_and_methods_answer_json() {
     let r = t.http.get(format!("{}/nope", t.url)).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.json::<serde_json::Value>().await.unwrap()["message"].is_string());
-    let m = t
+    // Metrics are not on the public port, only on their own listener.
+    let r = t
         .http
         .get(format!("{}/metrics", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let metrics_url = t.metrics_url.clone().expect("a metrics listener");
+    assert_ne!(
+        url_port(&metrics_url),
+        t.port,
+        "the metrics listener is its own"
+    );
+    let m = t
+        .http
+        .get(&metrics_url)
         .send()
         .await
         .unwrap()
@@ -473,6 +479,30 @@ async fn unknown_routes_and_methods_answer_json() {
         .unwrap();
     assert!(m.contains("deadbolt_checks_total{decision=\"locked\"}"));
     assert!(m.contains("deadbolt_attempt_queue_depth"));
+}
+
+fn url_port(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_are_off_unless_asked_for() {
+    let (t, _) = setup_with(|c| c.metrics_listen = None).await;
+    assert_eq!(t.metrics_url, None);
+    let r = t
+        .http
+        .get(format!("{}/metrics", t.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 fn base64url(b: &[u8]) -> String {

@@ -352,15 +352,7 @@ async fn get(t: &TestApp, path: &str) -> (u16, Value) {
 
 /// The value of a metric in `/metrics`.
 async fn metric(t: &TestApp, name: &str) -> i64 {
-    let text = t
-        .http
-        .get(format!("{}/metrics", t.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = t.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())

@@ -16,6 +16,8 @@ pub fn t0() -> DateTime<Utc> {
 pub struct TestApp {
     pub url: String,
     pub port: u16,
+    /// `/metrics` on its own listener, when the test configured one.
+    pub metrics_url: Option<String>,
     pub db: Deadbolt,
     pub db_url: String,
     pub clock: Arc<FakeClock>,
@@ -59,10 +61,13 @@ impl TestApp {
         config.listen = "127.0.0.1:0".into();
         config.master_key = key.clone();
         config.rate_limit = 0;
+        // Tests read the server's counters: metrics on their own listener, as in production.
+        config.metrics_listen = Some("127.0.0.1:0".into());
         adjust(&mut config);
         let db = Deadbolt::open(&db_url, &key, clock.clone()).await.unwrap();
         let app = Application::build_with(config, db.clone()).await.unwrap();
         let port = app.port();
+        let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             app.run_until(async {
@@ -74,6 +79,7 @@ impl TestApp {
         Self {
             url: format!("http://127.0.0.1:{port}"),
             port,
+            metrics_url,
             db,
             db_url,
             clock,
@@ -82,6 +88,19 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
         }
+    }
+
+    /// The text of `/metrics` (from the metrics listener).
+    pub async fn metrics_text(&self) -> String {
+        let url = self.metrics_url.as_deref().expect("a metrics listener");
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Stops the server gracefully (the attempt queue is drained).

@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use deadbolt_core::{decide, AccountState, Clock, Decision, Schedule, UnenrolledPolicy};
 use deadbolt_store::{
-    Account, Application, Attempt, Company, ImportRow, NewApplication, NewPerson, Person,
-    ScheduleOwner, ScheduleRecord, Store,
+    Account, Application, Attempt, Company, ImportRow, LockInputs, NewApplication, NewPerson,
+    Person, ScheduleOwner, ScheduleRecord, Store,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -108,7 +108,13 @@ impl Deadbolt {
     /// application is reported exactly like a missing one.
     pub async fn company_application(&self, company_id: &str, domain: &str) -> Result<Application> {
         let norm = deadbolt_core::normalize::normalize_name(domain);
-        match self.store.application_by_issuer(&norm).await? {
+        // A name with a control character is no application's (and PostgreSQL refuses NUL).
+        let app = if norm.chars().any(char::is_control) {
+            None
+        } else {
+            self.store.application_by_issuer(&norm).await?
+        };
+        match app {
             Some(app) if app.company_id == company_id => Ok(app),
             _ => Err(Error::Forbidden(format!(
                 "no application with domain {domain:?} in this company"
@@ -216,6 +222,7 @@ impl Deadbolt {
 
     /// Locks an enrolled account (closing any unlock window). Durable when it returns.
     pub async fn lock(&self, app_id: &str, account: &str) -> Result<()> {
+        let account = enrollable(account)?;
         self.store
             .set_account_state(app_id, account, AccountState::Locked, None, self.now())
             .await?
@@ -230,6 +237,7 @@ impl Deadbolt {
         account: &str,
         window: Option<Duration>,
     ) -> Result<Option<DateTime<Utc>>> {
+        let account = enrollable(account)?;
         let now = self.now();
         let (state, until) = match window {
             Some(d) => (AccountState::Locked, Some(now + d)),
@@ -244,6 +252,7 @@ impl Deadbolt {
 
     /// Unlocks an account for its next sign-in only: the check that lets it in locks it again.
     pub async fn unlock_once(&self, app_id: &str, account: &str) -> Result<()> {
+        let account = enrollable(account)?;
         self.store
             .unlock_once(app_id, account, self.now())
             .await?
@@ -258,7 +267,11 @@ impl Deadbolt {
 
     /// The decision a check would make for `account` now.
     pub async fn status(&self, app: &Application, account: &str) -> Result<Decision> {
-        let inputs = self.store.lock_inputs(&app.id, account).await?;
+        // A name enrolment refuses is not enrolled, as on the check path.
+        let inputs = match valid_account(account) {
+            Ok(account) => self.store.lock_inputs(&app.id, account).await?,
+            Err(_) => LockInputs::default(),
+        };
         Ok(decide(
             self.now(),
             app.unenrolled,
@@ -319,6 +332,12 @@ fn non_empty<'a>(what: &str, s: &'a str, max: usize) -> Result<&'a str> {
         )));
     }
     Ok(s)
+}
+
+/// A name enrolment would refuse was never enrolled: "not found", without asking a store that
+/// may refuse the name outright (PostgreSQL and NUL).
+fn enrollable(account: &str) -> Result<&str> {
+    valid_account(account).map_err(|_| Error::NotFound("enrolled account".into()))
 }
 
 /// An account name as the application knows it (the token's `sub`).

@@ -7,5 +7,6 @@ mod checks;
 mod cli;
 mod decisions;
 mod helpers;
+mod hostile;
 mod isolation;
 mod sdk;

@@ -10,3 +10,4 @@ mod helpers;
 mod hostile;
 mod isolation;
 mod sdk;
+mod tenant;

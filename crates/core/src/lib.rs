@@ -5,6 +5,7 @@ pub mod clock;
 pub mod decision;
 pub mod duration;
 pub mod error;
+pub mod import;
 pub mod normalize;
 pub mod token;
 

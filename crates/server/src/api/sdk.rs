@@ -13,32 +13,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-use super::{header, json_body, json_object, read_body, ApiState, MAX_SDK_BODY};
+use super::{header, json_object, read_body, ApiState, MAX_SDK_BODY};
 use crate::error::{Error, Result};
 use crate::ops::valid_account;
-
-/// Most rows one import request may carry.
-pub const MAX_IMPORT_ROWS: usize = 100_000;
 
 async fn company(s: &ApiState, headers: &HeaderMap) -> Result<String> {
     s.db.authenticate_sdk(header(headers, "x-nl3-server-api-token"))
         .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportUser {
-    #[serde(default)]
-    first_name: Option<String>,
-    #[serde(default)]
-    last_name: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    domain: String,
-    #[serde(default)]
-    phone: Option<String>,
-    #[serde(rename = "userAccountId")]
-    user_account_id: String,
 }
 
 /// Imports users in one transaction: 200 when every row was new, 202 when some existed already,
@@ -50,22 +31,8 @@ pub async fn import_users(
 ) -> Result<Response> {
     let company = company(&s, &headers).await?;
     let bytes = read_body(&headers, body, MAX_SDK_BODY).await?;
-    // Rows are read raw first: each must be an object (see `json_object`), and a request over
-    // the row limit is refused before any row is decoded.
-    let raw: Vec<&serde_json::value::RawValue> = json_body(&bytes)?;
-    if raw.len() > MAX_IMPORT_ROWS {
-        return Err(Error::Invalid(format!(
-            "at most {MAX_IMPORT_ROWS} rows per request"
-        )));
-    }
-    let users = raw
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            json_object::<ImportUser>(row.get().as_bytes())
-                .map_err(|e| Error::Invalid(format!("row {i}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let users =
+        deadbolt_core::import::parse_import(&bytes).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut apps: HashMap<String, Option<String>> = HashMap::new();
     let mut rows = Vec::with_capacity(users.len());
     let mut errors = Vec::new();

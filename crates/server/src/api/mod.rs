@@ -47,6 +47,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/nl3/api/v1/sdk/unlock", post(sdk::unlock))
         .route("/nl3/api/v1/sdk/status", get(sdk::status))
         .route("/nl3/api/v1/sdk/attempts", get(sdk::attempts))
+        .route("/openapi.json", get(openapi))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .merge(crate::portal::router())
@@ -66,6 +67,13 @@ pub fn router(state: ApiState) -> Router {
                 .into_response()
         }))
         .with_state(state)
+}
+
+/// The OpenAPI 3 document of the check and SDK APIs (`tests/api/openapi.rs` keeps it honest).
+const OPENAPI: &str = include_str!("../../api/openapi.json");
+
+async fn openapi() -> Response {
+    ([("content-type", "application/json")], OPENAPI).into_response()
 }
 
 async fn health(State(s): State<ApiState>) -> Result<Json<serde_json::Value>> {

@@ -9,5 +9,6 @@ mod decisions;
 mod helpers;
 mod hostile;
 mod isolation;
+mod openapi;
 mod sdk;
 mod tenant;

@@ -15,7 +15,7 @@ const ROUTER_SOURCES: [&str; 2] = [
 ];
 
 /// `(METHOD, path)` of every route the router declares, as written (`{cid}` and such).
-fn declared_routes() -> BTreeSet<(String, String)> {
+pub fn declared_routes() -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
     for src in ROUTER_SOURCES {
         let mut rest = src;
@@ -95,6 +95,7 @@ const NAMES_NO_OBJECT: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/static/{file}", "static files"),
     ("GET", "/healthz", "no tenant data"),
+    ("GET", "/openapi.json", "the APIs' description"),
     ("GET", "/metrics", "no tenant data"),
 ];
 

@@ -8,7 +8,10 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     match parse_check_body(data) {
         Ok(c) => {
-            assert!(std::str::from_utf8(data).is_ok(), "accepted bytes that are not UTF-8");
+            assert!(
+                std::str::from_utf8(data).is_ok(),
+                "accepted bytes that are not UTF-8"
+            );
             for f in [&c.ip, &c.device, &c.location, &c.integration_type] {
                 assert!(f.as_deref().map_or(0, str::len) <= MAX_FIELD);
             }

@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let keys = [VerifyingKey::new(1u8, KEY), VerifyingKey::new(2u8, b"second key")];
+    let keys = [
+        VerifyingKey::new(1u8, KEY),
+        VerifyingKey::new(2u8, b"second key"),
+    ];
     let policy = TokenPolicy::new(["https://api.example.com", "api.example.com:8443"]);
     let now = Utc.timestamp_opt(1_764_230_400, 0).unwrap();
     let token = if mode & 1 == 0 {

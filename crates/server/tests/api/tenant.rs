@@ -531,8 +531,18 @@ async fn snapshot(t: &TestApp, b: &B, b_person: &str) -> String {
 }
 
 #[tokio::test]
-async fn company_a_reaches_nothing_of_company_b() {
-    let t = TestApp::spawn().await;
+async fn company_a_reaches_nothing_of_company_b_sqlite() {
+    matrix(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn company_a_reaches_nothing_of_company_b_postgres() {
+    if let Some(t) = TestApp::spawn_pg().await {
+        matrix(t).await;
+    }
+}
+
+async fn matrix(t: TestApp) {
     let now = deadbolt_core::Clock::now(&*t.clock);
     // Company A: an application with a key, an admin, a person with an account, an SDK key.
     let a = t.app("a.example.com").await;

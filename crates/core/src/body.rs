@@ -41,6 +41,10 @@ pub fn parse_check_body(bytes: &[u8]) -> Result<CheckContext, BodyError> {
         return Ok(CheckContext::default());
     };
     check_depth(bytes)?;
+    // JSON is UTF-8 (RFC 8259); serde_json does not check the strings it skips (unknown fields).
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(BodyError::NotJson);
+    }
     if *first != b'{' {
         return Err(
             match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
@@ -215,6 +219,11 @@ mod tests {
         assert_eq!(
             parse_check_body(&[0xff, 0xfe]).unwrap_err(),
             BodyError::NotJson
+        );
+        assert_eq!(
+            parse_check_body(b"{\"unknown\":\"\xff\"}").unwrap_err(),
+            BodyError::NotJson,
+            "invalid UTF-8 in a field nobody reads is still not JSON"
         );
     }
 

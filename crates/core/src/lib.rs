@@ -6,6 +6,7 @@ pub mod clock;
 pub mod decision;
 pub mod duration;
 pub mod error;
+pub mod import;
 pub mod normalize;
 pub mod token;
 

@@ -201,6 +201,11 @@ impl CheckService {
     }
 
     async fn load_app(&self, issuer_norm: &str) -> Result<Arc<AppEntry>> {
+        // No application is registered under a name with a control character, and PostgreSQL
+        // refuses NUL outright: answered like any unknown issuer, on either store.
+        if issuer_norm.chars().any(char::is_control) {
+            return Err(Error::Unauthorized("unknown issuer".into()));
+        }
         let app = self
             .db
             .store

@@ -146,7 +146,13 @@ impl Deadbolt {
     /// application is reported exactly like a missing one.
     pub async fn company_application(&self, company_id: &str, domain: &str) -> Result<Application> {
         let norm = deadbolt_core::normalize::normalize_name(domain);
-        match self.store.application_by_issuer(&norm).await? {
+        // A name with a control character is no application's (and PostgreSQL refuses NUL).
+        let app = if norm.chars().any(char::is_control) {
+            None
+        } else {
+            self.store.application_by_issuer(&norm).await?
+        };
+        match app {
             Some(app) if app.company_id == company_id => Ok(app),
             _ => Err(Error::Forbidden(format!(
                 "no application with domain {domain:?} in this company"
@@ -256,6 +262,7 @@ impl Deadbolt {
     /// Locks an enrolled account (closing any unlock window). Durable when it returns.
     pub async fn lock(&self, app_id: &str, account: &str) -> Result<()> {
         let (_, key) = self.key(app_id, account).await?;
+        enrollable(account)?;
         self.store
             .set_account_state(app_id, &key, AccountState::Locked, None, self.now())
             .await?
@@ -271,6 +278,7 @@ impl Deadbolt {
         window: Option<Duration>,
     ) -> Result<Option<DateTime<Utc>>> {
         let (_, key) = self.key(app_id, account).await?;
+        enrollable(account)?;
         let now = self.now();
         let (state, until) = match window {
             Some(d) => (AccountState::Locked, Some(now + d)),
@@ -286,6 +294,7 @@ impl Deadbolt {
     /// Unlocks an account for its next sign-in only: the check that lets it in locks it again.
     pub async fn unlock_once(&self, app_id: &str, account: &str) -> Result<()> {
         let (_, key) = self.key(app_id, account).await?;
+        enrollable(account)?;
         self.store
             .unlock_once(app_id, &key, self.now())
             .await?
@@ -384,6 +393,12 @@ pub fn decide_inputs(now: DateTime<Utc>, app: &Application, inputs: &LockInputs)
         .map(one)
         .find(|d| d.locked)
         .unwrap_or(decision)
+}
+
+/// A name enrolment would refuse was never enrolled: "not found", without asking a store that
+/// may refuse the name outright (PostgreSQL and NUL).
+fn enrollable(account: &str) -> Result<&str> {
+    valid_account(account).map_err(|_| Error::NotFound("enrolled account".into()))
 }
 
 /// An account name as the application knows it (the token's `sub`): 1 to 512 bytes, without

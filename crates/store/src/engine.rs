@@ -1061,6 +1061,9 @@ fn pg_err(e: tokio_postgres::Error) -> StoreError {
         || e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
     {
         StoreError::Conflict(e.to_string())
+    } else if e.code() == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) {
+        // PostgreSQL text cannot hold NUL, which SQLite stores: bad input, not a store failure.
+        StoreError::Config("text must not contain NUL characters".into())
     } else if let Some(db) = e.as_db_error() {
         StoreError::Unavailable(format!("PostgreSQL: {}", db.message()))
     } else {

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -47,6 +47,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/nl3/api/v1/sdk/unlock", post(sdk::unlock))
         .route("/nl3/api/v1/sdk/status", get(sdk::status))
         .route("/nl3/api/v1/sdk/attempts", get(sdk::attempts))
+        .route("/openapi.json", get(openapi))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .merge(crate::portal::router())
@@ -101,6 +102,13 @@ fn normalize_path(mut req: axum::extract::Request) -> axum::extract::Request {
         }
     }
     req
+}
+
+/// The OpenAPI 3 document of the check and SDK APIs (`tests/api/openapi.rs` keeps it honest).
+const OPENAPI: &str = include_str!("../../api/openapi.json");
+
+async fn openapi() -> Response {
+    ([("content-type", "application/json")], OPENAPI).into_response()
 }
 
 /// The process is alive and serving: 200 whatever the store does (`/readyz` says whether it
@@ -166,8 +174,19 @@ pub(crate) async fn read_body(
 }
 
 /// Parses a JSON body whatever its Content-Type, with a clear message when it does not fit.
-pub(crate) fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn json_body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| Error::Invalid(format!("invalid request body: {e}")))
+}
+
+/// Like [`json_body`], for a JSON object only: serde would otherwise fill a struct's fields from
+/// an array in order, and `["a.example.com", "bob"]` must not name a domain and an account.
+pub(crate) fn json_object<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::Invalid(
+            "invalid request body: expected a JSON object".into(),
+        ));
+    }
+    json_body(bytes)
 }
 
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

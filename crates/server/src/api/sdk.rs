@@ -13,32 +13,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-use super::{header, json_body, read_body, ApiState, MAX_SDK_BODY};
+use super::{header, json_object, read_body, ApiState, MAX_SDK_BODY};
 use crate::error::{Error, Result};
 use crate::ops::valid_account;
-
-/// Most rows one import request may carry.
-pub const MAX_IMPORT_ROWS: usize = 100_000;
 
 async fn company(s: &ApiState, headers: &HeaderMap) -> Result<String> {
     s.db.authenticate_sdk(header(headers, "x-nl3-server-api-token"))
         .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportUser {
-    #[serde(default)]
-    first_name: Option<String>,
-    #[serde(default)]
-    last_name: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    domain: String,
-    #[serde(default)]
-    phone: Option<String>,
-    #[serde(rename = "userAccountId")]
-    user_account_id: String,
 }
 
 /// Imports users in one transaction: 200 when every row was new, 202 when some existed already,
@@ -50,12 +31,8 @@ pub async fn import_users(
 ) -> Result<Response> {
     let company = company(&s, &headers).await?;
     let bytes = read_body(&headers, body, MAX_SDK_BODY).await?;
-    let users: Vec<ImportUser> = json_body(&bytes)?;
-    if users.len() > MAX_IMPORT_ROWS {
-        return Err(Error::Invalid(format!(
-            "at most {MAX_IMPORT_ROWS} rows per request"
-        )));
-    }
+    let users =
+        deadbolt_core::import::parse_import(&bytes).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut apps: HashMap<String, Option<String>> = HashMap::new();
     let mut rows = Vec::with_capacity(users.len());
     let mut errors = Vec::new();
@@ -81,7 +58,22 @@ pub async fn import_users(
                 Some(e) => crate::ops::valid_email(e).err().map(|e| e.to_string()),
                 None => None,
             },
-        };
+        }
+        .or_else(|| {
+            // Names are shown in the portal and stored as text on either engine (PostgreSQL
+            // refuses NUL): control characters are refused like a bad email.
+            [
+                ("first_name", &u.first_name),
+                ("last_name", &u.last_name),
+                ("phone", &u.phone),
+            ]
+            .into_iter()
+            .find(|(_, v)| {
+                v.as_deref()
+                    .is_some_and(|v| v.chars().any(char::is_control))
+            })
+            .map(|(name, _)| format!("{name} must not contain control characters"))
+        });
         if let Some(message) = problem {
             errors.push(json!({"row": i, "userAccountId": u.user_account_id, "domain": u.domain, "message": message}));
             continue;
@@ -139,7 +131,7 @@ pub async fn lock(
     body: Body,
 ) -> Result<Json<Value>> {
     let company = company(&s, &headers).await?;
-    let t: Target = json_body(&read_body(&headers, body, 64 * 1024).await?)?;
+    let t: Target = json_object(&read_body(&headers, body, 64 * 1024).await?)?;
     let app = s.db.company_application(&company, &t.domain).await?;
     s.db.lock(&app.id, &t.user_account_id).await?;
     Ok(Json(json!({"locked": true})))
@@ -151,7 +143,7 @@ pub async fn unlock(
     body: Body,
 ) -> Result<Json<Value>> {
     let company = company(&s, &headers).await?;
-    let t: Target = json_body(&read_body(&headers, body, 64 * 1024).await?)?;
+    let t: Target = json_object(&read_body(&headers, body, 64 * 1024).await?)?;
     let window = match t.minutes {
         None => None,
         Some(m) if (1..=525_600).contains(&m) => Some(Duration::minutes(m)),

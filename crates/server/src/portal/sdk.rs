@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::auth::token_hash;
 use super::person::normalize_code;
-use crate::api::{header, json_body, read_body, ApiState};
+use crate::api::{header, json_object, read_body, ApiState};
 use crate::error::{Error, Result};
 use crate::ops::valid_account;
 
@@ -32,7 +32,7 @@ pub async fn pair(
         s.db.authenticate_sdk(header(&headers, "x-nl3-server-api-token"))
             .await?;
     let bytes = read_body(&headers, body, 16 * 1024).await?;
-    let req: PairRequest = json_body(&bytes)?;
+    let req: PairRequest = json_object(&bytes)?;
     let account = valid_account(&req.user_account_id)?;
     let app = s.db.company_application(&company, &req.domain).await?;
     // An account already paired with someone else is refused before the code is used up.

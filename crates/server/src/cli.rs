@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use deadbolt_core::duration::parse_duration;
 use deadbolt_core::{AccountState, Schedule, SystemClock, UnenrolledPolicy};
 use serde_json::{json, Value};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,6 +32,15 @@ pub struct Cli {
     /// be given in DEADBOLT_MASTER_KEY. Default for SQLite: the store file's name + ".key".
     #[arg(long, global = true, env = "DEADBOLT_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Log lines on stderr: `text`, or `json` (one object per line) for log shippers.
+    #[arg(
+        long,
+        global = true,
+        env = "DEADBOLT_LOG_FORMAT",
+        value_enum,
+        default_value_t = crate::logs::LogFormat::Text
+    )]
+    pub log_format: crate::logs::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -597,21 +607,22 @@ impl Cli {
                 format!("{exe}{db_flag} account unlock --app {app_id} --account alice --for 15m");
             out["demo"] = json!({"app": app_id, "issuer": DEMO_ISSUER, "key": key,
                                  "check_locked": cmd("alice"), "check_unlocked": cmd("bob"), "unlock": unlock});
-            eprintln!(
+            crate::logs::to_stderr(&format!(
                 "\nDeadbolt demo is running on {url}.\n\
                  alice is locked, bob is not. In another terminal:\n\n  {}\n  {}\n\n\
                  Unlock alice for 15 minutes and ask again:\n\n  {unlock}\n\n\
                  Stop with Ctrl-C.\n",
                 cmd("alice"),
                 cmd("bob"),
-            );
+            ));
         }
-        println!("{out}");
+        // The address line is for whoever started the server; a closed stdout must not stop it.
+        let _ = writeln!(std::io::stdout().lock(), "{out}");
         let base = args.public_url.clone().unwrap_or_else(|| url.clone());
         if let Some(link) = crate::portal::first_run_link(app.deadbolt(), &base).await? {
-            eprintln!(
+            crate::logs::to_stderr(&format!(
                 "\nNo portal operator yet: open {link} to create one (the link works once).\n"
-            );
+            ));
         }
         app.run_until(crate::shutdown_signal()).await
     }

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod crypto;
 pub mod error;
+pub mod logs;
 pub mod metrics;
 pub mod ops;
 pub mod portal;

@@ -9,3 +9,4 @@ mod decisions;
 mod helpers;
 mod isolation;
 mod sdk;
+mod served;

@@ -117,6 +117,31 @@ pub struct ServeArgs {
     /// Checks per second per application (bursts of twice that); 0 for no limit.
     #[arg(long, env = "DEADBOLT_RATE_LIMIT", default_value_t = 10_000)]
     pub rate_limit: u32,
+    /// Open connections at most (lowered to fit the open-files limit); more are answered 503.
+    #[arg(long, env = "DEADBOLT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64), at most half the above; 0 for no
+    /// such cap (behind a load balancer, every connection comes from it).
+    #[arg(long, env = "DEADBOLT_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+    /// Time a client has to send a request's head once it began.
+    #[arg(long, env = "DEADBOLT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: std::time::Duration,
+    /// Time a client has to send a request's body once the server waits for it.
+    #[arg(long, env = "DEADBOLT_BODY_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub body_timeout: std::time::Duration,
+    /// A connection with no request in progress is closed after this time.
+    #[arg(long, env = "DEADBOLT_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
+    pub idle_timeout: std::time::Duration,
+}
+
+/// A duration flag (`90s`, `15m`), at least a millisecond.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s).map_err(|e| e.to_string())?;
+    d.to_std()
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s} is not a positive duration"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -585,12 +610,20 @@ impl Cli {
             public_url: args.public_url.clone(),
             master_key: self.key_source(),
             rate_limit: args.rate_limit,
+            connections: crate::conn::Limits {
+                max_connections: args.max_connections,
+                max_per_ip: args.max_connections_per_ip,
+                header_timeout: args.header_timeout,
+                body_timeout: args.body_timeout,
+                idle_timeout: args.idle_timeout,
+            },
             ..Config::new(&self.db)
         };
         let app = Application::build(config, Arc::new(SystemClock)).await?;
         let url = format!("http://{}", app.addr());
-        let mut out =
-            json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences()});
+        let mut out = json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences(),
+                   "max_connections": app.connection_limits().max_connections,
+                   "max_connections_per_ip": app.connection_limits().max_per_ip});
         if let Some(Demo { app_id, key }) = demo {
             let exe = std::env::current_exe()
                 .map(|p| p.display().to_string())

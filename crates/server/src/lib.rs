@@ -5,6 +5,7 @@ pub mod api;
 pub mod attempts;
 pub mod check;
 pub mod cli;
+pub mod conn;
 pub mod crypto;
 pub mod error;
 pub mod logs;
@@ -35,6 +36,8 @@ pub struct Config {
     pub rate_limit: u32,
     /// Attempts that may wait for the writer before checks wait for it.
     pub attempt_queue: usize,
+    /// Connection caps and timeouts of every listener.
+    pub connections: conn::Limits,
 }
 
 impl Config {
@@ -46,6 +49,7 @@ impl Config {
             master_key: MasterKeySource::default(),
             rate_limit: 10_000,
             attempt_queue: 100_000,
+            connections: conn::Limits::default(),
         }
     }
 }
@@ -57,6 +61,7 @@ pub struct Application {
     db: Deadbolt,
     router: axum::Router,
     writer: tokio::task::JoinHandle<()>,
+    connections: conn::Limits,
 }
 
 impl Application {
@@ -67,6 +72,10 @@ impl Application {
 
     /// Builds on an opened store (tests use this to keep a handle on it).
     pub async fn build_with(config: Config, db: Deadbolt) -> anyhow::Result<Self> {
+        // Every connection is a descriptor: take all the system allows, then cap the
+        // connections to what fits.
+        let connections = config.connections.fitted(conn::raise_fd_limit());
+        tracing::debug!(?connections, "connection limits");
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -107,6 +116,7 @@ impl Application {
             db,
             router,
             writer,
+            connections,
         })
     }
 
@@ -123,6 +133,11 @@ impl Application {
         &self.audiences
     }
 
+    /// The connection limits in force (the configured ones, fitted to the descriptor limit).
+    pub fn connection_limits(&self) -> conn::Limits {
+        self.connections
+    }
+
     pub fn deadbolt(&self) -> &Deadbolt {
         &self.db
     }
@@ -136,11 +151,10 @@ impl Application {
             listener,
             router,
             writer,
+            connections,
             ..
         } = self;
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        conn::serve(listener, router, connections, shutdown).await;
         // The router (and with it every queue handle) is gone: the writer drains and ends.
         writer.await.context("attempt writer")?;
         Ok(())

@@ -76,6 +76,8 @@ fn prepare() -> Prepared {
 struct Server {
     child: Child,
     url: String,
+    /// The line the server printed on start.
+    started: Value,
 }
 
 impl Drop for Server {
@@ -115,6 +117,7 @@ fn serve(p: &Prepared, wrapper: &[&str], extra: &[&str], stderr: Stdio) -> Serve
         .unwrap_or_else(|_| panic!("the server did not start: {line:?}"));
     Server {
         url: started["url"].as_str().unwrap().to_string(),
+        started,
         child,
     }
 }
@@ -255,4 +258,141 @@ async fn a_server_whose_stderr_nobody_reads_keeps_answering_and_recording() {
     drop(stderr);
     // Then the reader goes away: writes fail with EPIPE.
     serves_whatever_stderr_does(&p, &server, "dee").await;
+}
+
+/// What became of a connection of the flood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Open,
+    Refused,
+    Closed,
+}
+
+fn fate(s: &mut std::net::TcpStream) -> Fate {
+    use std::io::Read;
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 256];
+    match s.read(&mut buf) {
+        Ok(n) if buf[..n].starts_with(b"HTTP/1.1 503") => Fate::Refused,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Fate::Open,
+        _ => Fate::Closed,
+    }
+}
+
+/// Thousands of connections from 127.0.0.1 that send nothing, half a request line or
+/// unfinished headers, to a server with 1,024 descriptors: checks from 127.0.0.2 are answered
+/// all along, the flood is held to its per-client cap and closed after the timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_from_one_client_does_not_stop_another() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        println!("skipped: no prlimit (util-linux) to lower the server's descriptor limit");
+        return;
+    }
+    // As many connections as the test's own descriptors allow, up to 20,000.
+    let own_fds = deadbolt::conn::raise_fd_limit().unwrap_or(1024);
+    let flood = own_fds.saturating_sub(500).min(20_000) as usize;
+    let p = prepare();
+    let server = serve(
+        &p,
+        &["prlimit", "--nofile=1024:1024", "--"],
+        &["--header-timeout", "2s", "--idle-timeout", "3s"],
+        Stdio::null(),
+    );
+    let per_ip = server.started["max_connections_per_ip"].as_u64().unwrap() as usize;
+    let cap = server.started["max_connections"].as_u64().unwrap() as usize;
+    assert!(cap < 1024 && per_ip <= cap / 2, "{}", server.started);
+    let addr: std::net::SocketAddr = server.started["listening"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    // Each connection binds its own port: the kernel's search for a free ephemeral port grows
+    // slow once most of them are taken.
+    let mut held = Vec::with_capacity(flood);
+    let mut port = 10_000u16;
+    while held.len() < flood && port < 65_000 {
+        port += 1;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if socket.bind(([127, 0, 0, 1], port).into()).is_err() {
+            continue;
+        }
+        let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), socket.connect(addr)).await
+        else {
+            continue;
+        };
+        let _ = match held.len() % 3 {
+            0 => Ok(0),
+            1 => s.try_write(b"POST /nl3/api/v1/accountProt"),
+            _ => s.try_write(
+                b"POST /nl3/api/v1/accountProtectionCheck HTTP/1.1\r\nhost: x\r\nx-nl3-auth",
+            ),
+        };
+        held.push(s.into_std().unwrap());
+    }
+    let connected = held.len();
+    let flood_secs = started.elapsed().as_secs_f64();
+
+    // Another client, while the flood holds its connections.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut slowest = Duration::ZERO;
+    for i in 0..40 {
+        let (sub, locked) = if i % 2 == 0 {
+            ("ann", false)
+        } else {
+            ("ben", true)
+        };
+        let t = std::time::Instant::now();
+        let got = check(&other, &p, &server.url, sub).await;
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(got, (200, json!({"locked": locked})), "check {i}");
+    }
+
+    let fates: Vec<Fate> = held.iter_mut().map(fate).collect();
+    let open = fates.iter().filter(|f| **f == Fate::Open).count();
+    let refused = fates.iter().filter(|f| **f == Fate::Refused).count();
+    println!(
+        "flood: {connected} of {flood} connections made in {flood_secs:.1} s (test fd limit \
+         {own_fds}, server 1024: cap {cap}, per client {per_ip}); {open} held open, {refused} \
+         answered 503; 40 checks from 127.0.0.2, slowest {slowest:?}"
+    );
+    assert!(connected > per_ip, "the flood went past the per-client cap");
+    assert!(open <= per_ip, "{open} open, more than the cap {per_ip}");
+    assert!(refused > 0, "connections over the cap are answered 503");
+
+    // The held ones are closed after the header (2 s) and idle (3 s) timeouts.
+    let mut still_open = open;
+    for _ in 0..100 {
+        still_open = held
+            .iter_mut()
+            .map(fate)
+            .filter(|f| *f == Fate::Open)
+            .count();
+        if still_open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(still_open, 0, "idle and half-sent connections are closed");
+    println!(
+        "every flood connection closed {:.1} s after the flood began",
+        started.elapsed().as_secs_f64()
+    );
+    drop(held);
+
+    // Both clients are served afterwards.
+    assert_eq!(
+        check(&other, &p, &server.url, "ben").await,
+        (200, json!({"locked": true}))
+    );
+    let http = reqwest::Client::new();
+    assert_eq!(
+        check(&http, &p, &server.url, "ann").await,
+        (200, json!({"locked": false}))
+    );
 }

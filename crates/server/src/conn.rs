@@ -454,9 +454,10 @@ impl BodyDeadline {
     }
 }
 
+/// A request body that did not arrive in time (the client stopped sending, or sends too slowly).
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {0:?}")]
-struct BodyTimedOut(Duration);
+pub struct BodyTimedOut(Duration);
 
 impl http_body::Body for BodyDeadline {
     type Data = bytes::Bytes;

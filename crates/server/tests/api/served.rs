@@ -1,5 +1,6 @@
-//! The real `deadbolt serve` process under hostile conditions: stderr that cannot be written,
-//! floods of idle and half-sent connections under a lowered file-descriptor limit.
+//! The server under hostile conditions: stderr that cannot be written, floods of idle and
+//! half-sent connections under a lowered file-descriptor limit (the real `deadbolt serve`
+//! process), bodies that never arrive.
 
 use crate::helpers::sign;
 use serde_json::{json, Value};
@@ -395,4 +396,33 @@ async fn a_connection_flood_from_one_client_does_not_stop_another() {
         check(&http, &p, &server.url, "ann").await,
         (200, json!({"locked": false}))
     );
+}
+
+/// A body that stops halfway is answered 400 after the body timeout, not waited on forever.
+#[tokio::test]
+async fn a_body_that_stops_halfway_is_refused_after_the_body_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = crate::helpers::TestApp::spawn_with(|c| {
+        c.connections.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", t.port))
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST /nl3/api/v1/accountProtectionCheck HTTP/1.1\r\nhost: x\r\n\
+          content-length: 100\r\n\r\n{\"userIP\":",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the server waited on the body past its timeout"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("did not arrive"), "{answer}");
+    t.stop().await;
 }

@@ -124,7 +124,8 @@ pub struct ServeArgs {
     /// such cap (behind a load balancer, every connection comes from it).
     #[arg(long, env = "DEADBOLT_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
     pub max_connections_per_ip: usize,
-    /// Time a client has to send a request's head once it began.
+    /// Time a client has to send a request's head once it began (a new connection: its first
+    /// request).
     #[arg(long, env = "DEADBOLT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub header_timeout: std::time::Duration,
     /// Time a client has to send a request's body once the server waits for it.

@@ -27,7 +27,8 @@ pub struct Limits {
     /// Open connections per client address (IPv6: per /64) at most; 0 for no such cap. At
     /// most half of `max_connections`, so that one client cannot take them all.
     pub max_per_ip: usize,
-    /// A request head must arrive complete within this time of its first byte.
+    /// A request head must arrive complete within this time of its first byte; a new
+    /// connection's first request within this time of the connection.
     pub header_timeout: Duration,
     /// A request body must arrive complete within this time of the server waiting for it.
     pub body_timeout: Duration,
@@ -361,9 +362,11 @@ struct Connection {
 
 impl Connection {
     async fn run(mut self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+        // A new connection owes its first request at once: until it arrives, it is timed as a
+        // request head (a silent connection is closed after the header timeout, not the idle one).
         let activity = Arc::new(Activity {
             born: Instant::now(),
-            phase: AtomicU8::new(IDLE),
+            phase: AtomicU8::new(HEAD),
             since: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
         });

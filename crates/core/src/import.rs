@@ -2,26 +2,30 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use thiserror::Error;
 
 /// Most rows one import request may carry.
 pub const MAX_IMPORT_ROWS: usize = 100_000;
 
 /// One row as the company's back end sends it; `domain` names the application by its issuer.
+/// Strings are borrowed from the request body where JSON escapes allow: a 100,000-row import is
+/// parsed without a copy of every field.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ImportUser {
-    #[serde(default)]
-    pub first_name: Option<String>,
-    #[serde(default)]
-    pub last_name: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    pub domain: String,
-    #[serde(default)]
-    pub phone: Option<String>,
-    #[serde(rename = "userAccountId")]
-    pub user_account_id: String,
+pub struct ImportUser<'a> {
+    #[serde(default, borrow)]
+    pub first_name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub last_name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub email: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub domain: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub phone: Option<Cow<'a, str>>,
+    #[serde(rename = "userAccountId", borrow)]
+    pub user_account_id: Cow<'a, str>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -37,7 +41,7 @@ pub enum ImportError {
 /// Parses an import body. Rows are read raw first, so that a request over the row limit is
 /// refused before any row is decoded, and so that each row must be an object: serde would
 /// otherwise fill a row's fields from an array in order.
-pub fn parse_import(bytes: &[u8]) -> Result<Vec<ImportUser>, ImportError> {
+pub fn parse_import(bytes: &[u8]) -> Result<Vec<ImportUser<'_>>, ImportError> {
     let raw: Vec<&RawValue> =
         serde_json::from_slice(bytes).map_err(|e| ImportError::NotJson(e.to_string()))?;
     if raw.len() > MAX_IMPORT_ROWS {

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use deadbolt_core::duration::parse_duration;
 use deadbolt_core::{AccountNames, AccountState, Schedule, SystemClock, UnenrolledPolicy};
 use serde_json::{json, Value};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,6 +32,15 @@ pub struct Cli {
     /// be given in DEADBOLT_MASTER_KEY. Default for SQLite: the store file's name + ".key".
     #[arg(long, global = true, env = "DEADBOLT_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Log lines on stderr: `text`, or `json` (one object per line) for log shippers.
+    #[arg(
+        long,
+        global = true,
+        env = "DEADBOLT_LOG_FORMAT",
+        value_enum,
+        default_value_t = crate::logs::LogFormat::Text
+    )]
+    pub log_format: crate::logs::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -122,21 +132,47 @@ pub struct ServeArgs {
     /// when not given. Never on the public address.
     #[arg(long, env = "DEADBOLT_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Open connections at most (lowered to fit the open-files limit); more are answered 503.
+    #[arg(long, env = "DEADBOLT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64), at most half the above; 0 for no
+    /// such cap (behind a load balancer, every connection comes from it).
+    #[arg(long, env = "DEADBOLT_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+    /// Time a client has to send a request's head once it began (a new connection: its first
+    /// request).
+    #[arg(long, env = "DEADBOLT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: std::time::Duration,
+    /// Time a client has to send a request's body once the server waits for it.
+    #[arg(long, env = "DEADBOLT_BODY_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub body_timeout: std::time::Duration,
+    /// A connection with no request in progress is closed after this time.
+    #[arg(long, env = "DEADBOLT_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
+    pub idle_timeout: std::time::Duration,
 }
 
-/// A store deadline: milliseconds (`500ms`) or a duration as elsewhere (`2s`, `1m`).
-fn parse_store_timeout(s: &str) -> Result<std::time::Duration, String> {
+/// A duration flag: `500ms`, `90s`, `15m`; at least a millisecond.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
     let d = match s.trim().strip_suffix("ms") {
         Some(ms) => ms
             .trim()
             .parse::<u64>()
             .map(std::time::Duration::from_millis)
-            .map_err(|_| format!("invalid duration {s:?}: write it like 500ms or 2s"))?,
-        None => deadbolt_core::duration::parse_duration(s)
+            .map_err(|_| format!("invalid duration {s:?}: write it like 500ms, 90s or 15m"))?,
+        None => parse_duration(s)
             .map_err(|e| e.to_string())?
             .to_std()
             .map_err(|e| e.to_string())?,
     };
+    if d.is_zero() {
+        return Err(format!("{s} is not a positive duration"));
+    }
+    Ok(d)
+}
+
+/// A store deadline: a duration from 10 ms to 10 minutes.
+fn parse_store_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = duration(s)?;
     if d < std::time::Duration::from_millis(10) || d > std::time::Duration::from_secs(600) {
         return Err(format!("store timeout {s:?} out of range (10ms to 10m)"));
     }
@@ -722,13 +758,21 @@ impl Cli {
             rate_limit: args.rate_limit,
             store_timeout: args.store_timeout,
             metrics_listen: args.metrics_listen.clone(),
+            connections: crate::conn::Limits {
+                max_connections: args.max_connections,
+                max_per_ip: args.max_connections_per_ip,
+                header_timeout: args.header_timeout,
+                body_timeout: args.body_timeout,
+                idle_timeout: args.idle_timeout,
+            },
             ..Config::new(&self.db)
         };
         let app = Application::build(config, Arc::new(SystemClock)).await?;
         warn_collisions(app.deadbolt()).await;
         let url = format!("http://{}", app.addr());
-        let mut out =
-            json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences()});
+        let mut out = json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences(),
+                   "max_connections": app.connection_limits().max_connections,
+                   "max_connections_per_ip": app.connection_limits().max_per_ip});
         if let Some(m) = app.metrics_addr() {
             out["metrics"] = json!(format!("http://{m}/metrics"));
         }
@@ -748,21 +792,22 @@ impl Cli {
                 format!("{exe}{db_flag} account unlock --app {app_id} --account alice --for 15m");
             out["demo"] = json!({"app": app_id, "issuer": DEMO_ISSUER, "key": key,
                                  "check_locked": cmd("alice"), "check_unlocked": cmd("bob"), "unlock": unlock});
-            eprintln!(
+            crate::logs::to_stderr(&format!(
                 "\nDeadbolt demo is running on {url}.\n\
                  alice is locked, bob is not. In another terminal:\n\n  {}\n  {}\n\n\
                  Unlock alice for 15 minutes and ask again:\n\n  {unlock}\n\n\
                  Stop with Ctrl-C.\n",
                 cmd("alice"),
                 cmd("bob"),
-            );
+            ));
         }
-        println!("{out}");
+        // The address line is for whoever started the server; a closed stdout must not stop it.
+        let _ = writeln!(std::io::stdout().lock(), "{out}");
         let base = args.public_url.clone().unwrap_or_else(|| url.clone());
         if let Some(link) = crate::portal::first_run_link(app.deadbolt(), &base).await? {
-            eprintln!(
+            crate::logs::to_stderr(&format!(
                 "\nNo portal operator yet: open {link} to create one (the link works once).\n"
-            );
+            ));
         }
         app.run_until(crate::shutdown_signal()).await
     }

@@ -5,8 +5,10 @@ pub mod api;
 pub mod attempts;
 pub mod check;
 pub mod cli;
+pub mod conn;
 pub mod crypto;
 pub mod error;
+pub mod logs;
 pub mod metrics;
 pub mod ops;
 pub mod portal;
@@ -39,6 +41,8 @@ pub struct Config {
     pub store_timeout: std::time::Duration,
     /// Where `/metrics` is served: its own address, never the public one. `None`: not served.
     pub metrics_listen: Option<String>,
+    /// Connection caps and timeouts of every listener.
+    pub connections: conn::Limits,
 }
 
 impl Config {
@@ -52,6 +56,7 @@ impl Config {
             attempt_queue: 100_000,
             store_timeout: deadbolt_store::DEFAULT_TIMEOUT,
             metrics_listen: None,
+            connections: conn::Limits::default(),
         }
     }
 }
@@ -64,6 +69,7 @@ pub struct Application {
     router: axum::Router,
     metrics: Option<(tokio::net::TcpListener, axum::Router)>,
     writer: tokio::task::JoinHandle<()>,
+    connections: conn::Limits,
 }
 
 impl Application {
@@ -74,6 +80,10 @@ impl Application {
 
     /// Builds on an opened store (tests use this to keep a handle on it).
     pub async fn build_with(config: Config, db: Deadbolt) -> anyhow::Result<Self> {
+        // Every connection is a descriptor: take all the system allows, then cap the
+        // connections to what fits.
+        let connections = config.connections.fitted(conn::raise_fd_limit());
+        tracing::debug!(?connections, "connection limits");
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -125,6 +135,7 @@ impl Application {
             router,
             metrics: metrics_listener,
             writer,
+            connections,
         })
     }
 
@@ -146,6 +157,11 @@ impl Application {
         &self.audiences
     }
 
+    /// The connection limits in force (the configured ones, fitted to the descriptor limit).
+    pub fn connection_limits(&self) -> conn::Limits {
+        self.connections
+    }
+
     pub fn deadbolt(&self) -> &Deadbolt {
         &self.db
     }
@@ -160,28 +176,24 @@ impl Application {
             router,
             metrics,
             writer,
+            connections,
             ..
         } = self;
         let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
+        // The metrics listener has the same caps and timeouts as the public one.
         let metrics = metrics.map(|(listener, router)| {
             let mut stopped = stopped.clone();
+            let limits = connections;
             tokio::spawn(async move {
                 let until = async move {
                     let _ = stopped.changed().await;
                 };
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(until)
-                    .await
-                {
-                    tracing::error!(error = %e, "metrics listener failed");
-                }
+                conn::serve(listener, router, limits, until).await;
             })
         });
-        // The client's address is known to handlers (the portal throttles sign-ins by it).
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        // The accept loop gives handlers the client's address (`ConnectInfo`): the portal
+        // throttles sign-ins by it.
+        conn::serve(listener, router, connections, shutdown).await;
         let _ = stop_metrics.send(true);
         if let Some(m) = metrics {
             let _ = m.await;

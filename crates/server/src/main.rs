@@ -4,44 +4,27 @@ use clap::Parser;
 // the system allocator.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use std::io::Write;
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = deadbolt::cli::Cli::parse();
-    init_logs();
-    match cli.run().await {
-        Ok(Some(out)) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
+    // Logs go to stderr (stdout carries the commands' JSON); a log line never fails the process.
+    let logs = deadbolt::logs::init(cli.log_format);
+    let result = cli.run().await;
+    // Queued log lines first, so that they come before the final error message.
+    drop(logs);
+    match result {
+        Ok(Some(out)) => match writeln!(std::io::stdout().lock(), "{out}") {
+            Ok(()) => ExitCode::SUCCESS,
+            // The command's answer did not reach its reader: say it failed.
+            Err(_) => ExitCode::FAILURE,
+        },
         Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("deadbolt: {e:#}");
+            deadbolt::logs::to_stderr(&format!("deadbolt: {e:#}\n"));
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs go to stderr (stdout carries the commands' JSON): human-readable by default,
-/// JSON lines with DEADBOLT_LOG_FORMAT=json; the level from RUST_LOG (default info).
-fn init_logs() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Libraries that log through `log` reach these logs through this bridge, except the
-    // PostgreSQL driver, whose debug records carry statement parameters (password hashes,
-    // session hashes, CSRF tokens): it is never bridged, whatever RUST_LOG says.
-    let _ = tracing_log::LogTracer::builder()
-        .ignore_crate("tokio_postgres")
-        .ignore_crate("postgres_protocol")
-        .ignore_crate("postgres_types")
-        .init();
-    let _ = if std::env::var("DEADBOLT_LOG_FORMAT").as_deref() == Ok("json") {
-        tracing::subscriber::set_global_default(builder.json().finish())
-    } else {
-        tracing::subscriber::set_global_default(builder.finish())
-    };
 }

@@ -167,10 +167,17 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::TooLarge(limit));
     }
-    // The only way reading an in-flight body fails short of a disconnect is the length limit.
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| Error::TooLarge(limit))
+    // Short of a disconnect, reading a body fails on the length limit or the body timeout.
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if let Some(t) = c.downcast_ref::<crate::conn::BodyTimedOut>() {
+                return Error::Invalid(t.to_string());
+            }
+            cause = c.source();
+        }
+        Error::TooLarge(limit)
+    })
 }
 
 /// Parses a JSON body whatever its Content-Type, with a clear message when it does not fit.

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use deadbolt_store::ImportRow;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::{header, json_object, read_body, ApiState, MAX_SDK_BODY};
@@ -20,6 +21,22 @@ use crate::ops::valid_account;
 async fn company(s: &ApiState, headers: &HeaderMap) -> Result<String> {
     s.db.authenticate_sdk(header(headers, "x-nl3-server-api-token"))
         .await
+}
+
+/// The answer to an import, written straight from the rows (no JSON tree of 100,000 objects).
+#[derive(Serialize)]
+struct ImportAnswer<'a> {
+    created: usize,
+    existing: usize,
+    results: Vec<RowResult<'a>>,
+}
+
+#[derive(Serialize)]
+struct RowResult<'a> {
+    domain: &'a str,
+    result: &'static str,
+    #[serde(rename = "userAccountId")]
+    user_account_id: &'a str,
 }
 
 /// Imports users in one transaction: 200 when every row was new, 202 when some existed already,
@@ -33,25 +50,23 @@ pub async fn import_users(
     let bytes = read_body(&headers, body, MAX_SDK_BODY).await?;
     let users =
         deadbolt_core::import::parse_import(&bytes).map_err(|e| Error::Invalid(e.to_string()))?;
-    let mut apps: HashMap<String, Option<String>> = HashMap::new();
+    let mut apps: HashMap<&str, Option<String>> = HashMap::new();
     let mut rows = Vec::with_capacity(users.len());
     let mut errors = Vec::new();
     for (i, u) in users.iter().enumerate() {
-        if !apps.contains_key(&u.domain) {
+        let domain: &str = &u.domain;
+        if !apps.contains_key(domain) {
             let app =
-                s.db.company_application(&company, &u.domain)
+                s.db.company_application(&company, domain)
                     .await
                     .ok()
                     .map(|a| a.id);
-            apps.insert(u.domain.clone(), app);
+            apps.insert(domain, app);
         }
-        let problem = match (
-            apps.get(&u.domain).cloned().flatten(),
-            valid_account(&u.user_account_id),
-        ) {
+        let app_id = apps.get(domain).and_then(Option::as_ref);
+        let problem = match (app_id, valid_account(&u.user_account_id)) {
             (None, _) => Some(format!(
-                "no application with domain {:?} in this company",
-                u.domain
+                "no application with domain {domain:?} in this company"
             )),
             (_, Err(e)) => Some(e.to_string()),
             (Some(_), Ok(_)) => match u.email.as_deref().filter(|e| !e.trim().is_empty()) {
@@ -75,18 +90,18 @@ pub async fn import_users(
             .map(|(name, _)| format!("{name} must not contain control characters"))
         });
         if let Some(message) = problem {
-            errors.push(json!({"row": i, "userAccountId": u.user_account_id, "domain": u.domain, "message": message}));
+            errors.push(json!({"row": i, "userAccountId": u.user_account_id, "domain": domain, "message": message}));
             continue;
         }
-        let field = |v: &Option<String>| {
+        let field = |v: &Option<Cow<'_, str>>| {
             v.as_deref()
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
                 .map(|v| deadbolt_core::body::bounded(v, 200))
         };
         rows.push(ImportRow {
-            app_id: apps.get(&u.domain).cloned().flatten().unwrap_or_default(),
-            account: u.user_account_id.clone(),
+            app_id: app_id.cloned().unwrap_or_default(),
+            account: u.user_account_id.clone().into_owned(),
             email: field(&u.email),
             first_name: field(&u.first_name),
             last_name: field(&u.last_name),
@@ -98,22 +113,27 @@ pub async fn import_users(
         return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
     }
     let created = s.db.import(&rows).await?;
-    let results: Vec<Value> = users
-        .iter()
-        .zip(&created)
-        .map(|(u, c)| json!({"userAccountId": u.user_account_id, "domain": u.domain, "result": if *c { "created" } else { "exists" }}))
-        .collect();
+    drop(rows);
     let new = created.iter().filter(|c| **c).count();
     let status = if new == created.len() {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((
-        status,
-        Json(json!({"created": new, "existing": created.len() - new, "results": results})),
-    )
-        .into_response())
+    let answer = ImportAnswer {
+        created: new,
+        existing: created.len() - new,
+        results: users
+            .iter()
+            .zip(&created)
+            .map(|(u, c)| RowResult {
+                domain: &u.domain,
+                result: if *c { "created" } else { "exists" },
+                user_account_id: &u.user_account_id,
+            })
+            .collect(),
+    };
+    Ok((status, Json(answer)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -696,7 +696,10 @@ fn help_describes_every_command_and_flag() {
         let indent = |l: &str| l.len() - l.trim_start().len();
         for (i, line) in lines.iter().enumerate() {
             let l = line.trim();
-            if !l.starts_with('-') {
+            // Flags (`--name`, `-h, --help`), not the lists of possible values (`- text: …`).
+            let is_flag = l.starts_with("--")
+                || (l.len() > 3 && l.starts_with('-') && l.as_bytes()[2] == b',');
+            if !is_flag {
                 continue;
             }
             // Short help: the description after the flag on its line; long help: on the

@@ -16,5 +16,6 @@ mod logs;
 mod openapi;
 mod portal;
 mod sdk;
+mod served;
 mod tenant;
 mod throttling;

@@ -6,9 +6,10 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
-use super::{header, read_body, MAX_CHECK_BODY};
+use super::MAX_CHECK_BODY;
 use crate::check::{CheckService, HeaderContext};
 use crate::error::Error;
+use crate::request::{header, read_body};
 use std::sync::Arc;
 
 /// A request header asking for the deciding rule in [`REASON`].

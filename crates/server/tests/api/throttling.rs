@@ -98,7 +98,7 @@ async fn a_password_reset_ends_the_wait() {
     let now = t.db.now();
     t.db.store
         .create_link(
-            &deadbolt::portal::token_hash(token),
+            &deadbolt::crypto::token_hash(token),
             "password_reset",
             ANN,
             None,

@@ -26,7 +26,8 @@ use std::sync::Arc;
 pub use error::Error;
 pub use ops::{Deadbolt, MasterKeySource};
 
-/// Everything `deadbolt serve` can be told.
+/// Everything `deadbolt serve` can be told, built once (by the CLI from its flags and
+/// `DEADBOLT_*` variables, by tests in code) and passed in: nothing below reads the environment.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub db_url: String,
@@ -45,6 +46,8 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     /// Connection caps and timeouts of every listener.
     pub connections: conn::Limits,
+    /// The portal's public URL and mail settings.
+    pub portal: portal::PortalConfig,
 }
 
 impl Config {
@@ -59,6 +62,7 @@ impl Config {
             store_timeout: deadbolt_store::DEFAULT_TIMEOUT,
             metrics_listen: None,
             connections: conn::Limits::default(),
+            portal: portal::PortalConfig::default(),
         }
     }
 }
@@ -128,7 +132,7 @@ impl Application {
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let portal = Arc::new(portal::Portal::new(
-            portal::PortalConfig::from_env(),
+            config.portal.clone(),
             audiences.clone(),
             closing_rx,
         ));

@@ -31,20 +31,6 @@ pub struct PortalConfig {
     pub mail: MailConfig,
 }
 
-impl PortalConfig {
-    /// From `DEADBOLT_PUBLIC_URL`, `DEADBOLT_SMTP_URL` and `DEADBOLT_MAIL_FROM`.
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Self {
-            public_url: var("DEADBOLT_PUBLIC_URL"),
-            mail: MailConfig {
-                smtp_url: var("DEADBOLT_SMTP_URL"),
-                from: var("DEADBOLT_MAIL_FROM"),
-            },
-        }
-    }
-}
-
 /// The portal's own state: its settings, mail, throttles and the keys it signs cookies with.
 pub struct Portal {
     config: PortalConfig,

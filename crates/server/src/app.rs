@@ -13,6 +13,7 @@ use crate::check::CheckService;
 use crate::metrics::Metrics;
 use crate::ops::Deadbolt;
 use crate::portal::{Portal, PortalState};
+use crate::request_id::{self, RequestIdLayer};
 use crate::{api, portal};
 
 /// The whole server's state; each surface takes the parts it needs through `FromRef`.
@@ -56,8 +57,12 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(api::routes())
         .merge(portal::routes())
-        .route("/healthz", get(health))
-        .route("/readyz", get(ready))
+        .merge(
+            Router::new()
+                .route("/healthz", get(health))
+                .route("/readyz", get(ready))
+                .layer(request_id::traced()),
+        )
         // Health answers like the API (the portal's routes have their own by now).
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(not_found)
@@ -65,7 +70,11 @@ pub fn router(state: AppState) -> Router {
     // Paths are normalised before routing (a layer on the router would run after it): an
     // `API_URI` written with a trailing slash makes clients post to `//nl3/…`, and a 404 there
     // reads as "not locked" to a fail-open client.
-    Router::new().fallback_service(tower::ServiceExt::map_request(routes, normalize_path))
+    let service = tower::ServiceBuilder::new()
+        .layer(RequestIdLayer::default())
+        .map_request(normalize_path)
+        .service(routes);
+    Router::new().fallback_service(service)
 }
 
 /// A path no surface has: under `/nl3`, and for any client that does not ask for a page, the
@@ -74,7 +83,7 @@ async fn not_found(request: Request) -> Response {
     if request.uri().path().starts_with("/nl3") || !wants_page(request.headers()) {
         api::not_found().await.into_response()
     } else {
-        portal::not_found().await
+        portal::not_found(request).await
     }
 }
 

@@ -15,6 +15,7 @@ pub mod ops;
 pub mod portal;
 pub mod rate;
 pub mod request;
+pub mod request_id;
 
 use anyhow::Context;
 use deadbolt_core::token::TokenPolicy;

@@ -10,6 +10,7 @@ use super::MAX_CHECK_BODY;
 use crate::check::{CheckService, HeaderContext};
 use crate::error::Error;
 use crate::request::{header, read_body};
+use crate::request_id;
 use std::sync::Arc;
 
 /// A request header asking for the deciding rule in [`REASON`].
@@ -72,6 +73,9 @@ pub async fn check(State(checks): State<Arc<CheckService>>, request: Request) ->
         }
         Err(e) => {
             checks.metrics.error(e.status().as_u16());
+            // Only a refused check pays for a span: its log lines name the request.
+            let span = tracing::info_span!("request", request_id = request_id::of(&headers));
+            let _entered = span.enter();
             if e.status().as_u16() == 401 {
                 tracing::info!(reason = %e, "check refused");
             }

@@ -8,13 +8,15 @@ use axum::extract::FromRef;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::check::CheckService;
 use crate::error::Error;
 use crate::ops::Deadbolt;
+use crate::request_id::{self, Panicked};
 
 /// The check path, as the NL3 integrations call it.
 pub const CHECK_PATH: &str = deadbolt_client::DEFAULT_API_PATH;
@@ -30,8 +32,8 @@ where
     Deadbolt: FromRef<S>,
     Arc<CheckService>: FromRef<S>,
 {
-    Router::new()
-        .route(CHECK_PATH, post(check::check))
+    // The SDK calls have a span per request; the check does not (see `request_id`).
+    let sdk = Router::new()
         .route("/nl3/api/v1/sdk/importUsers", post(sdk::import_users))
         .route("/nl3/api/v1/sdk/lock", post(sdk::lock))
         .route("/nl3/api/v1/sdk/unlock", post(sdk::unlock))
@@ -40,7 +42,13 @@ where
         .route("/nl3/api/v1/sdk/pair", post(sdk::pair))
         .route("/openapi.json", get(openapi))
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(request_id::traced());
+    Router::new()
+        .route(CHECK_PATH, post(check::check))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(panicked))
+        .merge(sdk)
 }
 
 /// The API's answer to a path it does not have.
@@ -56,11 +64,11 @@ pub async fn method_not_allowed() -> Response {
         .into_response()
 }
 
-/// A handler that panicked: a plain JSON 500, the details in the log.
+/// A handler that panicked: a plain JSON 500; the request id layer logs it.
 pub fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
-    tracing::error!("a request handler panicked");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
+        Extension(Panicked),
         Json(json!({"message": "internal error"})),
     )
         .into_response()

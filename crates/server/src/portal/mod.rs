@@ -18,6 +18,7 @@ use axum::Router;
 use std::sync::Arc;
 
 use crate::ops::Deadbolt;
+use crate::request_id;
 
 pub use auth::{create_operator, first_run_link, invite_operator};
 pub use mail::{MailConfig, Mailer};
@@ -187,13 +188,18 @@ where
         )
         .route("/static/{file}", get(static_file))
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(security_headers))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_page))
+        .layer(request_id::traced())
+        .layer(axum::middleware::from_fn(finish))
 }
 
 /// The portal's answer to a path it does not have: a page, as a browser expects.
-pub async fn not_found() -> Response {
-    security_headers_on(pages::PageError::not_found().into_response(), false)
+pub async fn not_found(req: Request) -> Response {
+    let page = pages::error_page(
+        pages::PageError::not_found().into_response(),
+        request_id::of(req.headers()),
+    );
+    security_headers_on(page, false)
 }
 
 async fn method_not_allowed() -> Response {
@@ -204,14 +210,13 @@ async fn method_not_allowed() -> Response {
     .into_response()
 }
 
-/// A handler that panicked: a page that says so, the details in the log.
+/// A handler that panicked: a page that says so; the request id layer logs it.
 fn panic_page(_: Box<dyn std::any::Any + Send>) -> Response {
-    tracing::error!("a portal handler panicked");
     let page = pages::PageError::Status(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong on our side. Try again in a moment.".into(),
     );
-    security_headers_on(page.into_response(), false)
+    (axum::Extension(request_id::Panicked), page).into_response()
 }
 
 async fn home(me: Option<auth::Me>) -> Redirect {
@@ -222,14 +227,21 @@ async fn home(me: Option<auth::Me>) -> Redirect {
     }
 }
 
-/// Headers on every portal response: no inline scripts, no framing, no sniffing, no referrers
-/// (links carry one-time tokens), and pages are not cached.
-async fn security_headers(req: Request, next: Next) -> Response {
+/// Every portal response leaves through here: an error page is rendered with the request's id,
+/// and the security headers are set.
+async fn finish(req: Request, next: Next) -> Response {
     let is_static = req.uri().path().starts_with("/static/");
-    security_headers_on(next.run(req).await, is_static)
+    let id = req.headers().get(request_id::HEADER).cloned();
+    let res = next.run(req).await;
+    let id = id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    security_headers_on(pages::error_page(res, id), is_static)
 }
 
-/// The headers themselves; static files keep their own caching.
+/// Headers on every portal response: no inline scripts, no framing, no sniffing, no referrers
+/// (links carry one-time tokens), and pages are not cached; static files keep their own caching.
 fn security_headers_on(mut res: Response, is_static: bool) -> Response {
     let h = res.headers_mut();
     h.insert(

@@ -892,7 +892,7 @@ pub async fn integration_page(
         l: Layout::signed_in(&app.name, &me, &format!("/companies/{cid}")),
         cid,
         app,
-        api_uri: base_url(&s, &portal),
+        api_uri: base_url(&portal),
         api_path: deadbolt_client::DEFAULT_API_PATH,
     };
     Ok(render(&page)?.into_response())

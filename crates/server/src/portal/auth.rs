@@ -135,8 +135,8 @@ fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValu
     .unwrap_or_else(|_| HeaderValue::from_static("deadbolt_invalid=1"))
 }
 
-fn secure(s: &PortalState, portal: &Portal) -> bool {
-    base_url(s, portal).starts_with("https://")
+fn secure(portal: &Portal) -> bool {
+    base_url(portal).starts_with("https://")
 }
 
 /// The signed-in person.
@@ -313,7 +313,7 @@ fn known_device<'a>(portal: &Portal, headers: &'a HeaderMap, email: &str) -> Opt
 }
 
 /// A device cookie for `email`, set on a successful sign-in.
-fn device_cookie(s: &PortalState, portal: &Portal, email: &str) -> HeaderValue {
+fn device_cookie(portal: &Portal, email: &str) -> HeaderValue {
     let mut b = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut b);
     let nonce = URL_SAFE_NO_PAD.encode(b);
@@ -322,7 +322,7 @@ fn device_cookie(s: &PortalState, portal: &Portal, email: &str) -> HeaderValue {
         DEVICE_COOKIE,
         &value,
         DEVICE_DAYS * 24 * 3600,
-        secure(s, portal),
+        secure(portal),
     )
 }
 
@@ -349,7 +349,6 @@ fn check_pre_csrf(headers: &HeaderMap, form_token: &str) -> Result<(), PageError
 
 /// A page shown before signing in, setting the CSRF cookie when needed.
 fn anonymous_page(
-    s: &PortalState,
     portal: &Portal,
     status: StatusCode,
     html: Result<axum::response::Html<String>, PageError>,
@@ -361,7 +360,7 @@ fn anonymous_page(
             if csrf.1 {
                 res.headers_mut().append(
                     header::SET_COOKIE,
-                    set_cookie(PRE_CSRF_COOKIE, &csrf.0, 3600 * 24, secure(s, portal)),
+                    set_cookie(PRE_CSRF_COOKIE, &csrf.0, 3600 * 24, secure(portal)),
                 );
             }
             res
@@ -396,7 +395,7 @@ async fn start_session(
     let mut res = Redirect::to(to).into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &id, SESSION_HOURS * 3600, secure(s, portal)),
+        set_cookie(SESSION_COOKIE, &id, SESSION_HOURS * 3600, secure(portal)),
     );
     Ok(res)
 }
@@ -413,7 +412,6 @@ struct LoginPage {
 }
 
 pub async fn login_page(
-    State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
     me: Option<Me>,
     headers: HeaderMap,
@@ -428,7 +426,7 @@ pub async fn login_page(
         email: String::new(),
         error: None,
     };
-    anonymous_page(&s, &portal, StatusCode::OK, render(&page), csrf)
+    anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
 }
 
 #[derive(Deserialize)]
@@ -457,7 +455,7 @@ pub async fn login(
             email: f.email.clone(),
             error: Some(msg.to_string()),
         };
-        anonymous_page(&s, &portal, status, render(&page), (f.csrf.clone(), false))
+        anonymous_page(&portal, status, render(&page), (f.csrf.clone(), false))
     };
     // Counted before the password is looked at: a burst of guesses is let in only as far as
     // the throttle allows, and the rest cost no hashing.
@@ -482,7 +480,7 @@ pub async fn login(
             let mut res = start_session(&s, &portal, &headers, &person_id, "/").await?;
             if known_device(&portal, &headers, &email).is_none() {
                 res.headers_mut()
-                    .append(header::SET_COOKIE, device_cookie(&s, &portal, &email));
+                    .append(header::SET_COOKIE, device_cookie(&portal, &email));
             }
             Ok(res)
         }
@@ -507,7 +505,7 @@ pub async fn logout(
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", 0, secure(&s, &portal)),
+        set_cookie(SESSION_COOKIE, "", 0, secure(&portal)),
     );
     Ok(res)
 }
@@ -547,24 +545,16 @@ fn email_form(reset: bool, csrf: String, sent: bool) -> EmailFormPage {
     }
 }
 
-pub async fn signup_page(
-    State(s): State<PortalState>,
-    State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn signup_page(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let csrf = pre_csrf(&headers);
     let page = email_form(false, csrf.0.clone(), false);
-    anonymous_page(&s, &portal, StatusCode::OK, render(&page), csrf)
+    anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
 }
 
-pub async fn reset_page(
-    State(s): State<PortalState>,
-    State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn reset_page(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let csrf = pre_csrf(&headers);
     let page = email_form(true, csrf.0.clone(), false);
-    anonymous_page(&s, &portal, StatusCode::OK, render(&page), csrf)
+    anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
 }
 
 #[derive(Deserialize)]
@@ -655,7 +645,7 @@ pub(super) async fn send_link(
     }
     let url = create_link(
         &s.db,
-        &base_url(s, portal),
+        &base_url(portal),
         purpose,
         email,
         company.map(|c| c.0),
@@ -836,13 +826,7 @@ pub async fn welcome_page(
         heading: welcome_heading(&link, company),
         error: None,
     };
-    Ok(anonymous_page(
-        &s,
-        &portal,
-        StatusCode::OK,
-        render(&page),
-        csrf,
-    ))
+    Ok(anonymous_page(&portal, StatusCode::OK, render(&page), csrf))
 }
 
 async fn company_name(s: &PortalState, link: &Link) -> Result<Option<String>, PageError> {

@@ -290,20 +290,19 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 }
 
 /// The portal's base URL, for links in emails and the integration page.
-fn base_url(_: &PortalState, portal: &Portal) -> String {
-    if let Some(u) = &portal.config.public_url {
-        let u = u.trim().trim_end_matches('/');
-        return if u.starts_with("http://") || u.starts_with("https://") {
-            u.to_string()
-        } else {
-            format!("https://{u}")
-        };
+fn base_url(portal: &Portal) -> String {
+    let url = match &portal.config.public_url {
+        Some(u) => u.trim().trim_end_matches('/'),
+        None => portal
+            .audiences
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost"),
+    };
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return url.to_string();
     }
-    let aud = portal
-        .audiences
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "localhost".into());
-    let local = aud.starts_with("127.") || aud.starts_with("localhost") || aud.starts_with("[::1]");
-    format!("{}://{aud}", if local { "http" } else { "https" })
+    // Without a scheme: a server on loopback is reached over plain HTTP, any other over HTTPS.
+    let local = url.starts_with("127.") || url.starts_with("localhost") || url.starts_with("[::1]");
+    format!("{}://{url}", if local { "http" } else { "https" })
 }

@@ -32,6 +32,16 @@ pub struct Cli {
     /// be given in DEADBOLT_MASTER_KEY. Default for SQLite: the store file's name + ".key".
     #[arg(long, global = true, env = "DEADBOLT_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// The master key itself (base64 of 32 bytes); give it in the environment, where other users
+    /// of the host cannot list it.
+    #[arg(
+        long,
+        global = true,
+        env = "DEADBOLT_MASTER_KEY",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub master_key: Option<String>,
     /// Log lines on stderr: `text`, or `json` (one object per line) for log shippers.
     #[arg(
         long,
@@ -149,6 +159,13 @@ pub struct ServeArgs {
     /// A connection with no request in progress is closed after this time.
     #[arg(long, env = "DEADBOLT_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
     pub idle_timeout: std::time::Duration,
+    /// The SMTP relay for the portal's emails (`smtp://host:port`, no TLS); without it, emails
+    /// are written to the log.
+    #[arg(long, env = "DEADBOLT_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The sender of the portal's emails (`Deadbolt <deadbolt@example.com>`).
+    #[arg(long, env = "DEADBOLT_MAIL_FROM")]
+    pub mail_from: Option<String>,
 }
 
 /// A duration flag: `500ms`, `90s`, `15m`; at least a millisecond.
@@ -484,9 +501,7 @@ pub struct CheckArgs {
 impl Cli {
     fn key_source(&self) -> MasterKeySource {
         MasterKeySource {
-            value: std::env::var("DEADBOLT_MASTER_KEY")
-                .ok()
-                .filter(|v| !v.is_empty()),
+            value: self.master_key.clone().filter(|v| !v.is_empty()),
             file: self.master_key_file.clone(),
         }
     }
@@ -765,6 +780,13 @@ impl Cli {
                 body_timeout: args.body_timeout,
                 idle_timeout: args.idle_timeout,
             },
+            portal: crate::portal::PortalConfig {
+                public_url: given(&args.public_url),
+                mail: crate::portal::MailConfig {
+                    smtp_url: given(&args.smtp_url),
+                    from: given(&args.mail_from),
+                },
+            },
             ..Config::new(&self.db)
         };
         let app = Application::build(config, Arc::new(SystemClock)).await?;
@@ -811,6 +833,11 @@ impl Cli {
         }
         app.run_until(crate::shutdown_signal()).await
     }
+}
+
+/// A setting given with something in it (a blank variable is as good as none).
+fn given(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|v| !v.trim().is_empty())
 }
 
 const DEMO_ISSUER: &str = "demo.deadbolt.local";

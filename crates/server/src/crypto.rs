@@ -162,6 +162,15 @@ pub fn new_sdk_secret() -> (String, String) {
     (secret, hash)
 }
 
+/// What the store keeps of a session id, emailed-link token or pairing code: its SHA-256 in hex,
+/// so that a read of the store does not hand out working tokens.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
 pub fn sdk_hash(secret: &str) -> String {
     STANDARD.encode(Sha256::digest(secret.as_bytes()))
 }

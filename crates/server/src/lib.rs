@@ -2,6 +2,7 @@
 //! that `main`, the tests and the benchmarks all start the same application.
 
 pub mod api;
+pub mod app;
 pub mod attempts;
 pub mod check;
 pub mod cli;
@@ -13,6 +14,8 @@ pub mod metrics;
 pub mod ops;
 pub mod portal;
 pub mod rate;
+pub mod request;
+pub mod request_id;
 
 use anyhow::Context;
 use deadbolt_core::token::TokenPolicy;
@@ -24,7 +27,8 @@ use std::sync::Arc;
 pub use error::Error;
 pub use ops::{Deadbolt, MasterKeySource};
 
-/// Everything `deadbolt serve` can be told.
+/// Everything `deadbolt serve` can be told, built once (by the CLI from its flags and
+/// `DEADBOLT_*` variables, by tests in code) and passed in: nothing below reads the environment.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub db_url: String,
@@ -43,6 +47,8 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     /// Connection caps and timeouts of every listener.
     pub connections: conn::Limits,
+    /// The portal's public URL and mail settings.
+    pub portal: portal::PortalConfig,
 }
 
 impl Config {
@@ -57,6 +63,7 @@ impl Config {
             store_timeout: deadbolt_store::DEFAULT_TIMEOUT,
             metrics_listen: None,
             connections: conn::Limits::default(),
+            portal: portal::PortalConfig::default(),
         }
     }
 }
@@ -70,6 +77,8 @@ pub struct Application {
     metrics: Option<(tokio::net::TcpListener, axum::Router)>,
     writer: tokio::task::JoinHandle<()>,
     connections: conn::Limits,
+    /// Turned true when `run_until`'s signal comes: the portal's live streams end on it.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -118,14 +127,21 @@ impl Application {
                 tokio::net::TcpListener::bind(at)
                     .await
                     .with_context(|| format!("cannot listen on {at} for metrics"))?,
-                api::metrics_router(metrics.clone()),
+                app::metrics_router(metrics.clone()),
             )),
             None => None,
         };
-        let router = api::router(api::ApiState {
+        let (closing, closing_rx) = tokio::sync::watch::channel(false);
+        let portal = Arc::new(portal::Portal::new(
+            config.portal.clone(),
+            audiences.clone(),
+            closing_rx,
+        ));
+        let router = app::router(app::AppState {
             db: db.clone(),
             checks,
             metrics,
+            portal,
         });
         Ok(Self {
             listener,
@@ -136,6 +152,7 @@ impl Application {
             metrics: metrics_listener,
             writer,
             connections,
+            closing,
         })
     }
 
@@ -177,6 +194,7 @@ impl Application {
             metrics,
             writer,
             connections,
+            closing,
             ..
         } = self;
         let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
@@ -193,6 +211,10 @@ impl Application {
         });
         // The accept loop gives handlers the client's address (`ConnectInfo`): the portal
         // throttles sign-ins by it.
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        };
         conn::serve(listener, router, connections, shutdown).await;
         let _ = stop_metrics.send(true);
         if let Some(m) = metrics {

@@ -128,12 +128,28 @@ impl Drop for LogGuard {
     }
 }
 
-/// Installs the global subscriber: stderr, `format`, the level from RUST_LOG (default info).
-pub fn init(format: LogFormat) -> Option<LogGuard> {
+/// How the logs are written; `main` reads it from the flags and environment (`RUST_LOG`,
+/// `NO_COLOR`) before anything runs.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `RUST_LOG` directive (`info`, `deadbolt=debug,warn`); `None` or unreadable: info.
+    pub filter: Option<String>,
+    /// Colour on a terminal; `false` when `NO_COLOR` is set.
+    pub colour: bool,
+}
+
+/// Installs the global subscriber: stderr, the format, the level from the filter (default info).
+pub fn init(settings: LogSettings) -> Option<LogGuard> {
     use tracing_subscriber::EnvFilter;
     let queue = LineQueue::start(std::io::stderr()).ok()?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let filter = settings
+        .filter
+        .as_deref()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let colour = settings.colour && std::io::stderr().is_terminal();
+    let format = settings.format;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let cli = deadbolt::cli::Cli::parse();
     // Logs go to stderr (stdout carries the commands' JSON); a log line never fails the process.
-    let logs = deadbolt::logs::init(cli.log_format);
+    let logs = deadbolt::logs::init(deadbolt::logs::LogSettings {
+        format: cli.log_format,
+        filter: std::env::var("RUST_LOG").ok(),
+        colour: std::env::var_os("NO_COLOR").is_none(),
+    });
     let result = cli.run().await;
     // Queued log lines first, so that they come before the final error message.
     drop(logs);

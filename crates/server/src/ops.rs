@@ -403,6 +403,14 @@ fn enrollable(account: &str) -> Result<&str> {
 
 /// An account name as the application knows it (the token's `sub`): 1 to 512 bytes, without
 /// control, bidirectional or invisible characters (the message names the one found).
+/// A pairing code as typed: case, spaces and dashes do not matter.
+pub fn normalize_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
 pub fn valid_account(account: &str) -> Result<&str> {
     if account.is_empty() || account.len() > MAX_ACCOUNT_LEN {
         return Err(Error::Invalid(format!(
@@ -452,5 +460,6 @@ mod tests {
         assert!(parse_time_zone("Europe/Paris").is_ok());
         assert!(parse_time_zone("Mars/Olympus").is_err());
         assert!(non_empty("x", "  ", 10).is_err());
+        assert_eq!(normalize_code(" abcd-2345 "), "ABCD2345");
     }
 }

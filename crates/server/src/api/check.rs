@@ -6,9 +6,11 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
-use super::{header, read_body, MAX_CHECK_BODY};
+use super::MAX_CHECK_BODY;
 use crate::check::{CheckService, HeaderContext};
 use crate::error::Error;
+use crate::request::{header, read_body};
+use crate::request_id;
 use std::sync::Arc;
 
 /// A request header asking for the deciding rule in [`REASON`].
@@ -71,6 +73,9 @@ pub async fn check(State(checks): State<Arc<CheckService>>, request: Request) ->
         }
         Err(e) => {
             checks.metrics.error(e.status().as_u16());
+            // Only a refused check pays for a span: its log lines name the request.
+            let span = tracing::info_span!("request", request_id = request_id::of(&headers));
+            let _entered = span.enter();
             if e.status().as_u16() == 401 {
                 tracing::info!(reason = %e, "check refused");
             }

@@ -14,12 +14,14 @@ use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::{header, json_object, read_body, ApiState, MAX_SDK_BODY};
+use super::MAX_SDK_BODY;
+use crate::crypto::token_hash;
 use crate::error::{Error, Result};
-use crate::ops::valid_account;
+use crate::ops::{normalize_code, valid_account, Deadbolt};
+use crate::request::{header, json_object, read_body};
 
-async fn company(s: &ApiState, headers: &HeaderMap) -> Result<String> {
-    s.db.authenticate_sdk(header(headers, "x-nl3-server-api-token"))
+async fn company(db: &Deadbolt, headers: &HeaderMap) -> Result<String> {
+    db.authenticate_sdk(header(headers, "x-nl3-server-api-token"))
         .await
 }
 
@@ -42,11 +44,11 @@ struct RowResult<'a> {
 /// Imports users in one transaction: 200 when every row was new, 202 when some existed already,
 /// 400 (and nothing imported) when any row is invalid.
 pub async fn import_users(
-    State(s): State<ApiState>,
+    State(db): State<Deadbolt>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let company = company(&s, &headers).await?;
+    let company = company(&db, &headers).await?;
     let bytes = read_body(&headers, body, MAX_SDK_BODY).await?;
     let users =
         deadbolt_core::import::parse_import(&bytes).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -56,11 +58,11 @@ pub async fn import_users(
     for (i, u) in users.iter().enumerate() {
         let domain: &str = &u.domain;
         if !apps.contains_key(domain) {
-            let app =
-                s.db.company_application(&company, domain)
-                    .await
-                    .ok()
-                    .map(|a| a.id);
+            let app = db
+                .company_application(&company, domain)
+                .await
+                .ok()
+                .map(|a| a.id);
             apps.insert(domain, app);
         }
         let app_id = apps.get(domain).and_then(Option::as_ref);
@@ -112,7 +114,7 @@ pub async fn import_users(
         let body = json!({"message": format!("{} invalid rows; nothing was imported", errors.len()), "errors": errors});
         return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
     }
-    let created = s.db.import(&rows).await?;
+    let created = db.import(&rows).await?;
     drop(rows);
     let new = created.iter().filter(|c| **c).count();
     let status = if new == created.len() {
@@ -146,23 +148,23 @@ struct Target {
 }
 
 pub async fn lock(
-    State(s): State<ApiState>,
+    State(db): State<Deadbolt>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let company = company(&s, &headers).await?;
+    let company = company(&db, &headers).await?;
     let t: Target = json_object(&read_body(&headers, body, 64 * 1024).await?)?;
-    let app = s.db.company_application(&company, &t.domain).await?;
-    s.db.lock(&app.id, &t.user_account_id).await?;
+    let app = db.company_application(&company, &t.domain).await?;
+    db.lock(&app.id, &t.user_account_id).await?;
     Ok(Json(json!({"locked": true})))
 }
 
 pub async fn unlock(
-    State(s): State<ApiState>,
+    State(db): State<Deadbolt>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let company = company(&s, &headers).await?;
+    let company = company(&db, &headers).await?;
     let t: Target = json_object(&read_body(&headers, body, 64 * 1024).await?)?;
     let window = match t.minutes {
         None => None,
@@ -173,8 +175,8 @@ pub async fn unlock(
             ))
         }
     };
-    let app = s.db.company_application(&company, &t.domain).await?;
-    let until = s.db.unlock(&app.id, &t.user_account_id, window).await?;
+    let app = db.company_application(&company, &t.domain).await?;
+    let until = db.unlock(&app.id, &t.user_account_id, window).await?;
     Ok(Json(match until {
         Some(u) => json!({"locked": false, "unlocked_until": u}),
         None => json!({"locked": false}),
@@ -189,14 +191,14 @@ pub struct StatusQuery {
 }
 
 pub async fn status(
-    State(s): State<ApiState>,
+    State(db): State<Deadbolt>,
     headers: HeaderMap,
     q: std::result::Result<Query<StatusQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
-    let company = company(&s, &headers).await?;
+    let company = company(&db, &headers).await?;
     let Query(q) = q.map_err(|e| Error::Invalid(e.body_text()))?;
-    let app = s.db.company_application(&company, &q.domain).await?;
-    let d = s.db.status(&app, &q.user_account_id).await?;
+    let app = db.company_application(&company, &q.domain).await?;
+    let d = db.status(&app, &q.user_account_id).await?;
     Ok(Json(
         json!({"locked": d.locked, "reason": d.reason.as_str()}),
     ))
@@ -214,21 +216,21 @@ pub struct AttemptsQuery {
 /// With `since` (RFC 3339 or Unix milliseconds): attempts from then on, oldest first; without:
 /// the newest first.
 pub async fn attempts(
-    State(s): State<ApiState>,
+    State(db): State<Deadbolt>,
     headers: HeaderMap,
     q: std::result::Result<Query<AttemptsQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
-    let company = company(&s, &headers).await?;
+    let company = company(&db, &headers).await?;
     let Query(q) = q.map_err(|e| Error::Invalid(e.body_text()))?;
-    let app = s.db.company_application(&company, &q.domain).await?;
+    let app = db.company_application(&company, &q.domain).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let list = match q.since.as_deref() {
         Some(since) => {
-            s.db.store
+            db.store
                 .attempts_since(&app.id, parse_since(since)?, limit)
                 .await?
         }
-        None => s.db.store.recent_attempts(&app.id, limit).await?,
+        None => db.store.recent_attempts(&app.id, limit).await?,
     };
     Ok(Json(json!({"attempts": list})))
 }
@@ -245,4 +247,57 @@ fn parse_since(s: &str) -> Result<DateTime<Utc>> {
                 "since must be RFC 3339 (2026-11-27T10:00:00Z) or Unix milliseconds".into(),
             )
         })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairRequest {
+    code: String,
+    domain: String,
+    #[serde(rename = "userAccountId")]
+    user_account_id: String,
+}
+
+/// Pairs one of the company's accounts with the person who created the pairing code in the
+/// portal.
+pub async fn pair(
+    State(db): State<Deadbolt>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>> {
+    let company = company(&db, &headers).await?;
+    let bytes = read_body(&headers, body, 16 * 1024).await?;
+    let req: PairRequest = json_object(&bytes)?;
+    let account = valid_account(&req.user_account_id)?;
+    let app = db.company_application(&company, &req.domain).await?;
+    // An account already paired with someone else is refused before the code is used up.
+    let key = app.account_names.key(account);
+    if let Some(existing) = db.store.account(&app.id, &key).await? {
+        if existing.person_id.is_some() {
+            return Err(Error::Conflict(format!(
+                "a pairing for account {account:?}"
+            )));
+        }
+    }
+    let code = normalize_code(&req.code);
+    let person_id = db
+        .store
+        .take_pairing_code(&token_hash(&code), db.now())
+        .await?
+        .ok_or_else(|| Error::NotFound("pairing code (it may have expired or been used)".into()))?;
+    let (acc, created) = db
+        .store
+        .enroll(&app.id, account, Some(&person_id), db.now())
+        .await?;
+    if acc.person_id.as_deref() != Some(person_id.as_str()) {
+        return Err(Error::Conflict(format!(
+            "a pairing for account {account:?}"
+        )));
+    }
+    Ok(Json(json!({
+        "paired": true,
+        "userAccountId": acc.account,
+        "enrolled": created,
+        "state": acc.state.as_str(),
+    })))
 }

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
+use axum::Form;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadbolt_core::{AccountState, UnenrolledPolicy};
 use deadbolt_store::{AppSettings, Application, Attempt, ImportRow};
@@ -18,8 +18,7 @@ use std::sync::Arc;
 use super::auth::{send_link, CsrfForm, LinkPurpose, Me};
 use super::pages::{fragment, opt, render, utc_time, Layout, PageError};
 use super::person::{explain_for_admin, unlock_window};
-use super::{base_url, Portal};
-use crate::api::{ApiState, CHECK_PATH};
+use super::{base_url, Portal, PortalState};
 use crate::ops::{valid_account, valid_email};
 
 /// Largest CSV upload.
@@ -27,7 +26,7 @@ const MAX_CSV: usize = 8 * 1024 * 1024;
 const PAGE_LEN: i64 = 200;
 
 async fn company_app(
-    s: &ApiState,
+    s: &PortalState,
     me: &Me,
     cid: &str,
     aid: &str,
@@ -70,7 +69,7 @@ struct CompanyPage {
 }
 
 async fn company_page_with(
-    s: &ApiState,
+    s: &PortalState,
     me: &Me,
     cid: &str,
     new_sdk_key: Option<String>,
@@ -121,7 +120,7 @@ async fn company_page_with(
 }
 
 pub async fn company_page(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path(cid): Path<String>,
 ) -> Result<Response, PageError> {
@@ -158,7 +157,7 @@ fn state(v: &str) -> Result<AccountState, PageError> {
 }
 
 pub async fn create_app(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path(cid): Path<String>,
     Form(f): Form<NewAppForm>,
@@ -178,7 +177,7 @@ pub async fn create_app(
 }
 
 pub async fn create_sdk_key(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path(cid): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -190,7 +189,7 @@ pub async fn create_sdk_key(
 }
 
 pub async fn revoke_sdk_key(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, kid)): Path<(String, String)>,
     Form(f): Form<CsrfForm>,
@@ -212,8 +211,8 @@ pub struct InviteForm {
 }
 
 pub async fn invite_admin(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     me: Me,
     Path(cid): Path<String>,
     Form(f): Form<InviteForm>,
@@ -255,7 +254,7 @@ struct AppPage {
 }
 
 async fn app_page_with(
-    s: &ApiState,
+    s: &PortalState,
     me: &Me,
     cid: &str,
     aid: &str,
@@ -294,7 +293,7 @@ pub struct AppPageQuery {
 }
 
 pub async fn app_page(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Query(q): Query<AppPageQuery>,
@@ -316,7 +315,7 @@ pub struct SettingsForm {
 }
 
 pub async fn app_settings(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Form(f): Form<SettingsForm>,
@@ -345,7 +344,7 @@ pub async fn app_settings(
 }
 
 pub async fn create_signing_key(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Form(f): Form<CsrfForm>,
@@ -357,7 +356,7 @@ pub async fn create_signing_key(
 }
 
 pub async fn revoke_signing_key(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, aid, kid)): Path<(String, String, String)>,
     Form(f): Form<CsrfForm>,
@@ -401,7 +400,7 @@ pub struct Search {
 }
 
 async fn accounts_page_with(
-    s: &ApiState,
+    s: &PortalState,
     me: &Me,
     cid: &str,
     aid: &str,
@@ -438,7 +437,7 @@ async fn accounts_page_with(
 }
 
 pub async fn accounts_page(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Query(search): Query<Search>,
@@ -460,8 +459,8 @@ pub struct EnrollForm {
 /// Enrols an account, optionally for a person (by email), and invites that person to sign up
 /// when they have no password yet.
 pub async fn enroll(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Form(f): Form<EnrollForm>,
@@ -511,7 +510,7 @@ pub struct AccountForm {
 }
 
 pub async fn lock(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Form(f): Form<AccountForm>,
@@ -525,7 +524,7 @@ pub async fn lock(
 }
 
 pub async fn unlock(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Form(f): Form<AccountForm>,
@@ -542,7 +541,7 @@ pub async fn unlock(
 /// A CSV upload with the columns of `importUsers`: `userAccountId,email,first_name,last_name,phone`
 /// (a header row naming them may come first, in any order). All rows or none are imported.
 pub async fn import_csv(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     mut form: Multipart,
@@ -733,7 +732,7 @@ struct Filter {
 impl Filter {
     async fn read(
         &self,
-        s: &ApiState,
+        s: &PortalState,
         app_id: &str,
         limit: i64,
     ) -> Result<Vec<Attempt>, PageError> {
@@ -800,7 +799,7 @@ struct AttemptsPage {
 }
 
 pub async fn attempts_page(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Query(q): Query<AttemptQuery>,
@@ -824,8 +823,8 @@ pub async fn attempts_page(
 
 /// New attempts matching the page's filter, as they are recorded.
 pub async fn attempt_events(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
     Query(q): Query<AttemptQuery>,
@@ -883,8 +882,8 @@ struct IntegrationPage {
 }
 
 pub async fn integration_page(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     me: Me,
     Path((cid, aid)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
@@ -893,8 +892,8 @@ pub async fn integration_page(
         l: Layout::signed_in(&app.name, &me, &format!("/companies/{cid}")),
         cid,
         app,
-        api_uri: base_url(&s, &portal),
-        api_path: CHECK_PATH,
+        api_uri: base_url(&portal),
+        api_path: deadbolt_client::DEFAULT_API_PATH,
     };
     Ok(render(&page)?.into_response())
 }

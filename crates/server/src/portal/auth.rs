@@ -2,26 +2,25 @@
 //! accounts (sign-up, invitations, password reset, the first operator).
 
 use askama::Template;
-use axum::extract::{FromRequestParts, OptionalFromRequestParts, Path, State};
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
+use axum::Form;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Duration;
 use deadbolt_store::Person;
 use rand::RngCore;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::pages::{render, Layout, PageError};
 use super::throttle::{Key, Policy, Wait};
-use super::{base_url, Portal};
-use crate::api::ApiState;
-use crate::crypto;
+use super::{base_url, Portal, PortalState};
+use crate::crypto::{self, token_hash};
 use crate::error::Error;
 use crate::ops::{valid_email, Deadbolt};
 
@@ -113,14 +112,6 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && a.as_bytes().ct_eq(b.as_bytes()).into()
 }
@@ -144,8 +135,8 @@ fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValu
     .unwrap_or_else(|_| HeaderValue::from_static("deadbolt_invalid=1"))
 }
 
-fn secure(s: &ApiState, portal: &Portal) -> bool {
-    base_url(s, portal).starts_with("https://")
+fn secure(portal: &Portal) -> bool {
+    base_url(portal).starts_with("https://")
 }
 
 /// The signed-in person.
@@ -157,7 +148,7 @@ pub struct Me {
 }
 
 impl Me {
-    async fn load(parts: &Parts, s: &ApiState) -> Result<Option<Me>, PageError> {
+    async fn load(parts: &Parts, s: &PortalState) -> Result<Option<Me>, PageError> {
         let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Ok(None);
         };
@@ -230,20 +221,27 @@ impl Me {
     }
 }
 
-impl FromRequestParts<ApiState> for Me {
+impl<S> FromRequestParts<S> for Me
+where
+    S: Send + Sync,
+    PortalState: FromRef<S>,
+{
     type Rejection = PageError;
-    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, PageError> {
-        Me::load(parts, s).await?.ok_or(PageError::SignIn)
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, PageError> {
+        Me::load(parts, &PortalState::from_ref(s))
+            .await?
+            .ok_or(PageError::SignIn)
     }
 }
 
-impl OptionalFromRequestParts<ApiState> for Me {
+impl<S> OptionalFromRequestParts<S> for Me
+where
+    S: Send + Sync,
+    PortalState: FromRef<S>,
+{
     type Rejection = PageError;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        s: &ApiState,
-    ) -> Result<Option<Self>, PageError> {
-        Me::load(parts, s).await
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Option<Self>, PageError> {
+        Me::load(parts, &PortalState::from_ref(s)).await
     }
 }
 
@@ -315,7 +313,7 @@ fn known_device<'a>(portal: &Portal, headers: &'a HeaderMap, email: &str) -> Opt
 }
 
 /// A device cookie for `email`, set on a successful sign-in.
-fn device_cookie(s: &ApiState, portal: &Portal, email: &str) -> HeaderValue {
+fn device_cookie(portal: &Portal, email: &str) -> HeaderValue {
     let mut b = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut b);
     let nonce = URL_SAFE_NO_PAD.encode(b);
@@ -324,7 +322,7 @@ fn device_cookie(s: &ApiState, portal: &Portal, email: &str) -> HeaderValue {
         DEVICE_COOKIE,
         &value,
         DEVICE_DAYS * 24 * 3600,
-        secure(s, portal),
+        secure(portal),
     )
 }
 
@@ -351,7 +349,6 @@ fn check_pre_csrf(headers: &HeaderMap, form_token: &str) -> Result<(), PageError
 
 /// A page shown before signing in, setting the CSRF cookie when needed.
 fn anonymous_page(
-    s: &ApiState,
     portal: &Portal,
     status: StatusCode,
     html: Result<axum::response::Html<String>, PageError>,
@@ -363,7 +360,7 @@ fn anonymous_page(
             if csrf.1 {
                 res.headers_mut().append(
                     header::SET_COOKIE,
-                    set_cookie(PRE_CSRF_COOKIE, &csrf.0, 3600 * 24, secure(s, portal)),
+                    set_cookie(PRE_CSRF_COOKIE, &csrf.0, 3600 * 24, secure(portal)),
                 );
             }
             res
@@ -375,7 +372,7 @@ fn anonymous_page(
 /// Starts a new session for `person_id` (a new id every time: no session fixation) and ends the
 /// one the browser presented, if any.
 async fn start_session(
-    s: &ApiState,
+    s: &PortalState,
     portal: &Portal,
     headers: &HeaderMap,
     person_id: &str,
@@ -398,7 +395,7 @@ async fn start_session(
     let mut res = Redirect::to(to).into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &id, SESSION_HOURS * 3600, secure(s, portal)),
+        set_cookie(SESSION_COOKIE, &id, SESSION_HOURS * 3600, secure(portal)),
     );
     Ok(res)
 }
@@ -415,8 +412,7 @@ struct LoginPage {
 }
 
 pub async fn login_page(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(portal): State<Arc<Portal>>,
     me: Option<Me>,
     headers: HeaderMap,
 ) -> Response {
@@ -430,7 +426,7 @@ pub async fn login_page(
         email: String::new(),
         error: None,
     };
-    anonymous_page(&s, &portal, StatusCode::OK, render(&page), csrf)
+    anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
 }
 
 #[derive(Deserialize)]
@@ -442,8 +438,8 @@ pub struct LoginForm {
 }
 
 pub async fn login(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     client: ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
@@ -459,7 +455,7 @@ pub async fn login(
             email: f.email.clone(),
             error: Some(msg.to_string()),
         };
-        anonymous_page(&s, &portal, status, render(&page), (f.csrf.clone(), false))
+        anonymous_page(&portal, status, render(&page), (f.csrf.clone(), false))
     };
     // Counted before the password is looked at: a burst of guesses is let in only as far as
     // the throttle allows, and the rest cost no hashing.
@@ -484,7 +480,7 @@ pub async fn login(
             let mut res = start_session(&s, &portal, &headers, &person_id, "/").await?;
             if known_device(&portal, &headers, &email).is_none() {
                 res.headers_mut()
-                    .append(header::SET_COOKIE, device_cookie(&s, &portal, &email));
+                    .append(header::SET_COOKIE, device_cookie(&portal, &email));
             }
             Ok(res)
         }
@@ -499,8 +495,8 @@ pub struct CsrfForm {
 }
 
 pub async fn logout(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     me: Me,
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
@@ -509,7 +505,7 @@ pub async fn logout(
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", 0, secure(&s, &portal)),
+        set_cookie(SESSION_COOKIE, "", 0, secure(&portal)),
     );
     Ok(res)
 }
@@ -549,24 +545,16 @@ fn email_form(reset: bool, csrf: String, sent: bool) -> EmailFormPage {
     }
 }
 
-pub async fn signup_page(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn signup_page(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let csrf = pre_csrf(&headers);
     let page = email_form(false, csrf.0.clone(), false);
-    anonymous_page(&s, &portal, StatusCode::OK, render(&page), csrf)
+    anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
 }
 
-pub async fn reset_page(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn reset_page(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let csrf = pre_csrf(&headers);
     let page = email_form(true, csrf.0.clone(), false);
-    anonymous_page(&s, &portal, StatusCode::OK, render(&page), csrf)
+    anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
 }
 
 #[derive(Deserialize)]
@@ -577,8 +565,8 @@ pub struct EmailForm {
 }
 
 pub async fn signup(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     client: ClientAddr,
     headers: HeaderMap,
     Form(f): Form<EmailForm>,
@@ -587,8 +575,8 @@ pub async fn signup(
 }
 
 pub async fn reset(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     client: ClientAddr,
     headers: HeaderMap,
     Form(f): Form<EmailForm>,
@@ -600,7 +588,7 @@ pub async fn reset(
 /// the address is known: everything that depends on it (the look-up, the link, the email) is
 /// done after answering.
 async fn email_request(
-    s: ApiState,
+    s: PortalState,
     portal: Arc<Portal>,
     client: ClientAddr,
     headers: HeaderMap,
@@ -640,7 +628,7 @@ async fn email_request(
 /// Creates a one-time link and emails it. Quietly sends nothing once an address has had its
 /// share of emails for a while.
 pub(super) async fn send_link(
-    s: &ApiState,
+    s: &PortalState,
     portal: &Portal,
     purpose: LinkPurpose,
     email: &str,
@@ -657,7 +645,7 @@ pub(super) async fn send_link(
     }
     let url = create_link(
         &s.db,
-        &base_url(s, portal),
+        &base_url(portal),
         purpose,
         email,
         company.map(|c| c.0),
@@ -794,7 +782,7 @@ fn welcome_heading(link: &Link, company: Option<String>) -> String {
 }
 
 /// The link with that hashed token, if it can still be used; `take` uses it up.
-async fn usable_link(s: &ApiState, hash: &str, take: bool) -> Result<Link, PageError> {
+async fn usable_link(s: &PortalState, hash: &str, take: bool) -> Result<Link, PageError> {
     let now = s.db.now();
     let link = if take {
         s.db.store.take_link(hash, now).await?
@@ -821,8 +809,8 @@ fn expired_link() -> PageError {
 }
 
 pub async fn welcome_page(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
@@ -838,16 +826,10 @@ pub async fn welcome_page(
         heading: welcome_heading(&link, company),
         error: None,
     };
-    Ok(anonymous_page(
-        &s,
-        &portal,
-        StatusCode::OK,
-        render(&page),
-        csrf,
-    ))
+    Ok(anonymous_page(&portal, StatusCode::OK, render(&page), csrf))
 }
 
-async fn company_name(s: &ApiState, link: &Link) -> Result<Option<String>, PageError> {
+async fn company_name(s: &PortalState, link: &Link) -> Result<Option<String>, PageError> {
     Ok(match &link.company_id {
         Some(c) => s.db.store.company(c).await?.map(|c| c.name),
         None => None,
@@ -866,8 +848,8 @@ pub struct WelcomeForm {
 }
 
 pub async fn welcome(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     Path(token): Path<String>,
     headers: HeaderMap,
     Form(f): Form<WelcomeForm>,
@@ -1000,8 +982,8 @@ pub struct PasswordForm {
 }
 
 pub async fn change_password(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     client: ClientAddr,
     headers: HeaderMap,
     me: Me,

@@ -1,5 +1,5 @@
-//! The portal: server-rendered pages for the operator, company admins and people, and the
-//! pairing call of the SDK API. Templates and static files are compiled into the binary.
+//! The portal: server-rendered pages for the operator, company admins and people. Templates and
+//! static files are compiled into the binary.
 
 mod admin;
 mod auth;
@@ -7,20 +7,20 @@ mod mail;
 mod operator;
 mod pages;
 mod person;
-mod sdk;
 mod throttle;
 
-use axum::extract::Request;
+use axum::extract::{FromRef, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use std::sync::Arc;
 
-use crate::api::ApiState;
+use crate::ops::Deadbolt;
+use crate::request_id;
 
-pub use auth::{create_operator, first_run_link, invite_operator, token_hash};
+pub use auth::{create_operator, first_run_link, invite_operator};
 pub use mail::{MailConfig, Mailer};
 
 /// What the portal is told at start.
@@ -32,23 +32,11 @@ pub struct PortalConfig {
     pub mail: MailConfig,
 }
 
-impl PortalConfig {
-    /// From `DEADBOLT_PUBLIC_URL`, `DEADBOLT_SMTP_URL` and `DEADBOLT_MAIL_FROM`.
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Self {
-            public_url: var("DEADBOLT_PUBLIC_URL"),
-            mail: MailConfig {
-                smtp_url: var("DEADBOLT_SMTP_URL"),
-                from: var("DEADBOLT_MAIL_FROM"),
-            },
-        }
-    }
-}
-
-/// The portal's own state, beside the server's `ApiState`.
+/// The portal's own state: its settings, mail, throttles and the keys it signs cookies with.
 pub struct Portal {
     config: PortalConfig,
+    /// The audiences the API answers to; the first stands in for a missing public URL.
+    audiences: Vec<String>,
     mailer: Mailer,
     /// Sign-in tries, reset requests and emails sent, per address and per client.
     throttle: throttle::Throttle,
@@ -56,7 +44,7 @@ pub struct Portal {
     /// Signs device cookies; new at each start (a restart forgets known browsers, as it
     /// forgets the throttle's counts).
     device_key: [u8; 32],
-    /// Turns true when the process is asked to stop: live streams end so that a graceful
+    /// Turns true when the server is asked to stop: live streams end so that a graceful
     /// shutdown does not wait for open pages.
     closing: tokio::sync::watch::Receiver<bool>,
 }
@@ -65,63 +53,55 @@ pub struct Portal {
 const LIVE_STREAM_SECS: u64 = 600;
 
 impl Portal {
+    pub fn new(
+        config: PortalConfig,
+        audiences: Vec<String>,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let mailer = Mailer::new(&config.mail);
+        Self {
+            config,
+            audiences,
+            mailer,
+            throttle: throttle::Throttle::default(),
+            passwords: throttle::PasswordWork::default(),
+            device_key: {
+                use rand::RngCore;
+                let mut k = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut k);
+                k
+            },
+            closing,
+        }
+    }
+
     /// Whether a live stream started at `started` should end now.
     fn stream_over(&self, started: std::time::Instant) -> bool {
         *self.closing.borrow() || started.elapsed().as_secs() >= LIVE_STREAM_SECS
     }
 }
 
-/// A receiver that turns true on Ctrl-C or SIGTERM (the signals `deadbolt serve` stops on).
-fn closing_signal() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            let ctrl_c = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            #[cfg(unix)]
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let term = std::future::pending::<()>();
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term => {},
-                _ = tx.closed() => return,
-            }
-            let _ = tx.send(true);
-        });
+/// What portal handlers are given: the service and the portal's own state.
+#[derive(Clone)]
+pub struct PortalState {
+    pub db: Deadbolt,
+    pub portal: Arc<Portal>,
+}
+
+impl FromRef<PortalState> for Arc<Portal> {
+    fn from_ref(s: &PortalState) -> Self {
+        s.portal.clone()
     }
-    rx
 }
 
-/// The portal's routes, merged into the server's router; configured from the environment.
-pub fn router() -> Router<ApiState> {
-    router_with(PortalConfig::from_env())
-}
-
-pub fn router_with(config: PortalConfig) -> Router<ApiState> {
-    let mailer = Mailer::new(&config.mail);
-    let portal = Arc::new(Portal {
-        config,
-        mailer,
-        throttle: throttle::Throttle::default(),
-        passwords: throttle::PasswordWork::default(),
-        device_key: {
-            use rand::RngCore;
-            let mut k = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut k);
-            k
-        },
-        closing: closing_signal(),
-    });
-    let pages = Router::new()
+/// The portal's pages, for a server state that provides the portal's.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PortalState: FromRef<S>,
+    Arc<Portal>: FromRef<S>,
+{
+    Router::new()
         .route("/", get(home))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
@@ -207,11 +187,36 @@ pub fn router_with(config: PortalConfig) -> Router<ApiState> {
             get(admin::integration_page),
         )
         .route("/static/{file}", get(static_file))
-        .layer(axum::middleware::from_fn(security_headers));
-    Router::new()
-        .merge(pages)
-        .route("/nl3/api/v1/sdk/pair", post(sdk::pair))
-        .layer(Extension(portal))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_page))
+        .layer(request_id::traced())
+        .layer(axum::middleware::from_fn(finish))
+}
+
+/// The portal's answer to a path it does not have: a page, as a browser expects.
+pub async fn not_found(req: Request) -> Response {
+    let page = pages::error_page(
+        pages::PageError::not_found().into_response(),
+        request_id::of(req.headers()),
+    );
+    security_headers_on(page, false)
+}
+
+async fn method_not_allowed() -> Response {
+    pages::PageError::Status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "This page cannot be used that way.".into(),
+    )
+    .into_response()
+}
+
+/// A handler that panicked: a page that says so; the request id layer logs it.
+fn panic_page(_: Box<dyn std::any::Any + Send>) -> Response {
+    let page = pages::PageError::Status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong on our side. Try again in a moment.".into(),
+    );
+    (axum::Extension(request_id::Panicked), page).into_response()
 }
 
 async fn home(me: Option<auth::Me>) -> Redirect {
@@ -222,11 +227,22 @@ async fn home(me: Option<auth::Me>) -> Redirect {
     }
 }
 
-/// Headers on every portal response: no inline scripts, no framing, no sniffing, no referrers
-/// (links carry one-time tokens), and pages are not cached.
-async fn security_headers(req: Request, next: Next) -> Response {
+/// Every portal response leaves through here: an error page is rendered with the request's id,
+/// and the security headers are set.
+async fn finish(req: Request, next: Next) -> Response {
     let is_static = req.uri().path().starts_with("/static/");
-    let mut res = next.run(req).await;
+    let id = req.headers().get(request_id::HEADER).cloned();
+    let res = next.run(req).await;
+    let id = id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    security_headers_on(pages::error_page(res, id), is_static)
+}
+
+/// Headers on every portal response: no inline scripts, no framing, no sniffing, no referrers
+/// (links carry one-time tokens), and pages are not cached; static files keep their own caching.
+fn security_headers_on(mut res: Response, is_static: bool) -> Response {
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -274,22 +290,19 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 }
 
 /// The portal's base URL, for links in emails and the integration page.
-fn base_url(s: &ApiState, portal: &Portal) -> String {
-    if let Some(u) = &portal.config.public_url {
-        let u = u.trim().trim_end_matches('/');
-        return if u.starts_with("http://") || u.starts_with("https://") {
-            u.to_string()
-        } else {
-            format!("https://{u}")
-        };
+fn base_url(portal: &Portal) -> String {
+    let url = match &portal.config.public_url {
+        Some(u) => u.trim().trim_end_matches('/'),
+        None => portal
+            .audiences
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost"),
+    };
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return url.to_string();
     }
-    let aud = s
-        .checks
-        .policy
-        .audiences
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "localhost".into());
-    let local = aud.starts_with("127.") || aud.starts_with("localhost") || aud.starts_with("[::1]");
-    format!("{}://{aud}", if local { "http" } else { "https" })
+    // Without a scheme: a server on loopback is reached over plain HTTP, any other over HTTPS.
+    let local = url.starts_with("127.") || url.starts_with("localhost") || url.starts_with("[::1]");
+    format!("{}://{url}", if local { "http" } else { "https" })
 }

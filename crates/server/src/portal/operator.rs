@@ -3,14 +3,13 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form};
+use axum::Form;
 use serde::Deserialize;
 use std::sync::Arc;
 
 use super::auth::{send_link, LinkPurpose, Me};
 use super::pages::{render, utc_time, Layout, PageError};
-use super::Portal;
-use crate::api::ApiState;
+use super::{Portal, PortalState};
 use crate::ops::valid_email;
 
 pub struct CompanyView {
@@ -29,7 +28,11 @@ struct OperatorPage {
     invited: Option<String>,
 }
 
-async fn page_with(s: &ApiState, me: &Me, invited: Option<String>) -> Result<Response, PageError> {
+async fn page_with(
+    s: &PortalState,
+    me: &Me,
+    invited: Option<String>,
+) -> Result<Response, PageError> {
     let mut companies = Vec::new();
     for c in s.db.store.companies().await? {
         let admins = s.db.store.company_admins(&c.id).await?;
@@ -54,7 +57,7 @@ async fn page_with(s: &ApiState, me: &Me, invited: Option<String>) -> Result<Res
     Ok(render(&page)?.into_response())
 }
 
-pub async fn page(State(s): State<ApiState>, me: Me) -> Result<Response, PageError> {
+pub async fn page(State(s): State<PortalState>, me: Me) -> Result<Response, PageError> {
     me.operator()?;
     page_with(&s, &me, None).await
 }
@@ -69,8 +72,8 @@ pub struct CompanyForm {
 
 /// Creates a company and emails its first admin an invitation.
 pub async fn create_company(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     me: Me,
     Form(f): Form<CompanyForm>,
 ) -> Result<Response, PageError> {

@@ -145,6 +145,34 @@ impl From<StoreError> for PageError {
 struct ErrorPage {
     l: Layout,
     message: String,
+    request_id: String,
+}
+
+/// What an error page will say; the portal's last layer renders the page around it, with the
+/// request's id (see [`error_page`]).
+#[derive(Clone, Debug)]
+struct ErrorMessage(String);
+
+/// Renders the page of a response a [`PageError`] made, naming the request's id; any other
+/// response passes untouched.
+pub fn error_page(mut res: Response, request_id: &str) -> Response {
+    let Some(ErrorMessage(message)) = res.extensions_mut().remove::<ErrorMessage>() else {
+        return res;
+    };
+    let status = res.status();
+    let page = ErrorPage {
+        l: Layout::anonymous(status.canonical_reason().unwrap_or("Error")),
+        message,
+        request_id: request_id.to_string(),
+    };
+    let (mut parts, _) = res.into_parts();
+    let html = match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(_) => "error".into_response(),
+    };
+    let (html_parts, body) = html.into_parts();
+    parts.headers.extend(html_parts.headers);
+    Response::from_parts(parts, body)
 }
 
 impl IntoResponse for PageError {
@@ -160,14 +188,7 @@ impl IntoResponse for PageError {
                 )
             }
         };
-        let page = ErrorPage {
-            l: Layout::anonymous(status.canonical_reason().unwrap_or("Error")),
-            message,
-        };
-        match page.render() {
-            Ok(html) => (status, Html(html)).into_response(),
-            Err(_) => (status, "error").into_response(),
-        }
+        (status, axum::Extension(ErrorMessage(message))).into_response()
     }
 }
 

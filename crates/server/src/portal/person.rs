@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
+use axum::Form;
 use chrono::Duration;
 use chrono_tz::Tz;
 use deadbolt_core::{Reason, Schedule};
@@ -17,10 +17,10 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::auth::{token_hash, CsrfForm, Me};
+use super::auth::{CsrfForm, Me};
 use super::pages::{fragment, local_time, opt, render, Layout, PageError};
-use super::Portal;
-use crate::api::ApiState;
+use super::{Portal, PortalState};
+use crate::crypto::token_hash;
 use crate::ops::parse_time_zone;
 
 /// How long "this was me" unlocks an account.
@@ -74,7 +74,7 @@ pub fn explain_for_admin(reason: Reason, acc: &Account) -> String {
 }
 
 async fn apps_by_id(
-    s: &ApiState,
+    s: &PortalState,
     ids: impl Iterator<Item = String>,
 ) -> Result<HashMap<String, Application>, PageError> {
     let mut apps = HashMap::new();
@@ -88,7 +88,7 @@ async fn apps_by_id(
     Ok(apps)
 }
 
-async fn groups(s: &ApiState, me: &Me) -> Result<Vec<AppGroup>, PageError> {
+async fn groups(s: &PortalState, me: &Me) -> Result<Vec<AppGroup>, PageError> {
     let accounts = s.db.store.person_accounts(&me.person.id).await?;
     let apps = apps_by_id(s, accounts.iter().map(|a| a.app_id.clone())).await?;
     let mut groups: Vec<AppGroup> = Vec::new();
@@ -124,7 +124,7 @@ struct AccountsSection {
     groups: Vec<AppGroup>,
 }
 
-async fn accounts_section(s: &ApiState, me: &Me) -> Result<String, PageError> {
+async fn accounts_section(s: &PortalState, me: &Me) -> Result<String, PageError> {
     // Re-read the person: the master lock may have changed since the session was loaded.
     let master_locked =
         s.db.store
@@ -155,7 +155,7 @@ struct AttemptRows {
     attempts: Vec<AttemptView>,
 }
 
-async fn attempt_rows(s: &ApiState, me: &Me, attempts: &[Attempt]) -> Result<String, PageError> {
+async fn attempt_rows(s: &PortalState, me: &Me, attempts: &[Attempt]) -> Result<String, PageError> {
     let apps = apps_by_id(s, attempts.iter().map(|a| a.app_id.clone())).await?;
     let attempts = attempts
         .iter()
@@ -187,7 +187,7 @@ struct AccountsPage {
 }
 
 pub async fn accounts_page(
-    axum::extract::State(s): State<ApiState>,
+    axum::extract::State(s): State<PortalState>,
     me: Me,
 ) -> Result<Response, PageError> {
     let attempts =
@@ -207,8 +207,8 @@ pub async fn accounts_page(
 /// anything a check reads has changed (a lock from another tab, the CLI, a company admin).
 /// Polls the store, so changes made through any replica show up.
 pub async fn events(
-    State(s): State<ApiState>,
-    Extension(portal): Extension<Arc<Portal>>,
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     me: Me,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
     let last =
@@ -268,7 +268,7 @@ pub async fn events(
 }
 
 /// One of the person's own accounts; anyone else's does not exist.
-async fn my_account(s: &ApiState, me: &Me, id: &str) -> Result<Account, PageError> {
+async fn my_account(s: &PortalState, me: &Me, id: &str) -> Result<Account, PageError> {
     match s.db.store.account_by_id(id).await? {
         Some(a) if a.person_id.as_deref() == Some(me.person.id.as_str()) => Ok(a),
         _ => Err(PageError::not_found()),
@@ -276,7 +276,7 @@ async fn my_account(s: &ApiState, me: &Me, id: &str) -> Result<Account, PageErro
 }
 
 pub async fn lock(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -307,7 +307,7 @@ pub fn unlock_window(minutes: &str) -> Result<Option<Duration>, PageError> {
 }
 
 pub async fn unlock(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path(id): Path<String>,
     Form(f): Form<UnlockForm>,
@@ -331,7 +331,7 @@ pub struct LockAllForm {
 }
 
 pub async fn lock_all(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Form(f): Form<LockAllForm>,
 ) -> Result<Redirect, PageError> {
@@ -344,7 +344,7 @@ pub async fn lock_all(
 
 /// "This was me": a blocked attempt on one of the person's accounts opens a short unlock window.
 pub async fn this_was_me(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path(id): Path<i64>,
     Form(f): Form<CsrfForm>,
@@ -414,7 +414,7 @@ fn hhmm(m: u16) -> String {
     format!("{:02}:{:02}", m / 60, m % 60)
 }
 
-pub async fn schedules_page(State(s): State<ApiState>, me: Me) -> Result<Response, PageError> {
+pub async fn schedules_page(State(s): State<PortalState>, me: Me) -> Result<Response, PageError> {
     let accounts = s.db.store.person_accounts(&me.person.id).await?;
     let apps = apps_by_id(&s, accounts.iter().map(|a| a.app_id.clone())).await?;
     let name = |a: &Account| {
@@ -477,7 +477,7 @@ pub struct ScheduleForm {
 }
 
 pub async fn add_schedule(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Form(f): Form<ScheduleForm>,
 ) -> Result<Redirect, PageError> {
@@ -500,7 +500,7 @@ pub async fn add_schedule(
 }
 
 pub async fn delete_schedule(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -522,7 +522,7 @@ pub struct TimeZoneForm {
 }
 
 pub async fn set_time_zone(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Form(f): Form<TimeZoneForm>,
 ) -> Result<Redirect, PageError> {
@@ -556,16 +556,8 @@ pub async fn pairing_page(me: Me) -> Result<Response, PageError> {
 /// Pairing codes avoid letters and digits that read alike.
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
-/// A code as typed: case, spaces and dashes do not matter.
-pub fn normalize_code(code: &str) -> String {
-    code.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
-
 pub async fn create_pairing_code(
-    State(s): State<ApiState>,
+    State(s): State<PortalState>,
     me: Me,
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
@@ -594,7 +586,6 @@ mod tests {
 
     #[test]
     fn codes_windows_and_days() {
-        assert_eq!(normalize_code(" abcd-2345 "), "ABCD2345");
         assert_eq!(unlock_window("").unwrap(), None);
         assert_eq!(unlock_window("15").unwrap(), Some(Duration::minutes(15)));
         assert!(unlock_window("0").is_err() && unlock_window("x").is_err());

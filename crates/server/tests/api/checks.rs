@@ -442,6 +442,55 @@ async fn a_store_that_cannot_answer_gives_503_never_a_guess() {
 }
 
 #[tokio::test]
+async fn every_answer_names_its_request_id() {
+    let (t, key) = setup().await;
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .expect("an x-request-id header")
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    // The check, answered or refused, carries an id made here, a new one each time.
+    let check = |token: String| {
+        t.http
+            .post(format!("{}/nl3/api/v1/accountProtectionCheck", t.url))
+            .header("x-nl3-authorization-token", token)
+            .body("{}")
+            .send()
+    };
+    let ok = check(t.token(ISS, &key, "bob")).await.unwrap();
+    let refused = check("not-a-token".into()).await.unwrap();
+    let (a, b) = (id_of(&ok), id_of(&refused));
+    assert_eq!(ok.status(), 200);
+    assert_eq!(refused.status(), 401);
+    assert!(
+        a.len() == 16 && a.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{a}"
+    );
+    assert_ne!(a, b);
+    // A proxy's id is kept; one that does not fit a log line is replaced.
+    let get = |path: &str, id: &str, accept: &str| {
+        t.http
+            .get(format!("{}{path}", t.url))
+            .header("x-request-id", id)
+            .header("accept", accept)
+            .send()
+    };
+    let r = get("/healthz", "lb-42:a", "*/*").await.unwrap();
+    assert_eq!(id_of(&r), "lb-42:a");
+    let r = get("/healthz", "<b>", "*/*").await.unwrap();
+    assert_eq!(id_of(&r).len(), 16);
+    // The portal's error page names it, for the person to quote.
+    let r = get("/companies/nope", "page-7", "text/html").await.unwrap();
+    assert_eq!(id_of(&r), "page-7");
+    let r = get("/nope", "page-8", "text/html").await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("Request id: page-8"));
+}
+
+#[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let (t, _) = setup_with(|c| c.metrics_listen = Some("127.0.0.1:0".into())).await;
     let r = t

@@ -114,7 +114,7 @@ fn shown_secret(page: &Page) -> String {
 }
 
 fn sha256_hex(s: &str) -> String {
-    deadbolt::portal::token_hash(s)
+    deadbolt::crypto::token_hash(s)
 }
 
 struct Server {

@@ -125,3 +125,38 @@ impl Http {
         .await
     }
 }
+
+/// Stopping the server ends an open live stream: the graceful stop does not wait for the page
+/// (the streams end on the signal the server is given, in a test as under `deadbolt serve`).
+#[tokio::test]
+async fn stopping_the_server_ends_live_streams() {
+    let t = crate::helpers::TestApp::spawn().await;
+    let (email, password) = ("live@example.test", "a long enough password");
+    t.db.create_person(email, Some(password), None)
+        .await
+        .unwrap();
+    let mut http = Http::new(&t.url);
+    assert_eq!(http.login(email, password).await.status, 303);
+    let cookies = http
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let stream = reqwest::Client::new()
+        .get(format!("{}/me/events", t.url))
+        .header("cookie", cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let body = tokio::spawn(async move { stream.text().await });
+    tokio::time::timeout(std::time::Duration::from_secs(10), t.stop())
+        .await
+        .expect("the stop waits for no open stream");
+    tokio::time::timeout(std::time::Duration::from_secs(5), body)
+        .await
+        .expect("the stream ended")
+        .unwrap()
+        .ok();
+}

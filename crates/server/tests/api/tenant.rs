@@ -9,7 +9,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
-const ROUTER_SOURCES: [&str; 2] = [
+const ROUTER_SOURCES: [&str; 3] = [
+    include_str!("../../src/app.rs"),
     include_str!("../../src/api/mod.rs"),
     include_str!("../../src/portal/mod.rs"),
 ];
@@ -26,6 +27,7 @@ pub fn declared_routes() -> BTreeSet<(String, String)> {
                 ".layer(",
                 ".merge(",
                 ".fallback(",
+                ".method_not_allowed_fallback(",
                 ".with_state(",
             ]
             .iter()

@@ -4,6 +4,7 @@
 
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
+use deadbolt::portal::MailConfig;
 use deadbolt::{Application, Config, Deadbolt, MasterKeySource};
 use deadbolt_core::FakeClock;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -26,16 +27,13 @@ pub fn t0() -> DateTime<Utc> {
 /// Messages received: (recipient, body with quoted-printable soft breaks undone).
 type Inbox = Arc<Mutex<Vec<(String, String)>>>;
 
-fn inbox() -> &'static Inbox {
-    static INBOX: OnceLock<Inbox> = OnceLock::new();
+/// The receiver every server of this test binary sends to, and its port.
+fn inbox() -> &'static (Inbox, u16) {
+    static INBOX: OnceLock<(Inbox, u16)> = OnceLock::new();
     INBOX.get_or_init(|| {
         let inbox: Inbox = Arc::default();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        // Set once, before any server of this test binary reads it.
-        std::env::set_var("DEADBOLT_SMTP_URL", format!("smtp://127.0.0.1:{port}"));
-        std::env::set_var("DEADBOLT_MAIL_FROM", "Deadbolt <deadbolt@test.example>");
-        std::env::remove_var("DEADBOLT_PUBLIC_URL");
         let store = inbox.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -45,7 +43,7 @@ fn inbox() -> &'static Inbox {
                 });
             }
         });
-        inbox
+        (inbox, port)
     })
 }
 
@@ -104,6 +102,7 @@ fn smtp_session(conn: std::net::TcpStream, inbox: &Inbox) -> std::io::Result<()>
 pub async fn emailed_link(to: &str) -> String {
     for _ in 0..200 {
         let found = inbox()
+            .0
             .lock()
             .unwrap()
             .iter()
@@ -137,7 +136,7 @@ pub struct TestPortal {
 
 impl TestPortal {
     pub async fn spawn() -> Self {
-        inbox();
+        let smtp_port = inbox().1;
         let dir = tempfile::tempdir().unwrap();
         let db_url = format!("sqlite://{}", dir.path().join("deadbolt.db").display());
         let clock = Arc::new(FakeClock::new(t0()));
@@ -149,6 +148,10 @@ impl TestPortal {
         config.listen = "127.0.0.1:0".into();
         config.master_key = key.clone();
         config.rate_limit = 0;
+        config.portal.mail = MailConfig {
+            smtp_url: Some(format!("smtp://127.0.0.1:{smtp_port}")),
+            from: Some("Deadbolt <deadbolt@test.example>".into()),
+        };
         let db = Deadbolt::open(&db_url, &key, clock.clone()).await.unwrap();
         let app = Application::build_with(config, db.clone()).await.unwrap();
         let port = app.port();

@@ -1,0 +1,170 @@
+//! The application put together: the state every surface draws from, and the one router that
+//! merges the check and SDK APIs, the portal and health, each surface with its own fallback.
+
+use axum::extract::{FromRef, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+use crate::check::CheckService;
+use crate::metrics::Metrics;
+use crate::ops::Deadbolt;
+use crate::portal::{Portal, PortalState};
+use crate::request_id::{self, RequestIdLayer};
+use crate::{api, portal};
+
+/// The whole server's state; each surface takes the parts it needs through `FromRef`.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Deadbolt,
+    pub checks: Arc<CheckService>,
+    pub metrics: Arc<Metrics>,
+    pub portal: Arc<Portal>,
+}
+
+impl FromRef<AppState> for Arc<CheckService> {
+    fn from_ref(s: &AppState) -> Self {
+        s.checks.clone()
+    }
+}
+
+impl FromRef<AppState> for Deadbolt {
+    fn from_ref(s: &AppState) -> Self {
+        s.db.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Portal> {
+    fn from_ref(s: &AppState) -> Self {
+        s.portal.clone()
+    }
+}
+
+impl FromRef<AppState> for PortalState {
+    fn from_ref(s: &AppState) -> Self {
+        PortalState {
+            db: s.db.clone(),
+            portal: s.portal.clone(),
+        }
+    }
+}
+
+/// Every route of the public listener.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(api::routes())
+        .merge(portal::routes())
+        .merge(
+            Router::new()
+                .route("/healthz", get(health))
+                .route("/readyz", get(ready))
+                .layer(request_id::traced()),
+        )
+        // Health answers like the API (the portal's routes have their own by now).
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(not_found)
+        .with_state(state);
+    // Paths are normalised before routing (a layer on the router would run after it): an
+    // `API_URI` written with a trailing slash makes clients post to `//nl3/…`, and a 404 there
+    // reads as "not locked" to a fail-open client.
+    let service = tower::ServiceBuilder::new()
+        .layer(RequestIdLayer::default())
+        .map_request(normalize_path)
+        .service(routes);
+    Router::new().fallback_service(service)
+}
+
+/// A path no surface has: under `/nl3`, and for any client that does not ask for a page, the
+/// API's JSON; otherwise the portal's page.
+async fn not_found(request: Request) -> Response {
+    if request.uri().path().starts_with("/nl3") || !wants_page(request.headers()) {
+        api::not_found().await.into_response()
+    } else {
+        portal::not_found(request).await
+    }
+}
+
+/// Whether the client is a browser navigating: it lists `text/html` among what it accepts.
+fn wants_page(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// Collapses repeated `/` and drops a trailing one, keeping the query: `//nl3/api/v1/x/` is
+/// `/nl3/api/v1/x`. Paths already in that form pass untouched (the common case allocates nothing).
+fn normalize_path(mut req: axum::extract::Request) -> axum::extract::Request {
+    let path = req.uri().path();
+    let trailing = path.len() > 1 && path.ends_with('/');
+    if !trailing && !path.contains("//") {
+        return req;
+    }
+    let mut clean = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && clean.ends_with('/')) {
+            clean.push(c);
+        }
+    }
+    if clean.len() > 1 && clean.ends_with('/') {
+        clean.pop();
+    }
+    if let Some(q) = req.uri().query() {
+        clean.push('?');
+        clean.push_str(q);
+    }
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = clean.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// The process is alive and serving: 200 whatever the store does (`/readyz` says whether it
+/// can be relied on).
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Whether this server can answer checks and take changes now: 200, or 503 with the reasons
+/// (the store unreachable or past its deadline, its file gone or replaced, its last write
+/// failed, the attempt writer stalled or its queue above the high-water mark).
+async fn ready(State(s): State<AppState>) -> Response {
+    let mut reasons = Vec::new();
+    if let Err(e) = s.db.store.readiness().await {
+        tracing::warn!(error = %e.detail(), "not ready: {}", e.reason());
+        reasons.push(e.reason().to_string());
+    }
+    if let Some(r) = crate::attempts::writer_trouble(&s.checks.attempts) {
+        reasons.push(r);
+    }
+    if reasons.is_empty() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "unavailable", "message": reasons.join("; "), "reasons": reasons}),
+            ),
+        )
+            .into_response()
+    }
+}
+
+/// `/metrics`, served on its own listener: what it tells (traffic, queue depths) is for the
+/// operator's monitoring, not for whoever reaches the public port.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics)
+}
+
+async fn render_metrics(State(m): State<Arc<Metrics>>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], m.render()).into_response()
+}

@@ -7,8 +7,7 @@ use deadbolt_store::{AppSettings, Application, SigningKeyRecord};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::company::KeyCreated;
-use super::{view, AppCmd, KeyCmd};
+use super::{view, AppCmd, KeyCmd, KeyCreated};
 use crate::ops::Deadbolt;
 
 pub(super) async fn run(db: &Deadbolt, cmd: &AppCmd) -> anyhow::Result<Value> {

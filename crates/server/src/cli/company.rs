@@ -6,7 +6,7 @@ use deadbolt_store::{Company, SdkKeyRecord};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{view, CompanyCmd, SdkKeyCmd};
+use super::{view, CompanyCmd, KeyCreated, SdkKeyCmd};
 use crate::ops::Deadbolt;
 
 pub(super) async fn run(db: &Deadbolt, cmd: &CompanyCmd) -> anyhow::Result<Value> {
@@ -45,13 +45,6 @@ async fn list(db: &Deadbolt) -> anyhow::Result<Companies> {
     Ok(Companies {
         companies: db.store.companies().await?,
     })
-}
-
-/// A new key: the only time its secret is shown.
-#[derive(Serialize)]
-pub(super) struct KeyCreated {
-    pub(super) id: String,
-    pub(super) secret: String,
 }
 
 async fn create_sdk_key(db: &Deadbolt, company: &str) -> anyhow::Result<KeyCreated> {

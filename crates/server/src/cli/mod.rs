@@ -76,3 +76,10 @@ impl Cli {
 fn view(out: impl Serialize) -> anyhow::Result<Value> {
     Ok(serde_json::to_value(out)?)
 }
+
+/// A new signing key or SDK key: the only time its secret is shown.
+#[derive(Serialize)]
+struct KeyCreated {
+    id: String,
+    secret: String,
+}

@@ -734,3 +734,289 @@ fn help_describes_every_command_and_flag() {
     assert!(!check.contains("--master-key-file"), "{check}");
     assert!(help(&["account", "lock"]).contains("--db"));
 }
+
+/// What each command prints, pinned: scripts read these keys, so renaming, adding or dropping one
+/// changes the CLI's interface and must change this test. Values that differ between runs (ids,
+/// times, secrets) are compared by their JSON type. Every line is one compact JSON object whose
+/// keys come in the order serde_json renders a parsed object: sorted, at every depth (serde_json
+/// is built without `preserve_order`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_command_prints_these_keys() {
+    use serde_json::json;
+    let t = TestApp::spawn().await;
+    // The CLI signs its check on the real clock: put the server's clock there too.
+    t.clock
+        .set(deadbolt_core::Clock::now(&deadbolt_core::SystemClock));
+    let db = t.db_url.clone();
+    let run = |args: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .env_remove("DEADBOLT_MASTER_KEY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "deadbolt {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8(out.stdout).unwrap();
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        // Rendered again from the parsed value: the same bytes only if compact and sorted.
+        assert_eq!(line, format!("{parsed}\n"), "{args:?}");
+        parsed
+    };
+    /// Every scalar replaced by its JSON type; an array by the shape of its first element.
+    fn shape(v: &Value) -> Value {
+        match v {
+            Value::Null => json!("null"),
+            Value::Bool(_) => json!("bool"),
+            Value::Number(_) => json!("number"),
+            Value::String(_) => json!("string"),
+            Value::Array(a) => json!([a.first().map(shape)]),
+            Value::Object(o) => o.iter().map(|(k, v)| (k.clone(), shape(v))).collect(),
+        }
+    }
+    let s = "string";
+    let application = json!({"account_names": s, "audit_mode": "bool", "company_id": s,
+        "created_at": s, "default_state": s, "id": s, "issuer": s, "name": s, "unenrolled": s});
+    let account = |person: &str, until: &str| {
+        json!({"account": s, "app_id": s, "created_at": s, "id": s, "person_email": person,
+               "person_id": person, "relock_after_use": "bool", "state": s,
+               "unlocked_until": until, "updated_at": s})
+    };
+
+    let company = run(&["company", "create", "--name", "Acme"]);
+    assert_eq!(shape(&company), json!({"id": s}));
+    let company = company["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        shape(&run(&["company", "list"])),
+        json!({"companies": [{"created_at": s, "id": s, "name": s}]})
+    );
+    let app = run(&[
+        "app",
+        "create",
+        "--company",
+        &company,
+        "--issuer",
+        "keys.example.com",
+    ]);
+    assert_eq!(
+        app,
+        json!({"account_names": "case-insensitive", "id": app["id"], "issuer": "keys.example.com"})
+    );
+    let app = app["id"].as_str().unwrap().to_string();
+    assert_eq!(shape(&run(&["app", "show", "--id", &app])), application);
+    assert_eq!(
+        shape(&run(&["app", "list", "--company", &company])),
+        json!({"applications": [application]})
+    );
+    let set = run(&["app", "set", "--id", &app, "--audit-mode", "true"]);
+    assert_eq!(shape(&set), application);
+    assert_eq!(set["audit_mode"], true);
+    run(&["app", "set", "--id", &app, "--audit-mode", "false"]);
+
+    let key = run(&["key", "create", "--app", &app]);
+    assert_eq!(shape(&key), json!({"id": s, "secret": s}));
+    let keys = run(&["key", "list", "--app", &app]);
+    assert_eq!(
+        shape(&keys),
+        json!({"keys": [{"created_at": s, "id": s, "last_used_at": "null", "revoked_at": "null"}]})
+    );
+    assert_eq!(keys["keys"][0]["id"], key["id"]);
+    let sdk = run(&["sdk-key", "create", "--company", &company]);
+    assert_eq!(shape(&sdk), json!({"id": s, "secret": s}));
+    assert_eq!(
+        shape(&run(&["sdk-key", "list", "--company", &company])),
+        json!({"keys": [{"created_at": s, "id": s, "revoked_at": "null"}]})
+    );
+    let sdk_id = sdk["id"].as_str().unwrap();
+    assert_eq!(
+        run(&["sdk-key", "revoke", "--id", sdk_id]),
+        json!({"id": sdk_id, "revoked": true})
+    );
+
+    let person = run(&["person", "create", "--email", "keys@example.com"]);
+    assert_eq!(
+        person,
+        json!({"email": "keys@example.com", "id": person["id"]})
+    );
+    assert_eq!(
+        shape(&run(&["person", "show", "--email", "keys@example.com"])),
+        json!({"created_at": s, "email": s, "first_name": "null", "id": s, "last_name": "null",
+               "master_locked": "bool", "phone": "null", "time_zone": s})
+    );
+    assert_eq!(
+        run(&["person", "lock-all", "--email", "keys@example.com"]),
+        json!({"email": "keys@example.com", "master_lock": true})
+    );
+    assert_eq!(
+        run(&["person", "unlock-all", "--email", "keys@example.com"]),
+        json!({"email": "keys@example.com", "master_lock": false})
+    );
+
+    let enrolled = run(&[
+        "account",
+        "enroll",
+        "--app",
+        &app,
+        "--account",
+        "Kim",
+        "--person",
+        "keys@example.com",
+    ]);
+    assert_eq!(
+        enrolled,
+        json!({"account": "Kim", "created": true, "id": enrolled["id"], "state": "unlocked"})
+    );
+    let again = run(&["account", "enroll", "--app", &app, "--account", "kim"]);
+    assert_eq!(
+        again,
+        json!({"account": "Kim", "created": false, "id": enrolled["id"], "state": "unlocked"})
+    );
+    assert_eq!(
+        run(&["account", "lock", "--app", &app, "--account", "kim"]),
+        json!({"account": "kim", "app": app, "locked": true})
+    );
+    let shown = run(&["account", "show", "--app", &app, "--account", "kim"]);
+    assert_eq!(
+        shape(&shown),
+        json!({"account": account(s, "null"), "locked": "bool", "reason": s})
+    );
+    assert_eq!(
+        (&shown["locked"], &shown["reason"]),
+        (&json!(true), &json!("account_locked"))
+    );
+    let unlocked = run(&[
+        "account",
+        "unlock",
+        "--app",
+        &app,
+        "--account",
+        "kim",
+        "--for",
+        "15m",
+    ]);
+    assert_eq!(
+        shape(&unlocked),
+        json!({"account": s, "app": s, "locked": "bool", "unlocked_until": s})
+    );
+    assert_eq!(
+        shape(&run(&[
+            "account",
+            "show",
+            "--app",
+            &app,
+            "--account",
+            "kim"
+        ])),
+        json!({"account": account(s, s), "locked": "bool", "reason": s})
+    );
+    assert_eq!(
+        run(&[
+            "account",
+            "unlock",
+            "--app",
+            &app,
+            "--account",
+            "kim",
+            "--once"
+        ]),
+        json!({"account": "kim", "app": app, "locked": false, "relock_after_use": true})
+    );
+    assert_eq!(
+        run(&["account", "unlock", "--app", &app, "--account", "kim"]),
+        json!({"account": "kim", "app": app, "locked": false, "unlocked_until": null})
+    );
+    assert_eq!(
+        shape(&run(&["account", "list", "--app", &app])),
+        json!({"accounts": [account(s, "null")]})
+    );
+    assert_eq!(
+        run(&["account", "collisions", "--app", &app]),
+        json!({"collisions": []})
+    );
+
+    let added = run(&[
+        "schedule",
+        "add",
+        "--person",
+        "keys@example.com",
+        "--days",
+        "weekends",
+        "--window",
+        "22:00-06:30",
+    ]);
+    assert_eq!(
+        added,
+        json!({"account_id": null, "days": "weekends", "id": added["id"], "window": "22:00-06:30"})
+    );
+    assert_eq!(
+        run(&["schedule", "list", "--person", "keys@example.com"]),
+        json!({"schedules": [{"account_id": null, "days": 96, "end": "06:30", "id": added["id"],
+                              "start": "22:00"}]})
+    );
+    let schedule = added["id"].as_str().unwrap();
+    assert_eq!(
+        run(&["schedule", "delete", "--id", schedule]),
+        json!({"deleted": true, "id": schedule})
+    );
+
+    let checked = run(&[
+        "check",
+        "--api",
+        &t.url,
+        "--issuer",
+        "keys.example.com",
+        "--key",
+        key["secret"].as_str().unwrap(),
+        "--account",
+        "KIM",
+        "--ip",
+        "192.0.2.7",
+        "--device",
+        "phone",
+        "--location",
+        "Lyon",
+    ]);
+    assert_eq!(
+        checked,
+        json!({"account": "KIM", "enrolled": true, "locked": false, "reason": "account_unlocked"})
+    );
+    let (service, app_id) = (t.db.clone(), app.clone());
+    eventually(|| {
+        let (db, app_id) = (service.clone(), app_id.clone());
+        async move { !db.attempts(&app_id, 1).await.unwrap().is_empty() }
+    })
+    .await;
+    assert_eq!(
+        shape(&run(&["attempts", "--app", &app, "--limit", "1"])),
+        json!({"attempts": [{"account": s, "at": s, "device": s, "integration_type": s, "ip": s,
+                             "location": s, "locked": "bool", "reason": s}]})
+    );
+    let key_id = key["id"].as_str().unwrap();
+    assert_eq!(
+        run(&["key", "revoke", "--id", key_id]),
+        json!({"app": app, "id": key_id, "revoked": true})
+    );
+    let op = run(&[
+        "operator",
+        "invite",
+        "--email",
+        "op@example.com",
+        "--public-url",
+        "https://p.example.com",
+    ]);
+    assert_eq!(shape(&op), json!({"link": s}));
+    let op = run(&[
+        "operator",
+        "create",
+        "--email",
+        "op@example.com",
+        "--password",
+        "a long password",
+    ]);
+    assert_eq!(shape(&op), json!({"email": s, "id": s}));
+    t.stop().await;
+}

@@ -1,0 +1,83 @@
+//! The operator CLI: every command prints one JSON object on stdout and exits 0, or prints a
+//! message on stderr and exits non-zero. Each command is one function returning a view type;
+//! `Cli::run` only picks the function.
+
+mod account;
+mod app;
+mod args;
+mod check;
+mod company;
+mod operator;
+mod person;
+mod serve;
+
+pub use args::{
+    AccountCmd, AppCmd, Cli, Command, CompanyCmd, KeyCmd, OperatorCmd, PersonCmd, ScheduleCmd,
+    SdkKeyCmd,
+};
+pub use check::CheckArgs;
+pub use serve::ServeArgs;
+
+use deadbolt_core::SystemClock;
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+use crate::ops::{Deadbolt, MasterKeySource};
+
+impl Cli {
+    fn key_source(&self) -> MasterKeySource {
+        MasterKeySource {
+            value: self.master_key.clone().filter(|v| !v.is_empty()),
+            file: self.master_key_file.clone(),
+        }
+    }
+
+    async fn open(&self) -> anyhow::Result<Deadbolt> {
+        Ok(Deadbolt::open(&self.db, &self.key_source(), Arc::new(SystemClock)).await?)
+    }
+
+    /// Runs the command; the JSON it prints on success.
+    pub async fn run(self) -> anyhow::Result<Option<Value>> {
+        let out = match &self.command {
+            Command::Serve(args) => {
+                self.serve(args, None).await?;
+                return Ok(None);
+            }
+            Command::Demo(args) => {
+                let db = self.open().await?;
+                let demo = serve::demo_setup(&db).await?;
+                drop(db);
+                self.serve(args, Some(demo)).await?;
+                return Ok(None);
+            }
+            Command::Check(args) => view(check::check(args).await?)?,
+            Command::Operator(c) => operator::run(&self.open().await?, c).await?,
+            Command::Company(c) => company::run(&self.open().await?, c).await?,
+            Command::SdkKey(c) => company::run_sdk_key(&self.open().await?, c).await?,
+            Command::App(c) => app::run(&self.open().await?, c).await?,
+            Command::Key(c) => app::run_key(&self.open().await?, c).await?,
+            Command::Person(c) => person::run(&self.open().await?, c).await?,
+            Command::Schedule(c) => person::run_schedule(&self.open().await?, c).await?,
+            Command::Account(c) => account::run(&self.open().await?, c).await?,
+            Command::Attempts { app, limit } => {
+                view(account::attempts(&self.open().await?, app, *limit).await?)?
+            }
+        };
+        Ok(Some(out))
+    }
+}
+
+/// A command's view as the JSON printed. Through a `Value` on purpose: serde_json (without its
+/// `preserve_order` feature) prints an object's keys sorted, at every depth, records of the store
+/// included, which is the order the CLI has always printed and scripts may compare.
+fn view(out: impl Serialize) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(out)?)
+}
+
+/// A new signing key or SDK key: the only time its secret is shown.
+#[derive(Serialize)]
+struct KeyCreated {
+    id: String,
+    secret: String,
+}

@@ -1,0 +1,168 @@
+//! `deadbolt person` and `deadbolt schedule`: the people who hold accounts, their master lock and
+//! their weekly lock windows.
+
+use deadbolt_core::Schedule;
+use deadbolt_store::{Person, ScheduleRecord};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{view, PersonCmd, ScheduleCmd};
+use crate::ops::Deadbolt;
+
+pub(super) async fn run(db: &Deadbolt, cmd: &PersonCmd) -> anyhow::Result<Value> {
+    match cmd {
+        PersonCmd::Create {
+            email,
+            password,
+            time_zone,
+        } => view(create(db, email, password.as_deref(), time_zone).await?),
+        PersonCmd::Show { email } => view(show(db, email).await?),
+        PersonCmd::List { limit } => view(list(db, *limit).await?),
+        PersonCmd::LockAll { email } => view(master_lock(db, email, true).await?),
+        PersonCmd::UnlockAll { email } => view(master_lock(db, email, false).await?),
+    }
+}
+
+pub(super) async fn run_schedule(db: &Deadbolt, cmd: &ScheduleCmd) -> anyhow::Result<Value> {
+    match cmd {
+        ScheduleCmd::Add {
+            person,
+            app,
+            account,
+            days,
+            window,
+        } => {
+            let target = app.as_deref().zip(account.as_deref());
+            view(add_schedule(db, person, target, days, window).await?)
+        }
+        ScheduleCmd::List { person } => view(schedules(db, person).await?),
+        ScheduleCmd::Delete { id } => view(delete_schedule(db, id).await?),
+    }
+}
+
+/// A new person.
+#[derive(Serialize)]
+struct Created {
+    email: String,
+    id: String,
+}
+
+async fn create(
+    db: &Deadbolt,
+    email: &str,
+    password: Option<&str>,
+    time_zone: &str,
+) -> anyhow::Result<Created> {
+    let p = db.create_person(email, password, Some(time_zone)).await?;
+    Ok(Created {
+        email: p.email,
+        id: p.id,
+    })
+}
+
+async fn show(db: &Deadbolt, email: &str) -> anyhow::Result<Person> {
+    Ok(db.person_by_email(email).await?)
+}
+
+#[derive(Serialize)]
+struct Persons {
+    persons: Vec<Person>,
+}
+
+async fn list(db: &Deadbolt, limit: i64) -> anyhow::Result<Persons> {
+    Ok(Persons {
+        persons: db.store.persons(limit).await?,
+    })
+}
+
+/// The master lock as it now is.
+#[derive(Serialize)]
+struct MasterLock {
+    email: String,
+    master_lock: bool,
+}
+
+async fn master_lock(db: &Deadbolt, email: &str, on: bool) -> anyhow::Result<MasterLock> {
+    Ok(MasterLock {
+        email: db.set_master_lock(email, on).await?.email,
+        master_lock: on,
+    })
+}
+
+/// A new schedule, with its days and window as given.
+#[derive(Serialize)]
+struct ScheduleAdded<'a> {
+    account_id: Option<String>,
+    days: &'a str,
+    id: String,
+    window: &'a str,
+}
+
+/// `target` is an application's id and an account's name: that account only; `None`: all the
+/// person's accounts.
+async fn add_schedule<'a>(
+    db: &Deadbolt,
+    person: &str,
+    target: Option<(&str, &str)>,
+    days: &'a str,
+    window: &'a str,
+) -> anyhow::Result<ScheduleAdded<'a>> {
+    let schedule = Schedule::parse(days, window)?;
+    let s = db.add_schedule(person, target, schedule).await?;
+    Ok(ScheduleAdded {
+        account_id: s.account_id,
+        days,
+        id: s.id,
+        window,
+    })
+}
+
+#[derive(Serialize)]
+struct Schedules {
+    schedules: Vec<ScheduleView>,
+}
+
+/// A schedule as stored: its days as the bit set (Monday is 1), its window as HH:MM.
+#[derive(Serialize)]
+struct ScheduleView {
+    account_id: Option<String>,
+    days: u8,
+    end: String,
+    id: String,
+    start: String,
+}
+
+impl From<ScheduleRecord> for ScheduleView {
+    fn from(s: ScheduleRecord) -> Self {
+        ScheduleView {
+            account_id: s.account_id,
+            days: s.schedule.days,
+            end: hhmm(s.schedule.end_minute),
+            id: s.id,
+            start: hhmm(s.schedule.start_minute),
+        }
+    }
+}
+
+async fn schedules(db: &Deadbolt, person: &str) -> anyhow::Result<Schedules> {
+    let p = db.person_by_email(person).await?;
+    let list = db.store.person_schedules(&p.id).await?;
+    Ok(Schedules {
+        schedules: list.into_iter().map(ScheduleView::from).collect(),
+    })
+}
+
+#[derive(Serialize)]
+struct ScheduleDeleted<'a> {
+    deleted: bool,
+    id: &'a str,
+}
+
+async fn delete_schedule<'a>(db: &Deadbolt, id: &'a str) -> anyhow::Result<ScheduleDeleted<'a>> {
+    db.store.delete_schedule(id).await?;
+    Ok(ScheduleDeleted { deleted: true, id })
+}
+
+fn hhmm(m: u16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}

@@ -1,0 +1,214 @@
+//! `deadbolt serve` and `deadbolt demo`: the server's flags, the line it prints once it listens,
+//! and the demo's company, application and accounts.
+
+use clap::Args;
+use deadbolt_core::duration::parse_duration;
+use deadbolt_core::{AccountState, SystemClock, UnenrolledPolicy};
+use serde_json::json;
+use std::io::Write;
+use std::sync::Arc;
+
+use super::Cli;
+use crate::ops::Deadbolt;
+use crate::{Application, Config};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DEADBOLT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The API's public URL (host:port, with or without scheme): the audience tokens must name.
+    #[arg(long, env = "DEADBOLT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Checks per second per application (bursts of twice that); 0 for no limit.
+    #[arg(long, env = "DEADBOLT_RATE_LIMIT", default_value_t = 10_000)]
+    pub rate_limit: u32,
+    /// How long a request may wait on the store before it is answered 503 (`2s`, `500ms`).
+    #[arg(long, env = "DEADBOLT_STORE_TIMEOUT", default_value = "2s", value_parser = parse_store_timeout)]
+    pub store_timeout: std::time::Duration,
+    /// Serve Prometheus metrics at /metrics on this address (such as 127.0.0.1:9090); off
+    /// when not given. Never on the public address.
+    #[arg(long, env = "DEADBOLT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Open connections at most (lowered to fit the open-files limit); more are answered 503.
+    #[arg(long, env = "DEADBOLT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64), at most half the above; 0 for no
+    /// such cap (behind a load balancer, every connection comes from it).
+    #[arg(long, env = "DEADBOLT_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+    /// Time a client has to send a request's head once it began (a new connection: its first
+    /// request).
+    #[arg(long, env = "DEADBOLT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: std::time::Duration,
+    /// Time a client has to send a request's body once the server waits for it.
+    #[arg(long, env = "DEADBOLT_BODY_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub body_timeout: std::time::Duration,
+    /// A connection with no request in progress is closed after this time.
+    #[arg(long, env = "DEADBOLT_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
+    pub idle_timeout: std::time::Duration,
+    /// The SMTP relay for the portal's emails (`smtp://host:port`, no TLS); without it, emails
+    /// are written to the log.
+    #[arg(long, env = "DEADBOLT_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The sender of the portal's emails (`Deadbolt <deadbolt@example.com>`).
+    #[arg(long, env = "DEADBOLT_MAIL_FROM")]
+    pub mail_from: Option<String>,
+}
+
+/// A duration flag: `500ms`, `90s`, `15m`; at least a millisecond.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = match s.trim().strip_suffix("ms") {
+        Some(ms) => ms
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("invalid duration {s:?}: write it like 500ms, 90s or 15m"))?,
+        None => parse_duration(s)
+            .map_err(|e| e.to_string())?
+            .to_std()
+            .map_err(|e| e.to_string())?,
+    };
+    if d.is_zero() {
+        return Err(format!("{s} is not a positive duration"));
+    }
+    Ok(d)
+}
+
+/// A store deadline: a duration from 10 ms to 10 minutes.
+fn parse_store_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = duration(s)?;
+    if d < std::time::Duration::from_millis(10) || d > std::time::Duration::from_secs(600) {
+        return Err(format!("store timeout {s:?} out of range (10ms to 10m)"));
+    }
+    Ok(d)
+}
+
+impl Cli {
+    pub(super) async fn serve(&self, args: &ServeArgs, demo: Option<Demo>) -> anyhow::Result<()> {
+        let config = Config {
+            db_url: self.db.clone(),
+            listen: args.listen.clone(),
+            public_url: args.public_url.clone(),
+            master_key: self.key_source(),
+            rate_limit: args.rate_limit,
+            store_timeout: args.store_timeout,
+            metrics_listen: args.metrics_listen.clone(),
+            connections: crate::conn::Limits {
+                max_connections: args.max_connections,
+                max_per_ip: args.max_connections_per_ip,
+                header_timeout: args.header_timeout,
+                body_timeout: args.body_timeout,
+                idle_timeout: args.idle_timeout,
+            },
+            portal: crate::portal::PortalConfig {
+                public_url: given(&args.public_url),
+                mail: crate::portal::MailConfig {
+                    smtp_url: given(&args.smtp_url),
+                    from: given(&args.mail_from),
+                },
+            },
+            ..Config::new(&self.db)
+        };
+        let app = Application::build(config, Arc::new(SystemClock)).await?;
+        warn_collisions(app.deadbolt()).await;
+        let url = format!("http://{}", app.addr());
+        let mut out = json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences(),
+                   "max_connections": app.connection_limits().max_connections,
+                   "max_connections_per_ip": app.connection_limits().max_per_ip});
+        if let Some(m) = app.metrics_addr() {
+            out["metrics"] = json!(format!("http://{m}/metrics"));
+        }
+        if let Some(Demo { app_id, key }) = demo {
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "deadbolt".into());
+            let db_flag = if self.db == "sqlite://deadbolt.db" {
+                String::new()
+            } else {
+                format!(" --db {}", self.db)
+            };
+            let cmd = |account: &str| {
+                format!("{exe} check --api {url} --issuer {DEMO_ISSUER} --key {key} --account {account}")
+            };
+            let unlock =
+                format!("{exe}{db_flag} account unlock --app {app_id} --account alice --for 15m");
+            out["demo"] = json!({"app": app_id, "issuer": DEMO_ISSUER, "key": key,
+                                 "check_locked": cmd("alice"), "check_unlocked": cmd("bob"), "unlock": unlock});
+            crate::logs::to_stderr(&format!(
+                "\nDeadbolt demo is running on {url}.\n\
+                 alice is locked, bob is not. In another terminal:\n\n  {}\n  {}\n\n\
+                 Unlock alice for 15 minutes and ask again:\n\n  {unlock}\n\n\
+                 Stop with Ctrl-C.\n",
+                cmd("alice"),
+                cmd("bob"),
+            ));
+        }
+        // The address line is for whoever started the server; a closed stdout must not stop it.
+        let _ = writeln!(std::io::stdout().lock(), "{out}");
+        let base = args.public_url.clone().unwrap_or_else(|| url.clone());
+        if let Some(link) = crate::portal::first_run_link(app.deadbolt(), &base).await? {
+            crate::logs::to_stderr(&format!(
+                "\nNo portal operator yet: open {link} to create one (the link works once).\n"
+            ));
+        }
+        app.run_until(crate::shutdown_signal()).await
+    }
+}
+
+const DEMO_ISSUER: &str = "demo.deadbolt.local";
+
+pub(super) struct Demo {
+    app_id: String,
+    key: String,
+}
+
+/// The demo's company, application and accounts (reused on later runs), and a new key.
+pub(super) async fn demo_setup(db: &Deadbolt) -> anyhow::Result<Demo> {
+    let norm = deadbolt_core::normalize::normalize_name(DEMO_ISSUER);
+    let app = match db.store.application_by_issuer(&norm).await? {
+        Some(app) => app,
+        None => {
+            let company = db.create_company("Demo company").await?;
+            db.create_application(
+                &company.id,
+                DEMO_ISSUER,
+                Some("Demo app"),
+                UnenrolledPolicy::Allow,
+                AccountState::Unlocked,
+            )
+            .await?
+        }
+    };
+    for account in ["alice", "bob"] {
+        db.enroll(&app.id, account, None).await?;
+    }
+    db.lock(&app.id, "alice").await?;
+    db.unlock(&app.id, "bob", None).await?;
+    let (_, key) = db.create_signing_key(&app.id).await?;
+    Ok(Demo {
+        app_id: app.id,
+        key,
+    })
+}
+
+/// Names that fold together are enforced as one (locked if any is) but should be merged: say so.
+async fn warn_collisions(db: &Deadbolt) {
+    match db.account_collisions(None).await {
+        Ok(list) if !list.is_empty() => {
+            for c in &list {
+                tracing::warn!(
+                    application = %c.app_id, issuer = %c.issuer, names = ?c.names,
+                    "enrolled names that are one account once compared without case; a check for any of them answers locked if any of them would: merge them with `deadbolt account merge`"
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not list account names that fold together"),
+    }
+}
+
+/// A setting given with something in it (a blank variable is as good as none).
+fn given(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|v| !v.trim().is_empty())
+}

@@ -60,7 +60,14 @@ pub struct Application {
     db: Deadbolt,
     router: axum::Router,
     writer: tokio::task::JoinHandle<()>,
+    checks: Arc<check::CheckService>,
 }
+
+/// How often the change log is pruned, and how many of its last rows are kept: at a hundred
+/// changes a second, a quarter of an hour for a process that stopped looking (one that falls
+/// further behind forgets its whole cache, once).
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const CHANGES_KEPT: i64 = 100_000;
 
 impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
@@ -101,7 +108,7 @@ impl Application {
         });
         let router = api::router(api::ApiState {
             db: db.clone(),
-            checks,
+            checks: checks.clone(),
             metrics,
         });
         Ok(Self {
@@ -111,7 +118,13 @@ impl Application {
             db,
             router,
             writer,
+            checks,
         })
+    }
+
+    /// The check path (tests look into its cache).
+    pub fn checks(&self) -> Arc<check::CheckService> {
+        self.checks.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -140,11 +153,24 @@ impl Application {
             listener,
             router,
             writer,
+            db,
             ..
         } = self;
-        axum::serve(listener, router)
+        let pruner = tokio::spawn(async move {
+            let mut every = tokio::time::interval(PRUNE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = db.store.prune_changes(CHANGES_KEPT).await {
+                    tracing::warn!(error = %e, "cannot prune the change log");
+                }
+            }
+        });
+        let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        pruner.abort();
+        served?;
         // The router (and with it every queue handle) is gone: the writer drains and ends.
         writer.await.context("attempt writer")?;
         Ok(())

@@ -122,9 +122,10 @@ impl Application {
         })
     }
 
-    /// The check path (tests look into its cache).
-    pub fn checks(&self) -> Arc<check::CheckService> {
-        self.checks.clone()
+    /// The check path (tests look into its cache). Weak: the attempt writer ends only once
+    /// every handle on the check path is gone.
+    pub fn checks(&self) -> std::sync::Weak<check::CheckService> {
+        Arc::downgrade(&self.checks)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -154,8 +155,11 @@ impl Application {
             router,
             writer,
             db,
+            checks,
             ..
         } = self;
+        // The router holds the check path (and the attempt queue) from here on.
+        drop(checks);
         let pruner = tokio::spawn(async move {
             let mut every = tokio::time::interval(PRUNE_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -161,7 +161,10 @@ impl Application {
         // The router holds the check path (and the attempt queue) from here on.
         drop(checks);
         let pruner = tokio::spawn(async move {
-            let mut every = tokio::time::interval(PRUNE_EVERY);
+            // Not at start: a server started on a store that cannot take writes is not made to
+            // fail one before anybody asked it anything.
+            let mut every =
+                tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;

@@ -122,8 +122,11 @@ macro_rules! sql {
 }
 
 /// Reads the change counter: the last sequence number of the change log, which triggers write
-/// on every change to what a check reads. (The log is never pruned to empty.)
-const VERSION_SQL: &str = "SELECT COALESCE(MAX(seq), 0) FROM change_log";
+/// on every change to what a check reads. (The log is never pruned to empty.) Read through the
+/// store's one-row `store_version` table: the probe also fails (and cached answers stop) when
+/// the schema underneath a running server was broken, not only when the log was.
+const VERSION_SQL: &str =
+    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM change_log) FROM store_version WHERE id = 1";
 const APP_COLS: &str =
     "id, company_id, name, issuer, unenrolled, default_state, audit_mode, created_at, account_names";
 const ACCOUNT_COLS: &str =

@@ -214,3 +214,28 @@ async fn two_replicas_on_postgres_see_each_others_changes() {
     b.stop().await;
     a.stop().await;
 }
+
+/// A server that fell behind the pruned part of the change log cannot know what changed: it
+/// forgets everything, once, and answers right.
+#[tokio::test]
+async fn a_server_behind_the_pruned_log_forgets_everything_once() {
+    let t = TestApp::spawn().await;
+    let app = t.app("pruned.example.com").await;
+    let key = t.key(&app).await;
+    for name in ["ivan", "judy"] {
+        t.db.enroll(&app.id, name, None).await.unwrap();
+        assert!(!t.locked("pruned.example.com", &key, name).await);
+    }
+    let other = elsewhere(&t).await;
+    other.lock(&app.id, "ivan").await.unwrap();
+    other.enroll(&app.id, "kim", None).await.unwrap();
+    other.store.prune_changes(1).await.unwrap();
+    assert!(t.locked("pruned.example.com", &key, "ivan").await);
+    assert!(
+        !cached(&t, &app.id, "judy"),
+        "what the pruned rows said is unknown: nothing cached survives"
+    );
+    assert!(!t.locked("pruned.example.com", &key, "judy").await);
+    assert!(cached(&t, &app.id, "judy"), "and the cache fills again");
+    t.stop().await;
+}

@@ -38,6 +38,11 @@ struct Args {
     /// Where `deadbolt` and `baseline` are (built with --release).
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
+    /// Changes per second made during Deadbolt's runs (comma-separated: each value is a run of
+    /// its own, side by side): SDK lock/unlock of random enrolled accounts the load does not
+    /// ask about. 0: no changes.
+    #[arg(long, default_value = "0")]
+    churn: String,
     /// Also append the results, as Markdown, to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -85,7 +90,7 @@ async fn main() -> Result<()> {
             .unwrap_or(0),
         cpu_model()
     ));
-    report.push_str("| accounts | connections | baseline req/s | deadbolt req/s | ratio | deadbolt p50 | deadbolt p99 | baseline p99 | non-2xx | attempts recorded | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    report.push_str("| accounts | connections | changes/s | baseline req/s | deadbolt req/s | ratio | deadbolt p50 | deadbolt p99 | baseline p99 | non-2xx | attempts recorded | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for accounts in list(&args.accounts)? {
         let rows = bench_size(&args, accounts).await?;
         for r in rows {
@@ -259,7 +264,17 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
         sent as f64 / seed_secs
     );
 
-    let script = write_script(&seeded, args.tokens, per_app.min(accounts))?;
+    let (script, asked) = write_script(&seeded, args.tokens, per_app.min(accounts))?;
+    // The changes go to accounts the load never asks about: what they cost is the cost to
+    // other accounts' checks.
+    let quiet: Vec<(String, String)> = seeded
+        .apps
+        .iter()
+        .flat_map(|(issuer, _)| {
+            (0..per_app.min(accounts)).map(move |i| (issuer.clone(), format!("user{i}")))
+        })
+        .filter(|t| !asked.contains(t))
+        .collect();
     let baseline = Server::start(Command::new(args.bin_dir.join("baseline")).arg("127.0.0.1:0"))?;
 
     let mut rows = Vec::new();
@@ -269,18 +284,30 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
     wrk(&baseline.url, &script, 16, 1)?;
     let mut total_requests = warm.requests;
     let mut per_conn = Vec::new();
+    let churns = list(&args.churn)?;
     for conns in list(&args.connections)? {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut a = Vec::new();
+        let mut b: Vec<Vec<Run>> = vec![Vec::new(); churns.len()];
         for round in 0..args.rounds {
             let ra = wrk(&baseline.url, &script, conns, args.duration)?;
-            let rb = wrk(&deadbolt.url, &script, conns, args.duration)?;
-            eprintln!("  c={conns} round {round}: baseline {:.0} req/s p99 {:.2} ms | deadbolt {:.0} req/s p99 {:.2} ms, non-2xx {}",
-                ra.rps, ra.p99_ms, rb.rps, rb.p99_ms, rb.non_2xx);
-            total_requests += rb.requests;
+            eprintln!(
+                "  c={conns} round {round}: baseline {:.0} req/s p99 {:.2} ms",
+                ra.rps, ra.p99_ms
+            );
             a.push(ra);
-            b.push(rb);
+            for (c, &rate) in churns.iter().enumerate() {
+                let changes = Churn::start(&http, &deadbolt.url, &seeded.sdk, &quiet, rate);
+                let rb = wrk(&deadbolt.url, &script, conns, args.duration)?;
+                let made = changes.stop().await?;
+                eprintln!("  c={conns} round {round}: deadbolt with {rate} changes/s ({made} made) {:.0} req/s p99 {:.2} ms, non-2xx {}",
+                    rb.rps, rb.p99_ms, rb.non_2xx);
+                total_requests += rb.requests;
+                b[c].push(rb);
+            }
         }
-        per_conn.push((conns, a, b));
+        for (c, runs) in b.into_iter().enumerate() {
+            per_conn.push((conns, churns[c], a.clone(), runs));
+        }
     }
     let rss = deadbolt.peak_rss_kib();
     deadbolt.terminate()?;
@@ -297,12 +324,12 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
     .await?;
     let recorded = db.store.attempt_count().await?;
     drop(db);
-    for (conns, a, b) in per_conn {
+    for (conns, churn, a, b) in per_conn {
         let mean = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
         let worst = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).fold(0.0, f64::max);
         let non_2xx: u64 = b.iter().map(|r| r.non_2xx + r.socket_errors).sum();
         rows.push(format!(
-            "| {accounts} | {conns} | {:.0} | {:.0} | **{:.2}** | {:.2} ms | {:.2} ms | {:.2} ms | {non_2xx} | {} | {} |",
+            "| {accounts} | {conns} | {churn} | {:.0} | {:.0} | **{:.2}** | {:.2} ms | {:.2} ms | {:.2} ms | {non_2xx} | {} | {} |",
             mean(&a, |r| r.rps),
             mean(&b, |r| r.rps),
             mean(&b, |r| r.rps) / mean(&a, |r| r.rps),
@@ -315,7 +342,7 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
         ));
     }
     rows.push(format!(
-        "| {accounts} | import | seeded in {seed_secs:.1} s | | | | | | | | |"
+        "| {accounts} | import | | seeded in {seed_secs:.1} s | | | | | | | | |"
     ));
     drop(seeded.dir);
     Ok(rows)
@@ -344,14 +371,21 @@ async fn import(
     Ok(())
 }
 
-/// A wrk script cycling through `n` valid tokens spread over the applications and accounts.
-fn write_script(s: &Seeded, n: usize, per_app: usize) -> Result<PathBuf> {
+/// A wrk script cycling through `n` valid tokens spread over the applications and accounts;
+/// and the (issuer, account) pairs it asks about.
+fn write_script(
+    s: &Seeded,
+    n: usize,
+    per_app: usize,
+) -> Result<(PathBuf, std::collections::HashSet<(String, String)>)> {
+    let mut asked = std::collections::HashSet::new();
     let now = SystemClock.now().timestamp();
     let mut rng = rand::thread_rng();
     let mut lua = String::from("local tokens = {\n");
     for _ in 0..n {
         let (issuer, key) = &s.apps[rng.gen_range(0..s.apps.len())];
         let account = format!("user{}", rng.gen_range(0..per_app.max(1)));
+        asked.insert((issuer.clone(), account.clone()));
         let claims = json!({"iss": issuer, "aud": "https://api.bench.example", "sub": account,
                             "iat": now - 60, "exp": now + 14 * 60});
         let key = base64::engine::general_purpose::STANDARD.decode(key)?;
@@ -367,7 +401,76 @@ fn write_script(s: &Seeded, n: usize, per_app: usize) -> Result<PathBuf> {
     ));
     let path = s.dir.0.join("check.lua");
     std::fs::write(&path, lua)?;
-    Ok(path)
+    Ok((path, asked))
+}
+
+/// Changes made at a steady rate through the SDK API while a run loads the check path.
+struct Churn {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<u64>>,
+}
+
+impl Churn {
+    fn start(
+        http: &reqwest::Client,
+        url: &str,
+        sdk: &str,
+        targets: &[(String, String)],
+        per_sec: usize,
+    ) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (http, url, sdk, targets) = (
+            http.clone(),
+            url.to_string(),
+            sdk.to_string(),
+            targets.to_vec(),
+        );
+        let task = tokio::spawn(async move {
+            if per_sec == 0 || targets.is_empty() {
+                return Ok(0);
+            }
+            let mut tick =
+                tokio::time::interval(std::time::Duration::from_secs_f64(1.0 / per_sec as f64));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut made = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => return Ok(made),
+                    _ = tick.tick() => {}
+                }
+                let (issuer, account) = &targets[rand::thread_rng().gen_range(0..targets.len())];
+                // Lock, unlock for a while, lock, unlock: what people do all day.
+                let (path, body) = match made % 4 {
+                    0 | 2 => ("lock", json!({"domain": issuer, "userAccountId": account})),
+                    1 => (
+                        "unlock",
+                        json!({"domain": issuer, "userAccountId": account, "minutes": 15}),
+                    ),
+                    _ => (
+                        "unlock",
+                        json!({"domain": issuer, "userAccountId": account}),
+                    ),
+                };
+                let resp = http
+                    .post(format!("{url}/nl3/api/v1/sdk/{path}"))
+                    .header("x-nl3-server-api-token", &sdk)
+                    .json(&body)
+                    .send()
+                    .await?;
+                if !resp.status().is_success() {
+                    bail!("sdk/{path} answered {}", resp.status());
+                }
+                made += 1;
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the changes; how many were made.
+    async fn stop(self) -> Result<u64> {
+        let _ = self.stop.send(true);
+        self.task.await?
+    }
 }
 
 fn wrk(url: &str, script: &Path, conns: usize, secs: u64) -> Result<Run> {

@@ -1,13 +1,16 @@
 //! The check path: verify the token, decide, record the attempt. What a check reads is cached in
-//! memory, tagged with the store's change counter: every check reads the counter first, so a
-//! change committed by any process (CLI, another replica) is enforced by the very next check.
+//! memory and kept coherent through the store's change log: every check first learns the log's
+//! last sequence number (on SQLite from the change signal, without a read while nothing was
+//! signalled), applies what was logged since it last looked, and so evicts exactly the entries
+//! that changed. A change committed by any process (CLI, another replica, `sqlite3` by hand) is
+//! enforced by the very next check; a change to one account costs the others nothing.
 
 use chrono::{DateTime, Utc};
 use deadbolt_core::body::CheckContext;
 use deadbolt_core::token::{self, TokenPolicy, VerifyingKey};
 use deadbolt_core::{Decision, Reason};
-use deadbolt_store::{Application, LockInputs, NewAttempt};
-use std::collections::HashMap;
+use deadbolt_store::{Application, Change, LockInputs, NewAttempt};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::attempts::AttemptQueue;
@@ -25,41 +28,148 @@ pub struct AppEntry {
 /// Entries beyond this many are dropped (all at once) rather than let memory grow without bound.
 const MAX_CACHED_ACCOUNTS: usize = 2_000_000;
 
+/// Behind by more changes than this, the cache forgets everything instead of reading them all:
+/// a bulk import, or a process that was idle for long.
+const MAX_CHANGES_APPLIED: i64 = 10_000;
+
 #[derive(Default)]
 struct CacheState {
-    version: i64,
+    /// The change-log position everything cached is current at.
+    applied: i64,
     apps: HashMap<String, Arc<AppEntry>>,
-    /// Application id → account → inputs (nested so lookups borrow instead of allocating).
+    /// Application id → account key → inputs (nested so lookups borrow instead of allocating).
     accounts: HashMap<String, HashMap<String, Arc<LockInputs>>>,
+    /// Person id → the (application id, account key) entries cached with that person's locks:
+    /// what a change to the person evicts. May name entries already gone (evicting those is a
+    /// no-op).
+    persons: HashMap<String, HashSet<(String, String)>>,
     account_count: usize,
 }
 
-/// Cached check inputs. An entry loaded at store version `v` is kept only while the cache is
-/// at `v`: data read before a change can never outlive the change.
+impl CacheState {
+    fn forget_all(&mut self) {
+        self.apps.clear();
+        self.accounts.clear();
+        self.persons.clear();
+        self.account_count = 0;
+    }
+
+    fn evict_account(&mut self, app_id: &str, key: &str) {
+        let Some(accounts) = self.accounts.get_mut(app_id) else {
+            return;
+        };
+        let Some(gone) = accounts.remove(key) else {
+            return;
+        };
+        self.account_count -= 1;
+        for person in person_ids(&gone) {
+            if let Some(entries) = self.persons.get_mut(person) {
+                entries.remove(&(app_id.to_string(), key.to_string()));
+                if entries.is_empty() {
+                    self.persons.remove(person);
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, change: &Change) {
+        match (&change.app_id, &change.account_key, &change.person_id) {
+            (Some(app), Some(key), _) => self.evict_account(app, key),
+            (Some(app), None, _) => {
+                self.apps.retain(|_, e| &e.app.id != app);
+                if let Some(gone) = self.accounts.remove(app) {
+                    self.account_count -= gone.len();
+                }
+            }
+            (None, _, Some(person)) => {
+                for (app, key) in self.persons.remove(person).unwrap_or_default() {
+                    self.evict_account(&app, &key);
+                }
+            }
+            (None, _, None) => self.forget_all(),
+        }
+    }
+}
+
+/// The persons whose locks an entry holds (an account's, and those of names not merged yet).
+fn person_ids(inputs: &LockInputs) -> impl Iterator<Item = &String> {
+    inputs
+        .person_id
+        .iter()
+        .chain(inputs.colliding.iter().filter_map(|c| c.person_id.as_ref()))
+}
+
+/// Cached check inputs. An entry is stored only if no change was applied between the moment its
+/// load began and its storing: then any later change to it comes after it in the log, and
+/// evicts it.
 #[derive(Default)]
-pub struct CheckCache(Mutex<CacheState>);
+pub struct CheckCache {
+    state: Mutex<CacheState>,
+    /// One catch-up at a time: the others wait for it rather than read the same log rows.
+    catching_up: tokio::sync::Mutex<()>,
+}
 
 impl CheckCache {
     fn state(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves the cache to `version` (dropping everything when the store changed), then looks
-    /// the application up: one lock for both.
-    fn app_at(&self, version: i64, issuer: &str) -> Option<Arc<AppEntry>> {
+    /// The position the cache is current at.
+    pub fn applied(&self) -> i64 {
+        self.state().applied
+    }
+
+    /// Whether inputs for this account are cached (tests observe eviction through this).
+    pub fn holds(&self, app_id: &str, key: &str) -> bool {
+        self.state()
+            .accounts
+            .get(app_id)
+            .is_some_and(|a| a.contains_key(key))
+    }
+
+    /// Brings the cache to `position` (or past it), evicting what the log names since the last
+    /// position applied. Returns the position the cache is now current at.
+    async fn catch_up(&self, store: &deadbolt_store::Store, position: i64) -> Result<i64> {
+        let _one = self.catching_up.lock().await;
+        let from = {
+            let mut s = self.state();
+            if s.applied >= position {
+                return Ok(s.applied);
+            }
+            // Nothing cached, or too far behind: nothing worth reading the log for.
+            if s.account_count == 0 && s.apps.is_empty()
+                || position - s.applied > MAX_CHANGES_APPLIED
+            {
+                s.forget_all();
+                s.applied = position;
+                return Ok(position);
+            }
+            s.applied
+        };
+        let changes = store.changes(from, position).await?;
         let mut s = self.state();
-        if version != s.version {
-            s.apps.clear();
-            s.accounts.clear();
-            s.account_count = 0;
-            s.version = version;
+        match changes {
+            Some(changes) => {
+                for c in &changes {
+                    s.apply(c);
+                }
+            }
+            // Rows this process needed were pruned: it cannot know what changed.
+            None => s.forget_all(),
         }
-        s.apps.get(issuer).cloned()
+        s.applied = position;
+        Ok(position)
     }
 
-    fn put_app(&self, version: i64, issuer: String, entry: Arc<AppEntry>) {
+    /// The position the cache is current at, and the application if cached: one lock for both.
+    fn app(&self, issuer: &str) -> (i64, Option<Arc<AppEntry>>) {
+        let s = self.state();
+        (s.applied, s.apps.get(issuer).cloned())
+    }
+
+    fn put_app(&self, loaded_at: i64, issuer: String, entry: Arc<AppEntry>) {
         let mut s = self.state();
-        if s.version == version {
+        if s.applied == loaded_at {
             s.apps.insert(issuer, entry);
         }
     }
@@ -68,21 +178,27 @@ impl CheckCache {
         self.state().accounts.get(app_id)?.get(account).cloned()
     }
 
-    fn put_inputs(&self, version: i64, app_id: &str, account: &str, inputs: Arc<LockInputs>) {
+    fn put_inputs(&self, loaded_at: i64, app_id: &str, account: &str, inputs: Arc<LockInputs>) {
         let mut s = self.state();
-        if s.version == version {
-            if s.account_count >= MAX_CACHED_ACCOUNTS {
-                s.accounts.clear();
-                s.account_count = 0;
-            }
-            let fresh = s
-                .accounts
-                .entry(app_id.to_string())
-                .or_default()
-                .insert(account.to_string(), inputs)
-                .is_none();
-            s.account_count += usize::from(fresh);
+        if s.applied != loaded_at {
+            return;
         }
+        if s.account_count >= MAX_CACHED_ACCOUNTS {
+            s.forget_all();
+        }
+        for person in person_ids(&inputs) {
+            s.persons
+                .entry(person.clone())
+                .or_default()
+                .insert((app_id.to_string(), account.to_string()));
+        }
+        let fresh = s
+            .accounts
+            .entry(app_id.to_string())
+            .or_default()
+            .insert(account.to_string(), inputs)
+            .is_none();
+        s.account_count += usize::from(fresh);
     }
 }
 
@@ -117,11 +233,16 @@ impl CheckService {
         let parsed = token::parse(token)?;
         // The store futures below are built only when needed and boxed: they are large (the
         // PostgreSQL branch), and a check that finds everything cached should not carry them.
-        let version = match self.db.store.version_at_hand() {
+        let position = match self.db.store.version_at_hand() {
             Some(v) => v?,
             None => Box::pin(self.db.store.version()).await?,
         };
-        let entry = match self.cache.app_at(version, parsed.issuer()) {
+        let (mut version, mut cached) = self.cache.app(parsed.issuer());
+        if position > version {
+            version = Box::pin(self.cache.catch_up(&self.db.store, position)).await?;
+            cached = self.cache.app(parsed.issuer()).1;
+        }
+        let entry = match cached {
             Some(e) => {
                 self.metrics.cache_hit();
                 e

@@ -79,7 +79,14 @@ pub struct Application {
     connections: conn::Limits,
     /// Turned true when `run_until`'s signal comes: the portal's live streams end on it.
     closing: tokio::sync::watch::Sender<bool>,
+    checks: Arc<check::CheckService>,
 }
+
+/// How often the change log is pruned, and how many of its last rows are kept: at a hundred
+/// changes a second, a quarter of an hour for a process that stopped looking (one that falls
+/// further behind forgets its whole cache, once).
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const CHANGES_KEPT: i64 = 100_000;
 
 impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
@@ -139,7 +146,7 @@ impl Application {
         ));
         let router = app::router(app::AppState {
             db: db.clone(),
-            checks,
+            checks: checks.clone(),
             metrics,
             portal,
         });
@@ -153,7 +160,14 @@ impl Application {
             writer,
             connections,
             closing,
+            checks,
         })
+    }
+
+    /// The check path (tests look into its cache). Weak: the attempt writer ends only once
+    /// every handle on the check path is gone.
+    pub fn checks(&self) -> std::sync::Weak<check::CheckService> {
+        Arc::downgrade(&self.checks)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -195,8 +209,25 @@ impl Application {
             writer,
             connections,
             closing,
+            db,
+            checks,
             ..
         } = self;
+        // The router holds the check path (and the attempt queue) from here on.
+        drop(checks);
+        let pruner = tokio::spawn(async move {
+            // Not at start: a server started on a store that cannot take writes is not made to
+            // fail one before anybody asked it anything.
+            let mut every =
+                tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = db.store.prune_changes(CHANGES_KEPT).await {
+                    tracing::warn!(error = %e, "cannot prune the change log");
+                }
+            }
+        });
         let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
         // The metrics listener has the same caps and timeouts as the public one.
         let metrics = metrics.map(|(listener, router)| {
@@ -216,6 +247,7 @@ impl Application {
             let _ = closing.send(true);
         };
         conn::serve(listener, router, connections, shutdown).await;
+        pruner.abort();
         let _ = stop_metrics.send(true);
         if let Some(m) = metrics {
             let _ = m.await;

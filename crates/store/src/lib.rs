@@ -14,6 +14,8 @@ mod model;
 mod test_support;
 // After test_support: its macros are in scope for the modules below.
 mod accounts;
+#[cfg(test)]
+mod changes_tests;
 mod portal;
 mod signal;
 #[cfg(test)]
@@ -119,8 +121,12 @@ macro_rules! sql {
     ($($part:expr),+ $(,)?) => { const_format::concatcp!($($part),+) };
 }
 
-/// Reads the change counter that triggers bump on every change to what a check reads.
-const VERSION_SQL: &str = "SELECT v FROM store_version WHERE id = 1";
+/// Reads the change counter: the last sequence number of the change log, which triggers write
+/// on every change to what a check reads. (The log is never pruned to empty.) Read through the
+/// store's one-row `store_version` table: the probe also fails (and cached answers stop) when
+/// the schema underneath a running server was broken, not only when the log was.
+const VERSION_SQL: &str =
+    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM change_log) FROM store_version WHERE id = 1";
 const APP_COLS: &str =
     "id, company_id, name, issuer, unenrolled, default_state, audit_mode, created_at, account_names";
 const ACCOUNT_COLS: &str =
@@ -150,8 +156,9 @@ impl Store {
         self.engine.is_postgres()
     }
 
-    /// A number that grows with every committed change to what a check reads, by any process.
-    /// Read on every check: on SQLite it costs a couple of microseconds on the calling thread.
+    /// A number that grows with every committed change to what a check reads, by any process:
+    /// the change log's last sequence number. On SQLite it is at hand without a read while the
+    /// change signal has not moved.
     pub async fn version(&self) -> Result<i64> {
         self.engine.change_counter(VERSION_SQL).await
     }
@@ -194,6 +201,66 @@ impl Store {
                 .map_err(NotReady::NotWritable)?;
         }
         Ok(())
+    }
+
+    /// The change log after sequence number `after` up to `until` (both positions as
+    /// [`Store::version`] gives them), in order. `None` when rows after `after` were pruned
+    /// already: the caller cannot know what changed and must forget everything.
+    pub async fn changes(&self, after: i64, until: i64) -> Result<Option<Vec<Change>>> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT seq, app_id, account_key, person_id FROM change_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+                vec![after.into(), until.into()],
+            )
+            .await?;
+        // Read after the rows: a prune between the two reads is seen, a prune before them too.
+        let pruned = engine::scalar(
+            &self
+                .engine
+                .query(
+                    "SELECT pruned_through FROM store_version WHERE id = 1",
+                    vec![],
+                )
+                .await?,
+        )?;
+        if pruned > after {
+            return Ok(None);
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(Change {
+                    seq: r.int(0)?,
+                    app_id: r.opt_text(1)?,
+                    account_key: r.opt_text(2)?,
+                    person_id: r.opt_text(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Deletes all but the last `keep` rows of the change log (at least one stays: the log's
+    /// last sequence number is the change counter). Returns how many rows went.
+    pub async fn prune_changes(&self, keep: i64) -> Result<u64> {
+        let keep = keep.max(1);
+        let out = self
+            .engine
+            .transaction(vec![
+                (
+                    "UPDATE store_version SET pruned_through = CASE \
+                     WHEN (SELECT COALESCE(MAX(seq), 0) FROM change_log) - $1 > pruned_through \
+                     THEN (SELECT COALESCE(MAX(seq), 0) FROM change_log) - $1 ELSE pruned_through END \
+                     WHERE id = 1",
+                    vec![keep.into()],
+                ),
+                (
+                    "DELETE FROM change_log WHERE seq <= (SELECT pruned_through FROM store_version WHERE id = 1) RETURNING seq",
+                    vec![],
+                ),
+            ])
+            .await?;
+        Ok(out.last().map_or(0, |rows| rows.len() as u64))
     }
 
     /// Runs a query and maps its first row, if any.
@@ -779,7 +846,7 @@ impl Store {
             .engine
             .query(
                 "SELECT days, start_minute, end_minute FROM schedules WHERE account_id = $1 OR (account_id IS NULL AND person_id = $2)",
-                vec![account_id.into(), person_id.into()],
+                vec![account_id.into(), person_id.clone().into()],
             )
             .await?
             .iter()
@@ -789,6 +856,7 @@ impl Store {
             name: Some(r.text(7)?),
             enrolment: Some(enrolment),
             person,
+            person_id,
             schedules,
             relock_after_use,
             colliding: Vec::new(),

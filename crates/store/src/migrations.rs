@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_account_identity.sql"),
         postgres: include_str!("../migrations/postgres/0006_account_identity.sql"),
     },
+    Migration {
+        name: "0008_change_log",
+        sqlite: include_str!("../migrations/sqlite/0008_change_log.sql"),
+        postgres: include_str!("../migrations/postgres/0008_change_log.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -129,6 +129,15 @@ pub struct ScheduleRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// One row of the change log: what a change changed (see migration 0008_change_log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub app_id: Option<String>,
+    pub account_key: Option<String>,
+    pub person_id: Option<String>,
+}
+
 /// Everything [`deadbolt_core::decide`] needs about one account, besides the application's policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockInputs {
@@ -136,6 +145,8 @@ pub struct LockInputs {
     pub name: Option<String>,
     pub enrolment: Option<Enrolment>,
     pub person: Option<PersonLocks>,
+    /// Whose account it is: a change to that person changes these inputs.
+    pub person_id: Option<String>,
     pub schedules: Vec<Schedule>,
     /// The account locks again after the next sign-in it lets through.
     pub relock_after_use: bool,

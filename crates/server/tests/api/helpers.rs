@@ -23,6 +23,10 @@ pub struct TestApp {
     pub clock: Arc<FakeClock>,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The master key the server was started with (to open the same store elsewhere).
+    pub key: MasterKeySource,
+    /// The check path, to look into its cache.
+    pub checks: std::sync::Weak<deadbolt::check::CheckService>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -68,6 +72,7 @@ impl TestApp {
         let app = Application::build_with(config, db.clone()).await.unwrap();
         let port = app.port();
         let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
+        let checks = app.checks();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             app.run_until(async {
@@ -85,6 +90,8 @@ impl TestApp {
             clock,
             http: reqwest::Client::new(),
             dir,
+            key,
+            checks,
             shutdown: Some(tx),
             server: Some(server),
         }

@@ -1,0 +1,241 @@
+//! The check cache forgets only what changed: a change to one account leaves the others cached,
+//! and the next check of the changed account sees the change, whichever process made it.
+
+use crate::helpers::*;
+use deadbolt::Deadbolt;
+use deadbolt_core::{AccountNames, FakeClock};
+use std::sync::Arc;
+
+/// The same store, opened as another process would (the CLI, another replica).
+async fn elsewhere(t: &TestApp) -> Deadbolt {
+    Deadbolt::open(&t.db_url, &t.key, Arc::new(FakeClock::new(t0())))
+        .await
+        .unwrap()
+}
+
+fn cached(t: &TestApp, app_id: &str, name: &str) -> bool {
+    t.checks
+        .upgrade()
+        .expect("the server runs")
+        .cache
+        .holds(app_id, AccountNames::CaseInsensitive.key(name).as_str())
+}
+
+/// Changes by another process to one account, to a person and to an application evict what
+/// they name and nothing else; the next checks see them.
+async fn evicts_exactly_what_changed(t: TestApp) {
+    let app = t.app("evict.example.com").await;
+    let key = t.key(&app).await;
+    t.db.create_person("pat@example.com", None, None)
+        .await
+        .unwrap();
+    for (name, person) in [
+        ("alice", None),
+        ("bob", None),
+        ("pat1", Some("pat@example.com")),
+        ("pat2", Some("pat@example.com")),
+    ] {
+        t.db.enroll(&app.id, name, person).await.unwrap();
+    }
+    let other = elsewhere(&t).await;
+    for name in ["alice", "bob", "pat1", "pat2"] {
+        assert!(!t.locked("evict.example.com", &key, name).await);
+        assert!(cached(&t, &app.id, name), "{name} is cached after a check");
+    }
+
+    // One account, locked by another process.
+    other.lock(&app.id, "Alice").await.unwrap();
+    assert!(t.locked("evict.example.com", &key, "alice").await);
+    for name in ["bob", "pat1", "pat2"] {
+        assert!(cached(&t, &app.id, name), "{name} stays cached");
+    }
+    assert!(!t.locked("evict.example.com", &key, "bob").await);
+
+    // A person's master lock: all of that person's accounts, only those.
+    other
+        .set_master_lock("pat@example.com", true)
+        .await
+        .unwrap();
+    assert!(t.locked("evict.example.com", &key, "pat1").await);
+    assert!(cached(&t, &app.id, "bob"), "another person's account stays");
+    assert!(t.locked("evict.example.com", &key, "pat2").await);
+    other
+        .set_master_lock("pat@example.com", false)
+        .await
+        .unwrap();
+    assert!(!t.locked("evict.example.com", &key, "pat1").await);
+    assert!(!t.locked("evict.example.com", &key, "pat2").await);
+
+    // An application's change (a key revoked) evicts the application: the token of the
+    // revoked key is refused at once.
+    let (key_id, _) = {
+        let keys = t.db.store.signing_keys(&app.id).await.unwrap();
+        (keys[0].id.clone(), ())
+    };
+    other.revoke_signing_key(&key_id).await.unwrap();
+    let refused = t
+        .check_raw(Some(&t.token("evict.example.com", &key, "bob")), "{}")
+        .await;
+    assert_refused(&refused, 401);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_evicts_exactly_what_it_changed_sqlite() {
+    evicts_exactly_what_changed(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn a_change_evicts_exactly_what_it_changed_postgres() {
+    if let Some(t) = TestApp::spawn_pg().await {
+        evicts_exactly_what_changed(t).await;
+    }
+}
+
+/// The CLI is another process: its change is enforced by the next check, and other cached
+/// accounts stay cached.
+#[tokio::test]
+async fn a_cli_change_evicts_only_its_account() {
+    let t = TestApp::spawn().await;
+    let app = t.app("cli-evict.example.com").await;
+    let key = t.key(&app).await;
+    for name in ["carol", "dave"] {
+        t.db.enroll(&app.id, name, None).await.unwrap();
+        assert!(!t.locked("cli-evict.example.com", &key, name).await);
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+        .args([
+            "--db",
+            &t.db_url,
+            "account",
+            "lock",
+            "--app",
+            &app.id,
+            "--account",
+            "CAROL",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(cached(&t, &app.id, "dave"));
+    assert!(t.locked("cli-evict.example.com", &key, "carol").await);
+    assert!(!t.locked("cli-evict.example.com", &key, "dave").await);
+    t.stop().await;
+}
+
+/// SQL typed by hand into sqlite3 is caught by the same triggers: the next check sees it (the
+/// change signal does not move, so within the second the server trusts its last reading).
+#[tokio::test]
+async fn a_change_made_by_hand_in_sqlite_is_seen() {
+    let t = TestApp::spawn().await;
+    let app = t.app("hand.example.com").await;
+    let key = t.key(&app).await;
+    for name in ["erin", "frank"] {
+        t.db.enroll(&app.id, name, None).await.unwrap();
+        assert!(!t.locked("hand.example.com", &key, name).await);
+    }
+    let path = t.db_url.trim_start_matches("sqlite://").to_string();
+    tokio::task::spawn_blocking(move || {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute(
+            "UPDATE accounts SET state = 'locked' WHERE account = 'erin'",
+            [],
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    eventually(|| async { t.locked("hand.example.com", &key, "erin").await }).await;
+    assert!(!t.locked("hand.example.com", &key, "frank").await);
+    assert!(cached(&t, &app.id, "frank"));
+    t.stop().await;
+}
+
+/// Two servers on one PostgreSQL database: a lock flipped through one is enforced by the
+/// other's next check, each way, and SQL typed into psql too.
+#[tokio::test]
+async fn two_replicas_on_postgres_see_each_others_changes() {
+    let Some(a) = TestApp::spawn_pg().await else {
+        return;
+    };
+    let b = TestApp::spawn_on(
+        a.db_url.clone(),
+        tempfile::tempdir().unwrap(),
+        a.key.clone(),
+        |_| {},
+    )
+    .await;
+    let app = a.app("replicas.example.com").await;
+    let key = a.key(&app).await;
+    a.db.enroll(&app.id, "gina", None).await.unwrap();
+    a.db.enroll(&app.id, "hank", None).await.unwrap();
+    for t in [&a, &b] {
+        assert!(!t.locked("replicas.example.com", &key, "gina").await);
+        assert!(!t.locked("replicas.example.com", &key, "hank").await);
+    }
+    for round in 0..6 {
+        let (writer, reader) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let lock = round % 4 < 2;
+        if lock {
+            writer.db.lock(&app.id, "gina").await.unwrap();
+        } else {
+            writer.db.unlock(&app.id, "gina", None).await.unwrap();
+        }
+        assert_eq!(
+            reader.locked("replicas.example.com", &key, "gina").await,
+            lock
+        );
+        assert_eq!(
+            writer.locked("replicas.example.com", &key, "gina").await,
+            lock
+        );
+        assert!(
+            cached(reader, &app.id, "hank"),
+            "round {round}: hank stays cached"
+        );
+    }
+    let (client, conn) = tokio_postgres::connect(&a.db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "UPDATE accounts SET state = 'locked' WHERE account = 'hank'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(a.locked("replicas.example.com", &key, "hank").await);
+    assert!(b.locked("replicas.example.com", &key, "hank").await);
+    b.stop().await;
+    a.stop().await;
+}
+
+/// A server that fell behind the pruned part of the change log cannot know what changed: it
+/// forgets everything, once, and answers right.
+#[tokio::test]
+async fn a_server_behind_the_pruned_log_forgets_everything_once() {
+    let t = TestApp::spawn().await;
+    let app = t.app("pruned.example.com").await;
+    let key = t.key(&app).await;
+    for name in ["ivan", "judy"] {
+        t.db.enroll(&app.id, name, None).await.unwrap();
+        assert!(!t.locked("pruned.example.com", &key, name).await);
+    }
+    let other = elsewhere(&t).await;
+    other.lock(&app.id, "ivan").await.unwrap();
+    other.enroll(&app.id, "kim", None).await.unwrap();
+    other.store.prune_changes(1).await.unwrap();
+    assert!(t.locked("pruned.example.com", &key, "ivan").await);
+    assert!(
+        !cached(&t, &app.id, "judy"),
+        "what the pruned rows said is unknown: nothing cached survives"
+    );
+    assert!(!t.locked("pruned.example.com", &key, "judy").await);
+    assert!(cached(&t, &app.id, "judy"), "and the cache fills again");
+    t.stop().await;
+}

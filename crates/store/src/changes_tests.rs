@@ -1,0 +1,223 @@
+//! The change log: each change names what it changed, written by the database's triggers (so
+//! also for SQL typed by hand), and pruned without losing what a lagging reader needs to know.
+
+use super::*;
+use deadbolt_core::UnenrolledPolicy;
+
+use crate::test_support::{k, t0};
+
+async fn app(store: &Store, issuer: &str) -> Application {
+    let c = store.create_company("co", t0()).await.unwrap();
+    store
+        .create_application(
+            &NewApplication {
+                company_id: c.id,
+                name: issuer.into(),
+                issuer: issuer.into(),
+                unenrolled: UnenrolledPolicy::Allow,
+                account_names: Default::default(),
+                default_state: AccountState::Unlocked,
+            },
+            t0(),
+        )
+        .await
+        .unwrap()
+}
+
+fn account(app_id: &str, key: &str) -> (Option<String>, Option<String>, Option<String>) {
+    (Some(app_id.into()), Some(key.into()), None)
+}
+
+/// What was logged since `after`, as (application, account key, person) triples, without repeats.
+async fn logged_since(
+    store: &Store,
+    after: i64,
+) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+    let until = store.version().await.unwrap();
+    let mut out: Vec<_> = store
+        .changes(after, until)
+        .await
+        .unwrap()
+        .expect("nothing pruned")
+        .into_iter()
+        .map(|c| (c.app_id, c.account_key, c.person_id))
+        .collect();
+    out.dedup();
+    out
+}
+
+both_engines!(each_change_names_what_it_changed, |store| {
+    let a = app(store, "log.example.com").await;
+    let p = store
+        .create_person(
+            &NewPerson {
+                email: "p@example.com".into(),
+                password_hash: None,
+                first_name: None,
+                last_name: None,
+                phone: None,
+                time_zone: chrono_tz::Tz::UTC,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+
+    let v = store.version().await.unwrap();
+    let (acc, _) = store
+        .enroll(&a.id, "Alice", Some(&p.id), t0())
+        .await
+        .unwrap();
+    assert_eq!(logged_since(store, v).await, vec![account(&a.id, "alice")]);
+
+    let v = store.version().await.unwrap();
+    store
+        .set_account_state(&a.id, &k("alice"), AccountState::Locked, None, t0())
+        .await
+        .unwrap();
+    assert_eq!(logged_since(store, v).await, vec![account(&a.id, "alice")]);
+
+    let v = store.version().await.unwrap();
+    store.set_master_lock(&p.id, true).await.unwrap();
+    assert_eq!(
+        logged_since(store, v).await,
+        vec![(None, None, Some(p.id.clone()))],
+        "a person's change names the person, whose accounts all change"
+    );
+
+    let v = store.version().await.unwrap();
+    store
+        .create_signing_key("key-1", &a.id, "enc", t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        logged_since(store, v).await,
+        vec![(Some(a.id.clone()), None, None)]
+    );
+
+    let v = store.version().await.unwrap();
+    store
+        .add_schedule(
+            &ScheduleOwner::Person(p.id.clone()),
+            deadbolt_core::Schedule::new(0x7f, 0, 60).unwrap(),
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .add_schedule(
+            &ScheduleOwner::Account {
+                person_id: Some(p.id.clone()),
+                account_id: acc.id.clone(),
+            },
+            deadbolt_core::Schedule::new(0x7f, 0, 60).unwrap(),
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        logged_since(store, v).await,
+        vec![(None, None, Some(p.id.clone())), account(&a.id, "alice")]
+    );
+
+    // What no check reads changes nothing: attempts, a company, a person's name.
+    let v = store.version().await.unwrap();
+    store
+        .record_attempts(&AttemptBatch::new(vec![NewAttempt {
+            at: t0(),
+            app_id: a.id.clone(),
+            key_id: None,
+            account: "alice".into(),
+            locked: true,
+            reason: deadbolt_core::Reason::AccountLocked,
+            ip: None,
+            device: None,
+            location: None,
+            integration_type: None,
+            integration_data: None,
+        }]))
+        .await
+        .unwrap();
+    store.create_company("other", t0()).await.unwrap();
+    store
+        .engine
+        .write(
+            "UPDATE persons SET first_name = 'Pat' WHERE email = 'p@example.com'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.version().await.unwrap(), v);
+    assert_eq!(logged_since(store, v).await, vec![]);
+});
+
+both_engines!(a_change_made_by_hand_is_logged, |store| {
+    let a = app(store, "hand.example.com").await;
+    store.enroll(&a.id, "bob", None, t0()).await.unwrap();
+    let v = store.version().await.unwrap();
+    // As an operator would type it into sqlite3 or psql.
+    store
+        .engine
+        .write(
+            "UPDATE accounts SET state = 'locked' WHERE account = 'bob'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(store.version().await.unwrap() > v);
+    assert_eq!(logged_since(store, v).await, vec![account(&a.id, "bob")]);
+    // A row inserted by hand has no lookup key yet: its whole application is named.
+    let v = store.version().await.unwrap();
+    store
+        .engine
+        .write(
+            "INSERT INTO accounts (id, app_id, account, state, created_at, updated_at) \
+             SELECT 'hand-1', id, 'carol', 'locked', 0, 0 FROM applications WHERE issuer = 'hand.example.com'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        logged_since(store, v).await,
+        vec![(Some(a.id.clone()), None, None)]
+    );
+});
+
+both_engines!(
+    pruning_keeps_the_last_rows_and_says_when_a_reader_fell_behind,
+    |store| {
+        let a = app(store, "prune.example.com").await;
+        let start = store.version().await.unwrap();
+        for i in 0..5 {
+            store
+                .enroll(&a.id, &format!("u{i}"), None, t0())
+                .await
+                .unwrap();
+        }
+        let end = store.version().await.unwrap();
+        let before_last_two = end - 2;
+        assert!(store.prune_changes(2).await.unwrap() > 0);
+        assert_eq!(
+            store.version().await.unwrap(),
+            end,
+            "the counter does not go back"
+        );
+        assert_eq!(
+            store.changes(start, end).await.unwrap(),
+            None,
+            "a reader behind the pruned rows must forget everything"
+        );
+        let kept = store
+            .changes(before_last_two, end)
+            .await
+            .unwrap()
+            .expect("the last rows are kept");
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[1].account_key.as_deref(), Some("u4"));
+        // Pruning to nothing keeps one row: the counter stays where it was.
+        store.prune_changes(0).await.unwrap();
+        assert_eq!(store.version().await.unwrap(), end);
+        store.enroll(&a.id, "u9", None, t0()).await.unwrap();
+        assert!(store.version().await.unwrap() > end);
+    }
+);

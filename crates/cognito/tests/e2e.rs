@@ -477,7 +477,16 @@ async fn logs_are_json_lines_without_the_key_or_any_token() {
     other["callerContext"]["clientId"] = json!("another");
     lambda.expect_allowed(&other).await;
 
-    let output = lambda.function.output();
+    // The function logs an outcome after answering the runtime API: wait for the third line
+    // instead of reading the output the moment the last answer arrived.
+    let mut output = lambda.function.output();
+    for _ in 0..100 {
+        if output.matches("\"outcome\"").count() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        output = lambda.function.output();
+    }
     let lines: Vec<Value> = output
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))

@@ -449,15 +449,6 @@ impl Browser {
             .unwrap();
     }
 
-    pub async fn exists(&self, css: &str) -> bool {
-        !self
-            .client
-            .find_all(Locator::Css(css))
-            .await
-            .unwrap()
-            .is_empty()
-    }
-
     /// Clicks and waits for the page the click loads.
     pub async fn click(&self, css: &str) {
         self.find(css).await.click().await.unwrap();

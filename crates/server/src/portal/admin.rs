@@ -15,9 +15,11 @@ use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::auth::{send_link, CsrfForm, LinkPurpose, Me};
+use super::csrf::CsrfForm;
+use super::links::{send_link, LinkPurpose};
 use super::pages::{fragment, opt, render, utc_time, Layout, PageError};
 use super::person::{explain_for_admin, unlock_window};
+use super::session::Me;
 use super::{base_url, Portal, PortalState};
 use crate::ops::{valid_account, valid_email};
 

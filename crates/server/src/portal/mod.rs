@@ -2,11 +2,14 @@
 //! static files are compiled into the binary.
 
 mod admin;
-mod auth;
+mod csrf;
+mod links;
 mod mail;
 mod operator;
 mod pages;
+mod password;
 mod person;
+mod session;
 mod throttle;
 
 use axum::extract::{FromRef, Request};
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use crate::ops::Deadbolt;
 use crate::request_id;
 
-pub use auth::{create_operator, first_run_link, invite_operator};
+pub use links::{create_operator, first_run_link, invite_operator};
 pub use mail::{MailConfig, Mailer};
 
 /// What the portal is told at start.
@@ -103,17 +106,17 @@ where
 {
     Router::new()
         .route("/", get(home))
-        .route("/login", get(auth::login_page).post(auth::login))
-        .route("/logout", post(auth::logout))
-        .route("/signup", get(auth::signup_page).post(auth::signup))
-        .route("/reset", get(auth::reset_page).post(auth::reset))
+        .route("/login", get(password::login_page).post(password::login))
+        .route("/logout", post(session::logout))
+        .route("/signup", get(password::signup_page).post(password::signup))
+        .route("/reset", get(password::reset_page).post(password::reset))
         .route(
             "/welcome/{token}",
-            get(auth::welcome_page).post(auth::welcome),
+            get(links::welcome_page).post(links::welcome),
         )
         .route(
             "/password",
-            get(auth::password_page).post(auth::change_password),
+            get(password::password_page).post(password::change_password),
         )
         .route("/me", get(person::accounts_page))
         .route("/me/events", get(person::events))
@@ -219,7 +222,7 @@ fn panic_page(_: Box<dyn std::any::Any + Send>) -> Response {
     (axum::Extension(request_id::Panicked), page).into_response()
 }
 
-async fn home(me: Option<auth::Me>) -> Redirect {
+async fn home(me: Option<session::Me>) -> Redirect {
     match me {
         Some(me) if me.is_operator() && me.roles.len() == 1 => Redirect::to("/operator"),
         Some(_) => Redirect::to("/me"),

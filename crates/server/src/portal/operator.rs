@@ -7,8 +7,9 @@ use axum::Form;
 use serde::Deserialize;
 use std::sync::Arc;
 
-use super::auth::{send_link, LinkPurpose, Me};
+use super::links::{send_link, LinkPurpose};
 use super::pages::{render, utc_time, Layout, PageError};
+use super::session::Me;
 use super::{Portal, PortalState};
 use crate::ops::valid_email;
 

@@ -17,8 +17,9 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::auth::{CsrfForm, Me};
+use super::csrf::CsrfForm;
 use super::pages::{fragment, local_time, opt, render, Layout, PageError};
+use super::session::Me;
 use super::{Portal, PortalState};
 use crate::crypto::token_hash;
 use crate::ops::parse_time_zone;

@@ -3,10 +3,9 @@
 //! every object is checked to belong to it: another company's objects look like missing ones.
 
 use askama::Template;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadbolt_core::{AccountState, UnenrolledPolicy};
 use deadbolt_store::{AppSettings, Application, Attempt, ImportRow};
@@ -15,7 +14,7 @@ use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::csrf::CsrfForm;
+use super::csrf::{CsrfForm, CsrfUpload};
 use super::links::{send_link, LinkPurpose};
 use super::pages::{fragment, opt, render, utc_time, Layout, PageError};
 use super::person::{explain_for_admin, unlock_window};
@@ -23,8 +22,6 @@ use super::session::Me;
 use super::{base_url, Portal, PortalState};
 use crate::ops::{valid_account, valid_email};
 
-/// Largest CSV upload.
-const MAX_CSV: usize = 8 * 1024 * 1024;
 const PAGE_LEN: i64 = 200;
 
 async fn company_app(
@@ -131,8 +128,6 @@ pub async fn company_page(
 
 #[derive(Deserialize)]
 pub struct NewAppForm {
-    #[serde(default)]
-    csrf: String,
     issuer: String,
     #[serde(default)]
     name: String,
@@ -160,11 +155,9 @@ fn state(v: &str) -> Result<AccountState, PageError> {
 
 pub async fn create_app(
     State(s): State<PortalState>,
-    me: Me,
     Path(cid): Path<String>,
-    Form(f): Form<NewAppForm>,
+    CsrfForm(me, f): CsrfForm<NewAppForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     me.admin_of(&cid)?;
     let app =
         s.db.create_application(
@@ -180,11 +173,9 @@ pub async fn create_app(
 
 pub async fn create_sdk_key(
     State(s): State<PortalState>,
-    me: Me,
     Path(cid): Path<String>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Response, PageError> {
-    me.check_csrf(&f.csrf)?;
     me.admin_of(&cid)?;
     let (_, token) = s.db.create_sdk_key(&cid).await?;
     company_page_with(&s, &me, &cid, Some(token), None).await
@@ -192,11 +183,9 @@ pub async fn create_sdk_key(
 
 pub async fn revoke_sdk_key(
     State(s): State<PortalState>,
-    me: Me,
     Path((cid, kid)): Path<(String, String)>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     me.admin_of(&cid)?;
     match s.db.store.sdk_key(&kid).await? {
         Some(k) if k.company_id == cid => s.db.revoke_sdk_key(&kid).await?,
@@ -207,19 +196,15 @@ pub async fn revoke_sdk_key(
 
 #[derive(Deserialize)]
 pub struct InviteForm {
-    #[serde(default)]
-    csrf: String,
     email: String,
 }
 
 pub async fn invite_admin(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
-    me: Me,
     Path(cid): Path<String>,
-    Form(f): Form<InviteForm>,
+    CsrfForm(me, f): CsrfForm<InviteForm>,
 ) -> Result<Response, PageError> {
-    me.check_csrf(&f.csrf)?;
     me.admin_of(&cid)?;
     let email = valid_email(&f.email)?;
     let company = s.db.company(&cid).await?;
@@ -306,8 +291,6 @@ pub async fn app_page(
 
 #[derive(Deserialize)]
 pub struct SettingsForm {
-    #[serde(default)]
-    csrf: String,
     unenrolled: String,
     default_state: String,
     #[serde(default)]
@@ -318,11 +301,9 @@ pub struct SettingsForm {
 
 pub async fn app_settings(
     State(s): State<PortalState>,
-    me: Me,
     Path((cid, aid)): Path<(String, String)>,
-    Form(f): Form<SettingsForm>,
+    CsrfForm(me, f): CsrfForm<SettingsForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let app = company_app(&s, &me, &cid, &aid).await?;
     // First, as it may be refused (names that would be one account): then nothing has changed.
     if let Some(names) = f.account_names.as_deref() {
@@ -347,11 +328,9 @@ pub async fn app_settings(
 
 pub async fn create_signing_key(
     State(s): State<PortalState>,
-    me: Me,
     Path((cid, aid)): Path<(String, String)>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Response, PageError> {
-    me.check_csrf(&f.csrf)?;
     let app = company_app(&s, &me, &cid, &aid).await?;
     let (_, secret) = s.db.create_signing_key(&app.id).await?;
     app_page_with(&s, &me, &cid, &aid, Some(secret), false).await
@@ -359,11 +338,9 @@ pub async fn create_signing_key(
 
 pub async fn revoke_signing_key(
     State(s): State<PortalState>,
-    me: Me,
     Path((cid, aid, kid)): Path<(String, String, String)>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let app = company_app(&s, &me, &cid, &aid).await?;
     let keys = s.db.store.signing_keys(&app.id).await?;
     if !keys.iter().any(|k| k.id == kid) {
@@ -449,8 +426,6 @@ pub async fn accounts_page(
 
 #[derive(Deserialize)]
 pub struct EnrollForm {
-    #[serde(default)]
-    csrf: String,
     account: String,
     #[serde(default)]
     email: String,
@@ -463,11 +438,9 @@ pub struct EnrollForm {
 pub async fn enroll(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
-    me: Me,
     Path((cid, aid)): Path<(String, String)>,
-    Form(f): Form<EnrollForm>,
+    CsrfForm(me, f): CsrfForm<EnrollForm>,
 ) -> Result<Response, PageError> {
-    me.check_csrf(&f.csrf)?;
     let app = company_app(&s, &me, &cid, &aid).await?;
     let account = valid_account(f.account.trim())?;
     let email = match f.email.trim() {
@@ -504,8 +477,6 @@ pub async fn enroll(
 
 #[derive(Deserialize)]
 pub struct AccountForm {
-    #[serde(default)]
-    csrf: String,
     account: String,
     #[serde(default)]
     minutes: String,
@@ -513,11 +484,9 @@ pub struct AccountForm {
 
 pub async fn lock(
     State(s): State<PortalState>,
-    me: Me,
     Path((cid, aid)): Path<(String, String)>,
-    Form(f): Form<AccountForm>,
+    CsrfForm(me, f): CsrfForm<AccountForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let app = company_app(&s, &me, &cid, &aid).await?;
     s.db.lock(&app.id, &f.account).await?;
     Ok(Redirect::to(&format!(
@@ -527,11 +496,9 @@ pub async fn lock(
 
 pub async fn unlock(
     State(s): State<PortalState>,
-    me: Me,
     Path((cid, aid)): Path<(String, String)>,
-    Form(f): Form<AccountForm>,
+    CsrfForm(me, f): CsrfForm<AccountForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let app = company_app(&s, &me, &cid, &aid).await?;
     let window = unlock_window(&f.minutes)?;
     s.db.unlock(&app.id, &f.account, window).await?;
@@ -544,34 +511,9 @@ pub async fn unlock(
 /// (a header row naming them may come first, in any order). All rows or none are imported.
 pub async fn import_csv(
     State(s): State<PortalState>,
-    me: Me,
     Path((cid, aid)): Path<(String, String)>,
-    mut form: Multipart,
+    CsrfUpload { me, text: csv }: CsrfUpload,
 ) -> Result<Response, PageError> {
-    let mut csrf = String::new();
-    let mut csv = String::new();
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| PageError::bad(format!("invalid upload: {e}")))?
-    {
-        match field.name() {
-            Some("csrf") => csrf = field.text().await.unwrap_or_default(),
-            Some("file") => {
-                let bytes = field
-                    .bytes()
-                    .await
-                    .map_err(|e| PageError::bad(format!("invalid upload: {e}")))?;
-                if bytes.len() > MAX_CSV {
-                    return Err(PageError::bad("That file is over 8 MiB."));
-                }
-                csv = String::from_utf8(bytes.to_vec())
-                    .map_err(|_| PageError::bad("The file is not UTF-8 text."))?;
-            }
-            _ => {}
-        }
-    }
-    me.check_csrf(&csrf)?;
     let app = company_app(&s, &me, &cid, &aid).await?;
     let rows = parse_import(&csv, &app.id).map_err(PageError::bad)?;
     if rows.is_empty() {

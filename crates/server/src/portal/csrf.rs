@@ -1,14 +1,17 @@
 //! CSRF tokens: the session's for signed-in forms, a double-submit cookie for forms shown
 //! before signing in.
 
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Form;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::pages::PageError;
 use super::session::{cookie, random_token, secure, set_cookie, Me};
-use super::Portal;
+use super::{Portal, PortalState};
 
 /// The CSRF token of forms shown before signing in (double-submit: cookie and form field).
 pub const PRE_CSRF_COOKIE: &str = "deadbolt_csrf";
@@ -19,7 +22,7 @@ pub(super) fn same(a: &str, b: &str) -> bool {
 
 impl Me {
     /// Every state-changing form carries the session's CSRF token.
-    pub fn check_csrf(&self, token: &str) -> Result<(), PageError> {
+    fn check_csrf(&self, token: &str) -> Result<(), PageError> {
         if same(token, &self.csrf) {
             Ok(())
         } else {
@@ -65,10 +68,100 @@ pub(super) fn anonymous_page(
     }
 }
 
+/// A signed-in person's form whose `csrf` field was checked against their session before the
+/// handler runs, so that no handler can forget the check. Rejects as the parts it is made of
+/// would: no session asks to sign in, an unreadable form is refused, a wrong token is a CSRF
+/// error.
+pub struct CsrfForm<T = NoFields>(pub Me, pub T);
+
+/// A form with nothing but its CSRF token.
 #[derive(Deserialize)]
-pub struct CsrfForm {
+pub struct NoFields {}
+
+#[derive(Deserialize)]
+struct Signed<T> {
     #[serde(default)]
-    pub csrf: String,
+    csrf: String,
+    #[serde(flatten)]
+    form: T,
+}
+
+impl<S, T> FromRequest<S> for CsrfForm<T>
+where
+    S: Send + Sync,
+    PortalState: FromRef<S>,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Response;
+    async fn from_request(req: Request, s: &S) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let me = Me::from_request_parts(&mut parts, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Form(f) = Form::<Signed<T>>::from_request(Request::from_parts(parts, body), s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        me.check_csrf(&f.csrf)
+            .map_err(IntoResponse::into_response)?;
+        Ok(CsrfForm(me, f.form))
+    }
+}
+
+/// The largest file a signed upload takes.
+const MAX_UPLOAD: usize = 8 * 1024 * 1024;
+
+/// A signed-in person's upload of one UTF-8 text file (the `file` field), its `csrf` field
+/// checked against their session before the handler runs. The whole upload is read first, so
+/// an unreadable or oversized file is refused as such whatever the token.
+pub struct CsrfUpload {
+    pub me: Me,
+    pub text: String,
+}
+
+impl<S> FromRequest<S> for CsrfUpload
+where
+    S: Send + Sync,
+    PortalState: FromRef<S>,
+{
+    type Rejection = Response;
+    async fn from_request(req: Request, s: &S) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let me = Me::from_request_parts(&mut parts, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let mut form = Multipart::from_request(Request::from_parts(parts, body), s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let read = async {
+            let mut csrf = String::new();
+            let mut text = String::new();
+            while let Some(field) = form
+                .next_field()
+                .await
+                .map_err(|e| PageError::bad(format!("invalid upload: {e}")))?
+            {
+                match field.name() {
+                    Some("csrf") => csrf = field.text().await.unwrap_or_default(),
+                    Some("file") => {
+                        let bytes = field
+                            .bytes()
+                            .await
+                            .map_err(|e| PageError::bad(format!("invalid upload: {e}")))?;
+                        if bytes.len() > MAX_UPLOAD {
+                            return Err(PageError::bad("That file is over 8 MiB."));
+                        }
+                        text = String::from_utf8(bytes.to_vec())
+                            .map_err(|_| PageError::bad("The file is not UTF-8 text."))?;
+                    }
+                    _ => {}
+                }
+            }
+            me.check_csrf(&csrf)?;
+            Ok(text)
+        };
+        let text = read.await.map_err(IntoResponse::into_response)?;
+        Ok(CsrfUpload { me, text })
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use std::sync::Arc;
 
-use super::csrf::{anonymous_page, check_pre_csrf, pre_csrf, same};
+use super::csrf::{anonymous_page, check_pre_csrf, pre_csrf, same, CsrfForm};
 use super::links::{send_link, LinkPurpose};
 use super::pages::{render, Layout, PageError};
 use super::session::{cookie, secure, set_cookie, start_session, ClientAddr, Me};
@@ -331,8 +331,6 @@ pub async fn password_page(me: Me) -> Result<Response, PageError> {
 
 #[derive(Deserialize)]
 pub struct PasswordForm {
-    #[serde(default)]
-    csrf: String,
     current: String,
     password: String,
     confirm: String,
@@ -343,10 +341,8 @@ pub async fn change_password(
     State(portal): State<Arc<Portal>>,
     client: ClientAddr,
     headers: HeaderMap,
-    me: Me,
-    Form(f): Form<PasswordForm>,
+    CsrfForm(me, f): CsrfForm<PasswordForm>,
 ) -> Result<Response, PageError> {
-    me.check_csrf(&f.csrf)?;
     let page = |error: Option<String>, done: bool| PasswordPage {
         l: Layout::signed_in("Change your password", &me, "/password"),
         csrf: me.csrf.clone(),

@@ -5,7 +5,6 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use chrono::Duration;
 use chrono_tz::Tz;
 use deadbolt_core::{Reason, Schedule};
@@ -278,11 +277,9 @@ async fn my_account(s: &PortalState, me: &Me, id: &str) -> Result<Account, PageE
 
 pub async fn lock(
     State(s): State<PortalState>,
-    me: Me,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let acc = my_account(&s, &me, &id).await?;
     s.db.lock(&acc.app_id, &acc.account).await?;
     Ok(Redirect::to("/me"))
@@ -290,8 +287,6 @@ pub async fn lock(
 
 #[derive(Deserialize)]
 pub struct UnlockForm {
-    #[serde(default)]
-    csrf: String,
     /// Empty: for good; `once`: for the next sign-in; otherwise minutes.
     #[serde(default)]
     minutes: String,
@@ -309,11 +304,9 @@ pub fn unlock_window(minutes: &str) -> Result<Option<Duration>, PageError> {
 
 pub async fn unlock(
     State(s): State<PortalState>,
-    me: Me,
     Path(id): Path<String>,
-    Form(f): Form<UnlockForm>,
+    CsrfForm(me, f): CsrfForm<UnlockForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let acc = my_account(&s, &me, &id).await?;
     if f.minutes.trim() == "once" {
         s.db.unlock_once(&acc.app_id, &acc.account).await?;
@@ -326,17 +319,13 @@ pub async fn unlock(
 
 #[derive(Deserialize)]
 pub struct LockAllForm {
-    #[serde(default)]
-    csrf: String,
     on: String,
 }
 
 pub async fn lock_all(
     State(s): State<PortalState>,
-    me: Me,
-    Form(f): Form<LockAllForm>,
+    CsrfForm(me, f): CsrfForm<LockAllForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     s.db.store
         .set_master_lock(&me.person.id, f.on == "1")
         .await?;
@@ -346,11 +335,9 @@ pub async fn lock_all(
 /// "This was me": a blocked attempt on one of the person's accounts opens a short unlock window.
 pub async fn this_was_me(
     State(s): State<PortalState>,
-    me: Me,
     Path(id): Path<i64>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let attempt =
         s.db.store
             .attempt(id)
@@ -469,8 +456,6 @@ pub async fn schedules_page(State(s): State<PortalState>, me: Me) -> Result<Resp
 #[derive(Deserialize)]
 pub struct ScheduleForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     account: String,
     days: String,
     from: String,
@@ -479,10 +464,8 @@ pub struct ScheduleForm {
 
 pub async fn add_schedule(
     State(s): State<PortalState>,
-    me: Me,
-    Form(f): Form<ScheduleForm>,
+    CsrfForm(me, f): CsrfForm<ScheduleForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let schedule = Schedule::parse(&f.days, &format!("{}-{}", f.from, f.to))
         .map_err(|e| PageError::bad(e.to_string()))?;
     let owner = if f.account.is_empty() {
@@ -502,11 +485,9 @@ pub async fn add_schedule(
 
 pub async fn delete_schedule(
     State(s): State<PortalState>,
-    me: Me,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let mine = s.db.store.person_schedules(&me.person.id).await?;
     if !mine.iter().any(|r| r.id == id) {
         return Err(PageError::not_found());
@@ -517,17 +498,13 @@ pub async fn delete_schedule(
 
 #[derive(Deserialize)]
 pub struct TimeZoneForm {
-    #[serde(default)]
-    csrf: String,
     time_zone: String,
 }
 
 pub async fn set_time_zone(
     State(s): State<PortalState>,
-    me: Me,
-    Form(f): Form<TimeZoneForm>,
+    CsrfForm(me, f): CsrfForm<TimeZoneForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let tz = parse_time_zone(f.time_zone.trim())?;
     s.db.store.set_time_zone(&me.person.id, tz).await?;
     Ok(Redirect::to("/me/schedules"))
@@ -559,10 +536,8 @@ const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
 pub async fn create_pairing_code(
     State(s): State<PortalState>,
-    me: Me,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Response, PageError> {
-    me.check_csrf(&f.csrf)?;
     let mut rng = rand::rngs::OsRng;
     let code: String = (0..8)
         .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)

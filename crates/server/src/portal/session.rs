@@ -4,7 +4,6 @@ use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Duration;
@@ -220,10 +219,8 @@ pub(super) async fn start_session(
 pub async fn logout(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
-    me: Me,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Response, PageError> {
-    me.check_csrf(&f.csrf)?;
     s.db.store.delete_session(&me.session_hash).await?;
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut().append(

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadbolt_core::{AccountState, UnenrolledPolicy};
@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::csrf::{CsrfForm, CsrfUpload};
 use super::links::{send_link, LinkPurpose};
+use super::live;
 use super::pages::{fragment, opt, render, utc_time, Layout, PageError};
 use super::person::{explain_for_admin, unlock_window};
 use super::session::Me;
@@ -781,36 +782,31 @@ pub async fn attempt_events(
             .await?
             .first()
             .map_or(0, |a| a.id);
-    let started = std::time::Instant::now();
-    let stream =
-        futures_util::stream::unfold((s, me, app, filter), move |(s, me, app, mut filter)| {
-            let portal = portal.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    if portal.stream_over(started) {
-                        return None;
-                    }
-                    match s.db.store.session(&me.session_hash, s.db.now()).await {
-                        Ok(Some(_)) => {}
-                        _ => return None,
-                    }
-                    // Attempts past the filter's end never arrive; the stream stays quiet.
-                    match filter.read(&s, &app.id, 100).await {
-                        Ok(new) if !new.is_empty() => {
-                            filter.after_id = new.first().map_or(filter.after_id, |a| a.id);
-                            if let Ok(html) = attempt_rows(&new) {
-                                let ev = Event::default().event("attempts").data(html);
-                                return Some((Ok(ev), (s, me, app, filter)));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = ?e, "live attempts: store read failed"),
-                    }
+    let feed = AttemptFeed { app, filter };
+    Ok(live::stream(s, portal, me.session_hash, feed))
+}
+
+/// An application's attempts page, live: new attempts that pass its filter.
+struct AttemptFeed {
+    app: Application,
+    filter: Filter,
+}
+
+impl live::Feed for AttemptFeed {
+    async fn poll(&mut self, s: &PortalState) -> Option<Event> {
+        // Attempts past the filter's end never arrive; the stream stays quiet.
+        match self.filter.read(s, &self.app.id, 100).await {
+            Ok(new) if !new.is_empty() => {
+                self.filter.after_id = new.first().map_or(self.filter.after_id, |a| a.id);
+                if let Ok(html) = attempt_rows(&new) {
+                    return Some(Event::default().event("attempts").data(html));
                 }
             }
-        });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "live attempts: store read failed"),
+        }
+        None
+    }
 }
 
 // ---- integration ----

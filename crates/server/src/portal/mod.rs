@@ -4,6 +4,7 @@
 mod admin;
 mod csrf;
 mod links;
+mod live;
 mod mail;
 mod operator;
 mod pages;

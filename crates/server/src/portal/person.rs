@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Duration;
 use chrono_tz::Tz;
@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use super::csrf::CsrfForm;
+use super::live;
 use super::pages::{fragment, local_time, opt, render, Layout, PageError};
 use super::session::Me;
 use super::{Portal, PortalState};
@@ -218,53 +219,48 @@ pub async fn events(
             .first()
             .map_or(0, |a| a.id);
     let version = s.db.store.version().await?;
-    let started = std::time::Instant::now();
-    let stream = futures_util::stream::unfold(
-        (s, me, last, version),
-        move |(s, me, mut last, mut version)| {
-            let portal = portal.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    if portal.stream_over(started) {
-                        return None;
-                    }
-                    // The stream ends with the session.
-                    match s.db.store.session(&me.session_hash, s.db.now()).await {
-                        Ok(Some(_)) => {}
-                        _ => return None,
-                    }
-                    match s
-                        .db
-                        .store
-                        .person_blocked_attempts_after(&me.person.id, last, FEED_LEN)
-                        .await
-                    {
-                        Ok(new) if !new.is_empty() => {
-                            last = new.last().map_or(last, |a| a.id);
-                            let newest_first: Vec<Attempt> = new.into_iter().rev().collect();
-                            if let Ok(html) = attempt_rows(&s, &me, &newest_first).await {
-                                let ev = Event::default().event("attempts").data(html);
-                                return Some((Ok(ev), (s, me, last, version)));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "live attempts: store read failed"),
-                    }
-                    if let Ok(v) = s.db.store.version().await {
-                        if v != version {
-                            version = v;
-                            if let Ok(html) = accounts_section(&s, &me).await {
-                                let ev = Event::default().event("accounts").data(html);
-                                return Some((Ok(ev), (s, me, last, version)));
-                            }
-                        }
-                    }
+    let session_hash = me.session_hash.clone();
+    let feed = PersonFeed { me, last, version };
+    Ok(live::stream(s, portal, session_hash, feed))
+}
+
+/// A person's page, live: their new blocked attempts, and their accounts when anything changed.
+struct PersonFeed {
+    me: Me,
+    /// The newest attempt sent.
+    last: i64,
+    /// The store's version when the accounts were last sent.
+    version: i64,
+}
+
+impl live::Feed for PersonFeed {
+    async fn poll(&mut self, s: &PortalState) -> Option<Event> {
+        match s
+            .db
+            .store
+            .person_blocked_attempts_after(&self.me.person.id, self.last, FEED_LEN)
+            .await
+        {
+            Ok(new) if !new.is_empty() => {
+                self.last = new.last().map_or(self.last, |a| a.id);
+                let newest_first: Vec<Attempt> = new.into_iter().rev().collect();
+                if let Ok(html) = attempt_rows(s, &self.me, &newest_first).await {
+                    return Some(Event::default().event("attempts").data(html));
                 }
             }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "live attempts: store read failed"),
+        }
+        if let Ok(v) = s.db.store.version().await {
+            if v != self.version {
+                self.version = v;
+                if let Ok(html) = accounts_section(s, &self.me).await {
+                    return Some(Event::default().event("accounts").data(html));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// One of the person's own accounts; anyone else's does not exist.

@@ -3,7 +3,8 @@
 //! every object is checked to belong to it: another company's objects look like missing ones.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -11,10 +12,11 @@ use deadbolt_core::{AccountState, UnenrolledPolicy};
 use deadbolt_store::{AppSettings, Application, Attempt, ImportRow};
 use futures_util::Stream;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::csrf::{CsrfForm, CsrfUpload};
+use super::csrf::{CsrfForm, CsrfUpload, NoFields, Signer};
 use super::links::{send_link, LinkPurpose};
 use super::live;
 use super::pages::{fragment, opt, render, utc_time, Layout, PageError};
@@ -25,13 +27,39 @@ use crate::ops::{valid_account, valid_email};
 
 const PAGE_LEN: i64 = 200;
 
-async fn company_app(
-    s: &PortalState,
-    me: &Me,
-    cid: &str,
-    aid: &str,
-) -> Result<Application, PageError> {
-    me.admin_of(cid)?;
+/// A company's admin, checked once for every page under `/companies/{cid}`: to anyone else the
+/// company's pages do not exist.
+pub struct CompanyAdmin {
+    pub me: Me,
+    pub cid: String,
+}
+
+impl Signer for CompanyAdmin {
+    fn me(&self) -> &Me {
+        &self.me
+    }
+}
+
+impl<S> FromRequestParts<S> for CompanyAdmin
+where
+    S: Send + Sync,
+    PortalState: FromRef<S>,
+{
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Response> {
+        let me = Me::from_request_parts(parts, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let cid = params.get("cid").cloned().unwrap_or_default();
+        me.admin_of(&cid).map_err(IntoResponse::into_response)?;
+        Ok(CompanyAdmin { me, cid })
+    }
+}
+
+async fn company_app(s: &PortalState, cid: &str, aid: &str) -> Result<Application, PageError> {
     match s.db.store.application(aid).await? {
         Some(app) if app.company_id == cid => Ok(app),
         _ => Err(PageError::not_found()),
@@ -75,7 +103,6 @@ async fn company_page_with(
     new_sdk_key: Option<String>,
     notice: Option<String>,
 ) -> Result<Response, PageError> {
-    me.admin_of(cid)?;
     let company =
         s.db.store
             .company(cid)
@@ -121,8 +148,7 @@ async fn company_page_with(
 
 pub async fn company_page(
     State(s): State<PortalState>,
-    me: Me,
-    Path(cid): Path<String>,
+    CompanyAdmin { me, cid }: CompanyAdmin,
 ) -> Result<Response, PageError> {
     company_page_with(&s, &me, &cid, None, None).await
 }
@@ -156,10 +182,8 @@ fn state(v: &str) -> Result<AccountState, PageError> {
 
 pub async fn create_app(
     State(s): State<PortalState>,
-    Path(cid): Path<String>,
-    CsrfForm(me, f): CsrfForm<NewAppForm>,
+    CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<NewAppForm, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
-    me.admin_of(&cid)?;
     let app =
         s.db.create_application(
             &cid,
@@ -174,20 +198,17 @@ pub async fn create_app(
 
 pub async fn create_sdk_key(
     State(s): State<PortalState>,
-    Path(cid): Path<String>,
-    CsrfForm(me, _): CsrfForm,
+    CsrfForm(CompanyAdmin { me, cid }, _): CsrfForm<NoFields, CompanyAdmin>,
 ) -> Result<Response, PageError> {
-    me.admin_of(&cid)?;
     let (_, token) = s.db.create_sdk_key(&cid).await?;
     company_page_with(&s, &me, &cid, Some(token), None).await
 }
 
 pub async fn revoke_sdk_key(
     State(s): State<PortalState>,
-    Path((cid, kid)): Path<(String, String)>,
-    CsrfForm(me, _): CsrfForm,
+    Path((_, kid)): Path<(String, String)>,
+    CsrfForm(CompanyAdmin { cid, .. }, _): CsrfForm<NoFields, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
-    me.admin_of(&cid)?;
     match s.db.store.sdk_key(&kid).await? {
         Some(k) if k.company_id == cid => s.db.revoke_sdk_key(&kid).await?,
         _ => return Err(PageError::not_found()),
@@ -203,10 +224,8 @@ pub struct InviteForm {
 pub async fn invite_admin(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
-    Path(cid): Path<String>,
-    CsrfForm(me, f): CsrfForm<InviteForm>,
+    CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<InviteForm, CompanyAdmin>,
 ) -> Result<Response, PageError> {
-    me.admin_of(&cid)?;
     let email = valid_email(&f.email)?;
     let company = s.db.company(&cid).await?;
     send_link(
@@ -249,7 +268,7 @@ async fn app_page_with(
     new_key: Option<String>,
     saved: bool,
 ) -> Result<Response, PageError> {
-    let app = company_app(s, me, cid, aid).await?;
+    let app = company_app(s, cid, aid).await?;
     let keys =
         s.db.store
             .signing_keys(&app.id)
@@ -282,8 +301,8 @@ pub struct AppPageQuery {
 
 pub async fn app_page(
     State(s): State<PortalState>,
-    me: Me,
-    Path((cid, aid)): Path<(String, String)>,
+    CompanyAdmin { me, cid }: CompanyAdmin,
+    Path((_, aid)): Path<(String, String)>,
     Query(q): Query<AppPageQuery>,
 ) -> Result<Response, PageError> {
     let saved = q.saved.as_deref() == Some("settings");
@@ -302,10 +321,10 @@ pub struct SettingsForm {
 
 pub async fn app_settings(
     State(s): State<PortalState>,
-    Path((cid, aid)): Path<(String, String)>,
-    CsrfForm(me, f): CsrfForm<SettingsForm>,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<SettingsForm, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     // First, as it may be refused (names that would be one account): then nothing has changed.
     if let Some(names) = f.account_names.as_deref() {
         let names: deadbolt_core::AccountNames = names
@@ -329,20 +348,20 @@ pub async fn app_settings(
 
 pub async fn create_signing_key(
     State(s): State<PortalState>,
-    Path((cid, aid)): Path<(String, String)>,
-    CsrfForm(me, _): CsrfForm,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfForm(CompanyAdmin { me, cid }, _): CsrfForm<NoFields, CompanyAdmin>,
 ) -> Result<Response, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     let (_, secret) = s.db.create_signing_key(&app.id).await?;
     app_page_with(&s, &me, &cid, &aid, Some(secret), false).await
 }
 
 pub async fn revoke_signing_key(
     State(s): State<PortalState>,
-    Path((cid, aid, kid)): Path<(String, String, String)>,
-    CsrfForm(me, _): CsrfForm,
+    Path((_, aid, kid)): Path<(String, String, String)>,
+    CsrfForm(CompanyAdmin { cid, .. }, _): CsrfForm<NoFields, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     let keys = s.db.store.signing_keys(&app.id).await?;
     if !keys.iter().any(|k| k.id == kid) {
         return Err(PageError::not_found());
@@ -387,7 +406,7 @@ async fn accounts_page_with(
     q: &str,
     notice: Option<String>,
 ) -> Result<Response, PageError> {
-    let app = company_app(s, me, cid, aid).await?;
+    let app = company_app(s, cid, aid).await?;
     let q = q.trim();
     let accounts =
         s.db.store
@@ -418,8 +437,8 @@ async fn accounts_page_with(
 
 pub async fn accounts_page(
     State(s): State<PortalState>,
-    me: Me,
-    Path((cid, aid)): Path<(String, String)>,
+    CompanyAdmin { me, cid }: CompanyAdmin,
+    Path((_, aid)): Path<(String, String)>,
     Query(search): Query<Search>,
 ) -> Result<Response, PageError> {
     accounts_page_with(&s, &me, &cid, &aid, &search.q, None).await
@@ -439,10 +458,10 @@ pub struct EnrollForm {
 pub async fn enroll(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
-    Path((cid, aid)): Path<(String, String)>,
-    CsrfForm(me, f): CsrfForm<EnrollForm>,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<EnrollForm, CompanyAdmin>,
 ) -> Result<Response, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     let account = valid_account(f.account.trim())?;
     let email = match f.email.trim() {
         "" => None,
@@ -485,10 +504,10 @@ pub struct AccountForm {
 
 pub async fn lock(
     State(s): State<PortalState>,
-    Path((cid, aid)): Path<(String, String)>,
-    CsrfForm(me, f): CsrfForm<AccountForm>,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<AccountForm, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     s.db.lock(&app.id, &f.account).await?;
     Ok(Redirect::to(&format!(
         "/companies/{cid}/apps/{aid}/accounts"
@@ -497,10 +516,10 @@ pub async fn lock(
 
 pub async fn unlock(
     State(s): State<PortalState>,
-    Path((cid, aid)): Path<(String, String)>,
-    CsrfForm(me, f): CsrfForm<AccountForm>,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<AccountForm, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     let window = unlock_window(&f.minutes)?;
     s.db.unlock(&app.id, &f.account, window).await?;
     Ok(Redirect::to(&format!(
@@ -512,10 +531,13 @@ pub async fn unlock(
 /// (a header row naming them may come first, in any order). All rows or none are imported.
 pub async fn import_csv(
     State(s): State<PortalState>,
-    Path((cid, aid)): Path<(String, String)>,
-    CsrfUpload { me, text: csv }: CsrfUpload,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfUpload {
+        who: CompanyAdmin { me, cid },
+        text: csv,
+    }: CsrfUpload<CompanyAdmin>,
 ) -> Result<Response, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     let rows = parse_import(&csv, &app.id).map_err(PageError::bad)?;
     if rows.is_empty() {
         return Err(PageError::bad("The file has no rows."));
@@ -745,11 +767,11 @@ struct AttemptsPage {
 
 pub async fn attempts_page(
     State(s): State<PortalState>,
-    me: Me,
-    Path((cid, aid)): Path<(String, String)>,
+    CompanyAdmin { me, cid }: CompanyAdmin,
+    Path((_, aid)): Path<(String, String)>,
     Query(q): Query<AttemptQuery>,
 ) -> Result<Response, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     let attempts = q.filter()?.read(&s, &app.id, PAGE_LEN).await?;
     let page = AttemptsPage {
         l: Layout::signed_in(&app.name, &me, &format!("/companies/{cid}")),
@@ -770,11 +792,11 @@ pub async fn attempts_page(
 pub async fn attempt_events(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
-    me: Me,
-    Path((cid, aid)): Path<(String, String)>,
+    CompanyAdmin { me, cid }: CompanyAdmin,
+    Path((_, aid)): Path<(String, String)>,
     Query(q): Query<AttemptQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     let mut filter = q.filter()?;
     filter.after_id =
         s.db.store
@@ -824,10 +846,10 @@ struct IntegrationPage {
 pub async fn integration_page(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
-    me: Me,
-    Path((cid, aid)): Path<(String, String)>,
+    CompanyAdmin { me, cid }: CompanyAdmin,
+    Path((_, aid)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let app = company_app(&s, &me, &cid, &aid).await?;
+    let app = company_app(&s, &cid, &aid).await?;
     let page = IntegrationPage {
         l: Layout::signed_in(&app.name, &me, &format!("/companies/{cid}")),
         cid,

@@ -1,7 +1,7 @@
 //! CSRF tokens: the session's for signed-in forms, a double-submit cookie for forms shown
 //! before signing in.
 
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Multipart, Request};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::pages::PageError;
 use super::session::{cookie, random_token, secure, set_cookie, Me};
-use super::{Portal, PortalState};
+use super::Portal;
 
 /// The CSRF token of forms shown before signing in (double-submit: cookie and form field).
 pub const PRE_CSRF_COOKIE: &str = "deadbolt_csrf";
@@ -72,7 +72,18 @@ pub(super) fn anonymous_page(
 /// handler runs, so that no handler can forget the check. Rejects as the parts it is made of
 /// would: no session asks to sign in, an unreadable form is refused, a wrong token is a CSRF
 /// error.
-pub struct CsrfForm<T = NoFields>(pub Me, pub T);
+pub struct CsrfForm<T = NoFields, W = Me>(pub W, pub T);
+
+/// Whoever signs a form: the signed-in person, or a role of theirs that an extractor checked.
+pub trait Signer {
+    fn me(&self) -> &Me;
+}
+
+impl Signer for Me {
+    fn me(&self) -> &Me {
+        self
+    }
+}
 
 /// A form with nothing but its CSRF token.
 #[derive(Deserialize)]
@@ -86,24 +97,26 @@ struct Signed<T> {
     form: T,
 }
 
-impl<S, T> FromRequest<S> for CsrfForm<T>
+impl<S, T, W> FromRequest<S> for CsrfForm<T, W>
 where
     S: Send + Sync,
-    PortalState: FromRef<S>,
     T: DeserializeOwned + Send,
+    W: FromRequestParts<S> + Signer + Send + Sync,
+    W::Rejection: IntoResponse,
 {
     type Rejection = Response;
     async fn from_request(req: Request, s: &S) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
-        let me = Me::from_request_parts(&mut parts, s)
+        let who = W::from_request_parts(&mut parts, s)
             .await
             .map_err(IntoResponse::into_response)?;
         let Form(f) = Form::<Signed<T>>::from_request(Request::from_parts(parts, body), s)
             .await
             .map_err(IntoResponse::into_response)?;
-        me.check_csrf(&f.csrf)
+        who.me()
+            .check_csrf(&f.csrf)
             .map_err(IntoResponse::into_response)?;
-        Ok(CsrfForm(me, f.form))
+        Ok(CsrfForm(who, f.form))
     }
 }
 
@@ -113,20 +126,21 @@ const MAX_UPLOAD: usize = 8 * 1024 * 1024;
 /// A signed-in person's upload of one UTF-8 text file (the `file` field), its `csrf` field
 /// checked against their session before the handler runs. The whole upload is read first, so
 /// an unreadable or oversized file is refused as such whatever the token.
-pub struct CsrfUpload {
-    pub me: Me,
+pub struct CsrfUpload<W = Me> {
+    pub who: W,
     pub text: String,
 }
 
-impl<S> FromRequest<S> for CsrfUpload
+impl<S, W> FromRequest<S> for CsrfUpload<W>
 where
     S: Send + Sync,
-    PortalState: FromRef<S>,
+    W: FromRequestParts<S> + Signer + Send + Sync,
+    W::Rejection: IntoResponse,
 {
     type Rejection = Response;
     async fn from_request(req: Request, s: &S) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
-        let me = Me::from_request_parts(&mut parts, s)
+        let who = W::from_request_parts(&mut parts, s)
             .await
             .map_err(IntoResponse::into_response)?;
         let mut form = Multipart::from_request(Request::from_parts(parts, body), s)
@@ -156,11 +170,11 @@ where
                     _ => {}
                 }
             }
-            me.check_csrf(&csrf)?;
+            who.me().check_csrf(&csrf)?;
             Ok(text)
         };
         let text = read.await.map_err(IntoResponse::into_response)?;
-        Ok(CsrfUpload { me, text })
+        Ok(CsrfUpload { who, text })
     }
 }
 

@@ -3,8 +3,7 @@
 //! every object is checked to belong to it: another company's objects look like missing ones.
 
 use askama::Template;
-use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -12,11 +11,11 @@ use deadbolt_core::{AccountState, UnenrolledPolicy};
 use deadbolt_store::{AppSettings, Application, Attempt, ImportRow};
 use futures_util::Stream;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::csrf::{CsrfForm, CsrfUpload, NoFields, Signer};
+use super::company::CompanyAdmin;
+use super::csrf::{CsrfForm, CsrfUpload, NoFields};
 use super::links::{send_link, LinkPurpose};
 use super::live;
 use super::pages::{fragment, opt, render, utc_time, Layout, PageError};
@@ -26,38 +25,6 @@ use super::{base_url, Portal, PortalState};
 use crate::ops::{valid_account, valid_email};
 
 const PAGE_LEN: i64 = 200;
-
-/// A company's admin, checked once for every page under `/companies/{cid}`: to anyone else the
-/// company's pages do not exist.
-pub struct CompanyAdmin {
-    pub me: Me,
-    pub cid: String,
-}
-
-impl Signer for CompanyAdmin {
-    fn me(&self) -> &Me {
-        &self.me
-    }
-}
-
-impl<S> FromRequestParts<S> for CompanyAdmin
-where
-    S: Send + Sync,
-    PortalState: FromRef<S>,
-{
-    type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Response> {
-        let me = Me::from_request_parts(parts, s)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, s)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let cid = params.get("cid").cloned().unwrap_or_default();
-        me.admin_of(&cid).map_err(IntoResponse::into_response)?;
-        Ok(CompanyAdmin { me, cid })
-    }
-}
 
 async fn company_app(s: &PortalState, cid: &str, aid: &str) -> Result<Application, PageError> {
     match s.db.store.application(aid).await? {

@@ -2,6 +2,7 @@
 //! static files are compiled into the binary.
 
 mod admin;
+mod company;
 mod csrf;
 mod links;
 mod live;
@@ -137,59 +138,7 @@ where
         )
         .route("/operator", get(operator::page))
         .route("/operator/companies", post(operator::create_company))
-        .route("/companies/{cid}", get(admin::company_page))
-        .route("/companies/{cid}/admins", post(admin::invite_admin))
-        .route("/companies/{cid}/apps", post(admin::create_app))
-        .route("/companies/{cid}/sdk-keys", post(admin::create_sdk_key))
-        .route(
-            "/companies/{cid}/sdk-keys/{kid}/revoke",
-            post(admin::revoke_sdk_key),
-        )
-        .route("/companies/{cid}/apps/{aid}", get(admin::app_page))
-        .route(
-            "/companies/{cid}/apps/{aid}/settings",
-            post(admin::app_settings),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/keys",
-            post(admin::create_signing_key),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/keys/{kid}/revoke",
-            post(admin::revoke_signing_key),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/accounts",
-            get(admin::accounts_page),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/accounts/enroll",
-            post(admin::enroll),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/accounts/lock",
-            post(admin::lock),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/accounts/unlock",
-            post(admin::unlock),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/import",
-            post(admin::import_csv),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/attempts",
-            get(admin::attempts_page),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/attempts/events",
-            get(admin::attempt_events),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/integration",
-            get(admin::integration_page),
-        )
+        .nest("/companies/{cid}", company::routes())
         .route("/static/{file}", get(static_file))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_page))

@@ -8,9 +8,9 @@ use axum::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::admin;
 use super::csrf::Signer;
 use super::session::Me;
+use super::{accounts, admin, attempts};
 use super::{Portal, PortalState};
 
 /// The company's pages, relative to `/companies/{cid}`.
@@ -33,13 +33,13 @@ where
             "/apps/{aid}/keys/{kid}/revoke",
             post(admin::revoke_signing_key),
         )
-        .route("/apps/{aid}/accounts", get(admin::accounts_page))
-        .route("/apps/{aid}/accounts/enroll", post(admin::enroll))
-        .route("/apps/{aid}/accounts/lock", post(admin::lock))
-        .route("/apps/{aid}/accounts/unlock", post(admin::unlock))
-        .route("/apps/{aid}/import", post(admin::import_csv))
-        .route("/apps/{aid}/attempts", get(admin::attempts_page))
-        .route("/apps/{aid}/attempts/events", get(admin::attempt_events))
+        .route("/apps/{aid}/accounts", get(accounts::accounts_page))
+        .route("/apps/{aid}/accounts/enroll", post(accounts::enroll))
+        .route("/apps/{aid}/accounts/lock", post(accounts::lock))
+        .route("/apps/{aid}/accounts/unlock", post(accounts::unlock))
+        .route("/apps/{aid}/import", post(accounts::import_csv))
+        .route("/apps/{aid}/attempts", get(attempts::attempts_page))
+        .route("/apps/{aid}/attempts/events", get(attempts::attempt_events))
         .route("/apps/{aid}/integration", get(admin::integration_page))
 }
 

@@ -1,7 +1,9 @@
 //! The portal: server-rendered pages for the operator, company admins and people. Templates and
 //! static files are compiled into the binary.
 
+mod accounts;
 mod admin;
+mod attempts;
 mod company;
 mod csrf;
 mod links;

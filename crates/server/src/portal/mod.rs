@@ -1,12 +1,19 @@
 //! The portal: server-rendered pages for the operator, company admins and people. Templates and
 //! static files are compiled into the binary.
 
+mod accounts;
 mod admin;
-mod auth;
+mod attempts;
+mod company;
+mod csrf;
+mod links;
+mod live;
 mod mail;
 mod operator;
 mod pages;
+mod password;
 mod person;
+mod session;
 mod throttle;
 
 use axum::extract::{FromRef, Request};
@@ -20,7 +27,7 @@ use std::sync::Arc;
 use crate::ops::Deadbolt;
 use crate::request_id;
 
-pub use auth::{create_operator, first_run_link, invite_operator};
+pub use links::{create_operator, first_run_link, invite_operator};
 pub use mail::{MailConfig, Mailer};
 
 /// What the portal is told at start.
@@ -103,17 +110,17 @@ where
 {
     Router::new()
         .route("/", get(home))
-        .route("/login", get(auth::login_page).post(auth::login))
-        .route("/logout", post(auth::logout))
-        .route("/signup", get(auth::signup_page).post(auth::signup))
-        .route("/reset", get(auth::reset_page).post(auth::reset))
+        .route("/login", get(password::login_page).post(password::login))
+        .route("/logout", post(session::logout))
+        .route("/signup", get(password::signup_page).post(password::signup))
+        .route("/reset", get(password::reset_page).post(password::reset))
         .route(
             "/welcome/{token}",
-            get(auth::welcome_page).post(auth::welcome),
+            get(links::welcome_page).post(links::welcome),
         )
         .route(
             "/password",
-            get(auth::password_page).post(auth::change_password),
+            get(password::password_page).post(password::change_password),
         )
         .route("/me", get(person::accounts_page))
         .route("/me/events", get(person::events))
@@ -133,59 +140,7 @@ where
         )
         .route("/operator", get(operator::page))
         .route("/operator/companies", post(operator::create_company))
-        .route("/companies/{cid}", get(admin::company_page))
-        .route("/companies/{cid}/admins", post(admin::invite_admin))
-        .route("/companies/{cid}/apps", post(admin::create_app))
-        .route("/companies/{cid}/sdk-keys", post(admin::create_sdk_key))
-        .route(
-            "/companies/{cid}/sdk-keys/{kid}/revoke",
-            post(admin::revoke_sdk_key),
-        )
-        .route("/companies/{cid}/apps/{aid}", get(admin::app_page))
-        .route(
-            "/companies/{cid}/apps/{aid}/settings",
-            post(admin::app_settings),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/keys",
-            post(admin::create_signing_key),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/keys/{kid}/revoke",
-            post(admin::revoke_signing_key),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/accounts",
-            get(admin::accounts_page),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/accounts/enroll",
-            post(admin::enroll),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/accounts/lock",
-            post(admin::lock),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/accounts/unlock",
-            post(admin::unlock),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/import",
-            post(admin::import_csv),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/attempts",
-            get(admin::attempts_page),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/attempts/events",
-            get(admin::attempt_events),
-        )
-        .route(
-            "/companies/{cid}/apps/{aid}/integration",
-            get(admin::integration_page),
-        )
+        .nest("/companies/{cid}", company::routes())
         .route("/static/{file}", get(static_file))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_page))
@@ -219,7 +174,7 @@ fn panic_page(_: Box<dyn std::any::Any + Send>) -> Response {
     (axum::Extension(request_id::Panicked), page).into_response()
 }
 
-async fn home(me: Option<auth::Me>) -> Redirect {
+async fn home(me: Option<session::Me>) -> Redirect {
     match me {
         Some(me) if me.is_operator() && me.roles.len() == 1 => Redirect::to("/operator"),
         Some(_) => Redirect::to("/me"),

@@ -3,12 +3,13 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Form;
 use serde::Deserialize;
 use std::sync::Arc;
 
-use super::auth::{send_link, LinkPurpose, Me};
+use super::csrf::CsrfForm;
+use super::links::{send_link, LinkPurpose};
 use super::pages::{render, utc_time, Layout, PageError};
+use super::session::Me;
 use super::{Portal, PortalState};
 use crate::ops::valid_email;
 
@@ -64,8 +65,6 @@ pub async fn page(State(s): State<PortalState>, me: Me) -> Result<Response, Page
 
 #[derive(Deserialize)]
 pub struct CompanyForm {
-    #[serde(default)]
-    csrf: String,
     name: String,
     admin_email: String,
 }
@@ -74,10 +73,8 @@ pub struct CompanyForm {
 pub async fn create_company(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
-    me: Me,
-    Form(f): Form<CompanyForm>,
+    CsrfForm(me, f): CsrfForm<CompanyForm>,
 ) -> Result<Response, PageError> {
-    me.check_csrf(&f.csrf)?;
     me.operator()?;
     let email = valid_email(&f.admin_email)?;
     let company = s.db.create_company(&f.name).await?;

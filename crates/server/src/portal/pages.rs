@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use deadbolt_store::StoreError;
 
-use super::auth::{Me, Role};
+use super::session::{Me, Role};
 use crate::error::Error;
 
 /// What a page shows in its header: who is signed in and where they can go.

@@ -3,9 +3,8 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use chrono::Duration;
 use chrono_tz::Tz;
 use deadbolt_core::{Reason, Schedule};
@@ -17,8 +16,10 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::auth::{CsrfForm, Me};
+use super::csrf::CsrfForm;
+use super::live;
 use super::pages::{fragment, local_time, opt, render, Layout, PageError};
+use super::session::Me;
 use super::{Portal, PortalState};
 use crate::crypto::token_hash;
 use crate::ops::parse_time_zone;
@@ -218,53 +219,48 @@ pub async fn events(
             .first()
             .map_or(0, |a| a.id);
     let version = s.db.store.version().await?;
-    let started = std::time::Instant::now();
-    let stream = futures_util::stream::unfold(
-        (s, me, last, version),
-        move |(s, me, mut last, mut version)| {
-            let portal = portal.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    if portal.stream_over(started) {
-                        return None;
-                    }
-                    // The stream ends with the session.
-                    match s.db.store.session(&me.session_hash, s.db.now()).await {
-                        Ok(Some(_)) => {}
-                        _ => return None,
-                    }
-                    match s
-                        .db
-                        .store
-                        .person_blocked_attempts_after(&me.person.id, last, FEED_LEN)
-                        .await
-                    {
-                        Ok(new) if !new.is_empty() => {
-                            last = new.last().map_or(last, |a| a.id);
-                            let newest_first: Vec<Attempt> = new.into_iter().rev().collect();
-                            if let Ok(html) = attempt_rows(&s, &me, &newest_first).await {
-                                let ev = Event::default().event("attempts").data(html);
-                                return Some((Ok(ev), (s, me, last, version)));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "live attempts: store read failed"),
-                    }
-                    if let Ok(v) = s.db.store.version().await {
-                        if v != version {
-                            version = v;
-                            if let Ok(html) = accounts_section(&s, &me).await {
-                                let ev = Event::default().event("accounts").data(html);
-                                return Some((Ok(ev), (s, me, last, version)));
-                            }
-                        }
-                    }
+    let session_hash = me.session_hash.clone();
+    let feed = PersonFeed { me, last, version };
+    Ok(live::stream(s, portal, session_hash, feed))
+}
+
+/// A person's page, live: their new blocked attempts, and their accounts when anything changed.
+struct PersonFeed {
+    me: Me,
+    /// The newest attempt sent.
+    last: i64,
+    /// The store's version when the accounts were last sent.
+    version: i64,
+}
+
+impl live::Feed for PersonFeed {
+    async fn poll(&mut self, s: &PortalState) -> Option<Event> {
+        match s
+            .db
+            .store
+            .person_blocked_attempts_after(&self.me.person.id, self.last, FEED_LEN)
+            .await
+        {
+            Ok(new) if !new.is_empty() => {
+                self.last = new.last().map_or(self.last, |a| a.id);
+                let newest_first: Vec<Attempt> = new.into_iter().rev().collect();
+                if let Ok(html) = attempt_rows(s, &self.me, &newest_first).await {
+                    return Some(Event::default().event("attempts").data(html));
                 }
             }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "live attempts: store read failed"),
+        }
+        if let Ok(v) = s.db.store.version().await {
+            if v != self.version {
+                self.version = v;
+                if let Ok(html) = accounts_section(s, &self.me).await {
+                    return Some(Event::default().event("accounts").data(html));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// One of the person's own accounts; anyone else's does not exist.
@@ -277,11 +273,9 @@ async fn my_account(s: &PortalState, me: &Me, id: &str) -> Result<Account, PageE
 
 pub async fn lock(
     State(s): State<PortalState>,
-    me: Me,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let acc = my_account(&s, &me, &id).await?;
     s.db.lock(&acc.app_id, &acc.account).await?;
     Ok(Redirect::to("/me"))
@@ -289,8 +283,6 @@ pub async fn lock(
 
 #[derive(Deserialize)]
 pub struct UnlockForm {
-    #[serde(default)]
-    csrf: String,
     /// Empty: for good; `once`: for the next sign-in; otherwise minutes.
     #[serde(default)]
     minutes: String,
@@ -308,11 +300,9 @@ pub fn unlock_window(minutes: &str) -> Result<Option<Duration>, PageError> {
 
 pub async fn unlock(
     State(s): State<PortalState>,
-    me: Me,
     Path(id): Path<String>,
-    Form(f): Form<UnlockForm>,
+    CsrfForm(me, f): CsrfForm<UnlockForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let acc = my_account(&s, &me, &id).await?;
     if f.minutes.trim() == "once" {
         s.db.unlock_once(&acc.app_id, &acc.account).await?;
@@ -325,17 +315,13 @@ pub async fn unlock(
 
 #[derive(Deserialize)]
 pub struct LockAllForm {
-    #[serde(default)]
-    csrf: String,
     on: String,
 }
 
 pub async fn lock_all(
     State(s): State<PortalState>,
-    me: Me,
-    Form(f): Form<LockAllForm>,
+    CsrfForm(me, f): CsrfForm<LockAllForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     s.db.store
         .set_master_lock(&me.person.id, f.on == "1")
         .await?;
@@ -345,11 +331,9 @@ pub async fn lock_all(
 /// "This was me": a blocked attempt on one of the person's accounts opens a short unlock window.
 pub async fn this_was_me(
     State(s): State<PortalState>,
-    me: Me,
     Path(id): Path<i64>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let attempt =
         s.db.store
             .attempt(id)
@@ -468,8 +452,6 @@ pub async fn schedules_page(State(s): State<PortalState>, me: Me) -> Result<Resp
 #[derive(Deserialize)]
 pub struct ScheduleForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     account: String,
     days: String,
     from: String,
@@ -478,10 +460,8 @@ pub struct ScheduleForm {
 
 pub async fn add_schedule(
     State(s): State<PortalState>,
-    me: Me,
-    Form(f): Form<ScheduleForm>,
+    CsrfForm(me, f): CsrfForm<ScheduleForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let schedule = Schedule::parse(&f.days, &format!("{}-{}", f.from, f.to))
         .map_err(|e| PageError::bad(e.to_string()))?;
     let owner = if f.account.is_empty() {
@@ -501,11 +481,9 @@ pub async fn add_schedule(
 
 pub async fn delete_schedule(
     State(s): State<PortalState>,
-    me: Me,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let mine = s.db.store.person_schedules(&me.person.id).await?;
     if !mine.iter().any(|r| r.id == id) {
         return Err(PageError::not_found());
@@ -516,17 +494,13 @@ pub async fn delete_schedule(
 
 #[derive(Deserialize)]
 pub struct TimeZoneForm {
-    #[serde(default)]
-    csrf: String,
     time_zone: String,
 }
 
 pub async fn set_time_zone(
     State(s): State<PortalState>,
-    me: Me,
-    Form(f): Form<TimeZoneForm>,
+    CsrfForm(me, f): CsrfForm<TimeZoneForm>,
 ) -> Result<Redirect, PageError> {
-    me.check_csrf(&f.csrf)?;
     let tz = parse_time_zone(f.time_zone.trim())?;
     s.db.store.set_time_zone(&me.person.id, tz).await?;
     Ok(Redirect::to("/me/schedules"))
@@ -558,10 +532,8 @@ const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
 pub async fn create_pairing_code(
     State(s): State<PortalState>,
-    me: Me,
-    Form(f): Form<CsrfForm>,
+    CsrfForm(me, _): CsrfForm,
 ) -> Result<Response, PageError> {
-    me.check_csrf(&f.csrf)?;
     let mut rng = rand::rngs::OsRng;
     let code: String = (0..8)
         .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)

@@ -9,16 +9,21 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
-const ROUTER_SOURCES: [&str; 3] = [
-    include_str!("../../src/app.rs"),
-    include_str!("../../src/api/mod.rs"),
-    include_str!("../../src/portal/mod.rs"),
+/// Each with the prefix its router is nested under.
+const ROUTER_SOURCES: [(&str, &str); 4] = [
+    ("", include_str!("../../src/app.rs")),
+    ("", include_str!("../../src/api/mod.rs")),
+    ("", include_str!("../../src/portal/mod.rs")),
+    (
+        "/companies/{cid}",
+        include_str!("../../src/portal/company.rs"),
+    ),
 ];
 
 /// `(METHOD, path)` of every route the router declares, as written (`{cid}` and such).
 pub fn declared_routes() -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
-    for src in ROUTER_SOURCES {
+    for (prefix, src) in ROUTER_SOURCES {
         let mut rest = src;
         while let Some(i) = rest.find(".route(") {
             rest = &rest[i + ".route(".len()..];
@@ -29,6 +34,7 @@ pub fn declared_routes() -> BTreeSet<(String, String)> {
                 ".fallback(",
                 ".method_not_allowed_fallback(",
                 ".with_state(",
+                ".nest(",
             ]
             .iter()
             .filter_map(|m| rest.find(m))
@@ -36,7 +42,10 @@ pub fn declared_routes() -> BTreeSet<(String, String)> {
             .unwrap_or(rest.len());
             let span = &rest[..end];
             let path = match span.trim_start().strip_prefix('"') {
-                Some(s) => s[..s.find('"').unwrap()].to_string(),
+                Some(s) => match &s[..s.find('"').unwrap()] {
+                    "/" if !prefix.is_empty() => prefix.to_string(),
+                    p => format!("{prefix}{p}"),
+                },
                 None if span.trim_start().starts_with("CHECK_PATH") => {
                     deadbolt::api::CHECK_PATH.to_string()
                 }

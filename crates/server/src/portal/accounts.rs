@@ -1,0 +1,295 @@
+//! A company admin's enrolled accounts: the list and search, enrolling, locking and unlocking,
+//! and importing a CSV.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use deadbolt_store::{Application, ImportRow};
+use serde::Deserialize;
+use std::sync::Arc;
+
+use super::admin::{company_app, PAGE_LEN};
+use super::company::CompanyAdmin;
+use super::csrf::{CsrfForm, CsrfUpload};
+use super::links::{send_link, LinkPurpose};
+use super::pages::{opt, render, Layout, PageError};
+use super::person::{explain_for_admin, unlock_window};
+use super::session::Me;
+use super::{Portal, PortalState};
+use crate::ops::{valid_account, valid_email};
+
+pub struct EnrolledRow {
+    pub account: String,
+    pub email: String,
+    pub state: String,
+    pub locked: bool,
+    pub why: String,
+}
+
+#[derive(Template)]
+#[template(path = "accounts.html")]
+struct AccountsPage {
+    l: Layout,
+    csrf: String,
+    cid: String,
+    app: Application,
+    q: String,
+    rows: Vec<EnrolledRow>,
+    notice: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct Search {
+    #[serde(default)]
+    q: String,
+}
+
+async fn accounts_page_with(
+    s: &PortalState,
+    me: &Me,
+    cid: &str,
+    aid: &str,
+    q: &str,
+    notice: Option<String>,
+) -> Result<Response, PageError> {
+    let app = company_app(s, cid, aid).await?;
+    let q = q.trim();
+    let accounts =
+        s.db.store
+            .accounts(&app.id, Some(q).filter(|q| !q.is_empty()), PAGE_LEN)
+            .await?;
+    let mut rows = Vec::with_capacity(accounts.len());
+    for acc in accounts {
+        let d = s.db.status(&app, &acc.account).await?;
+        rows.push(EnrolledRow {
+            why: explain_for_admin(d.reason, &acc),
+            locked: d.locked,
+            state: acc.state.as_str().into(),
+            email: opt(&acc.person_email),
+            account: acc.account,
+        });
+    }
+    let page = AccountsPage {
+        l: Layout::signed_in(&app.name, me, &format!("/companies/{cid}")),
+        csrf: me.csrf.clone(),
+        cid: cid.to_string(),
+        app,
+        q: q.to_string(),
+        rows,
+        notice,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+pub async fn accounts_page(
+    State(s): State<PortalState>,
+    CompanyAdmin { me, cid }: CompanyAdmin,
+    Path((_, aid)): Path<(String, String)>,
+    Query(search): Query<Search>,
+) -> Result<Response, PageError> {
+    accounts_page_with(&s, &me, &cid, &aid, &search.q, None).await
+}
+
+#[derive(Deserialize)]
+pub struct EnrollForm {
+    account: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    invite: Option<String>,
+}
+
+/// Enrols an account, optionally for a person (by email), and invites that person to sign up
+/// when they have no password yet.
+pub async fn enroll(
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<EnrollForm, CompanyAdmin>,
+) -> Result<Response, PageError> {
+    let app = company_app(&s, &cid, &aid).await?;
+    let account = valid_account(f.account.trim())?;
+    let email = match f.email.trim() {
+        "" => None,
+        e => Some(valid_email(e)?),
+    };
+    let row = ImportRow {
+        app_id: app.id.clone(),
+        account: account.to_string(),
+        email: email.clone(),
+        first_name: None,
+        last_name: None,
+        phone: None,
+    };
+    let created = s.db.import(&[row]).await?;
+    let mut notice = if created.first().copied().unwrap_or(false) {
+        format!("{account} is enrolled.")
+    } else {
+        format!("{account} was already enrolled.")
+    };
+    if let (Some(email), Some(_)) = (&email, &f.invite) {
+        let has_password =
+            s.db.store
+                .password_hash(email)
+                .await?
+                .is_some_and(|(_, h)| h.is_some());
+        if !has_password {
+            send_link(&s, &portal, LinkPurpose::SignUp, email, None).await?;
+            notice.push_str(&format!(" {email} has been invited to sign up."));
+        }
+    }
+    accounts_page_with(&s, &me, &cid, &aid, "", Some(notice)).await
+}
+
+#[derive(Deserialize)]
+pub struct AccountForm {
+    account: String,
+    #[serde(default)]
+    minutes: String,
+}
+
+pub async fn lock(
+    State(s): State<PortalState>,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<AccountForm, CompanyAdmin>,
+) -> Result<Redirect, PageError> {
+    let app = company_app(&s, &cid, &aid).await?;
+    s.db.lock(&app.id, &f.account).await?;
+    Ok(Redirect::to(&format!(
+        "/companies/{cid}/apps/{aid}/accounts"
+    )))
+}
+
+pub async fn unlock(
+    State(s): State<PortalState>,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<AccountForm, CompanyAdmin>,
+) -> Result<Redirect, PageError> {
+    let app = company_app(&s, &cid, &aid).await?;
+    let window = unlock_window(&f.minutes)?;
+    s.db.unlock(&app.id, &f.account, window).await?;
+    Ok(Redirect::to(&format!(
+        "/companies/{cid}/apps/{aid}/accounts"
+    )))
+}
+
+/// A CSV upload with the columns of `importUsers`: `userAccountId,email,first_name,last_name,phone`
+/// (a header row naming them may come first, in any order). All rows or none are imported.
+pub async fn import_csv(
+    State(s): State<PortalState>,
+    Path((_, aid)): Path<(String, String)>,
+    CsrfUpload {
+        who: CompanyAdmin { me, cid },
+        text: csv,
+    }: CsrfUpload<CompanyAdmin>,
+) -> Result<Response, PageError> {
+    let app = company_app(&s, &cid, &aid).await?;
+    let rows = parse_import(&csv, &app.id).map_err(PageError::bad)?;
+    if rows.is_empty() {
+        return Err(PageError::bad("The file has no rows."));
+    }
+    let created = s.db.import(&rows).await?;
+    let new = created.iter().filter(|c| **c).count();
+    let notice = format!(
+        "Imported {} rows: {new} new, {} already enrolled.",
+        rows.len(),
+        rows.len() - new
+    );
+    accounts_page_with(&s, &me, &cid, &aid, "", Some(notice)).await
+}
+
+/// Splits one CSV line, with `"quoted, fields"` and `""` for a quote.
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().map(|f| f.trim().to_string()).collect()
+}
+
+fn parse_import(csv: &str, app_id: &str) -> Result<Vec<ImportRow>, String> {
+    let mut lines = csv
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .peekable();
+    let mut cols = ["userAccountId", "email", "first_name", "last_name", "phone"]
+        .map(String::from)
+        .to_vec();
+    if let Some((_, first)) = lines.peek() {
+        let names = csv_fields(first);
+        if names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case("userAccountId") || n.eq_ignore_ascii_case("account"))
+        {
+            cols = names;
+            lines.next();
+        }
+    }
+    let idx = |name: &str| cols.iter().position(|c| c.eq_ignore_ascii_case(name));
+    let account_col = idx("userAccountId")
+        .or_else(|| idx("account"))
+        .ok_or("no userAccountId column")?;
+    let mut rows = Vec::new();
+    for (n, line) in lines {
+        let f = csv_fields(line);
+        let get = |name: &str| {
+            idx(name)
+                .and_then(|i| f.get(i))
+                .filter(|v| !v.is_empty())
+                .map(|v| deadbolt_core::body::bounded(v, 200))
+        };
+        let account = f.get(account_col).cloned().unwrap_or_default();
+        valid_account(&account).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let email = match get("email") {
+            Some(e) => Some(valid_email(&e).map_err(|e| format!("line {}: {e}", n + 1))?),
+            None => None,
+        };
+        rows.push(ImportRow {
+            app_id: app_id.to_string(),
+            account,
+            email,
+            first_name: get("first_name"),
+            last_name: get("last_name"),
+            phone: get("phone"),
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_import_reads_headers_quotes_and_refuses_bad_rows() {
+        let rows = parse_import(
+            "email,userAccountId,first_name\n\"a@example.com\",alice,\"Ann, A\"\n\nb@example.com,bob,\n",
+            "app",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].account, "alice");
+        assert_eq!(rows[0].email.as_deref(), Some("a@example.com"));
+        assert_eq!(rows[0].first_name.as_deref(), Some("Ann, A"));
+        assert_eq!(rows[1].first_name, None);
+        let plain = parse_import("carol,c@example.com\ndave", "app").unwrap();
+        assert_eq!(plain[1].account, "dave");
+        assert_eq!(plain[0].email.as_deref(), Some("c@example.com"));
+        assert!(parse_import("x,not-an-email", "app").is_err());
+        assert!(parse_import(",a@example.com", "app").is_err());
+        assert_eq!(csv_fields(r#"a,"b ""q""",c"#), vec!["a", "b \"q\"", "c"]);
+    }
+}

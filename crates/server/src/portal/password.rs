@@ -1,0 +1,407 @@
+//! Passwords: signing in (with its throttle and known-browser cookie), the sign-up and reset
+//! request forms, and changing a password.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::Sha256;
+use std::sync::Arc;
+
+use super::csrf::{anonymous_page, check_pre_csrf, pre_csrf, same, CsrfForm};
+use super::links::{send_link, LinkPurpose};
+use super::pages::{render, Layout, PageError};
+use super::session::{cookie, secure, set_cookie, start_session, ClientAddr, Me};
+use super::throttle::{Key, Policy, Wait};
+use super::{Portal, PortalState};
+use crate::ops::valid_email;
+
+/// The cookie of a browser that signed in to an address before: `<nonce>.<mac>`, the MAC over
+/// the nonce and the address under a key of this process.
+pub const DEVICE_COOKIE: &str = "deadbolt_device";
+const DEVICE_DAYS: i64 = 180;
+
+/// The counts a sign-in try (or a current-password check) for `email` goes through. A browser
+/// that signed in to this address before has a count of its own, so that a guesser elsewhere
+/// cannot make the owner wait; any other try counts against the address and the client.
+struct Tries {
+    keys: Vec<Key>,
+    /// Forgotten when the password is right.
+    forget: Vec<Key>,
+    /// The try taken back when the password is right.
+    undo: Vec<Key>,
+}
+
+fn login_tries(portal: &Portal, headers: &HeaderMap, email: &str, client: &ClientAddr) -> Tries {
+    if let Some(nonce) = known_device(portal, headers, email) {
+        let device = portal.throttle.key("login-device", nonce, Policy::EMAIL);
+        return Tries {
+            keys: vec![device],
+            forget: vec![device],
+            undo: vec![],
+        };
+    }
+    let address = portal.throttle.key("login", email, Policy::EMAIL);
+    let client = portal
+        .throttle
+        .key("login-client", &client.0, Policy::CLIENT);
+    Tries {
+        keys: vec![address, client],
+        forget: vec![address],
+        undo: vec![client],
+    }
+}
+
+fn device_mac(portal: &Portal, nonce: &str, email: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&portal.device_key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(nonce.as_bytes());
+    mac.update(b"\n");
+    mac.update(email.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// The nonce of the browser's device cookie, if it was issued for `email`.
+fn known_device<'a>(portal: &Portal, headers: &'a HeaderMap, email: &str) -> Option<&'a str> {
+    let (nonce, mac) = cookie(headers, DEVICE_COOKIE)?.split_once('.')?;
+    (nonce.len() <= 64 && same(mac, &device_mac(portal, nonce, email))).then_some(nonce)
+}
+
+/// A device cookie for `email`, set on a successful sign-in.
+fn device_cookie(portal: &Portal, email: &str) -> HeaderValue {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let nonce = URL_SAFE_NO_PAD.encode(b);
+    let value = format!("{nonce}.{}", device_mac(portal, &nonce, email));
+    set_cookie(
+        DEVICE_COOKIE,
+        &value,
+        DEVICE_DAYS * 24 * 3600,
+        secure(portal),
+    )
+}
+
+/// A 429 page's `Retry-After`.
+fn retry_after(res: &mut Response, wait: Wait) {
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait.secs));
+}
+
+// ---- sign in and out ----
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    l: Layout,
+    csrf: String,
+    email: String,
+    error: Option<String>,
+}
+
+pub async fn login_page(
+    State(portal): State<Arc<Portal>>,
+    me: Option<Me>,
+    headers: HeaderMap,
+) -> Response {
+    if me.is_some() {
+        return Redirect::to("/").into_response();
+    }
+    let csrf = pre_csrf(&headers);
+    let page = LoginPage {
+        l: Layout::anonymous("Sign in"),
+        csrf: csrf.0.clone(),
+        email: String::new(),
+        error: None,
+    };
+    anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    email: String,
+    password: String,
+}
+
+pub async fn login(
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, PageError> {
+    check_pre_csrf(&headers, &f.csrf)?;
+    let email = deadbolt_store::normalize_email(&f.email);
+    let tries = login_tries(&portal, &headers, &email, &client);
+    let now = s.db.now();
+    let fail = |status: StatusCode, msg: &str| {
+        let page = LoginPage {
+            l: Layout::anonymous("Sign in"),
+            csrf: f.csrf.clone(),
+            email: f.email.clone(),
+            error: Some(msg.to_string()),
+        };
+        anonymous_page(&portal, status, render(&page), (f.csrf.clone(), false))
+    };
+    // Counted before the password is looked at: a burst of guesses is let in only as far as
+    // the throttle allows, and the rest cost no hashing.
+    if let Err(wait) = portal.throttle.admit(&tries.keys, now) {
+        let mut res = fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "Too many failed sign-ins. Try again in {} s, or reset your password.",
+                wait.secs
+            ),
+        );
+        retry_after(&mut res, wait);
+        return Ok(res);
+    }
+    let stored = s.db.store.password_hash(&email).await?;
+    let hash = stored.as_ref().and_then(|(_, h)| h.clone());
+    // Unknown addresses cost the same as wrong passwords.
+    let ok = portal.passwords.verify(&f.password, hash).await;
+    match stored {
+        Some((person_id, _)) if ok => {
+            portal.throttle.succeeded(&tries.forget, &tries.undo);
+            let mut res = start_session(&s, &portal, &headers, &person_id, "/").await?;
+            if known_device(&portal, &headers, &email).is_none() {
+                res.headers_mut()
+                    .append(header::SET_COOKIE, device_cookie(&portal, &email));
+            }
+            Ok(res)
+        }
+        _ => Ok(fail(StatusCode::UNAUTHORIZED, "Wrong email or password.")),
+    }
+}
+
+// ---- sign-up and password reset by email ----
+
+#[derive(Template)]
+#[template(path = "email_form.html")]
+struct EmailFormPage {
+    l: Layout,
+    csrf: String,
+    action: &'static str,
+    intro: &'static str,
+    button: &'static str,
+    sent: bool,
+}
+
+fn email_form(reset: bool, csrf: String, sent: bool) -> EmailFormPage {
+    if reset {
+        EmailFormPage {
+            l: Layout::anonymous("Reset your password"),
+            csrf,
+            action: "/reset",
+            intro: "We will email you a link to choose a new password.",
+            button: "Send the link",
+            sent,
+        }
+    } else {
+        EmailFormPage {
+            l: Layout::anonymous("Create your account"),
+            csrf,
+            action: "/signup",
+            intro: "Enter the email address your applications know you by. We will email you a link to choose a password.",
+            button: "Send the link",
+            sent,
+        }
+    }
+}
+
+pub async fn signup_page(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let csrf = pre_csrf(&headers);
+    let page = email_form(false, csrf.0.clone(), false);
+    anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
+}
+
+pub async fn reset_page(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let csrf = pre_csrf(&headers);
+    let page = email_form(true, csrf.0.clone(), false);
+    anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
+}
+
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    csrf: String,
+    email: String,
+}
+
+pub async fn signup(
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    Form(f): Form<EmailForm>,
+) -> Result<Response, PageError> {
+    email_request(s, portal, client, headers, f, LinkPurpose::SignUp).await
+}
+
+pub async fn reset(
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    Form(f): Form<EmailForm>,
+) -> Result<Response, PageError> {
+    email_request(s, portal, client, headers, f, LinkPurpose::PasswordReset).await
+}
+
+/// A sign-up or reset request. The answer is the same, and takes the same time, whether or not
+/// the address is known: everything that depends on it (the look-up, the link, the email) is
+/// done after answering.
+async fn email_request(
+    s: PortalState,
+    portal: Arc<Portal>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    f: EmailForm,
+    purpose: LinkPurpose,
+) -> Result<Response, PageError> {
+    check_pre_csrf(&headers, &f.csrf)?;
+    let email = valid_email(&f.email)?;
+    let reset = purpose == LinkPurpose::PasswordReset;
+    let keys = [
+        portal.throttle.key("email-request", &email, Policy::EMAIL),
+        portal
+            .throttle
+            .key("email-request-client", &client.0, Policy::CLIENT),
+    ];
+    if let Err(wait) = portal.throttle.admit(&keys, s.db.now()) {
+        let page = email_form(reset, f.csrf, false);
+        let mut res = (StatusCode::TOO_MANY_REQUESTS, render(&page)?).into_response();
+        retry_after(&mut res, wait);
+        return Ok(res);
+    }
+    tokio::spawn(async move {
+        let sent = async {
+            if reset && s.db.store.person_by_email(&email).await?.is_none() {
+                return Ok(());
+            }
+            send_link(&s, &portal, purpose, &email, None).await
+        };
+        if let Err(e) = sent.await {
+            tracing::error!(purpose = purpose.as_str(), error = ?e, "emailed link not sent");
+        }
+    });
+    let page = email_form(reset, f.csrf, true);
+    Ok(render(&page)?.into_response())
+}
+
+pub(super) fn password_problem(password: &str, confirm: &str) -> Option<String> {
+    if password != confirm {
+        Some("The two passwords differ.".into())
+    } else if password.chars().count() < 10 {
+        Some("Choose a password of at least 10 characters.".into())
+    } else if password.len() > 1024 {
+        Some("That password is too long.".into())
+    } else {
+        None
+    }
+}
+
+// ---- password change ----
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    l: Layout,
+    csrf: String,
+    error: Option<String>,
+    done: bool,
+}
+
+pub async fn password_page(me: Me) -> Result<Response, PageError> {
+    let page = PasswordPage {
+        l: Layout::signed_in("Change your password", &me, "/password"),
+        csrf: me.csrf.clone(),
+        error: None,
+        done: false,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    current: String,
+    password: String,
+    confirm: String,
+}
+
+pub async fn change_password(
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    CsrfForm(me, f): CsrfForm<PasswordForm>,
+) -> Result<Response, PageError> {
+    let page = |error: Option<String>, done: bool| PasswordPage {
+        l: Layout::signed_in("Change your password", &me, "/password"),
+        csrf: me.csrf.clone(),
+        error,
+        done,
+    };
+    // The current-password check is a sign-in: the same throttle, the same counts, so that a
+    // stolen session cannot guess at the password here instead.
+    let tries = login_tries(&portal, &headers, &me.person.email, &client);
+    if let Err(wait) = portal.throttle.admit(&tries.keys, s.db.now()) {
+        let msg = format!("Too many wrong passwords. Try again in {} s.", wait.secs);
+        let mut res = (
+            StatusCode::TOO_MANY_REQUESTS,
+            render(&page(Some(msg), false))?,
+        )
+            .into_response();
+        retry_after(&mut res, wait);
+        return Ok(res);
+    }
+    let stored =
+        s.db.store
+            .password_hash(&me.person.email)
+            .await?
+            .and_then(|(_, h)| h);
+    let current_ok = stored.is_some() && portal.passwords.verify(&f.current, stored).await;
+    if current_ok {
+        portal.throttle.succeeded(&tries.forget, &tries.undo);
+    }
+    let problem = if !current_ok {
+        Some("Your current password is not right.".to_string())
+    } else {
+        password_problem(&f.password, &f.confirm)
+    };
+    if let Some(problem) = problem {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            render(&page(Some(problem), false))?,
+        )
+            .into_response());
+    }
+    let hash = portal.passwords.hash(&f.password).await?;
+    let now = s.db.now();
+    s.db.store
+        .set_password_hash(&me.person.id, &hash, false, now)
+        .await?;
+    s.db.store
+        .delete_other_sessions(&me.person.id, &me.session_hash, now)
+        .await?;
+    Ok(render(&page(None, true))?.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rules() {
+        assert!(password_problem("long enough!", "long enough?").is_some());
+        assert!(password_problem("short", "short").is_some());
+        assert!(password_problem("long enough!", "long enough!").is_none());
+    }
+}

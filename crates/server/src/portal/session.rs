@@ -1,0 +1,265 @@
+//! Sessions: the session cookie, the signed-in person (`Me`) and the client's address.
+
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::Duration;
+use deadbolt_store::Person;
+use rand::RngCore;
+use std::sync::Arc;
+
+use super::csrf::CsrfForm;
+use super::pages::PageError;
+use super::{base_url, Portal, PortalState};
+use crate::crypto::token_hash;
+
+pub const SESSION_COOKIE: &str = "deadbolt_session";
+
+const SESSION_HOURS: i64 = 12;
+
+/// What a person may do besides managing their own accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Runs the server: creates companies and invites their first admin.
+    Operator,
+    /// Administers one company.
+    Admin { company_id: String },
+}
+
+impl Role {
+    /// As the store keeps it: role name and company (empty for the operator).
+    pub(super) fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Role::Operator => ("operator", ""),
+            Role::Admin { company_id } => ("admin", company_id),
+        }
+    }
+}
+
+pub struct Membership {
+    pub role: Role,
+    pub company_name: Option<String>,
+}
+
+/// A random token: 32 bytes, URL-safe base64.
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pub(super) fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("deadbolt_invalid=1"))
+}
+
+pub(super) fn secure(portal: &Portal) -> bool {
+    base_url(portal).starts_with("https://")
+}
+
+/// The signed-in person.
+pub struct Me {
+    pub person: Person,
+    pub roles: Vec<Membership>,
+    pub csrf: String,
+    pub session_hash: String,
+}
+
+impl Me {
+    async fn load(parts: &Parts, s: &PortalState) -> Result<Option<Me>, PageError> {
+        let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        let hash = token_hash(id);
+        let Some(session) = s.db.store.session(&hash, s.db.now()).await? else {
+            return Ok(None);
+        };
+        let Some(person) = s.db.store.person(&session.person_id).await? else {
+            return Ok(None);
+        };
+        let roles =
+            s.db.store
+                .roles(&person.id)
+                .await?
+                .into_iter()
+                .filter_map(|r| {
+                    let role = match r.role.as_str() {
+                        "operator" => Role::Operator,
+                        "admin" => Role::Admin {
+                            company_id: r.company_id,
+                        },
+                        _ => return None,
+                    };
+                    Some(Membership {
+                        role,
+                        company_name: r.company_name,
+                    })
+                })
+                .collect();
+        Ok(Some(Me {
+            person,
+            roles,
+            csrf: session.csrf,
+            session_hash: hash,
+        }))
+    }
+    pub fn is_operator(&self) -> bool {
+        self.roles.iter().any(|m| m.role == Role::Operator)
+    }
+
+    /// Only the company's admins see its pages; to anyone else they do not exist.
+    pub fn admin_of(&self, company_id: &str) -> Result<(), PageError> {
+        let ok = self
+            .roles
+            .iter()
+            .any(|m| matches!(&m.role, Role::Admin { company_id: c } if c == company_id));
+        if ok {
+            Ok(())
+        } else {
+            Err(PageError::not_found())
+        }
+    }
+
+    pub fn operator(&self) -> Result<(), PageError> {
+        if self.is_operator() {
+            Ok(())
+        } else {
+            Err(PageError::not_found())
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for Me
+where
+    S: Send + Sync,
+    PortalState: FromRef<S>,
+{
+    type Rejection = PageError;
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, PageError> {
+        Me::load(parts, &PortalState::from_ref(s))
+            .await?
+            .ok_or(PageError::SignIn)
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for Me
+where
+    S: Send + Sync,
+    PortalState: FromRef<S>,
+{
+    type Rejection = PageError;
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Option<Self>, PageError> {
+        Me::load(parts, &PortalState::from_ref(s)).await
+    }
+}
+
+/// The client's address as the connection shows it (a proxy in front shows as one client).
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        Ok(ClientAddr(ip))
+    }
+}
+
+/// Starts a new session for `person_id` (a new id every time: no session fixation) and ends the
+/// one the browser presented, if any.
+pub(super) async fn start_session(
+    s: &PortalState,
+    portal: &Portal,
+    headers: &HeaderMap,
+    person_id: &str,
+    to: &str,
+) -> Result<Response, PageError> {
+    if let Some(old) = cookie(headers, SESSION_COOKIE) {
+        s.db.store.delete_session(&token_hash(old)).await?;
+    }
+    let id = random_token();
+    let now = s.db.now();
+    s.db.store
+        .create_session(
+            &token_hash(&id),
+            person_id,
+            &random_token(),
+            now,
+            now + Duration::hours(SESSION_HOURS),
+        )
+        .await?;
+    let mut res = Redirect::to(to).into_response();
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, &id, SESSION_HOURS * 3600, secure(portal)),
+    );
+    Ok(res)
+}
+
+pub async fn logout(
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
+    CsrfForm(me, _): CsrfForm,
+) -> Result<Response, PageError> {
+    s.db.store.delete_session(&me.session_hash).await?;
+    let mut res = Redirect::to("/login").into_response();
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", 0, secure(&portal)),
+    );
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_and_tokens() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; deadbolt_session=xyz"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("deadbolt_csrf=abc"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, super::super::csrf::PRE_CSRF_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "missing"), None);
+        let set = set_cookie(SESSION_COOKIE, "v", 60, true);
+        let set = set.to_str().unwrap();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.ends_with("; Secure")
+        );
+        assert!(!set_cookie(SESSION_COOKIE, "v", 60, false)
+            .to_str()
+            .unwrap()
+            .contains("Secure"));
+        let (a, b) = (random_token(), random_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(token_hash(&a).len(), 64);
+    }
+}

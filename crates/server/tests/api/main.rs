@@ -18,5 +18,7 @@ mod openapi;
 mod portal;
 mod sdk;
 mod served;
+#[path = "../support/smtp.rs"]
+mod smtp;
 mod tenant;
 mod throttling;

@@ -10,11 +10,11 @@ use deadbolt_core::FakeClock;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -24,78 +24,15 @@ pub fn t0() -> DateTime<Utc> {
 
 // ---- SMTP ----
 
-/// Messages received: (recipient, body with quoted-printable soft breaks undone).
-type Inbox = Arc<Mutex<Vec<(String, String)>>>;
+use crate::smtp::{smtp_receiver, Inbox};
 
 /// The receiver every server of this test binary sends to, and its port.
 fn inbox() -> &'static (Inbox, u16) {
     static INBOX: OnceLock<(Inbox, u16)> = OnceLock::new();
     INBOX.get_or_init(|| {
-        let inbox: Inbox = Arc::default();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let store = inbox.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    let _ = smtp_session(conn, &store);
-                });
-            }
-        });
+        let (port, inbox) = smtp_receiver();
         (inbox, port)
     })
-}
-
-/// Just enough SMTP for one client: greet, accept anything, keep the message.
-fn smtp_session(conn: std::net::TcpStream, inbox: &Inbox) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut out = conn.try_clone()?;
-    let mut reader = BufReader::new(conn);
-    out.write_all(b"220 test.example ESMTP\r\n")?;
-    let mut rcpt = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let cmd = line.trim_end().to_ascii_uppercase();
-        if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
-            out.write_all(b"250-test.example\r\n250 8BITMIME\r\n")?;
-        } else if cmd.starts_with("RCPT TO:") {
-            let addr = line.trim_end()[8..]
-                .trim()
-                .trim_matches(|c| c == '<' || c == '>')
-                .to_lowercase();
-            rcpt.push(addr);
-            out.write_all(b"250 ok\r\n")?;
-        } else if cmd == "DATA" {
-            out.write_all(b"354 go on\r\n")?;
-            let mut data = String::new();
-            loop {
-                line.clear();
-                if reader.read_line(&mut line)? == 0 {
-                    return Ok(());
-                }
-                if line == ".\r\n" || line == ".\n" {
-                    break;
-                }
-                data.push_str(&line);
-            }
-            let body = data.replace("=\r\n", "").replace("=3D", "=");
-            let mut inbox = inbox.lock().unwrap();
-            for r in rcpt.drain(..) {
-                inbox.push((r, body.clone()));
-            }
-            out.write_all(b"250 queued\r\n")?;
-        } else if cmd == "QUIT" {
-            out.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else {
-            out.write_all(b"250 ok\r\n")?;
-        }
-    }
 }
 
 /// Waits for an email to `to` and returns the first link in it.

@@ -7,3 +7,5 @@
 mod harness;
 mod journey;
 mod security;
+#[path = "../support/smtp.rs"]
+mod smtp;

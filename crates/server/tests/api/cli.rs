@@ -4,7 +4,8 @@ use crate::helpers::*;
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
-fn deadbolt(db_url: &str, args: &[&str]) -> Value {
+/// Runs the CLI on the store `db_url`; asserts success and one JSON line, which it returns.
+pub fn deadbolt(db_url: &str, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
         .arg("--db")
         .arg(db_url)

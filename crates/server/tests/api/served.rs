@@ -2,6 +2,7 @@
 //! half-sent connections under a lowered file-descriptor limit (the real `deadbolt serve`
 //! process), bodies that never arrive.
 
+use crate::cli::deadbolt;
 use crate::helpers::sign;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
@@ -18,53 +19,37 @@ struct Prepared {
     sdk: String,
 }
 
-fn cli(db: &str, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("DEADBOLT_MASTER_KEY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "deadbolt {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn prepare() -> Prepared {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("d.db").display());
-    let company = cli(&db, &["company", "create", "--name", "Served"])["id"]
+    let company = deadbolt(&db, &["company", "create", "--name", "Served"])["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let app = cli(
+    let app = deadbolt(
         &db,
         &["app", "create", "--company", &company, "--issuer", ISSUER],
     )["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let key = cli(&db, &["key", "create", "--app", &app])["secret"]
+    let key = deadbolt(&db, &["key", "create", "--app", &app])["secret"]
         .as_str()
         .unwrap()
         .to_string();
-    let sdk = cli(&db, &["sdk-key", "create", "--company", &company])["secret"]
+    let sdk = deadbolt(&db, &["sdk-key", "create", "--company", &company])["secret"]
         .as_str()
         .unwrap()
         .to_string();
-    cli(
+    deadbolt(
         &db,
         &["account", "enroll", "--app", &app, "--account", "ann"],
     );
-    cli(
+    deadbolt(
         &db,
         &["account", "enroll", "--app", &app, "--account", "ben"],
     );
-    cli(&db, &["account", "lock", "--app", &app, "--account", "ben"]);
+    deadbolt(&db, &["account", "lock", "--app", &app, "--account", "ben"]);
     Prepared {
         _dir: dir,
         db,

@@ -21,6 +21,13 @@ pub struct Collision {
     pub names: Vec<String>,
 }
 
+/// Accounts without a lookup key, oldest first. Run at every open (each CLI command too): it
+/// reads the partial index `accounts_unkeyed`, not every account.
+pub(crate) const UNKEYED_SQL: &str =
+    "SELECT a.id, a.app_id, a.account, ap.account_names FROM accounts a \
+     JOIN applications ap ON ap.id = a.app_id WHERE a.account_key IS NULL \
+     ORDER BY a.created_at, a.id";
+
 /// Key updates written per transaction when keys are filled in.
 const KEY_CHUNK: usize = 5_000;
 
@@ -63,15 +70,7 @@ impl Store {
             }
         }
 
-        let rows = self
-            .engine
-            .query(
-                "SELECT a.id, a.app_id, a.account, ap.account_names FROM accounts a \
-                 JOIN applications ap ON ap.id = a.app_id WHERE a.account_key IS NULL \
-                 ORDER BY a.created_at, a.id",
-                vec![],
-            )
-            .await?;
+        let rows = self.engine.query(UNKEYED_SQL, vec![]).await?;
         if rows.is_empty() {
             return Ok(());
         }

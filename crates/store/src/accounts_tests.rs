@@ -282,3 +282,26 @@ both_engines!(issuers_from_older_rules_are_renormalised, |store| {
         a.id
     );
 });
+
+/// Looking for accounts without a key (at every open) reads only those, through the partial
+/// index, instead of every account.
+#[tokio::test]
+async fn the_look_for_unkeyed_accounts_reads_the_partial_index() {
+    let (store, _dir) = crate::testing::fresh_sqlite().await;
+    let plan: Vec<String> = store
+        .engine
+        .query(
+            const_format::concatcp!("EXPLAIN QUERY PLAN ", super::UNKEYED_SQL),
+            vec![],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.text(3).unwrap())
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|p| p.contains("SCAN a USING INDEX accounts_unkeyed")),
+        "{plan:?}"
+    );
+}

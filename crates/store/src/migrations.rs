@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_change_log.sql"),
         postgres: include_str!("../migrations/postgres/0008_change_log.sql"),
     },
+    Migration {
+        name: "0009_unkeyed_accounts",
+        sqlite: include_str!("../migrations/sqlite/0009_unkeyed_accounts.sql"),
+        postgres: include_str!("../migrations/postgres/0009_unkeyed_accounts.sql"),
+    },
 ];
 
 #[cfg(test)]

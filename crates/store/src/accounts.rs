@@ -1,300 +1,239 @@
-//! Account identity in the store: the lookup keys SQL cannot compute (case folding), names that
-//! fold together before they were compared that way, switching an application between
-//! case-insensitive and exact names, and merging two spellings of one account.
+//! Enrolled accounts: enrolment, their lock state and what a check reads of them.
 
 use chrono::{DateTime, Utc};
-use deadbolt_core::normalize::normalize_name;
-use deadbolt_core::{AccountNames, AccountState};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use deadbolt_core::{AccountKey, AccountState, Enrolment, PersonLocks};
 
-use crate::engine::Stmt;
-use crate::{ms, parse, Account, Result, Store, StoreError};
-
-/// Names of one application that fold to the same key and are not merged yet. Until they are,
-/// a check for any of them answers locked if any of them would.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Collision {
-    pub app_id: String,
-    pub issuer: String,
-    /// As enrolled, the first enrolled first.
-    pub names: Vec<String>,
-}
-
-/// Accounts without a lookup key, oldest first. Run at every open (each CLI command too): it
-/// reads the partial index `accounts_unkeyed`, not every account.
-pub(crate) const UNKEYED_SQL: &str =
-    "SELECT a.id, a.app_id, a.account, ap.account_names FROM accounts a \
-     JOIN applications ap ON ap.id = a.app_id WHERE a.account_key IS NULL \
-     ORDER BY a.created_at, a.id";
-
-/// Key updates written per transaction when keys are filled in.
-const KEY_CHUNK: usize = 5_000;
-
-const COLLISION_COLS: &str = "SELECT a.app_id, ap.issuer, a.account_key, a.account FROM accounts a \
-     JOIN applications ap ON ap.id = a.app_id \
-     WHERE EXISTS (SELECT 1 FROM accounts b WHERE b.app_id = a.app_id AND b.account_key = a.account_key AND b.key_dup > 0)";
+use crate::engine::Row;
+use crate::schedules::schedule;
+use crate::{
+    ms, new_id, opt_time, parse, time, Account, LockInputs, Result, Store, StoreError, ACCOUNT_COLS,
+};
 
 impl Store {
-    /// Fills in what SQL cannot compute, for rows that lack it or were computed by older rules:
-    /// the lookup key of every account (written by an older Deadbolt, or by hand), and each
-    /// application's normalised issuer. Names that fold to an existing key are kept apart
-    /// (`key_dup` > 0) and reported by [`Store::account_collisions`].
-    pub(crate) async fn repair_keys(&self) -> Result<()> {
-        for r in self
-            .engine
-            .query("SELECT id, issuer, issuer_norm FROM applications", vec![])
+    /// Enrols `account` in the application (in the application's default state); linking it to
+    /// `person_id` when given and the account has no person yet. A name that is another
+    /// spelling of an enrolled one (by the application's `account_names`) is that account, kept
+    /// under the name it was first enrolled with. Returns the account and whether it is new.
+    pub async fn enroll(
+        &self,
+        app_id: &str,
+        account: &str,
+        person_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Account, bool)> {
+        let app = self
+            .application(app_id)
             .await?
-        {
-            let (id, issuer, stored) = (r.text(0)?, r.text(1)?, r.text(2)?);
-            let norm = normalize_name(&issuer);
-            if norm == stored {
-                continue;
-            }
-            let renamed = self
-                .engine
-                .write(
-                    "UPDATE applications SET issuer_norm = $1 WHERE id = $2",
-                    vec![norm.as_str().into(), id.as_str().into()],
-                )
-                .await;
-            match renamed {
-                Ok(_) => {}
-                // Two issuers that differ only by a default port now name one application:
-                // the one that already had the name keeps it.
-                Err(StoreError::Conflict(_)) => tracing::warn!(
-                    application = %id, issuer = %issuer,
-                    "another application's issuer is the same name once default ports are dropped; rename one of them"
+            .ok_or(StoreError::NotFound("application"))?;
+        let key = app.account_names.key(account);
+        let out = self
+            .engine
+            .transaction(vec![
+                (
+                    "INSERT INTO accounts (id, app_id, account, account_key, key_dup, person_id, state, unlocked_until, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 0, $5, $6, NULL, $7, $7) ON CONFLICT DO NOTHING RETURNING id",
+                    vec![new_id().into(), app_id.into(), account.into(), key.as_str().into(), person_id.into(), app.default_state.as_str().into(), ms(now)],
                 ),
-                Err(e) => return Err(e),
-            }
-        }
-
-        let rows = self.engine.query(UNKEYED_SQL, vec![]).await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut next_dup: HashMap<(String, String), i64> = HashMap::new();
-        for r in self
-            .engine
-            .query(
-                "SELECT app_id, account_key, MAX(key_dup) FROM accounts \
-                 WHERE account_key IS NOT NULL GROUP BY app_id, account_key",
-                vec![],
-            )
+                (
+                    "UPDATE accounts SET person_id = COALESCE($1, person_id), updated_at = $2 WHERE app_id = $3 AND account_key = $4 AND person_id IS NULL",
+                    vec![person_id.into(), ms(now), app_id.into(), key.as_str().into()],
+                ),
+            ])
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::NotFound("person"),
+                e => e,
+            })?;
+        let created = out.first().is_some_and(|rows| !rows.is_empty());
+        let acc = self
+            .account(app_id, &key)
             .await?
-        {
-            next_dup.insert((r.text(0)?, r.text(1)?), r.int(2)? + 1);
-        }
-        let mut stmts: Vec<Stmt> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let names: AccountNames = parse(&r.text(3)?)?;
-            let app_id = r.text(1)?;
-            let key = names.key(&r.text(2)?).into_string();
-            let dup = next_dup.entry((app_id, key.clone())).or_insert(0);
-            stmts.push((
-                "UPDATE accounts SET account_key = $1, key_dup = $2 WHERE id = $3 AND account_key IS NULL",
-                vec![key.into(), (*dup).into(), r.text(0)?.into()],
-            ));
-            *dup += 1;
-        }
-        let total = stmts.len();
-        let mut stmts = stmts.into_iter();
-        loop {
-            let chunk: Vec<Stmt> = stmts.by_ref().take(KEY_CHUNK).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            self.engine.transaction(chunk).await?;
-        }
-        tracing::info!(accounts = total, "account lookup keys filled in");
-        Ok(())
+            .ok_or(StoreError::NotFound("account"))?;
+        Ok((acc, created))
     }
 
-    /// Names that fold together and are not merged yet, of one application or of all.
-    pub async fn account_collisions(&self, app_id: Option<&str>) -> Result<Vec<Collision>> {
-        let rows = match app_id {
-            Some(id) => {
-                self.engine
-                    .query(
-                        const_format::concatcp!(
-                            COLLISION_COLS,
-                            " AND a.app_id = $1 ORDER BY a.app_id, a.account_key, a.key_dup"
-                        ),
-                        vec![id.into()],
-                    )
-                    .await?
-            }
-            None => {
-                self.engine
-                    .query(
-                        const_format::concatcp!(
-                            COLLISION_COLS,
-                            " ORDER BY a.app_id, a.account_key, a.key_dup"
-                        ),
-                        vec![],
-                    )
-                    .await?
-            }
+    /// The account found by `key` (of the application's `account_names`). Of names that fold
+    /// together and are not merged yet, the one enrolled first.
+    pub async fn account(&self, app_id: &str, key: &AccountKey) -> Result<Option<Account>> {
+        self.one(
+            sql!(
+                "SELECT ",
+                ACCOUNT_COLS,
+                " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id \
+                       WHERE a.app_id = $1 AND a.account_key = $2 ORDER BY a.key_dup LIMIT 1"
+            ),
+            vec![app_id.into(), key.as_str().into()],
+            account_row,
+        )
+        .await
+    }
+
+    pub async fn accounts(
+        &self,
+        app_id: &str,
+        search: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Account>> {
+        let like = |s: &str| {
+            format!(
+                "%{}%",
+                s.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
         };
-        let mut out: Vec<Collision> = Vec::new();
-        let mut last: Option<(String, String)> = None;
-        for r in rows {
-            let group = (r.text(0)?, r.text(2)?);
-            if last.as_ref() != Some(&group) {
-                out.push(Collision {
-                    app_id: group.0.clone(),
-                    issuer: r.text(1)?,
-                    names: Vec::new(),
-                });
-                last = Some(group);
-            }
-            if let Some(c) = out.last_mut() {
-                c.names.push(r.text(3)?);
-            }
-        }
-        Ok(out)
+        let search = search.unwrap_or("");
+        let pattern = like(search);
+        // Names and emails also match in any case: the folded name against the folded search.
+        let folded = like(
+            deadbolt_core::AccountNames::CaseInsensitive
+                .key(search)
+                .as_str(),
+        );
+        self.all(sql!(
+                    "SELECT ", ACCOUNT_COLS,
+                    " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 \
+                     AND (a.account LIKE $2 ESCAPE '\\' OR a.account_key LIKE $3 ESCAPE '\\' OR p.email LIKE $3 ESCAPE '\\') \
+                     ORDER BY a.account LIMIT $4"
+                ),
+                vec![app_id.into(), pattern.into(), folded.into(), limit.into()], account_row).await
     }
 
-    /// Switches how an application compares account names. Refused, with the names, when
-    /// case-insensitive names would make two enrolled accounts one: merge them first.
-    pub async fn set_account_names(&self, app_id: &str, names: AccountNames) -> Result<()> {
+    /// Every account of a person, across applications.
+    pub async fn person_accounts(&self, person_id: &str) -> Result<Vec<Account>> {
+        self.all(sql!("SELECT ", ACCOUNT_COLS, " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.person_id = $1 ORDER BY a.app_id, a.account"),
+                vec![person_id.into()], account_row).await
+    }
+
+    /// Sets an account's own state and unlock window, durably. `None` when the account is not enrolled.
+    pub async fn set_account_state(
+        &self,
+        app_id: &str,
+        key: &AccountKey,
+        state: AccountState,
+        unlocked_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<()>> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE accounts SET state = $1, unlocked_until = $2, updated_at = $3, relock_after_use = 0 \
+                 WHERE app_id = $4 AND account_key = $5 RETURNING id",
+                vec![state.as_str().into(), unlocked_until.map(|t| t.timestamp_millis()).into(), ms(now), app_id.into(), key.as_str().into()],
+            )
+            .await?;
+        Ok((!rows.is_empty()).then_some(()))
+    }
+
+    /// Unlocks an account for one sign-in: unlocked now, locked again by the check that uses it.
+    pub async fn unlock_once(
+        &self,
+        app_id: &str,
+        key: &AccountKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<()>> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE accounts SET state = 'unlocked', unlocked_until = NULL, relock_after_use = 1, updated_at = $1 \
+                 WHERE app_id = $2 AND account_key = $3 RETURNING id",
+                vec![ms(now), app_id.into(), key.as_str().into()],
+            )
+            .await?;
+        Ok((!rows.is_empty()).then_some(()))
+    }
+
+    /// Locks an account unlocked for one sign-in, durably. `false` when another check (or a
+    /// person) already did: only one sign-in gets through.
+    pub async fn relock_after_use(
+        &self,
+        app_id: &str,
+        key: &AccountKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE accounts SET state = 'locked', unlocked_until = NULL, relock_after_use = 0, updated_at = $1 \
+                 WHERE app_id = $2 AND account_key = $3 AND relock_after_use = 1 RETURNING id",
+                vec![ms(now), app_id.into(), key.as_str().into()],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// What the lock decision needs about one account, in two reads (more when names that
+    /// fold together are not merged yet: each of them is read, and any of them can lock).
+    pub async fn lock_inputs(&self, app_id: &str, key: &AccountKey) -> Result<LockInputs> {
         let rows = self
             .engine
             .query(
-                "SELECT id, account FROM accounts WHERE app_id = $1 ORDER BY created_at, id",
-                vec![app_id.into()],
+                "SELECT a.id, a.state, a.unlocked_until, p.id, p.master_locked, p.time_zone, a.relock_after_use, a.account \
+                 FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 AND a.account_key = $2 \
+                 ORDER BY a.key_dup",
+                vec![app_id.into(), key.as_str().into()],
             )
             .await?;
-        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut stmts: Vec<Stmt> = vec![
-            (
-                "UPDATE applications SET account_names = $1 WHERE id = $2 RETURNING id",
-                vec![names.as_str().into(), app_id.into()],
-            ),
-            // Keys are cleared first so that no new key meets an old one half way.
-            (
-                "UPDATE accounts SET account_key = NULL, key_dup = 0 WHERE app_id = $1",
-                vec![app_id.into()],
-            ),
-        ];
+        let mut all = Vec::with_capacity(rows.len());
         for r in &rows {
-            let name = r.text(1)?;
-            let key = names.key(&name).into_string();
-            stmts.push((
-                "UPDATE accounts SET account_key = $1 WHERE id = $2",
-                vec![key.as_str().into(), r.text(0)?.into()],
-            ));
-            groups.entry(key).or_default().push(name);
+            all.push(self.account_inputs(r).await?);
         }
-        let clashes: Vec<String> = groups
-            .into_values()
-            .filter(|g| g.len() > 1)
-            .map(|g| format!("[{}]", g.join(", ")))
-            .collect();
-        if !clashes.is_empty() {
-            let shown = clashes.len().min(20);
-            let more = if clashes.len() > shown {
-                format!(" and {} more", clashes.len() - shown)
-            } else {
-                String::new()
-            };
-            return Err(StoreError::Refused(format!(
-                "names that would be one account: {}{more}; merge them first (deadbolt account merge)",
-                clashes[..shown].join(", ")
-            )));
-        }
-        let out = self.engine.transaction(stmts).await?;
-        if out.first().is_none_or(Vec::is_empty) {
-            return Err(StoreError::NotFound("application"));
-        }
-        // An account enrolled while the keys were rewritten has none yet.
-        self.repair_keys().await
+        let mut all = all.into_iter();
+        let Some(mut first) = all.next() else {
+            return Ok(LockInputs::default());
+        };
+        first.colliding = all.collect();
+        Ok(first)
     }
 
-    /// Merges the account named `from` into the account named `into` (both names exactly as
-    /// enrolled, spellings of one name): `into` keeps its name and gains `from`'s person and
-    /// schedules; it is locked if either was locked (unlock windows close); `from` is removed.
-    pub async fn merge_accounts(
-        &self,
-        app_id: &str,
-        into: &str,
-        from: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Account> {
-        let find = |name: &str| {
-            self.one(
-                const_format::concatcp!(
-                    "SELECT ",
-                    crate::ACCOUNT_COLS,
-                    ", a.account_key, a.key_dup FROM accounts a LEFT JOIN persons p ON p.id = a.person_id \
-                     WHERE a.app_id = $1 AND a.account = $2"
-                ),
-                vec![app_id.into(), name.into()],
-                |r| Ok((crate::account_row(r)?, r.text(10)?, r.int(11)?)),
+    async fn account_inputs(&self, r: &Row) -> Result<LockInputs> {
+        let account_id = r.text(0)?;
+        let enrolment = Enrolment {
+            state: parse(&r.text(1)?)?,
+            unlocked_until: opt_time(r.opt_int(2)?)?,
+        };
+        let person_id = r.opt_text(3)?;
+        let relock_after_use = r.flag(6)?;
+        let person = match &person_id {
+            Some(_) => Some(PersonLocks {
+                master_locked: r.flag(4)?,
+                time_zone: parse(&r.text(5)?)?,
+            }),
+            None => None,
+        };
+        let schedules = self
+            .engine
+            .query(
+                "SELECT days, start_minute, end_minute FROM schedules WHERE account_id = $1 OR (account_id IS NULL AND person_id = $2)",
+                vec![account_id.into(), person_id.clone().into()],
             )
-        };
-        let (keep, key, _) = find(into)
             .await?
-            .ok_or(StoreError::NotFound("account to merge into"))?;
-        let (gone, _, _) = find(from)
-            .await?
-            .ok_or(StoreError::NotFound("account to merge"))?;
-        if keep.id == gone.id {
-            return Err(StoreError::Refused(
-                "an account cannot be merged with itself".into(),
-            ));
-        }
-        // Spellings of one name: equal once folded, whatever the application's setting (an
-        // application with exact names merges them before it can switch to case-insensitive).
-        if AccountNames::CaseInsensitive.key(into) != AccountNames::CaseInsensitive.key(from) {
-            return Err(StoreError::Refused(format!(
-                "{into:?} and {from:?} are different names: only spellings of one name are merged"
-            )));
-        }
-        let person = match (&keep.person_id, &gone.person_id) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(StoreError::Refused(format!(
-                    "{into:?} and {from:?} belong to different people"
-                )))
-            }
-            (a, b) => a.clone().or_else(|| b.clone()),
-        };
-        let locked = keep.state == AccountState::Locked || gone.state == AccountState::Locked;
-        let state = if locked {
-            AccountState::Locked
-        } else {
-            AccountState::Unlocked
-        };
-        let relock = !locked && (keep.relock_after_use || gone.relock_after_use);
-        self.engine
-            .transaction(vec![
-                (
-                    "UPDATE schedules SET account_id = $1 WHERE account_id = $2",
-                    vec![keep.id.as_str().into(), gone.id.as_str().into()],
-                ),
-                (
-                    "DELETE FROM accounts WHERE id = $1",
-                    vec![gone.id.as_str().into()],
-                ),
-                (
-                    "UPDATE accounts SET person_id = $1, state = $2, unlocked_until = NULL, relock_after_use = $3, updated_at = $4 WHERE id = $5",
-                    vec![person.into(), state.as_str().into(), relock.into(), ms(now), keep.id.as_str().into()],
-                ),
-                // The survivor becomes the name's first spelling when that was the one removed.
-                (
-                    "UPDATE accounts SET key_dup = 0 WHERE id = $1 AND NOT EXISTS \
-                     (SELECT 1 FROM accounts b WHERE b.app_id = $2 AND b.account_key = $3 AND b.key_dup = 0 AND b.id <> $1)",
-                    vec![keep.id.as_str().into(), app_id.into(), key.into()],
-                ),
-            ])
-            .await?;
-        self.account_by_id(&keep.id)
-            .await?
-            .ok_or(StoreError::NotFound("account"))
+            .iter()
+            .map(schedule)
+            .collect::<Result<_>>()?;
+        Ok(LockInputs {
+            name: Some(r.text(7)?),
+            enrolment: Some(enrolment),
+            person,
+            person_id,
+            schedules,
+            relock_after_use,
+            colliding: Vec::new(),
+        })
     }
 }
 
-#[cfg(test)]
-#[path = "accounts_tests.rs"]
-mod accounts_tests;
+pub(crate) fn account_row(r: &Row) -> Result<Account> {
+    Ok(Account {
+        id: r.text(0)?,
+        app_id: r.text(1)?,
+        account: r.text(2)?,
+        person_id: r.opt_text(3)?,
+        person_email: r.opt_text(4)?,
+        state: parse(&r.text(5)?)?,
+        unlocked_until: opt_time(r.opt_int(6)?)?,
+        created_at: time(r.int(7)?)?,
+        updated_at: time(r.int(8)?)?,
+        relock_after_use: r.flag(9)?,
+    })
+}

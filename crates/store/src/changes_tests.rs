@@ -2,7 +2,7 @@
 //! also for SQL typed by hand), and pruned without losing what a lagging reader needs to know.
 
 use super::*;
-use deadbolt_core::UnenrolledPolicy;
+use deadbolt_core::{AccountState, UnenrolledPolicy};
 
 use crate::test_support::{k, t0};
 

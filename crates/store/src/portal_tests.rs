@@ -1,8 +1,9 @@
 //! The portal's store methods, run on SQLite and on PostgreSQL.
 
 use super::*;
-use crate::{AccountState, AttemptBatch, NewApplication, NewAttempt, NewPerson};
+use crate::{AttemptBatch, NewApplication, NewAttempt, NewPerson};
 use chrono::Duration;
+use deadbolt_core::AccountState;
 use deadbolt_core::{Reason, UnenrolledPolicy};
 
 use crate::test_support::t0;

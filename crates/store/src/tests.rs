@@ -2,7 +2,7 @@
 
 use super::*;
 use chrono::Duration;
-use deadbolt_core::{Reason, UnenrolledPolicy};
+use deadbolt_core::{AccountState, Enrolment, PersonLocks, Reason, Schedule, UnenrolledPolicy};
 
 use crate::test_support::{k, t0};
 

@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use clap::Parser;
-use deadbolt::{Deadbolt, MasterKeySource};
+use deadbolt::{MasterKeySource, Service};
 use deadbolt_core::{AccountState, Clock, SystemClock, UnenrolledPolicy};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -140,8 +140,8 @@ async fn seed_setup(args: &Args) -> Result<Seeded> {
         value: Some(master_key.clone()),
         file: None,
     };
-    let db = Deadbolt::open(&db_url, &key_source, Arc::new(SystemClock)).await?;
-    let company = db.create_company("Bench company").await?;
+    let service = Service::open(&db_url, &key_source, Arc::new(SystemClock)).await?;
+    let company = service.create_company("Bench company").await?;
     let mut apps = Vec::new();
     for i in 0..args.apps {
         let issuer = format!("app{i}.bench.example");
@@ -151,13 +151,13 @@ async fn seed_setup(args: &Args) -> Result<Seeded> {
         } else {
             AccountState::Unlocked
         };
-        let app = db
+        let app = service
             .create_application(&company.id, &issuer, None, UnenrolledPolicy::Allow, state)
             .await?;
-        let (_, key) = db.create_signing_key(&app.id).await?;
+        let (_, key) = service.create_signing_key(&app.id).await?;
         apps.push((issuer, key));
     }
-    let (_, sdk) = db.create_sdk_key(&company.id).await?;
+    let (_, sdk) = service.create_sdk_key(&company.id).await?;
     Ok(Seeded {
         dir: tempfile_dir::Dir(dir),
         db_url,
@@ -313,17 +313,9 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
     deadbolt.terminate()?;
     baseline.terminate()?;
     // Graceful stop drained the attempt queue: every answered check is a row.
-    let db = Deadbolt::open(
-        &seeded.db_url,
-        &MasterKeySource {
-            value: Some(seeded.master_key.clone()),
-            file: None,
-        },
-        Arc::new(SystemClock),
-    )
-    .await?;
-    let recorded = db.store.attempt_count().await?;
-    drop(db);
+    let store = deadbolt_store::Store::open(&seeded.db_url).await?;
+    let recorded = store.attempt_count().await?;
+    drop(store);
     for (conns, churn, a, b) in per_conn {
         let mean = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
         let worst = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).fold(0.0, f64::max);

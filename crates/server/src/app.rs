@@ -11,15 +11,15 @@ use std::sync::Arc;
 
 use crate::check::CheckService;
 use crate::metrics::Metrics;
-use crate::ops::Deadbolt;
 use crate::portal::{Portal, PortalState};
 use crate::request_id::{self, RequestIdLayer};
+use crate::service::Service;
 use crate::{api, portal};
 
 /// The whole server's state; each surface takes the parts it needs through `FromRef`.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: Deadbolt,
+    pub service: Service,
     pub checks: Arc<CheckService>,
     pub metrics: Arc<Metrics>,
     pub portal: Arc<Portal>,
@@ -31,9 +31,9 @@ impl FromRef<AppState> for Arc<CheckService> {
     }
 }
 
-impl FromRef<AppState> for Deadbolt {
+impl FromRef<AppState> for Service {
     fn from_ref(s: &AppState) -> Self {
-        s.db.clone()
+        s.service.clone()
     }
 }
 
@@ -46,7 +46,7 @@ impl FromRef<AppState> for Arc<Portal> {
 impl FromRef<AppState> for PortalState {
     fn from_ref(s: &AppState) -> Self {
         PortalState {
-            db: s.db.clone(),
+            service: s.service.clone(),
             portal: s.portal.clone(),
         }
     }
@@ -137,7 +137,7 @@ async fn health() -> Json<serde_json::Value> {
 /// failed, the attempt writer stalled or its queue above the high-water mark).
 async fn ready(State(s): State<AppState>) -> Response {
     let mut reasons = Vec::new();
-    if let Err(e) = s.db.store.readiness().await {
+    if let Err(e) = s.service.readiness().await {
         tracing::warn!(error = %e.detail(), "not ready: {}", e.reason());
         reasons.push(e.reason().to_string());
     }

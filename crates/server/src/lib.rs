@@ -11,11 +11,11 @@ pub mod crypto;
 pub mod error;
 pub mod logs;
 pub mod metrics;
-pub mod ops;
 pub mod portal;
 pub mod rate;
 pub mod request;
 pub mod request_id;
+pub mod service;
 
 use anyhow::Context;
 use deadbolt_core::token::TokenPolicy;
@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use error::Error;
-pub use ops::{Deadbolt, MasterKeySource};
+pub use service::{MasterKeySource, Service};
 
 /// Everything `deadbolt serve` can be told, built once (by the CLI from its flags and
 /// `DEADBOLT_*` variables, by tests in code) and passed in: nothing below reads the environment.
@@ -68,11 +68,12 @@ impl Config {
     }
 }
 
-pub struct Application {
+/// The server put together and bound, not yet serving: `run_until` serves until a signal.
+pub struct Server {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     audiences: Vec<String>,
-    db: Deadbolt,
+    service: Service,
     router: axum::Router,
     metrics: Option<(tokio::net::TcpListener, axum::Router)>,
     writer: tokio::task::JoinHandle<()>,
@@ -88,14 +89,14 @@ pub struct Application {
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const CHANGES_KEPT: i64 = 100_000;
 
-impl Application {
+impl Server {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let db = Deadbolt::open(&config.db_url, &config.master_key, clock).await?;
-        Self::build_with(config, db).await
+        let service = Service::open(&config.db_url, &config.master_key, clock).await?;
+        Self::build_with(config, service).await
     }
 
     /// Builds on an opened store (tests use this to keep a handle on it).
-    pub async fn build_with(config: Config, db: Deadbolt) -> anyhow::Result<Self> {
+    pub async fn build_with(config: Config, service: Service) -> anyhow::Result<Self> {
         // Every connection is a descriptor: take all the system allows, then cap the
         // connections to what fits.
         let connections = config.connections.fitted(conn::raise_fd_limit());
@@ -117,12 +118,17 @@ impl Application {
                 v
             }
         };
-        db.store.set_timeout(config.store_timeout);
+        // The composition hands the store to the two readers that own their access to it (see
+        // `Service`); everything else goes through the service.
+        #[allow(clippy::disallowed_methods)]
+        let store = service.store().clone();
+        store.set_timeout(config.store_timeout);
         let metrics = Arc::new(metrics::Metrics::default());
         let (queue, writer) =
-            attempts::AttemptQueue::start(db.store.clone(), config.attempt_queue, metrics.clone());
+            attempts::AttemptQueue::start(store.clone(), config.attempt_queue, metrics.clone());
         let checks = Arc::new(check::CheckService {
-            db: db.clone(),
+            service: service.clone(),
+            store: store.clone(),
             policy: TokenPolicy::new(&audiences),
             cache: check::CheckCache::default(),
             limiter: rate::RateLimiter::new(config.rate_limit),
@@ -145,7 +151,7 @@ impl Application {
             closing_rx,
         ));
         let router = app::router(app::AppState {
-            db: db.clone(),
+            service: service.clone(),
             checks: checks.clone(),
             metrics,
             portal,
@@ -154,7 +160,7 @@ impl Application {
             listener,
             addr,
             audiences,
-            db,
+            service,
             router,
             metrics: metrics_listener,
             writer,
@@ -193,8 +199,8 @@ impl Application {
         self.connections
     }
 
-    pub fn deadbolt(&self) -> &Deadbolt {
-        &self.db
+    pub fn deadbolt(&self) -> &Service {
+        &self.service
     }
 
     /// Serves until `shutdown` resolves, then finishes open requests and drains the attempt queue.
@@ -209,7 +215,7 @@ impl Application {
             writer,
             connections,
             closing,
-            db,
+            service,
             checks,
             ..
         } = self;
@@ -223,7 +229,7 @@ impl Application {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                if let Err(e) = db.store.prune_changes(CHANGES_KEPT).await {
+                if let Err(e) = service.prune_changes(CHANGES_KEPT).await {
                     tracing::warn!(error = %e, "cannot prune the change log");
                 }
             }

@@ -42,6 +42,7 @@ pub use attempts::AttemptBatch;
 pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};
 pub use identity::Collision;
 pub use model::*;
+pub use portal::{PortalLink, RoleRecord, SessionRecord};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {

@@ -1,7 +1,7 @@
 //! The real Deadbolt server, started on port 0 with a fresh SQLite store, one company, and one
 //! application whose signing key the function uses.
 
-use deadbolt::{Application, Config, Deadbolt, MasterKeySource};
+use deadbolt::{Config, MasterKeySource, Service};
 use deadbolt_core::{AccountState, SystemClock, UnenrolledPolicy};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ pub struct Server {
     pub app_id: String,
     /// Where the server itself listens.
     pub addr: std::net::SocketAddr,
-    pub db: Deadbolt,
+    pub service: Service,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -32,9 +32,9 @@ impl Server {
     /// server reached through something in front of it.
     pub async fn start_as(public_url: Option<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db_url = format!("sqlite://{}", dir.path().join("deadbolt.db").display());
+        let db_url = format!("sqlite://{}", dir.path().join("deadbolt.service").display());
         let key = MasterKeySource::default();
-        let db = Deadbolt::open(&db_url, &key, Arc::new(SystemClock))
+        let service = Service::open(&db_url, &key, Arc::new(SystemClock))
             .await
             .expect("open the store");
         let mut config = Config::new(&db_url);
@@ -42,7 +42,7 @@ impl Server {
         config.master_key = key;
         config.rate_limit = 0;
         config.public_url = public_url.clone();
-        let app = Application::build_with(config, db.clone())
+        let app = deadbolt::Server::build_with(config, service.clone())
             .await
             .expect("build the server");
         let api_uri = public_url.unwrap_or_else(|| format!("http://127.0.0.1:{}", app.port()));
@@ -56,8 +56,11 @@ impl Server {
                 .await;
         });
 
-        let company = db.create_company("Example Ltd").await.expect("company");
-        let application = db
+        let company = service
+            .create_company("Example Ltd")
+            .await
+            .expect("company");
+        let application = service
             .create_application(
                 &company.id,
                 ISSUER,
@@ -67,7 +70,7 @@ impl Server {
             )
             .await
             .expect("application");
-        let (_, signing_key) = db
+        let (_, signing_key) = service
             .create_signing_key(&application.id)
             .await
             .expect("signing key");
@@ -76,7 +79,7 @@ impl Server {
             signing_key,
             app_id: application.id,
             addr,
-            db,
+            service,
             _dir: dir,
             shutdown: Some(shutdown),
         }
@@ -84,7 +87,7 @@ impl Server {
 
     /// Enrols `account`, locked or not.
     pub async fn enrol(&self, account: &str, locked: bool) {
-        self.db
+        self.service
             .enroll(&self.app_id, account, None)
             .await
             .expect("enrol");
@@ -96,11 +99,14 @@ impl Server {
     }
 
     pub async fn lock(&self, account: &str) {
-        self.db.lock(&self.app_id, account).await.expect("lock");
+        self.service
+            .lock(&self.app_id, account)
+            .await
+            .expect("lock");
     }
 
     pub async fn unlock(&self, account: &str) {
-        self.db
+        self.service
             .unlock(&self.app_id, account, None)
             .await
             .expect("unlock");
@@ -112,7 +118,7 @@ impl Server {
         let until = tokio::time::Instant::now() + patience;
         loop {
             let list: Vec<Attempt> = self
-                .db
+                .service
                 .attempts(&self.app_id, 1000)
                 .await
                 .expect("attempts")

@@ -33,7 +33,7 @@ pub async fn check(State(checks): State<Arc<CheckService>>, request: Request) ->
         };
         // Each store call has the store deadline; so has the check as a whole, so that a few
         // slow calls in a row do not add up to a hang.
-        let deadline = checks.db.store.timeout();
+        let deadline = checks.store.timeout();
         tokio::time::timeout(
             deadline,
             checks.check(

@@ -15,8 +15,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::check::CheckService;
 use crate::error::Error;
-use crate::ops::Deadbolt;
 use crate::request_id::{self, Panicked};
+use crate::service::Service;
 
 /// The check path, as the NL3 integrations call it.
 pub const CHECK_PATH: &str = deadbolt_client::DEFAULT_API_PATH;
@@ -29,7 +29,7 @@ pub const MAX_SDK_BODY: usize = 32 * 1024 * 1024;
 pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
-    Deadbolt: FromRef<S>,
+    Service: FromRef<S>,
     Arc<CheckService>: FromRef<S>,
 {
     // The SDK calls have a span per request; the check does not (see `request_id`).

@@ -17,11 +17,12 @@ use std::collections::HashMap;
 use super::MAX_SDK_BODY;
 use crate::crypto::token_hash;
 use crate::error::{Error, Result};
-use crate::ops::{normalize_code, valid_account, Deadbolt};
 use crate::request::{header, json_object, read_body};
+use crate::service::{normalize_code, valid_account, Service};
 
-async fn company(db: &Deadbolt, headers: &HeaderMap) -> Result<String> {
-    db.authenticate_sdk(header(headers, "x-nl3-server-api-token"))
+async fn company(service: &Service, headers: &HeaderMap) -> Result<String> {
+    service
+        .authenticate_sdk(header(headers, "x-nl3-server-api-token"))
         .await
 }
 
@@ -44,11 +45,11 @@ struct RowResult<'a> {
 /// Imports users in one transaction: 200 when every row was new, 202 when some existed already,
 /// 400 (and nothing imported) when any row is invalid.
 pub async fn import_users(
-    State(db): State<Deadbolt>,
+    State(service): State<Service>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let company = company(&db, &headers).await?;
+    let company = company(&service, &headers).await?;
     let bytes = read_body(&headers, body, MAX_SDK_BODY).await?;
     let users =
         deadbolt_core::import::parse_import(&bytes).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -58,7 +59,7 @@ pub async fn import_users(
     for (i, u) in users.iter().enumerate() {
         let domain: &str = &u.domain;
         if !apps.contains_key(domain) {
-            let app = db
+            let app = service
                 .company_application(&company, domain)
                 .await
                 .ok()
@@ -72,7 +73,7 @@ pub async fn import_users(
             )),
             (_, Err(e)) => Some(e.to_string()),
             (Some(_), Ok(_)) => match u.email.as_deref().filter(|e| !e.trim().is_empty()) {
-                Some(e) => crate::ops::valid_email(e).err().map(|e| e.to_string()),
+                Some(e) => crate::service::valid_email(e).err().map(|e| e.to_string()),
                 None => None,
             },
         }
@@ -114,7 +115,7 @@ pub async fn import_users(
         let body = json!({"message": format!("{} invalid rows; nothing was imported", errors.len()), "errors": errors});
         return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
     }
-    let created = db.import(&rows).await?;
+    let created = service.import(&rows).await?;
     drop(rows);
     let new = created.iter().filter(|c| **c).count();
     let status = if new == created.len() {
@@ -148,23 +149,23 @@ struct Target {
 }
 
 pub async fn lock(
-    State(db): State<Deadbolt>,
+    State(service): State<Service>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let company = company(&db, &headers).await?;
+    let company = company(&service, &headers).await?;
     let t: Target = json_object(&read_body(&headers, body, 64 * 1024).await?)?;
-    let app = db.company_application(&company, &t.domain).await?;
-    db.lock(&app.id, &t.user_account_id).await?;
+    let app = service.company_application(&company, &t.domain).await?;
+    service.lock(&app.id, &t.user_account_id).await?;
     Ok(Json(json!({"locked": true})))
 }
 
 pub async fn unlock(
-    State(db): State<Deadbolt>,
+    State(service): State<Service>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let company = company(&db, &headers).await?;
+    let company = company(&service, &headers).await?;
     let t: Target = json_object(&read_body(&headers, body, 64 * 1024).await?)?;
     let window = match t.minutes {
         None => None,
@@ -175,8 +176,8 @@ pub async fn unlock(
             ))
         }
     };
-    let app = db.company_application(&company, &t.domain).await?;
-    let until = db.unlock(&app.id, &t.user_account_id, window).await?;
+    let app = service.company_application(&company, &t.domain).await?;
+    let until = service.unlock(&app.id, &t.user_account_id, window).await?;
     Ok(Json(match until {
         Some(u) => json!({"locked": false, "unlocked_until": u}),
         None => json!({"locked": false}),
@@ -191,14 +192,14 @@ pub struct StatusQuery {
 }
 
 pub async fn status(
-    State(db): State<Deadbolt>,
+    State(service): State<Service>,
     headers: HeaderMap,
     q: std::result::Result<Query<StatusQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
-    let company = company(&db, &headers).await?;
+    let company = company(&service, &headers).await?;
     let Query(q) = q.map_err(|e| Error::Invalid(e.body_text()))?;
-    let app = db.company_application(&company, &q.domain).await?;
-    let d = db.status(&app, &q.user_account_id).await?;
+    let app = service.company_application(&company, &q.domain).await?;
+    let d = service.status(&app, &q.user_account_id).await?;
     Ok(Json(
         json!({"locked": d.locked, "reason": d.reason.as_str()}),
     ))
@@ -216,21 +217,21 @@ pub struct AttemptsQuery {
 /// With `since` (RFC 3339 or Unix milliseconds): attempts from then on, oldest first; without:
 /// the newest first.
 pub async fn attempts(
-    State(db): State<Deadbolt>,
+    State(service): State<Service>,
     headers: HeaderMap,
     q: std::result::Result<Query<AttemptsQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
-    let company = company(&db, &headers).await?;
+    let company = company(&service, &headers).await?;
     let Query(q) = q.map_err(|e| Error::Invalid(e.body_text()))?;
-    let app = db.company_application(&company, &q.domain).await?;
+    let app = service.company_application(&company, &q.domain).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let list = match q.since.as_deref() {
         Some(since) => {
-            db.store
+            service
                 .attempts_since(&app.id, parse_since(since)?, limit)
                 .await?
         }
-        None => db.store.recent_attempts(&app.id, limit).await?,
+        None => service.recent_attempts(&app.id, limit).await?,
     };
     Ok(Json(json!({"attempts": list})))
 }
@@ -261,18 +262,18 @@ struct PairRequest {
 /// Pairs one of the company's accounts with the person who created the pairing code in the
 /// portal.
 pub async fn pair(
-    State(db): State<Deadbolt>,
+    State(service): State<Service>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let company = company(&db, &headers).await?;
+    let company = company(&service, &headers).await?;
     let bytes = read_body(&headers, body, 16 * 1024).await?;
     let req: PairRequest = json_object(&bytes)?;
     let account = valid_account(&req.user_account_id)?;
-    let app = db.company_application(&company, &req.domain).await?;
+    let app = service.company_application(&company, &req.domain).await?;
     // An account already paired with someone else is refused before the code is used up.
     let key = app.account_names.key(account);
-    if let Some(existing) = db.store.account(&app.id, &key).await? {
+    if let Some(existing) = service.find_account(&app.id, &key).await? {
         if existing.person_id.is_some() {
             return Err(Error::Conflict(format!(
                 "a pairing for account {account:?}"
@@ -280,14 +281,12 @@ pub async fn pair(
         }
     }
     let code = normalize_code(&req.code);
-    let person_id = db
-        .store
-        .take_pairing_code(&token_hash(&code), db.now())
+    let person_id = service
+        .take_pairing_code(&token_hash(&code), service.now())
         .await?
         .ok_or_else(|| Error::NotFound("pairing code (it may have expired or been used)".into()))?;
-    let (acc, created) = db
-        .store
-        .enroll(&app.id, account, Some(&person_id), db.now())
+    let (acc, created) = service
+        .enroll_key(&app.id, account, Some(&person_id), service.now())
         .await?;
     if acc.person_id.as_deref() != Some(person_id.as_str()) {
         return Err(Error::Conflict(format!(

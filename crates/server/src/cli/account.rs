@@ -9,31 +9,31 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{view, AccountCmd};
-use crate::ops::Deadbolt;
+use crate::service::Service;
 
-pub(super) async fn run(db: &Deadbolt, cmd: &AccountCmd) -> anyhow::Result<Value> {
+pub(super) async fn run(service: &Service, cmd: &AccountCmd) -> anyhow::Result<Value> {
     match cmd {
         AccountCmd::Enroll {
             app,
             account,
             person,
-        } => view(enroll(db, app, account, person.as_deref()).await?),
-        AccountCmd::Lock { app, account } => view(lock(db, app, account).await?),
+        } => view(enroll(service, app, account, person.as_deref()).await?),
+        AccountCmd::Lock { app, account } => view(lock(service, app, account).await?),
         AccountCmd::Unlock {
             app,
             account,
             once: true,
             ..
-        } => view(unlock_once(db, app, account).await?),
+        } => view(unlock_once(service, app, account).await?),
         AccountCmd::Unlock {
             app, account, for_, ..
-        } => view(unlock(db, app, account, for_.as_deref()).await?),
-        AccountCmd::Show { app, account } => view(show(db, app, account).await?),
+        } => view(unlock(service, app, account, for_.as_deref()).await?),
+        AccountCmd::Show { app, account } => view(show(service, app, account).await?),
         AccountCmd::List { app, search, limit } => {
-            view(list(db, app, search.as_deref(), *limit).await?)
+            view(list(service, app, search.as_deref(), *limit).await?)
         }
-        AccountCmd::Collisions { app } => view(collisions(db, app.as_deref()).await?),
-        AccountCmd::Merge { app, into, from } => view(merge(db, app, into, from).await?),
+        AccountCmd::Collisions { app } => view(collisions(service, app.as_deref()).await?),
+        AccountCmd::Merge { app, into, from } => view(merge(service, app, into, from).await?),
     }
 }
 
@@ -47,12 +47,12 @@ struct Enrolled {
 }
 
 async fn enroll(
-    db: &Deadbolt,
+    service: &Service,
     app: &str,
     account: &str,
     person: Option<&str>,
 ) -> anyhow::Result<Enrolled> {
-    let (acc, created) = db.enroll(app, account, person).await?;
+    let (acc, created) = service.enroll(app, account, person).await?;
     Ok(Enrolled {
         account: acc.account,
         created,
@@ -69,8 +69,8 @@ struct Locked<'a> {
     locked: bool,
 }
 
-async fn lock<'a>(db: &Deadbolt, app: &'a str, account: &'a str) -> anyhow::Result<Locked<'a>> {
-    db.lock(app, account).await?;
+async fn lock<'a>(service: &Service, app: &'a str, account: &'a str) -> anyhow::Result<Locked<'a>> {
+    service.lock(app, account).await?;
     Ok(Locked {
         account,
         app,
@@ -87,11 +87,11 @@ struct UnlockedOnce<'a> {
 }
 
 async fn unlock_once<'a>(
-    db: &Deadbolt,
+    service: &Service,
     app: &'a str,
     account: &'a str,
 ) -> anyhow::Result<UnlockedOnce<'a>> {
-    db.unlock_once(app, account).await?;
+    service.unlock_once(app, account).await?;
     Ok(UnlockedOnce {
         account,
         app,
@@ -111,13 +111,13 @@ struct Unlocked<'a> {
 
 /// `window` as written after --for (90s, 15m); `None` unlocks for good.
 async fn unlock<'a>(
-    db: &Deadbolt,
+    service: &Service,
     app: &'a str,
     account: &'a str,
     window: Option<&str>,
 ) -> anyhow::Result<Unlocked<'a>> {
     let window = window.map(parse_duration).transpose()?;
-    let until = db.unlock(app, account, window).await?;
+    let until = service.unlock(app, account, window).await?;
     Ok(Unlocked {
         account,
         app,
@@ -134,10 +134,10 @@ struct Status {
     reason: &'static str,
 }
 
-async fn show(db: &Deadbolt, app: &str, account: &str) -> anyhow::Result<Status> {
-    let application = db.application(app).await?;
-    let acc = db.account(app, account).await?;
-    let d = db.status(&application, account).await?;
+async fn show(service: &Service, app: &str, account: &str) -> anyhow::Result<Status> {
+    let application = service.application(app).await?;
+    let acc = service.account(app, account).await?;
+    let d = service.status(&application, account).await?;
     Ok(Status {
         account: acc,
         locked: d.locked,
@@ -151,16 +151,15 @@ struct Accounts {
 }
 
 async fn list(
-    db: &Deadbolt,
+    service: &Service,
     app: &str,
     search: Option<&str>,
     limit: i64,
 ) -> anyhow::Result<Accounts> {
     // An unknown application is an error, not an empty list.
-    db.application(app).await?;
+    service.application(app).await?;
     Ok(Accounts {
-        accounts: db
-            .store
+        accounts: service
             .accounts(app, search, limit.clamp(1, 10_000))
             .await?,
     })
@@ -171,9 +170,9 @@ struct Collisions {
     collisions: Vec<Collision>,
 }
 
-async fn collisions(db: &Deadbolt, app: Option<&str>) -> anyhow::Result<Collisions> {
+async fn collisions(service: &Service, app: Option<&str>) -> anyhow::Result<Collisions> {
     Ok(Collisions {
-        collisions: db.account_collisions(app).await?,
+        collisions: service.account_collisions(app).await?,
     })
 }
 
@@ -185,13 +184,13 @@ struct Merged<'a> {
 }
 
 async fn merge<'a>(
-    db: &Deadbolt,
+    service: &Service,
     app: &str,
     into: &str,
     from: &'a str,
 ) -> anyhow::Result<Merged<'a>> {
     Ok(Merged {
-        account: db.merge_accounts(app, into, from).await?,
+        account: service.merge_accounts(app, into, from).await?,
         merged: from,
     })
 }
@@ -230,9 +229,9 @@ impl From<Attempt> for AttemptView {
 }
 
 /// The application's attempts, newest first.
-pub(super) async fn attempts(db: &Deadbolt, app: &str, limit: i64) -> anyhow::Result<Attempts> {
-    db.application(app).await?;
-    let list = db.attempts(app, limit).await?;
+pub(super) async fn attempts(service: &Service, app: &str, limit: i64) -> anyhow::Result<Attempts> {
+    service.application(app).await?;
+    let list = service.attempts(app, limit).await?;
     Ok(Attempts {
         attempts: list.into_iter().map(AttemptView::from).collect(),
     })

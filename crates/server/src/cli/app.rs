@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{view, AppCmd, KeyCmd, KeyCreated};
-use crate::ops::Deadbolt;
+use crate::service::Service;
 
-pub(super) async fn run(db: &Deadbolt, cmd: &AppCmd) -> anyhow::Result<Value> {
+pub(super) async fn run(service: &Service, cmd: &AppCmd) -> anyhow::Result<Value> {
     match cmd {
         AppCmd::Create {
             company,
@@ -25,10 +25,10 @@ pub(super) async fn run(db: &Deadbolt, cmd: &AppCmd) -> anyhow::Result<Value> {
                 default_state: *default_state,
                 account_names: *account_names,
             };
-            view(create(db, company, issuer, name.as_deref(), settings).await?)
+            view(create(service, company, issuer, name.as_deref(), settings).await?)
         }
-        AppCmd::List { company } => view(list(db, company.as_deref()).await?),
-        AppCmd::Show { id } => view(show(db, id).await?),
+        AppCmd::List { company } => view(list(service, company.as_deref()).await?),
+        AppCmd::Show { id } => view(show(service, id).await?),
         AppCmd::Set {
             id,
             unenrolled,
@@ -42,16 +42,16 @@ pub(super) async fn run(db: &Deadbolt, cmd: &AppCmd) -> anyhow::Result<Value> {
                 audit_mode: *audit_mode,
                 account_names: *account_names,
             };
-            view(set(db, id, changes).await?)
+            view(set(service, id, changes).await?)
         }
     }
 }
 
-pub(super) async fn run_key(db: &Deadbolt, cmd: &KeyCmd) -> anyhow::Result<Value> {
+pub(super) async fn run_key(service: &Service, cmd: &KeyCmd) -> anyhow::Result<Value> {
     match cmd {
-        KeyCmd::Create { app } => view(create_key(db, app).await?),
-        KeyCmd::Revoke { id } => view(revoke_key(db, id).await?),
-        KeyCmd::List { app } => view(keys(db, app).await?),
+        KeyCmd::Create { app } => view(create_key(service, app).await?),
+        KeyCmd::Revoke { id } => view(revoke_key(service, id).await?),
+        KeyCmd::List { app } => view(keys(service, app).await?),
     }
 }
 
@@ -71,13 +71,13 @@ struct Created {
 }
 
 async fn create(
-    db: &Deadbolt,
+    service: &Service,
     company: &str,
     issuer: &str,
     name: Option<&str>,
     settings: NewApp,
 ) -> anyhow::Result<Created> {
-    let mut app = db
+    let mut app = service
         .create_application(
             company,
             issuer,
@@ -87,7 +87,7 @@ async fn create(
         )
         .await?;
     if app.account_names != settings.account_names {
-        app = db
+        app = service
             .set_account_names(&app.id, settings.account_names)
             .await?;
     }
@@ -103,14 +103,14 @@ struct Applications {
     applications: Vec<Application>,
 }
 
-async fn list(db: &Deadbolt, company: Option<&str>) -> anyhow::Result<Applications> {
+async fn list(service: &Service, company: Option<&str>) -> anyhow::Result<Applications> {
     Ok(Applications {
-        applications: db.store.applications(company).await?,
+        applications: service.applications(company).await?,
     })
 }
 
-async fn show(db: &Deadbolt, id: &str) -> anyhow::Result<Application> {
-    Ok(db.application(id).await?)
+async fn show(service: &Service, id: &str) -> anyhow::Result<Application> {
+    Ok(service.application(id).await?)
 }
 
 /// The settings `app set` changes; those not given stay as they are.
@@ -122,22 +122,22 @@ struct Changes {
 }
 
 /// The application with its new settings.
-async fn set(db: &Deadbolt, id: &str, changes: Changes) -> anyhow::Result<Application> {
+async fn set(service: &Service, id: &str, changes: Changes) -> anyhow::Result<Application> {
     // Refused (nothing changed) while two enrolled names would be one account.
     if let Some(names) = changes.account_names {
-        db.set_account_names(id, names).await?;
+        service.set_account_names(id, names).await?;
     }
-    let app = db.application(id).await?;
+    let app = service.application(id).await?;
     let settings = AppSettings {
         unenrolled: changes.unenrolled.unwrap_or(app.unenrolled),
         default_state: changes.default_state.unwrap_or(app.default_state),
         audit_mode: changes.audit_mode.unwrap_or(app.audit_mode),
     };
-    Ok(db.store.update_application(id, &settings).await?)
+    Ok(service.update_application(id, &settings).await?)
 }
 
-async fn create_key(db: &Deadbolt, app: &str) -> anyhow::Result<KeyCreated> {
-    let (id, secret) = db.create_signing_key(app).await?;
+async fn create_key(service: &Service, app: &str) -> anyhow::Result<KeyCreated> {
+    let (id, secret) = service.create_signing_key(app).await?;
     Ok(KeyCreated { id, secret })
 }
 
@@ -148,9 +148,9 @@ struct KeyRevoked<'a> {
     revoked: bool,
 }
 
-async fn revoke_key<'a>(db: &Deadbolt, id: &'a str) -> anyhow::Result<KeyRevoked<'a>> {
+async fn revoke_key<'a>(service: &Service, id: &'a str) -> anyhow::Result<KeyRevoked<'a>> {
     Ok(KeyRevoked {
-        app: db.revoke_signing_key(id).await?,
+        app: service.revoke_signing_key(id).await?,
         id,
         revoked: true,
     })
@@ -170,8 +170,8 @@ struct SigningKey {
     revoked_at: Option<DateTime<Utc>>,
 }
 
-async fn keys(db: &Deadbolt, app: &str) -> anyhow::Result<SigningKeys> {
-    let keys = db.store.signing_keys(app).await?;
+async fn keys(service: &Service, app: &str) -> anyhow::Result<SigningKeys> {
+    let keys = service.signing_keys(app).await?;
     Ok(SigningKeys {
         keys: keys
             .into_iter()

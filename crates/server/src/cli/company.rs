@@ -7,20 +7,20 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{view, CompanyCmd, KeyCreated, SdkKeyCmd};
-use crate::ops::Deadbolt;
+use crate::service::Service;
 
-pub(super) async fn run(db: &Deadbolt, cmd: &CompanyCmd) -> anyhow::Result<Value> {
+pub(super) async fn run(service: &Service, cmd: &CompanyCmd) -> anyhow::Result<Value> {
     match cmd {
-        CompanyCmd::Create { name } => view(create(db, name).await?),
-        CompanyCmd::List => view(list(db).await?),
+        CompanyCmd::Create { name } => view(create(service, name).await?),
+        CompanyCmd::List => view(list(service).await?),
     }
 }
 
-pub(super) async fn run_sdk_key(db: &Deadbolt, cmd: &SdkKeyCmd) -> anyhow::Result<Value> {
+pub(super) async fn run_sdk_key(service: &Service, cmd: &SdkKeyCmd) -> anyhow::Result<Value> {
     match cmd {
-        SdkKeyCmd::Create { company } => view(create_sdk_key(db, company).await?),
-        SdkKeyCmd::Revoke { id } => view(revoke_sdk_key(db, id).await?),
-        SdkKeyCmd::List { company } => view(sdk_keys(db, company).await?),
+        SdkKeyCmd::Create { company } => view(create_sdk_key(service, company).await?),
+        SdkKeyCmd::Revoke { id } => view(revoke_sdk_key(service, id).await?),
+        SdkKeyCmd::List { company } => view(sdk_keys(service, company).await?),
     }
 }
 
@@ -30,9 +30,9 @@ struct Created {
     id: String,
 }
 
-async fn create(db: &Deadbolt, name: &str) -> anyhow::Result<Created> {
+async fn create(service: &Service, name: &str) -> anyhow::Result<Created> {
     Ok(Created {
-        id: db.create_company(name).await?.id,
+        id: service.create_company(name).await?.id,
     })
 }
 
@@ -41,14 +41,14 @@ struct Companies {
     companies: Vec<Company>,
 }
 
-async fn list(db: &Deadbolt) -> anyhow::Result<Companies> {
+async fn list(service: &Service) -> anyhow::Result<Companies> {
     Ok(Companies {
-        companies: db.store.companies().await?,
+        companies: service.companies().await?,
     })
 }
 
-async fn create_sdk_key(db: &Deadbolt, company: &str) -> anyhow::Result<KeyCreated> {
-    let (id, secret) = db.create_sdk_key(company).await?;
+async fn create_sdk_key(service: &Service, company: &str) -> anyhow::Result<KeyCreated> {
+    let (id, secret) = service.create_sdk_key(company).await?;
     Ok(KeyCreated { id, secret })
 }
 
@@ -58,8 +58,8 @@ struct SdkKeyRevoked<'a> {
     revoked: bool,
 }
 
-async fn revoke_sdk_key<'a>(db: &Deadbolt, id: &'a str) -> anyhow::Result<SdkKeyRevoked<'a>> {
-    db.revoke_sdk_key(id).await?;
+async fn revoke_sdk_key<'a>(service: &Service, id: &'a str) -> anyhow::Result<SdkKeyRevoked<'a>> {
+    service.revoke_sdk_key(id).await?;
     Ok(SdkKeyRevoked { id, revoked: true })
 }
 
@@ -76,8 +76,8 @@ struct SdkKey {
     revoked_at: Option<DateTime<Utc>>,
 }
 
-async fn sdk_keys(db: &Deadbolt, company: &str) -> anyhow::Result<SdkKeys> {
-    let keys = db.store.sdk_keys(company).await?;
+async fn sdk_keys(service: &Service, company: &str) -> anyhow::Result<SdkKeys> {
+    let keys = service.sdk_keys(company).await?;
     Ok(SdkKeys {
         keys: keys
             .into_iter()

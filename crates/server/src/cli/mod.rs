@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 
-use crate::ops::{Deadbolt, MasterKeySource};
+use crate::service::{MasterKeySource, Service};
 
 impl Cli {
     fn key_source(&self) -> MasterKeySource {
@@ -33,8 +33,8 @@ impl Cli {
         }
     }
 
-    async fn open(&self) -> anyhow::Result<Deadbolt> {
-        Ok(Deadbolt::open(&self.db, &self.key_source(), Arc::new(SystemClock)).await?)
+    async fn open(&self) -> anyhow::Result<Service> {
+        Ok(Service::open(&self.db, &self.key_source(), Arc::new(SystemClock)).await?)
     }
 
     /// Runs the command; the JSON it prints on success.
@@ -45,9 +45,9 @@ impl Cli {
                 return Ok(None);
             }
             Command::Demo(args) => {
-                let db = self.open().await?;
-                let demo = serve::demo_setup(&db).await?;
-                drop(db);
+                let service = self.open().await?;
+                let demo = serve::demo_setup(&service).await?;
+                drop(service);
                 self.serve(args, Some(demo)).await?;
                 return Ok(None);
             }

@@ -4,12 +4,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{view, OperatorCmd};
-use crate::ops::Deadbolt;
+use crate::service::Service;
 
-pub(super) async fn run(db: &Deadbolt, cmd: &OperatorCmd) -> anyhow::Result<Value> {
+pub(super) async fn run(service: &Service, cmd: &OperatorCmd) -> anyhow::Result<Value> {
     match cmd {
-        OperatorCmd::Create { email, password } => view(create(db, email, password).await?),
-        OperatorCmd::Invite { email, public_url } => view(invite(db, email, public_url).await?),
+        OperatorCmd::Create { email, password } => view(create(service, email, password).await?),
+        OperatorCmd::Invite { email, public_url } => {
+            view(invite(service, email, public_url).await?)
+        }
     }
 }
 
@@ -20,8 +22,8 @@ struct Operator {
     id: String,
 }
 
-async fn create(db: &Deadbolt, email: &str, password: &str) -> anyhow::Result<Operator> {
-    let p = crate::portal::create_operator(db, email, password).await?;
+async fn create(service: &Service, email: &str, password: &str) -> anyhow::Result<Operator> {
+    let p = crate::portal::create_operator(service, email, password).await?;
     Ok(Operator {
         email: p.email,
         id: p.id,
@@ -33,8 +35,8 @@ struct Invitation {
     link: String,
 }
 
-async fn invite(db: &Deadbolt, email: &str, public_url: &str) -> anyhow::Result<Invitation> {
+async fn invite(service: &Service, email: &str, public_url: &str) -> anyhow::Result<Invitation> {
     Ok(Invitation {
-        link: crate::portal::invite_operator(db, public_url, email).await?,
+        link: crate::portal::invite_operator(service, public_url, email).await?,
     })
 }

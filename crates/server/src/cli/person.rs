@@ -7,23 +7,23 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{view, PersonCmd, ScheduleCmd};
-use crate::ops::Deadbolt;
+use crate::service::Service;
 
-pub(super) async fn run(db: &Deadbolt, cmd: &PersonCmd) -> anyhow::Result<Value> {
+pub(super) async fn run(service: &Service, cmd: &PersonCmd) -> anyhow::Result<Value> {
     match cmd {
         PersonCmd::Create {
             email,
             password,
             time_zone,
-        } => view(create(db, email, password.as_deref(), time_zone).await?),
-        PersonCmd::Show { email } => view(show(db, email).await?),
-        PersonCmd::List { limit } => view(list(db, *limit).await?),
-        PersonCmd::LockAll { email } => view(master_lock(db, email, true).await?),
-        PersonCmd::UnlockAll { email } => view(master_lock(db, email, false).await?),
+        } => view(create(service, email, password.as_deref(), time_zone).await?),
+        PersonCmd::Show { email } => view(show(service, email).await?),
+        PersonCmd::List { limit } => view(list(service, *limit).await?),
+        PersonCmd::LockAll { email } => view(master_lock(service, email, true).await?),
+        PersonCmd::UnlockAll { email } => view(master_lock(service, email, false).await?),
     }
 }
 
-pub(super) async fn run_schedule(db: &Deadbolt, cmd: &ScheduleCmd) -> anyhow::Result<Value> {
+pub(super) async fn run_schedule(service: &Service, cmd: &ScheduleCmd) -> anyhow::Result<Value> {
     match cmd {
         ScheduleCmd::Add {
             person,
@@ -33,10 +33,10 @@ pub(super) async fn run_schedule(db: &Deadbolt, cmd: &ScheduleCmd) -> anyhow::Re
             window,
         } => {
             let target = app.as_deref().zip(account.as_deref());
-            view(add_schedule(db, person, target, days, window).await?)
+            view(add_schedule(service, person, target, days, window).await?)
         }
-        ScheduleCmd::List { person } => view(schedules(db, person).await?),
-        ScheduleCmd::Delete { id } => view(delete_schedule(db, id).await?),
+        ScheduleCmd::List { person } => view(schedules(service, person).await?),
+        ScheduleCmd::Delete { id } => view(delete_schedule(service, id).await?),
     }
 }
 
@@ -48,20 +48,22 @@ struct Created {
 }
 
 async fn create(
-    db: &Deadbolt,
+    service: &Service,
     email: &str,
     password: Option<&str>,
     time_zone: &str,
 ) -> anyhow::Result<Created> {
-    let p = db.create_person(email, password, Some(time_zone)).await?;
+    let p = service
+        .create_person(email, password, Some(time_zone))
+        .await?;
     Ok(Created {
         email: p.email,
         id: p.id,
     })
 }
 
-async fn show(db: &Deadbolt, email: &str) -> anyhow::Result<Person> {
-    Ok(db.person_by_email(email).await?)
+async fn show(service: &Service, email: &str) -> anyhow::Result<Person> {
+    Ok(service.person_by_email(email).await?)
 }
 
 #[derive(Serialize)]
@@ -69,9 +71,9 @@ struct Persons {
     persons: Vec<Person>,
 }
 
-async fn list(db: &Deadbolt, limit: i64) -> anyhow::Result<Persons> {
+async fn list(service: &Service, limit: i64) -> anyhow::Result<Persons> {
     Ok(Persons {
-        persons: db.store.persons(limit).await?,
+        persons: service.persons(limit).await?,
     })
 }
 
@@ -82,9 +84,9 @@ struct MasterLock {
     master_lock: bool,
 }
 
-async fn master_lock(db: &Deadbolt, email: &str, on: bool) -> anyhow::Result<MasterLock> {
+async fn master_lock(service: &Service, email: &str, on: bool) -> anyhow::Result<MasterLock> {
     Ok(MasterLock {
-        email: db.set_master_lock(email, on).await?.email,
+        email: service.set_master_lock(email, on).await?.email,
         master_lock: on,
     })
 }
@@ -101,14 +103,14 @@ struct ScheduleAdded<'a> {
 /// `target` is an application's id and an account's name: that account only; `None`: all the
 /// person's accounts.
 async fn add_schedule<'a>(
-    db: &Deadbolt,
+    service: &Service,
     person: &str,
     target: Option<(&str, &str)>,
     days: &'a str,
     window: &'a str,
 ) -> anyhow::Result<ScheduleAdded<'a>> {
     let schedule = Schedule::parse(days, window)?;
-    let s = db.add_schedule(person, target, schedule).await?;
+    let s = service.add_schedule(person, target, schedule).await?;
     Ok(ScheduleAdded {
         account_id: s.account_id,
         days,
@@ -144,9 +146,9 @@ impl From<ScheduleRecord> for ScheduleView {
     }
 }
 
-async fn schedules(db: &Deadbolt, person: &str) -> anyhow::Result<Schedules> {
-    let p = db.person_by_email(person).await?;
-    let list = db.store.person_schedules(&p.id).await?;
+async fn schedules(service: &Service, person: &str) -> anyhow::Result<Schedules> {
+    let p = service.person_by_email(person).await?;
+    let list = service.person_schedules(&p.id).await?;
     Ok(Schedules {
         schedules: list.into_iter().map(ScheduleView::from).collect(),
     })
@@ -158,8 +160,11 @@ struct ScheduleDeleted<'a> {
     id: &'a str,
 }
 
-async fn delete_schedule<'a>(db: &Deadbolt, id: &'a str) -> anyhow::Result<ScheduleDeleted<'a>> {
-    db.store.delete_schedule(id).await?;
+async fn delete_schedule<'a>(
+    service: &Service,
+    id: &'a str,
+) -> anyhow::Result<ScheduleDeleted<'a>> {
+    service.delete_schedule(id).await?;
     Ok(ScheduleDeleted { deleted: true, id })
 }
 

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::sync::Arc;
 
 use super::Cli;
-use crate::ops::Deadbolt;
-use crate::{Application, Config};
+use crate::service::Service;
+use crate::{Config, Server};
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -110,7 +110,7 @@ impl Cli {
             },
             ..Config::new(&self.db)
         };
-        let app = Application::build(config, Arc::new(SystemClock)).await?;
+        let app = Server::build(config, Arc::new(SystemClock)).await?;
         warn_collisions(app.deadbolt()).await;
         let url = format!("http://{}", app.addr());
         let mut out = json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences(),
@@ -164,28 +164,29 @@ pub(super) struct Demo {
 }
 
 /// The demo's company, application and accounts (reused on later runs), and a new key.
-pub(super) async fn demo_setup(db: &Deadbolt) -> anyhow::Result<Demo> {
+pub(super) async fn demo_setup(service: &Service) -> anyhow::Result<Demo> {
     let norm = deadbolt_core::normalize::normalize_name(DEMO_ISSUER);
-    let app = match db.store.application_by_issuer(&norm).await? {
+    let app = match service.application_by_issuer(&norm).await? {
         Some(app) => app,
         None => {
-            let company = db.create_company("Demo company").await?;
-            db.create_application(
-                &company.id,
-                DEMO_ISSUER,
-                Some("Demo app"),
-                UnenrolledPolicy::Allow,
-                AccountState::Unlocked,
-            )
-            .await?
+            let company = service.create_company("Demo company").await?;
+            service
+                .create_application(
+                    &company.id,
+                    DEMO_ISSUER,
+                    Some("Demo app"),
+                    UnenrolledPolicy::Allow,
+                    AccountState::Unlocked,
+                )
+                .await?
         }
     };
     for account in ["alice", "bob"] {
-        db.enroll(&app.id, account, None).await?;
+        service.enroll(&app.id, account, None).await?;
     }
-    db.lock(&app.id, "alice").await?;
-    db.unlock(&app.id, "bob", None).await?;
-    let (_, key) = db.create_signing_key(&app.id).await?;
+    service.lock(&app.id, "alice").await?;
+    service.unlock(&app.id, "bob", None).await?;
+    let (_, key) = service.create_signing_key(&app.id).await?;
     Ok(Demo {
         app_id: app.id,
         key,
@@ -193,8 +194,8 @@ pub(super) async fn demo_setup(db: &Deadbolt) -> anyhow::Result<Demo> {
 }
 
 /// Names that fold together are enforced as one (locked if any is) but should be merged: say so.
-async fn warn_collisions(db: &Deadbolt) {
-    match db.account_collisions(None).await {
+async fn warn_collisions(service: &Service) {
+    match service.account_collisions(None).await {
         Ok(list) if !list.is_empty() => {
             for c in &list {
                 tracing::warn!(

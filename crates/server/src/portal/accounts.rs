@@ -16,7 +16,7 @@ use super::pages::{opt, render, Layout, PageError};
 use super::person::{explain_for_admin, unlock_window};
 use super::session::Me;
 use super::{Portal, PortalState};
-use crate::ops::{valid_account, valid_email};
+use crate::service::{valid_account, valid_email};
 
 pub struct EnrolledRow {
     pub account: String,
@@ -54,13 +54,13 @@ async fn accounts_page_with(
 ) -> Result<Response, PageError> {
     let app = company_app(s, cid, aid).await?;
     let q = q.trim();
-    let accounts =
-        s.db.store
-            .accounts(&app.id, Some(q).filter(|q| !q.is_empty()), PAGE_LEN)
-            .await?;
+    let accounts = s
+        .service
+        .accounts(&app.id, Some(q).filter(|q| !q.is_empty()), PAGE_LEN)
+        .await?;
     let mut rows = Vec::with_capacity(accounts.len());
     for acc in accounts {
-        let d = s.db.status(&app, &acc.account).await?;
+        let d = s.service.status(&app, &acc.account).await?;
         rows.push(EnrolledRow {
             why: explain_for_admin(d.reason, &acc),
             locked: d.locked,
@@ -121,18 +121,18 @@ pub async fn enroll(
         last_name: None,
         phone: None,
     };
-    let created = s.db.import(&[row]).await?;
+    let created = s.service.import(&[row]).await?;
     let mut notice = if created.first().copied().unwrap_or(false) {
         format!("{account} is enrolled.")
     } else {
         format!("{account} was already enrolled.")
     };
     if let (Some(email), Some(_)) = (&email, &f.invite) {
-        let has_password =
-            s.db.store
-                .password_hash(email)
-                .await?
-                .is_some_and(|(_, h)| h.is_some());
+        let has_password = s
+            .service
+            .password_hash(email)
+            .await?
+            .is_some_and(|(_, h)| h.is_some());
         if !has_password {
             send_link(&s, &portal, LinkPurpose::SignUp, email, None).await?;
             notice.push_str(&format!(" {email} has been invited to sign up."));
@@ -154,7 +154,7 @@ pub async fn lock(
     CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<AccountForm, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
-    s.db.lock(&app.id, &f.account).await?;
+    s.service.lock(&app.id, &f.account).await?;
     Ok(Redirect::to(&format!(
         "/companies/{cid}/apps/{aid}/accounts"
     )))
@@ -167,7 +167,7 @@ pub async fn unlock(
 ) -> Result<Redirect, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
     let window = unlock_window(&f.minutes)?;
-    s.db.unlock(&app.id, &f.account, window).await?;
+    s.service.unlock(&app.id, &f.account, window).await?;
     Ok(Redirect::to(&format!(
         "/companies/{cid}/apps/{aid}/accounts"
     )))
@@ -188,7 +188,7 @@ pub async fn import_csv(
     if rows.is_empty() {
         return Err(PageError::bad("The file has no rows."));
     }
-    let created = s.db.import(&rows).await?;
+    let created = s.service.import(&rows).await?;
     let new = created.iter().filter(|c| **c).count();
     let notice = format!(
         "Imported {} rows: {new} new, {} already enrolled.",

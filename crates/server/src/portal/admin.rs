@@ -16,7 +16,7 @@ use super::links::{send_link, LinkPurpose};
 use super::pages::{render, utc_time, Layout, PageError};
 use super::session::Me;
 use super::{base_url, Portal, PortalState};
-use crate::ops::valid_email;
+use crate::service::valid_email;
 
 /// The most rows a list page shows.
 pub(super) const PAGE_LEN: i64 = 200;
@@ -26,7 +26,7 @@ pub(super) async fn company_app(
     cid: &str,
     aid: &str,
 ) -> Result<Application, PageError> {
-    match s.db.store.application(aid).await? {
+    match s.service.find_application(aid).await? {
         Some(app) if app.company_id == cid => Ok(app),
         _ => Err(PageError::not_found()),
     }
@@ -69,36 +69,36 @@ async fn company_page_with(
     new_sdk_key: Option<String>,
     notice: Option<String>,
 ) -> Result<Response, PageError> {
-    let company =
-        s.db.store
-            .company(cid)
-            .await?
-            .ok_or_else(PageError::not_found)?;
-    let apps =
-        s.db.store
-            .applications(Some(cid))
-            .await?
-            .into_iter()
-            .map(|a| AppRow {
-                id: a.id,
-                name: a.name,
-                issuer: a.issuer,
-                audit_mode: a.audit_mode,
-            })
-            .collect();
-    let sdk_keys =
-        s.db.store
-            .sdk_keys(cid)
-            .await?
-            .into_iter()
-            .map(|k| KeyRow {
-                short: k.id.chars().take(8).collect(),
-                created: utc_time(k.created_at),
-                revoked: k.revoked_at.map(utc_time),
-                last_used: String::new(),
-                id: k.id,
-            })
-            .collect();
+    let company = s
+        .service
+        .find_company(cid)
+        .await?
+        .ok_or_else(PageError::not_found)?;
+    let apps = s
+        .service
+        .applications(Some(cid))
+        .await?
+        .into_iter()
+        .map(|a| AppRow {
+            id: a.id,
+            name: a.name,
+            issuer: a.issuer,
+            audit_mode: a.audit_mode,
+        })
+        .collect();
+    let sdk_keys = s
+        .service
+        .sdk_keys(cid)
+        .await?
+        .into_iter()
+        .map(|k| KeyRow {
+            short: k.id.chars().take(8).collect(),
+            created: utc_time(k.created_at),
+            revoked: k.revoked_at.map(utc_time),
+            last_used: String::new(),
+            id: k.id,
+        })
+        .collect();
     let page = CompanyPage {
         l: Layout::signed_in(&company.name, me, &format!("/companies/{cid}")),
         csrf: me.csrf.clone(),
@@ -106,7 +106,7 @@ async fn company_page_with(
         apps,
         sdk_keys,
         new_sdk_key,
-        admins: s.db.store.company_admins(cid).await?,
+        admins: s.service.company_admins(cid).await?,
         notice,
     };
     Ok(render(&page)?.into_response())
@@ -150,8 +150,9 @@ pub async fn create_app(
     State(s): State<PortalState>,
     CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<NewAppForm, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
-    let app =
-        s.db.create_application(
+    let app = s
+        .service
+        .create_application(
             &cid,
             &f.issuer,
             Some(&f.name),
@@ -166,7 +167,7 @@ pub async fn create_sdk_key(
     State(s): State<PortalState>,
     CsrfForm(CompanyAdmin { me, cid }, _): CsrfForm<NoFields, CompanyAdmin>,
 ) -> Result<Response, PageError> {
-    let (_, token) = s.db.create_sdk_key(&cid).await?;
+    let (_, token) = s.service.create_sdk_key(&cid).await?;
     company_page_with(&s, &me, &cid, Some(token), None).await
 }
 
@@ -175,8 +176,8 @@ pub async fn revoke_sdk_key(
     Path((_, kid)): Path<(String, String)>,
     CsrfForm(CompanyAdmin { cid, .. }, _): CsrfForm<NoFields, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
-    match s.db.store.sdk_key(&kid).await? {
-        Some(k) if k.company_id == cid => s.db.revoke_sdk_key(&kid).await?,
+    match s.service.sdk_key(&kid).await? {
+        Some(k) if k.company_id == cid => s.service.revoke_sdk_key(&kid).await?,
         _ => return Err(PageError::not_found()),
     }
     Ok(Redirect::to(&format!("/companies/{cid}")))
@@ -193,7 +194,7 @@ pub async fn invite_admin(
     CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<InviteForm, CompanyAdmin>,
 ) -> Result<Response, PageError> {
     let email = valid_email(&f.email)?;
-    let company = s.db.company(&cid).await?;
+    let company = s.service.company(&cid).await?;
     send_link(
         &s,
         &portal,
@@ -235,19 +236,19 @@ async fn app_page_with(
     saved: bool,
 ) -> Result<Response, PageError> {
     let app = company_app(s, cid, aid).await?;
-    let keys =
-        s.db.store
-            .signing_keys(&app.id)
-            .await?
-            .into_iter()
-            .map(|k| KeyRow {
-                short: k.id.chars().take(8).collect(),
-                created: utc_time(k.created_at),
-                revoked: k.revoked_at.map(utc_time),
-                last_used: k.last_used_at.map_or_else(|| "never".into(), utc_time),
-                id: k.id,
-            })
-            .collect();
+    let keys = s
+        .service
+        .signing_keys(&app.id)
+        .await?
+        .into_iter()
+        .map(|k| KeyRow {
+            short: k.id.chars().take(8).collect(),
+            created: utc_time(k.created_at),
+            revoked: k.revoked_at.map(utc_time),
+            last_used: k.last_used_at.map_or_else(|| "never".into(), utc_time),
+            id: k.id,
+        })
+        .collect();
     let page = AppPage {
         l: Layout::signed_in(&app.name, me, &format!("/companies/{cid}")),
         csrf: me.csrf.clone(),
@@ -297,7 +298,7 @@ pub async fn app_settings(
             .parse()
             .map_err(|e: deadbolt_core::Error| PageError::bad(e.to_string()))?;
         if names != app.account_names {
-            s.db.set_account_names(&app.id, names).await?;
+            s.service.set_account_names(&app.id, names).await?;
         }
     }
     let settings = AppSettings {
@@ -305,7 +306,7 @@ pub async fn app_settings(
         default_state: state(&f.default_state)?,
         audit_mode: f.audit_mode.is_some(),
     };
-    s.db.store.update_application(&app.id, &settings).await?;
+    s.service.update_application(&app.id, &settings).await?;
     // The page says the settings are saved: they are committed by now.
     Ok(Redirect::to(&format!(
         "/companies/{cid}/apps/{aid}?saved=settings"
@@ -318,7 +319,7 @@ pub async fn create_signing_key(
     CsrfForm(CompanyAdmin { me, cid }, _): CsrfForm<NoFields, CompanyAdmin>,
 ) -> Result<Response, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
-    let (_, secret) = s.db.create_signing_key(&app.id).await?;
+    let (_, secret) = s.service.create_signing_key(&app.id).await?;
     app_page_with(&s, &me, &cid, &aid, Some(secret), false).await
 }
 
@@ -328,11 +329,11 @@ pub async fn revoke_signing_key(
     CsrfForm(CompanyAdmin { cid, .. }, _): CsrfForm<NoFields, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
-    let keys = s.db.store.signing_keys(&app.id).await?;
+    let keys = s.service.signing_keys(&app.id).await?;
     if !keys.iter().any(|k| k.id == kid) {
         return Err(PageError::not_found());
     }
-    s.db.revoke_signing_key(&kid).await?;
+    s.service.revoke_signing_key(&kid).await?;
     Ok(Redirect::to(&format!("/companies/{cid}/apps/{aid}")))
 }
 

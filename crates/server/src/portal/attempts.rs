@@ -95,8 +95,7 @@ impl Filter {
         app_id: &str,
         limit: i64,
     ) -> Result<Vec<Attempt>, PageError> {
-        Ok(s.db
-            .store
+        Ok(s.service
             .filtered_attempts(
                 app_id,
                 self.account.as_deref(),
@@ -190,12 +189,12 @@ pub async fn attempt_events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
     let mut filter = q.filter()?;
-    filter.after_id =
-        s.db.store
-            .recent_attempts(&app.id, 1)
-            .await?
-            .first()
-            .map_or(0, |a| a.id);
+    filter.after_id = s
+        .service
+        .recent_attempts(&app.id, 1)
+        .await?
+        .first()
+        .map_or(0, |a| a.id);
     let feed = AttemptFeed { app, filter };
     Ok(live::stream(s, portal, me.session_hash, feed))
 }

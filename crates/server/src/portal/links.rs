@@ -19,7 +19,7 @@ use super::throttle::Policy;
 use super::{base_url, Portal, PortalState};
 use crate::crypto::{self, token_hash};
 use crate::error::Error;
-use crate::ops::{valid_email, Deadbolt};
+use crate::service::{valid_email, Service};
 
 const LINK_DAYS: i64 = 3;
 /// A first-run link lives an hour; a new one is printed at each start while no operator exists.
@@ -66,12 +66,11 @@ struct Link {
     company_id: Option<String>,
 }
 
-async fn grant(db: &Deadbolt, person_id: &str, role: &Role) -> Result<(), Error> {
+async fn grant(service: &Service, person_id: &str, role: &Role) -> Result<(), Error> {
     let (name, company) = role.parts();
-    Ok(db
-        .store
-        .grant_role(person_id, name, company, db.now())
-        .await?)
+    service
+        .grant_role(person_id, name, company, service.now())
+        .await
 }
 
 /// Creates a one-time link and emails it. Quietly sends nothing once an address has had its
@@ -83,7 +82,7 @@ pub(super) async fn send_link(
     email: &str,
     company: Option<(&str, &str)>,
 ) -> Result<(), PageError> {
-    let now = s.db.now();
+    let now = s.service.now();
     let key = portal.throttle.key("mail", email, Policy::MAIL);
     if portal.throttle.admit(&[key], now).is_err() {
         tracing::warn!(
@@ -93,7 +92,7 @@ pub(super) async fn send_link(
         return Ok(());
     }
     let url = create_link(
-        &s.db,
+        &s.service,
         &base_url(portal),
         purpose,
         email,
@@ -127,15 +126,15 @@ pub(super) async fn send_link(
 }
 
 async fn create_link(
-    db: &Deadbolt,
+    service: &Service,
     base: &str,
     purpose: LinkPurpose,
     email: &str,
     company_id: Option<&str>,
 ) -> Result<String, Error> {
     let token = random_token();
-    let now = db.now();
-    db.store
+    let now = service.now();
+    service
         .create_link(
             &token_hash(&token),
             purpose.as_str(),
@@ -151,26 +150,30 @@ async fn create_link(
 /// First run: a one-time link that creates the operator account `email` (for the CLI, which
 /// prints it). Like the link printed at start, it only creates a new person, lives an hour and
 /// dies when any operator exists.
-pub async fn invite_operator(db: &Deadbolt, base_url: &str, email: &str) -> Result<String, Error> {
+pub async fn invite_operator(
+    service: &Service,
+    base_url: &str,
+    email: &str,
+) -> Result<String, Error> {
     let email = valid_email(email)?;
-    if db.store.has_operator().await? {
+    if service.has_operator().await? {
         return Err(Error::Conflict("an operator".into()));
     }
-    operator_link(db, base_url, &email).await
+    operator_link(service, base_url, &email).await
 }
 
 /// At start: while no operator exists, a one-time link to create one (for the server to print).
-pub async fn first_run_link(db: &Deadbolt, base_url: &str) -> Result<Option<String>, Error> {
-    if db.store.has_operator().await? {
+pub async fn first_run_link(service: &Service, base_url: &str) -> Result<Option<String>, Error> {
+    if service.has_operator().await? {
         return Ok(None);
     }
-    operator_link(db, base_url, "").await.map(Some)
+    operator_link(service, base_url, "").await.map(Some)
 }
 
-async fn operator_link(db: &Deadbolt, base_url: &str, email: &str) -> Result<String, Error> {
+async fn operator_link(service: &Service, base_url: &str, email: &str) -> Result<String, Error> {
     let token = random_token();
-    let now = db.now();
-    db.store
+    let now = service.now();
+    service
         .create_link(
             &token_hash(&token),
             LinkPurpose::OperatorSetup.as_str(),
@@ -188,18 +191,22 @@ async fn operator_link(db: &Deadbolt, base_url: &str, email: &str) -> Result<Str
 
 /// Creates (or promotes) the operator account directly: the CLI's way, for whoever runs it
 /// with the store's credentials.
-pub async fn create_operator(db: &Deadbolt, email: &str, password: &str) -> Result<Person, Error> {
+pub async fn create_operator(
+    service: &Service,
+    email: &str,
+    password: &str,
+) -> Result<Person, Error> {
     let email = valid_email(email)?;
-    let person = match db.store.person_by_email(&email).await? {
+    let person = match service.find_person_by_email(&email).await? {
         Some(p) => p,
-        None => db.create_person(&email, None, None).await?,
+        None => service.create_person(&email, None, None).await?,
     };
     let hash = crypto::hash_password(password)?;
-    let now = db.now();
-    db.store
+    let now = service.now();
+    service
         .set_password_hash(&person.id, &hash, true, now)
         .await?;
-    grant(db, &person.id, &Role::Operator).await?;
+    grant(service, &person.id, &Role::Operator).await?;
     Ok(person)
 }
 
@@ -232,15 +239,15 @@ fn welcome_heading(link: &Link, company: Option<String>) -> String {
 
 /// The link with that hashed token, if it can still be used; `take` uses it up.
 async fn usable_link(s: &PortalState, hash: &str, take: bool) -> Result<Link, PageError> {
-    let now = s.db.now();
+    let now = s.service.now();
     let link = if take {
-        s.db.store.take_link(hash, now).await?
+        s.service.take_link(hash, now).await?
     } else {
-        s.db.store.link(hash, now).await?
+        s.service.link(hash, now).await?
     };
     let link = link.ok_or_else(expired_link)?;
     let purpose = LinkPurpose::parse(&link.purpose).ok_or_else(expired_link)?;
-    if purpose == LinkPurpose::OperatorSetup && s.db.store.has_operator().await? {
+    if purpose == LinkPurpose::OperatorSetup && s.service.has_operator().await? {
         return Err(expired_link());
     }
     Ok(Link {
@@ -280,7 +287,7 @@ pub async fn welcome_page(
 
 async fn company_name(s: &PortalState, link: &Link) -> Result<Option<String>, PageError> {
     Ok(match &link.company_id {
-        Some(c) => s.db.store.company(c).await?.map(|c| c.name),
+        Some(c) => s.service.find_company(c).await?.map(|c| c.name),
         None => None,
     })
 }
@@ -332,18 +339,18 @@ pub async fn welcome(
     } else {
         link.email.clone()
     };
-    let now = s.db.now();
+    let now = s.service.now();
     if link.purpose == LinkPurpose::OperatorSetup {
         // Only ever a new person, and only while no operator exists: checked and done in one
         // transaction by the store.
-        let made =
-            s.db.store
-                .create_first_operator(&hash_of_token, &email, &hashed, now)
-                .await;
+        let made = s
+            .service
+            .create_first_operator(&hash_of_token, &email, &hashed, now)
+            .await;
         let person = match made {
             Ok(Some(p)) => p,
             Ok(None) => return Err(expired_link()),
-            Err(deadbolt_store::StoreError::Conflict(_)) => {
+            Err(Error::Conflict(_)) => {
                 return refuse(
                     "This address cannot be used for the operator account. Choose another one."
                         .into(),
@@ -356,12 +363,12 @@ pub async fn welcome(
     }
     // Only the first submission uses the link.
     let link = usable_link(&s, &hash_of_token, true).await?;
-    let person = match s.db.store.person_by_email(&email).await? {
+    let person = match s.service.find_person_by_email(&email).await? {
         Some(p) => p,
         None if link.purpose == LinkPurpose::PasswordReset => return Err(expired_link()),
-        None => s.db.create_person(&email, None, None).await?,
+        None => s.service.create_person(&email, None, None).await?,
     };
-    s.db.store
+    s.service
         .set_password_hash(&person.id, &hashed, true, now)
         .await?;
     // A password set from an emailed link proves the address: its sign-in wait is over.
@@ -371,7 +378,7 @@ pub async fn welcome(
     ]);
     if let (LinkPurpose::AdminInvite, Some(c)) = (link.purpose, &link.company_id) {
         grant(
-            &s.db,
+            &s.service,
             &person.id,
             &Role::Admin {
                 company_id: c.clone(),

@@ -37,7 +37,7 @@ pub fn stream<F: Feed>(
                     return None;
                 }
                 // The stream ends with the session.
-                match s.db.store.session(&session_hash, s.db.now()).await {
+                match s.service.session(&session_hash, s.service.now()).await {
                     Ok(Some(_)) => {}
                     _ => return None,
                 }

@@ -24,8 +24,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 
-use crate::ops::Deadbolt;
 use crate::request_id;
+use crate::service::Service;
 
 pub use links::{create_operator, first_run_link, invite_operator};
 pub use mail::{MailConfig, Mailer};
@@ -91,7 +91,7 @@ impl Portal {
 /// What portal handlers are given: the service and the portal's own state.
 #[derive(Clone)]
 pub struct PortalState {
-    pub db: Deadbolt,
+    pub service: Service,
     pub portal: Arc<Portal>,
 }
 

@@ -11,7 +11,7 @@ use super::links::{send_link, LinkPurpose};
 use super::pages::{render, utc_time, Layout, PageError};
 use super::session::Me;
 use super::{Portal, PortalState};
-use crate::ops::valid_email;
+use crate::service::valid_email;
 
 pub struct CompanyView {
     pub name: String,
@@ -35,9 +35,9 @@ async fn page_with(
     invited: Option<String>,
 ) -> Result<Response, PageError> {
     let mut companies = Vec::new();
-    for c in s.db.store.companies().await? {
-        let admins = s.db.store.company_admins(&c.id).await?;
-        let apps = s.db.store.applications(Some(&c.id)).await?.len();
+    for c in s.service.companies().await? {
+        let admins = s.service.company_admins(&c.id).await?;
+        let apps = s.service.applications(Some(&c.id)).await?.len();
         companies.push(CompanyView {
             created: utc_time(c.created_at),
             admins: if admins.is_empty() {
@@ -77,7 +77,7 @@ pub async fn create_company(
 ) -> Result<Response, PageError> {
     me.operator()?;
     let email = valid_email(&f.admin_email)?;
-    let company = s.db.create_company(&f.name).await?;
+    let company = s.service.create_company(&f.name).await?;
     send_link(
         &s,
         &portal,

@@ -19,7 +19,7 @@ use super::pages::{render, Layout, PageError};
 use super::session::{cookie, secure, set_cookie, start_session, ClientAddr, Me};
 use super::throttle::{Key, Policy, Wait};
 use super::{Portal, PortalState};
-use crate::ops::valid_email;
+use crate::service::valid_email;
 
 /// The cookie of a browser that signed in to an address before: `<nonce>.<mac>`, the MAC over
 /// the nonce and the address under a key of this process.
@@ -140,7 +140,7 @@ pub async fn login(
     check_pre_csrf(&headers, &f.csrf)?;
     let email = deadbolt_store::normalize_email(&f.email);
     let tries = login_tries(&portal, &headers, &email, &client);
-    let now = s.db.now();
+    let now = s.service.now();
     let fail = |status: StatusCode, msg: &str| {
         let page = LoginPage {
             l: Layout::anonymous("Sign in"),
@@ -163,7 +163,7 @@ pub async fn login(
         retry_after(&mut res, wait);
         return Ok(res);
     }
-    let stored = s.db.store.password_hash(&email).await?;
+    let stored = s.service.password_hash(&email).await?;
     let hash = stored.as_ref().and_then(|(_, h)| h.clone());
     // Unknown addresses cost the same as wrong passwords.
     let ok = portal.passwords.verify(&f.password, hash).await;
@@ -275,7 +275,7 @@ async fn email_request(
             .throttle
             .key("email-request-client", &client.0, Policy::CLIENT),
     ];
-    if let Err(wait) = portal.throttle.admit(&keys, s.db.now()) {
+    if let Err(wait) = portal.throttle.admit(&keys, s.service.now()) {
         let page = email_form(reset, f.csrf, false);
         let mut res = (StatusCode::TOO_MANY_REQUESTS, render(&page)?).into_response();
         retry_after(&mut res, wait);
@@ -283,7 +283,7 @@ async fn email_request(
     }
     tokio::spawn(async move {
         let sent = async {
-            if reset && s.db.store.person_by_email(&email).await?.is_none() {
+            if reset && s.service.find_person_by_email(&email).await?.is_none() {
                 return Ok(());
             }
             send_link(&s, &portal, purpose, &email, None).await
@@ -352,7 +352,7 @@ pub async fn change_password(
     // The current-password check is a sign-in: the same throttle, the same counts, so that a
     // stolen session cannot guess at the password here instead.
     let tries = login_tries(&portal, &headers, &me.person.email, &client);
-    if let Err(wait) = portal.throttle.admit(&tries.keys, s.db.now()) {
+    if let Err(wait) = portal.throttle.admit(&tries.keys, s.service.now()) {
         let msg = format!("Too many wrong passwords. Try again in {} s.", wait.secs);
         let mut res = (
             StatusCode::TOO_MANY_REQUESTS,
@@ -362,11 +362,11 @@ pub async fn change_password(
         retry_after(&mut res, wait);
         return Ok(res);
     }
-    let stored =
-        s.db.store
-            .password_hash(&me.person.email)
-            .await?
-            .and_then(|(_, h)| h);
+    let stored = s
+        .service
+        .password_hash(&me.person.email)
+        .await?
+        .and_then(|(_, h)| h);
     let current_ok = stored.is_some() && portal.passwords.verify(&f.current, stored).await;
     if current_ok {
         portal.throttle.succeeded(&tries.forget, &tries.undo);
@@ -384,11 +384,11 @@ pub async fn change_password(
             .into_response());
     }
     let hash = portal.passwords.hash(&f.password).await?;
-    let now = s.db.now();
-    s.db.store
+    let now = s.service.now();
+    s.service
         .set_password_hash(&me.person.id, &hash, false, now)
         .await?;
-    s.db.store
+    s.service
         .delete_other_sessions(&me.person.id, &me.session_hash, now)
         .await?;
     Ok(render(&page(None, true))?.into_response())

@@ -22,7 +22,7 @@ use super::pages::{fragment, local_time, opt, render, Layout, PageError};
 use super::session::Me;
 use super::{Portal, PortalState};
 use crate::crypto::token_hash;
-use crate::ops::parse_time_zone;
+use crate::service::parse_time_zone;
 
 /// How long "this was me" unlocks an account.
 pub const THIS_WAS_ME_MINUTES: i64 = 5;
@@ -81,7 +81,7 @@ async fn apps_by_id(
     let mut apps = HashMap::new();
     for id in ids {
         if let std::collections::hash_map::Entry::Vacant(slot) = apps.entry(id) {
-            if let Some(app) = s.db.store.application(slot.key()).await? {
+            if let Some(app) = s.service.find_application(slot.key()).await? {
                 slot.insert(app);
             }
         }
@@ -90,14 +90,14 @@ async fn apps_by_id(
 }
 
 async fn groups(s: &PortalState, me: &Me) -> Result<Vec<AppGroup>, PageError> {
-    let accounts = s.db.store.person_accounts(&me.person.id).await?;
+    let accounts = s.service.person_accounts(&me.person.id).await?;
     let apps = apps_by_id(s, accounts.iter().map(|a| a.app_id.clone())).await?;
     let mut groups: Vec<AppGroup> = Vec::new();
     for acc in accounts {
         let Some(app) = apps.get(&acc.app_id) else {
             continue;
         };
-        let d = s.db.status(app, &acc.account).await?;
+        let d = s.service.status(app, &acc.account).await?;
         let view = AccountView {
             id: acc.id.clone(),
             account: acc.account.clone(),
@@ -127,11 +127,11 @@ struct AccountsSection {
 
 async fn accounts_section(s: &PortalState, me: &Me) -> Result<String, PageError> {
     // Re-read the person: the master lock may have changed since the session was loaded.
-    let master_locked =
-        s.db.store
-            .person(&me.person.id)
-            .await?
-            .is_some_and(|p| p.master_locked);
+    let master_locked = s
+        .service
+        .person(&me.person.id)
+        .await?
+        .is_some_and(|p| p.master_locked);
     fragment(&AccountsSection {
         csrf: me.csrf.clone(),
         master_locked,
@@ -191,10 +191,10 @@ pub async fn accounts_page(
     axum::extract::State(s): State<PortalState>,
     me: Me,
 ) -> Result<Response, PageError> {
-    let attempts =
-        s.db.store
-            .person_blocked_attempts(&me.person.id, FEED_LEN)
-            .await?;
+    let attempts = s
+        .service
+        .person_blocked_attempts(&me.person.id, FEED_LEN)
+        .await?;
     let page = AccountsPage {
         l: Layout::signed_in("My accounts", &me, "/me"),
         accounts_html: accounts_section(&s, &me).await?,
@@ -212,13 +212,13 @@ pub async fn events(
     State(portal): State<Arc<Portal>>,
     me: Me,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
-    let last =
-        s.db.store
-            .person_blocked_attempts(&me.person.id, 1)
-            .await?
-            .first()
-            .map_or(0, |a| a.id);
-    let version = s.db.store.version().await?;
+    let last = s
+        .service
+        .person_blocked_attempts(&me.person.id, 1)
+        .await?
+        .first()
+        .map_or(0, |a| a.id);
+    let version = s.service.version().await?;
     let session_hash = me.session_hash.clone();
     let feed = PersonFeed { me, last, version };
     Ok(live::stream(s, portal, session_hash, feed))
@@ -236,8 +236,7 @@ struct PersonFeed {
 impl live::Feed for PersonFeed {
     async fn poll(&mut self, s: &PortalState) -> Option<Event> {
         match s
-            .db
-            .store
+            .service
             .person_blocked_attempts_after(&self.me.person.id, self.last, FEED_LEN)
             .await
         {
@@ -251,7 +250,7 @@ impl live::Feed for PersonFeed {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "live attempts: store read failed"),
         }
-        if let Ok(v) = s.db.store.version().await {
+        if let Ok(v) = s.service.version().await {
             if v != self.version {
                 self.version = v;
                 if let Ok(html) = accounts_section(s, &self.me).await {
@@ -265,7 +264,7 @@ impl live::Feed for PersonFeed {
 
 /// One of the person's own accounts; anyone else's does not exist.
 async fn my_account(s: &PortalState, me: &Me, id: &str) -> Result<Account, PageError> {
-    match s.db.store.account_by_id(id).await? {
+    match s.service.account_by_id(id).await? {
         Some(a) if a.person_id.as_deref() == Some(me.person.id.as_str()) => Ok(a),
         _ => Err(PageError::not_found()),
     }
@@ -277,7 +276,7 @@ pub async fn lock(
     CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
     let acc = my_account(&s, &me, &id).await?;
-    s.db.lock(&acc.app_id, &acc.account).await?;
+    s.service.lock(&acc.app_id, &acc.account).await?;
     Ok(Redirect::to("/me"))
 }
 
@@ -305,10 +304,10 @@ pub async fn unlock(
 ) -> Result<Redirect, PageError> {
     let acc = my_account(&s, &me, &id).await?;
     if f.minutes.trim() == "once" {
-        s.db.unlock_once(&acc.app_id, &acc.account).await?;
+        s.service.unlock_once(&acc.app_id, &acc.account).await?;
     } else {
         let window = unlock_window(&f.minutes)?;
-        s.db.unlock(&acc.app_id, &acc.account, window).await?;
+        s.service.unlock(&acc.app_id, &acc.account, window).await?;
     }
     Ok(Redirect::to("/me"))
 }
@@ -322,8 +321,8 @@ pub async fn lock_all(
     State(s): State<PortalState>,
     CsrfForm(me, f): CsrfForm<LockAllForm>,
 ) -> Result<Redirect, PageError> {
-    s.db.store
-        .set_master_lock(&me.person.id, f.on == "1")
+    s.service
+        .set_master_lock_of(&me.person.id, f.on == "1")
         .await?;
     Ok(Redirect::to("/me"))
 }
@@ -334,12 +333,12 @@ pub async fn this_was_me(
     Path(id): Path<i64>,
     CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    let attempt =
-        s.db.store
-            .attempt(id)
-            .await?
-            .ok_or_else(PageError::not_found)?;
-    let acc = match s.db.account(&attempt.app_id, &attempt.account).await {
+    let attempt = s
+        .service
+        .attempt(id)
+        .await?
+        .ok_or_else(PageError::not_found)?;
+    let acc = match s.service.account(&attempt.app_id, &attempt.account).await {
         Ok(a) => Some(a),
         Err(crate::Error::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
@@ -347,12 +346,13 @@ pub async fn this_was_me(
     let acc = acc
         .filter(|a| a.person_id.as_deref() == Some(me.person.id.as_str()))
         .ok_or_else(PageError::not_found)?;
-    s.db.unlock(
-        &acc.app_id,
-        &acc.account,
-        Some(Duration::minutes(THIS_WAS_ME_MINUTES)),
-    )
-    .await?;
+    s.service
+        .unlock(
+            &acc.app_id,
+            &acc.account,
+            Some(Duration::minutes(THIS_WAS_ME_MINUTES)),
+        )
+        .await?;
     Ok(Redirect::to("/me"))
 }
 
@@ -399,38 +399,38 @@ fn hhmm(m: u16) -> String {
 }
 
 pub async fn schedules_page(State(s): State<PortalState>, me: Me) -> Result<Response, PageError> {
-    let accounts = s.db.store.person_accounts(&me.person.id).await?;
+    let accounts = s.service.person_accounts(&me.person.id).await?;
     let apps = apps_by_id(&s, accounts.iter().map(|a| a.app_id.clone())).await?;
     let name = |a: &Account| {
         let app = apps.get(&a.app_id).map_or("?", |x| x.name.as_str());
         format!("{} · {}", app, a.account)
     };
-    let schedules =
-        s.db.store
-            .person_schedules(&me.person.id)
-            .await?
-            .into_iter()
-            .map(|r| ScheduleView {
-                id: r.id,
-                days: days_text(r.schedule.days),
-                window: if r.schedule.start_minute == r.schedule.end_minute {
-                    "all day".into()
-                } else {
-                    format!(
-                        "{}–{}",
-                        hhmm(r.schedule.start_minute),
-                        hhmm(r.schedule.end_minute)
-                    )
-                },
-                target: match &r.account_id {
-                    None => "All my accounts".into(),
-                    Some(id) => accounts
-                        .iter()
-                        .find(|a| &a.id == id)
-                        .map_or_else(|| "An account".into(), name),
-                },
-            })
-            .collect();
+    let schedules = s
+        .service
+        .person_schedules(&me.person.id)
+        .await?
+        .into_iter()
+        .map(|r| ScheduleView {
+            id: r.id,
+            days: days_text(r.schedule.days),
+            window: if r.schedule.start_minute == r.schedule.end_minute {
+                "all day".into()
+            } else {
+                format!(
+                    "{}–{}",
+                    hhmm(r.schedule.start_minute),
+                    hhmm(r.schedule.end_minute)
+                )
+            },
+            target: match &r.account_id {
+                None => "All my accounts".into(),
+                Some(id) => accounts
+                    .iter()
+                    .find(|a| &a.id == id)
+                    .map_or_else(|| "An account".into(), name),
+            },
+        })
+        .collect();
     let mut targets = vec![Choice {
         value: String::new(),
         label: "All my accounts".into(),
@@ -473,8 +473,8 @@ pub async fn add_schedule(
             account_id: acc.id,
         }
     };
-    s.db.store
-        .add_schedule(&owner, schedule, s.db.now())
+    s.service
+        .add_schedule_for(&owner, schedule, s.service.now())
         .await?;
     Ok(Redirect::to("/me/schedules"))
 }
@@ -484,11 +484,11 @@ pub async fn delete_schedule(
     Path(id): Path<String>,
     CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
-    let mine = s.db.store.person_schedules(&me.person.id).await?;
+    let mine = s.service.person_schedules(&me.person.id).await?;
     if !mine.iter().any(|r| r.id == id) {
         return Err(PageError::not_found());
     }
-    s.db.store.delete_schedule(&id).await?;
+    s.service.delete_schedule(&id).await?;
     Ok(Redirect::to("/me/schedules"))
 }
 
@@ -502,7 +502,7 @@ pub async fn set_time_zone(
     CsrfForm(me, f): CsrfForm<TimeZoneForm>,
 ) -> Result<Redirect, PageError> {
     let tz = parse_time_zone(f.time_zone.trim())?;
-    s.db.store.set_time_zone(&me.person.id, tz).await?;
+    s.service.set_time_zone(&me.person.id, tz).await?;
     Ok(Redirect::to("/me/schedules"))
 }
 
@@ -538,9 +538,9 @@ pub async fn create_pairing_code(
     let code: String = (0..8)
         .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
         .collect();
-    let now = s.db.now();
+    let now = s.service.now();
     let expires = now + Duration::minutes(PAIRING_MINUTES);
-    s.db.store
+    s.service
         .create_pairing_code(&token_hash(&code), &me.person.id, now, expires)
         .await?;
     let page = PairingPage {

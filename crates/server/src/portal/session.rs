@@ -88,31 +88,31 @@ impl Me {
             return Ok(None);
         };
         let hash = token_hash(id);
-        let Some(session) = s.db.store.session(&hash, s.db.now()).await? else {
+        let Some(session) = s.service.session(&hash, s.service.now()).await? else {
             return Ok(None);
         };
-        let Some(person) = s.db.store.person(&session.person_id).await? else {
+        let Some(person) = s.service.person(&session.person_id).await? else {
             return Ok(None);
         };
-        let roles =
-            s.db.store
-                .roles(&person.id)
-                .await?
-                .into_iter()
-                .filter_map(|r| {
-                    let role = match r.role.as_str() {
-                        "operator" => Role::Operator,
-                        "admin" => Role::Admin {
-                            company_id: r.company_id,
-                        },
-                        _ => return None,
-                    };
-                    Some(Membership {
-                        role,
-                        company_name: r.company_name,
-                    })
+        let roles = s
+            .service
+            .roles(&person.id)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                let role = match r.role.as_str() {
+                    "operator" => Role::Operator,
+                    "admin" => Role::Admin {
+                        company_id: r.company_id,
+                    },
+                    _ => return None,
+                };
+                Some(Membership {
+                    role,
+                    company_name: r.company_name,
                 })
-                .collect();
+            })
+            .collect();
         Ok(Some(Me {
             person,
             roles,
@@ -195,11 +195,11 @@ pub(super) async fn start_session(
     to: &str,
 ) -> Result<Response, PageError> {
     if let Some(old) = cookie(headers, SESSION_COOKIE) {
-        s.db.store.delete_session(&token_hash(old)).await?;
+        s.service.delete_session(&token_hash(old)).await?;
     }
     let id = random_token();
-    let now = s.db.now();
-    s.db.store
+    let now = s.service.now();
+    s.service
         .create_session(
             &token_hash(&id),
             person_id,
@@ -221,7 +221,7 @@ pub async fn logout(
     State(portal): State<Arc<Portal>>,
     CsrfForm(me, _): CsrfForm,
 ) -> Result<Response, PageError> {
-    s.db.store.delete_session(&me.session_hash).await?;
+    s.service.delete_session(&me.session_hash).await?;
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut().append(
         header::SET_COOKIE,

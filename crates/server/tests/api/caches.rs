@@ -2,13 +2,13 @@
 //! and the next check of the changed account sees the change, whichever process made it.
 
 use crate::helpers::*;
-use deadbolt::Deadbolt;
+use deadbolt::Service;
 use deadbolt_core::{AccountNames, FakeClock};
 use std::sync::Arc;
 
 /// The same store, opened as another process would (the CLI, another replica).
-async fn elsewhere(t: &TestApp) -> Deadbolt {
-    Deadbolt::open(&t.db_url, &t.key, Arc::new(FakeClock::new(t0())))
+async fn elsewhere(t: &TestApp) -> Service {
+    Service::open(&t.db_url, &t.key, Arc::new(FakeClock::new(t0())))
         .await
         .unwrap()
 }
@@ -26,7 +26,8 @@ fn cached(t: &TestApp, app_id: &str, name: &str) -> bool {
 async fn evicts_exactly_what_changed(t: TestApp) {
     let app = t.app("evict.example.com").await;
     let key = t.key(&app).await;
-    t.db.create_person("pat@example.com", None, None)
+    t.service
+        .create_person("pat@example.com", None, None)
         .await
         .unwrap();
     for (name, person) in [
@@ -35,7 +36,7 @@ async fn evicts_exactly_what_changed(t: TestApp) {
         ("pat1", Some("pat@example.com")),
         ("pat2", Some("pat@example.com")),
     ] {
-        t.db.enroll(&app.id, name, person).await.unwrap();
+        t.service.enroll(&app.id, name, person).await.unwrap();
     }
     let other = elsewhere(&t).await;
     for name in ["alice", "bob", "pat1", "pat2"] {
@@ -69,7 +70,7 @@ async fn evicts_exactly_what_changed(t: TestApp) {
     // An application's change (a key revoked) evicts the application: the token of the
     // revoked key is refused at once.
     let (key_id, _) = {
-        let keys = t.db.store.signing_keys(&app.id).await.unwrap();
+        let keys = t.store.signing_keys(&app.id).await.unwrap();
         (keys[0].id.clone(), ())
     };
     other.revoke_signing_key(&key_id).await.unwrap();
@@ -100,7 +101,7 @@ async fn a_cli_change_evicts_only_its_account() {
     let app = t.app("cli-evict.example.com").await;
     let key = t.key(&app).await;
     for name in ["carol", "dave"] {
-        t.db.enroll(&app.id, name, None).await.unwrap();
+        t.service.enroll(&app.id, name, None).await.unwrap();
         assert!(!t.locked("cli-evict.example.com", &key, name).await);
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deadbolt"))
@@ -135,7 +136,7 @@ async fn a_change_made_by_hand_in_sqlite_is_seen() {
     let app = t.app("hand.example.com").await;
     let key = t.key(&app).await;
     for name in ["erin", "frank"] {
-        t.db.enroll(&app.id, name, None).await.unwrap();
+        t.service.enroll(&app.id, name, None).await.unwrap();
         assert!(!t.locked("hand.example.com", &key, name).await);
     }
     let path = t.db_url.trim_start_matches("sqlite://").to_string();
@@ -171,8 +172,8 @@ async fn two_replicas_on_postgres_see_each_others_changes() {
     .await;
     let app = a.app("replicas.example.com").await;
     let key = a.key(&app).await;
-    a.db.enroll(&app.id, "gina", None).await.unwrap();
-    a.db.enroll(&app.id, "hank", None).await.unwrap();
+    a.service.enroll(&app.id, "gina", None).await.unwrap();
+    a.service.enroll(&app.id, "hank", None).await.unwrap();
     for t in [&a, &b] {
         assert!(!t.locked("replicas.example.com", &key, "gina").await);
         assert!(!t.locked("replicas.example.com", &key, "hank").await);
@@ -181,9 +182,9 @@ async fn two_replicas_on_postgres_see_each_others_changes() {
         let (writer, reader) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
         let lock = round % 4 < 2;
         if lock {
-            writer.db.lock(&app.id, "gina").await.unwrap();
+            writer.service.lock(&app.id, "gina").await.unwrap();
         } else {
-            writer.db.unlock(&app.id, "gina", None).await.unwrap();
+            writer.service.unlock(&app.id, "gina", None).await.unwrap();
         }
         assert_eq!(
             reader.locked("replicas.example.com", &key, "gina").await,
@@ -223,13 +224,13 @@ async fn a_server_behind_the_pruned_log_forgets_everything_once() {
     let app = t.app("pruned.example.com").await;
     let key = t.key(&app).await;
     for name in ["ivan", "judy"] {
-        t.db.enroll(&app.id, name, None).await.unwrap();
+        t.service.enroll(&app.id, name, None).await.unwrap();
         assert!(!t.locked("pruned.example.com", &key, name).await);
     }
     let other = elsewhere(&t).await;
     other.lock(&app.id, "ivan").await.unwrap();
     other.enroll(&app.id, "kim", None).await.unwrap();
-    other.store.prune_changes(1).await.unwrap();
+    other.prune_changes(1).await.unwrap();
     assert!(t.locked("pruned.example.com", &key, "ivan").await);
     assert!(
         !cached(&t, &app.id, "judy"),

@@ -16,8 +16,8 @@ async fn setup_with(adjust: impl FnOnce(&mut deadbolt::Config)) -> (TestApp, Str
     let t = TestApp::spawn_with(adjust).await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
-    t.db.enroll(&app.id, "alice", None).await.unwrap();
-    t.db.lock(&app.id, "alice").await.unwrap();
+    t.service.enroll(&app.id, "alice", None).await.unwrap();
+    t.service.lock(&app.id, "alice").await.unwrap();
     (t, key)
 }
 
@@ -266,21 +266,16 @@ async fn attempts_record_the_context() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let app =
-        t.db.store
-            .application_by_issuer(ISS)
-            .await
-            .unwrap()
-            .unwrap();
-    let db = t.db.clone();
+    let app = t.store.application_by_issuer(ISS).await.unwrap().unwrap();
+    let service = t.service.clone();
     let app_id = app.id.clone();
     eventually(|| {
-        let db = db.clone();
+        let service = service.clone();
         let app_id = app_id.clone();
-        async move { !db.attempts(&app_id, 10).await.unwrap().is_empty() }
+        async move { !service.attempts(&app_id, 10).await.unwrap().is_empty() }
     })
     .await;
-    let a = &t.db.attempts(&app.id, 10).await.unwrap()[0];
+    let a = &t.service.attempts(&app.id, 10).await.unwrap()[0];
     assert_eq!(
         (a.account.as_str(), a.locked, a.reason.as_str()),
         ("alice", true, "account_locked")
@@ -294,7 +289,7 @@ async fn attempts_record_the_context() {
         Some(r#"{"loc":"48.85,2.35"}"#)
     );
     // The key that verified it is now "last used".
-    let keys = t.db.store.signing_keys(&app.id).await.unwrap();
+    let keys = t.store.signing_keys(&app.id).await.unwrap();
     assert!(keys[0].last_used_at.is_some());
 }
 
@@ -304,11 +299,11 @@ async fn graceful_stop_writes_every_queued_attempt() {
     for _ in 0..200 {
         assert!(t.locked(ISS, &key, "alice").await);
     }
-    let db = t.db.clone();
+    let store = t.store.clone();
     t.stop().await;
-    let app = db.store.application_by_issuer(ISS).await.unwrap().unwrap();
+    let app = store.application_by_issuer(ISS).await.unwrap().unwrap();
     assert_eq!(
-        db.store.recent_attempts(&app.id, 1000).await.unwrap().len(),
+        store.recent_attempts(&app.id, 1000).await.unwrap().len(),
         200
     );
 }
@@ -338,11 +333,11 @@ async fn a_full_attempt_queue_never_holds_a_check_and_counts_what_it_drops() {
         .unwrap()
         .parse()
         .unwrap();
-    let db = t.db.clone();
+    let store = t.store.clone();
     t.stop().await;
-    let app = db.store.application_by_issuer(ISS).await.unwrap().unwrap();
+    let app = store.application_by_issuer(ISS).await.unwrap().unwrap();
     assert_eq!(
-        db.store.recent_attempts(&app.id, 1000).await.unwrap().len() + dropped,
+        store.recent_attempts(&app.id, 1000).await.unwrap().len() + dropped,
         40
     );
 }
@@ -350,33 +345,28 @@ async fn a_full_attempt_queue_never_holds_a_check_and_counts_what_it_drops() {
 #[tokio::test]
 async fn key_rotation_and_revocation_take_effect_on_the_next_check() {
     let (t, old) = setup().await;
-    let app =
-        t.db.store
-            .application_by_issuer(ISS)
-            .await
-            .unwrap()
-            .unwrap();
+    let app = t.store.application_by_issuer(ISS).await.unwrap().unwrap();
     assert!(t.locked(ISS, &old, "alice").await);
-    let (new_id, new) = t.db.create_signing_key(&app.id).await.unwrap();
+    let (new_id, new) = t.service.create_signing_key(&app.id).await.unwrap();
     // Overlap: both keys verify.
     assert!(t.locked(ISS, &new, "alice").await);
     assert!(t.locked(ISS, &old, "alice").await);
-    let old_id =
-        t.db.store
-            .signing_keys(&app.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|k| k.id != new_id)
-            .unwrap()
-            .id;
-    t.db.revoke_signing_key(&old_id).await.unwrap();
+    let old_id = t
+        .store
+        .signing_keys(&app.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.id != new_id)
+        .unwrap()
+        .id;
+    t.service.revoke_signing_key(&old_id).await.unwrap();
     assert_refused(
         &t.check_raw(Some(&t.token(ISS, &old, "alice")), "{}").await,
         401,
     );
     assert!(t.locked(ISS, &new, "alice").await);
-    t.db.revoke_signing_key(&new_id).await.unwrap();
+    t.service.revoke_signing_key(&new_id).await.unwrap();
     assert_refused(
         &t.check_raw(Some(&t.token(ISS, &new, "alice")), "{}").await,
         401,

@@ -387,7 +387,7 @@ async fn postgres_store_serves_checks_and_sees_cli_changes() {
     };
     let app = t.app("pg.example.com").await;
     let key = t.key(&app).await;
-    t.db.enroll(&app.id, "pia", None).await.unwrap();
+    t.service.enroll(&app.id, "pia", None).await.unwrap();
     assert!(!t.locked("pg.example.com", &key, "pia").await);
     let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
         .args([
@@ -488,7 +488,7 @@ async fn a_subject_with_a_nul_is_not_enrolled_on_postgres() {
     let app = t.app("nul.example.com").await;
     let key = t.key(&app).await;
     assert!(!t.locked("nul.example.com", &key, "eve\u{0}admin").await);
-    let store = t.db.store.clone();
+    let store = t.store.clone();
     t.stop().await;
     let recorded = store.recent_attempts(&app.id, 1).await.unwrap();
     assert_eq!(recorded[0].account, "eve\u{0}admin");
@@ -506,8 +506,8 @@ async fn check_and_account_messages_name_the_problem() {
     let db = t.db_url.clone();
     let app = t.app("msg.example.com").await;
     let key = t.key(&app).await;
-    t.db.enroll(&app.id, "Alice", None).await.unwrap();
-    t.db.lock(&app.id, "Alice").await.unwrap();
+    t.service.enroll(&app.id, "Alice", None).await.unwrap();
+    t.service.lock(&app.id, "Alice").await.unwrap();
     let check = |api: &str, account: &str| {
         vec![
             "check".to_string(),
@@ -985,7 +985,7 @@ async fn each_command_prints_these_keys() {
         checked,
         json!({"account": "KIM", "enrolled": true, "locked": false, "reason": "account_unlocked"})
     );
-    let (service, app_id) = (t.db.clone(), app.clone());
+    let (service, app_id) = (t.service.clone(), app.clone());
     eventually(|| {
         let (db, app_id) = (service.clone(), app_id.clone());
         async move { !db.attempts(&app_id, 1).await.unwrap().is_empty() }

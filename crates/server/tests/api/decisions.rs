@@ -13,7 +13,7 @@ async fn rule1_unenrolled_policy() {
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
     assert!(!t.locked(ISS, &key, "stranger").await);
-    t.db.store
+    t.store
         .update_application(
             &app.id,
             &AppSettings {
@@ -26,7 +26,7 @@ async fn rule1_unenrolled_policy() {
         .unwrap();
     assert!(t.locked(ISS, &key, "stranger").await);
     // New enrolments take the default state.
-    t.db.store
+    t.store
         .update_application(
             &app.id,
             &AppSettings {
@@ -37,7 +37,7 @@ async fn rule1_unenrolled_policy() {
         )
         .await
         .unwrap();
-    t.db.enroll(&app.id, "newcomer", None).await.unwrap();
+    t.service.enroll(&app.id, "newcomer", None).await.unwrap();
     assert!(t.locked(ISS, &key, "newcomer").await);
 }
 
@@ -46,22 +46,29 @@ async fn rule2_master_lock_beats_everything() {
     let t = TestApp::spawn().await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
-    t.db.create_person("pat@example.com", None, None)
+    t.service
+        .create_person("pat@example.com", None, None)
         .await
         .unwrap();
-    t.db.enroll(&app.id, "pat", Some("pat@example.com"))
+    t.service
+        .enroll(&app.id, "pat", Some("pat@example.com"))
         .await
         .unwrap();
-    t.db.unlock(&app.id, "pat", Some(Duration::minutes(30)))
+    t.service
+        .unlock(&app.id, "pat", Some(Duration::minutes(30)))
         .await
         .unwrap();
     assert!(!t.locked(ISS, &key, "pat").await);
-    t.db.set_master_lock("pat@example.com", true).await.unwrap();
+    t.service
+        .set_master_lock("pat@example.com", true)
+        .await
+        .unwrap();
     assert!(
         t.locked(ISS, &key, "pat").await,
         "master lock beats an open window"
     );
-    t.db.set_master_lock("pat@example.com", false)
+    t.service
+        .set_master_lock("pat@example.com", false)
         .await
         .unwrap();
     assert!(!t.locked(ISS, &key, "pat").await);
@@ -72,10 +79,11 @@ async fn rule3_unlock_window_closes_by_itself() {
     let t = TestApp::spawn().await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
-    t.db.enroll(&app.id, "win", None).await.unwrap();
-    t.db.lock(&app.id, "win").await.unwrap();
+    t.service.enroll(&app.id, "win", None).await.unwrap();
+    t.service.lock(&app.id, "win").await.unwrap();
     assert!(t.locked(ISS, &key, "win").await);
-    t.db.unlock(&app.id, "win", Some(Duration::minutes(15)))
+    t.service
+        .unlock(&app.id, "win", Some(Duration::minutes(15)))
         .await
         .unwrap();
     assert!(!t.locked(ISS, &key, "win").await);
@@ -94,19 +102,22 @@ async fn rule4_schedules_in_the_persons_time_zone() {
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
     // Tokyo is UTC+9: t0 (12:00 UTC Friday) is 21:00 Friday in Tokyo.
-    t.db.create_person("kenji@example.com", None, Some("Asia/Tokyo"))
+    t.service
+        .create_person("kenji@example.com", None, Some("Asia/Tokyo"))
         .await
         .unwrap();
-    t.db.enroll(&app.id, "kenji", Some("kenji@example.com"))
+    t.service
+        .enroll(&app.id, "kenji", Some("kenji@example.com"))
         .await
         .unwrap();
-    t.db.add_schedule(
-        "kenji@example.com",
-        None,
-        Schedule::parse("all", "23:00-07:00").unwrap(),
-    )
-    .await
-    .unwrap();
+    t.service
+        .add_schedule(
+            "kenji@example.com",
+            None,
+            Schedule::parse("all", "23:00-07:00").unwrap(),
+        )
+        .await
+        .unwrap();
     assert!(!t.locked(ISS, &key, "kenji").await, "21:00 in Tokyo");
     t.clock.advance(Duration::hours(2));
     assert!(t.locked(ISS, &key, "kenji").await, "23:00 in Tokyo");
@@ -115,7 +126,8 @@ async fn rule4_schedules_in_the_persons_time_zone() {
     // An open unlock window beats a schedule.
     t.clock.advance(Duration::hours(16));
     assert!(t.locked(ISS, &key, "kenji").await);
-    t.db.unlock(&app.id, "kenji", Some(Duration::minutes(5)))
+    t.service
+        .unlock(&app.id, "kenji", Some(Duration::minutes(5)))
         .await
         .unwrap();
     assert!(!t.locked(ISS, &key, "kenji").await);
@@ -126,12 +138,12 @@ async fn rule5_own_state_and_audit_mode() {
     let t = TestApp::spawn().await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
-    t.db.enroll(&app.id, "own", None).await.unwrap();
+    t.service.enroll(&app.id, "own", None).await.unwrap();
     assert!(!t.locked(ISS, &key, "own").await);
-    t.db.lock(&app.id, "own").await.unwrap();
+    t.service.lock(&app.id, "own").await.unwrap();
     assert!(t.locked(ISS, &key, "own").await);
     // Audit mode: answered as not locked, recorded as what would have happened.
-    t.db.store
+    t.store
         .update_application(
             &app.id,
             &AppSettings {
@@ -143,17 +155,17 @@ async fn rule5_own_state_and_audit_mode() {
         .await
         .unwrap();
     assert!(!t.locked(ISS, &key, "own").await);
-    let db = t.db.clone();
+    let service = t.service.clone();
     let id = app.id.clone();
     eventually(|| {
-        let (db, id) = (db.clone(), id.clone());
-        async move { db.attempts(&id, 10).await.unwrap().len() == 3 }
+        let (service, id) = (service.clone(), id.clone());
+        async move { service.attempts(&id, 10).await.unwrap().len() == 3 }
     })
     .await;
-    let newest = &t.db.attempts(&app.id, 1).await.unwrap()[0];
+    let newest = &t.service.attempts(&app.id, 1).await.unwrap()[0];
     assert!(newest.locked, "the attempt says what would have happened");
     assert_eq!(newest.reason, "account_locked");
-    t.db.unlock(&app.id, "own", None).await.unwrap();
+    t.service.unlock(&app.id, "own", None).await.unwrap();
     assert!(!t.locked(ISS, &key, "own").await);
 }
 
@@ -162,11 +174,12 @@ async fn unlock_once_lets_exactly_one_sign_in_through() {
     let t = TestApp::spawn().await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
-    t.db.enroll(&app.id, "once", None).await.unwrap();
-    t.db.lock(&app.id, "once").await.unwrap();
-    t.db.unlock_once(&app.id, "once").await.unwrap();
+    t.service.enroll(&app.id, "once", None).await.unwrap();
+    t.service.lock(&app.id, "once").await.unwrap();
+    t.service.unlock_once(&app.id, "once").await.unwrap();
     assert!(
-        t.db.account(&app.id, "once")
+        t.service
+            .account(&app.id, "once")
             .await
             .unwrap()
             .relock_after_use
@@ -176,14 +189,14 @@ async fn unlock_once_lets_exactly_one_sign_in_through() {
     let answers = futures_join(&t, &tok, 8).await;
     assert_eq!(answers.iter().filter(|l| !**l).count(), 1, "{answers:?}");
     assert!(t.locked(ISS, &key, "once").await);
-    let acc = t.db.account(&app.id, "once").await.unwrap();
+    let acc = t.service.account(&app.id, "once").await.unwrap();
     assert!(!acc.relock_after_use && acc.state == AccountState::Locked);
     // An explicit unlock is for good again.
-    t.db.unlock_once(&app.id, "once").await.unwrap();
-    t.db.unlock(&app.id, "once", None).await.unwrap();
+    t.service.unlock_once(&app.id, "once").await.unwrap();
+    t.service.unlock(&app.id, "once", None).await.unwrap();
     assert!(!t.locked(ISS, &key, "once").await);
     assert!(!t.locked(ISS, &key, "once").await);
-    assert!(t.db.unlock_once(&app.id, "nobody").await.is_err());
+    assert!(t.service.unlock_once(&app.id, "nobody").await.is_err());
 }
 
 async fn futures_join(t: &TestApp, tok: &str, n: usize) -> Vec<bool> {

@@ -305,10 +305,10 @@ fn load(
 /// unlocked, x1 for changes during faults, and w1… enrolled unlocked for the load's locks.
 async fn setup(t: &TestApp) -> (String, String) {
     // Set-up is not under test: a busy machine may take longer than the deadline to import.
-    t.db.store.set_timeout(Duration::from_secs(60));
+    t.store.set_timeout(Duration::from_secs(60));
     let app = t.app(DOMAIN).await;
     let key = t.key(&app).await;
-    let (_, sdk) = t.db.create_sdk_key(&app.company_id).await.unwrap();
+    let (_, sdk) = t.service.create_sdk_key(&app.company_id).await.unwrap();
     let mut rows = Vec::new();
     for i in 0..10 {
         let name = if i % 2 == 0 {
@@ -337,7 +337,7 @@ async fn setup(t: &TestApp) -> (String, String) {
             .await;
         assert_eq!(got.0, 200, "{}", got.1);
     }
-    t.db.store.set_timeout(DEADLINE);
+    t.store.set_timeout(DEADLINE);
     (key, sdk)
 }
 
@@ -434,14 +434,14 @@ async fn assert_nothing_lost(t: &TestApp, seen: &Seen, answered_elsewhere: i64) 
         "wrong answers: {:?}",
         &seen.wrong[..seen.wrong.len().min(5)]
     );
-    let app =
-        t.db.store
-            .application_by_issuer(DOMAIN)
-            .await
-            .unwrap()
-            .unwrap();
+    let app = t
+        .store
+        .application_by_issuer(DOMAIN)
+        .await
+        .unwrap()
+        .unwrap();
     for account in &seen.locked {
-        let a = t.db.account(&app.id, account).await.unwrap();
+        let a = t.service.account(&app.id, account).await.unwrap();
         assert_eq!(
             a.state,
             deadbolt_core::AccountState::Locked,
@@ -454,7 +454,7 @@ async fn assert_nothing_lost(t: &TestApp, seen: &Seen, answered_elsewhere: i64) 
     .await;
     let written = metric(t, "deadbolt_attempts_written_total").await;
     let dropped = metric(t, "deadbolt_attempts_dropped_total").await;
-    let recorded = t.db.store.attempt_count().await.unwrap();
+    let recorded = t.store.attempt_count().await.unwrap();
     let answered = seen.checks_ok as i64 + answered_elsewhere;
     eprintln!(
         "checks answered 200: {answered} (503: {}), changes acknowledged: {} (503: {}); attempts recorded: {recorded}, written: {written}, dropped: {dropped}",
@@ -715,11 +715,11 @@ async fn sqlite_disk_full_while_serving() {
 async fn crash_cycles(db_url: String, dir: &Path, key: MasterKeySource) {
     const ACCOUNTS: usize = 64;
     {
-        let db = deadbolt::Deadbolt::open(&db_url, &key, Arc::new(deadbolt_core::SystemClock))
+        let service = deadbolt::Service::open(&db_url, &key, Arc::new(deadbolt_core::SystemClock))
             .await
             .unwrap();
-        let c = db.create_company("crash").await.unwrap();
-        let app = db
+        let c = service.create_company("crash").await.unwrap();
+        let app = service
             .create_application(
                 &c.id,
                 DOMAIN,
@@ -729,10 +729,13 @@ async fn crash_cycles(db_url: String, dir: &Path, key: MasterKeySource) {
             )
             .await
             .unwrap();
-        let (_, sdk) = db.create_sdk_key(&app.company_id).await.unwrap();
+        let (_, sdk) = service.create_sdk_key(&app.company_id).await.unwrap();
         std::fs::write(dir.join("sdk"), sdk).unwrap();
         for i in 0..ACCOUNTS {
-            db.enroll(&app.id, &format!("c{i}"), None).await.unwrap();
+            service
+                .enroll(&app.id, &format!("c{i}"), None)
+                .await
+                .unwrap();
         }
     }
     let sdk = std::fs::read_to_string(dir.join("sdk")).unwrap();
@@ -993,15 +996,15 @@ async fn sigterm_drains_the_attempt_queue() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("deadbolt.db").display());
     let key_b64 = {
-        let db = deadbolt::Deadbolt::open(
+        let service = deadbolt::Service::open(
             &url,
             &MasterKeySource::default(),
             Arc::new(deadbolt_core::SystemClock),
         )
         .await
         .unwrap();
-        let c = db.create_company("drain").await.unwrap();
-        let app = db
+        let c = service.create_company("drain").await.unwrap();
+        let app = service
             .create_application(
                 &c.id,
                 DOMAIN,
@@ -1011,7 +1014,7 @@ async fn sigterm_drains_the_attempt_queue() {
             )
             .await
             .unwrap();
-        db.create_signing_key(&app.id).await.unwrap().1
+        service.create_signing_key(&app.id).await.unwrap().1
     };
     let mut server = Server::start(&url, &MasterKeySource::default());
     let now = deadbolt_core::SystemClock.now().timestamp();

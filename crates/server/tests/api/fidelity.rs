@@ -14,8 +14,8 @@ async fn setup_public(public_url: &str) -> (TestApp, String) {
     let t = TestApp::spawn_with(move |c| c.public_url = Some(url)).await;
     let app = t.app(ISSUER).await;
     let key = t.key(&app).await;
-    t.db.enroll(&app.id, "alice", None).await.unwrap();
-    t.db.lock(&app.id, "alice").await.unwrap();
+    t.service.enroll(&app.id, "alice", None).await.unwrap();
+    t.service.lock(&app.id, "alice").await.unwrap();
     (t, key)
 }
 
@@ -103,8 +103,8 @@ async fn issuers_with_default_ports_name_one_application() {
         let t = TestApp::spawn().await;
         let app = t.app(registered).await;
         let key = t.key(&app).await;
-        t.db.enroll(&app.id, "alice", None).await.unwrap();
-        t.db.lock(&app.id, "alice").await.unwrap();
+        t.service.enroll(&app.id, "alice", None).await.unwrap();
+        t.service.lock(&app.id, "alice").await.unwrap();
         assert!(t.locked(sent, &key, "alice").await, "{registered} / {sent}");
         let mut other = t.claims("app.example.com:8443", "alice");
         other["iss"] = json!("app.example.com:8443");
@@ -119,8 +119,8 @@ async fn repeated_and_trailing_slashes_reach_the_route() {
     let t = TestApp::spawn().await;
     let app = t.app(ISSUER).await;
     let key = t.key(&app).await;
-    t.db.enroll(&app.id, "alice", None).await.unwrap();
-    t.db.lock(&app.id, "alice").await.unwrap();
+    t.service.enroll(&app.id, "alice", None).await.unwrap();
+    t.service.lock(&app.id, "alice").await.unwrap();
     let token = t.token(ISSUER, &key, "alice");
     let post = |path: &'static str| {
         let req = t
@@ -154,8 +154,8 @@ async fn repeated_and_trailing_slashes_reach_the_route() {
         assert!(body.get("locked").is_none());
     }
     // The SDK's routes too, with their query kept.
-    let company = t.db.application(&app.id).await.unwrap().company_id;
-    let (_, sdk) = t.db.create_sdk_key(&company).await.unwrap();
+    let company = t.service.application(&app.id).await.unwrap().company_id;
+    let (_, sdk) = t.service.create_sdk_key(&company).await.unwrap();
     let resp = t
         .http
         .get(format!(
@@ -177,7 +177,7 @@ async fn one_account_per_name(t: &TestApp) {
     let app = t.app(ISSUER).await;
     let key = t.key(&app).await;
     let company = app.company_id.clone();
-    let (_, sdk) = t.db.create_sdk_key(&company).await.unwrap();
+    let (_, sdk) = t.service.create_sdk_key(&company).await.unwrap();
     let import = |rows: Value| t.sdk(Method::POST, "importUsers", &sdk, Some(rows));
 
     // Enrolled and locked as the directory spells it; signed in as the user typed it.
@@ -227,13 +227,13 @@ async fn one_account_per_name(t: &TestApp) {
     assert!(!t.locked(ISSUER, &key, "ALICE@contoso.com").await);
 
     // NFC and NFD spellings of café are one account.
-    t.db.enroll(&app.id, "caf\u{e9}", None).await.unwrap();
-    t.db.lock(&app.id, "caf\u{e9}").await.unwrap();
+    t.service.enroll(&app.id, "caf\u{e9}", None).await.unwrap();
+    t.service.lock(&app.id, "caf\u{e9}").await.unwrap();
     assert!(t.locked(ISSUER, &key, "cafe\u{301}").await);
     assert!(t.locked(ISSUER, &key, "CAF\u{c9}").await);
 
     // The cache warmed through one spelling sees a change made through another.
-    t.db.enroll(&app.id, "carol", None).await.unwrap();
+    t.service.enroll(&app.id, "carol", None).await.unwrap();
     assert!(!t.locked(ISSUER, &key, "carol").await);
     assert!(!t.locked(ISSUER, &key, "Carol").await);
     let lock = t
@@ -269,13 +269,13 @@ async fn one_account_per_name(t: &TestApp) {
         default_state: app.default_state,
         audit_mode: false,
     };
-    t.db.store
+    t.store
         .update_application(&app.id, &settings)
         .await
         .unwrap();
     assert!(t.locked(ISSUER, &key, "ali\u{200B}ce@contoso.com").await);
     settings.unenrolled = UnenrolledPolicy::Allow;
-    t.db.store
+    t.store
         .update_application(&app.id, &settings)
         .await
         .unwrap();
@@ -284,10 +284,10 @@ async fn one_account_per_name(t: &TestApp) {
     assert!(!t.locked(ISSUER, &key, "ALICE@CONTOSO.COM").await);
     let app_id = app.id.clone();
     eventually(|| {
-        let db = t.db.clone();
+        let service = t.service.clone();
         let app_id = app_id.clone();
         async move {
-            let list = db.attempts(&app_id, 100).await.unwrap();
+            let list = service.attempts(&app_id, 100).await.unwrap();
             list.iter().any(|a| a.account == "Alice@Contoso.com")
                 && !list.iter().any(|a| a.account == "ALICE@CONTOSO.COM")
         }
@@ -297,27 +297,31 @@ async fn one_account_per_name(t: &TestApp) {
     // An application with exact names: names that differ by case are different accounts.
     let exact = t.app("exact.example.com").await;
     let exact_key = t.key(&exact).await;
-    t.db.set_account_names(&exact.id, deadbolt_core::AccountNames::Exact)
+    t.service
+        .set_account_names(&exact.id, deadbolt_core::AccountNames::Exact)
         .await
         .unwrap();
-    t.db.enroll(&exact.id, "Dave", None).await.unwrap();
-    t.db.lock(&exact.id, "Dave").await.unwrap();
+    t.service.enroll(&exact.id, "Dave", None).await.unwrap();
+    t.service.lock(&exact.id, "Dave").await.unwrap();
     assert!(t.locked("exact.example.com", &exact_key, "Dave").await);
     assert!(!t.locked("exact.example.com", &exact_key, "dave").await);
     // Enrolling "dave" makes a second account; switching to case-insensitive is then refused
     // with both names, and changes nothing.
-    t.db.enroll(&exact.id, "dave", None).await.unwrap();
-    let err =
-        t.db.set_account_names(&exact.id, deadbolt_core::AccountNames::CaseInsensitive)
-            .await
-            .unwrap_err();
+    t.service.enroll(&exact.id, "dave", None).await.unwrap();
+    let err = t
+        .service
+        .set_account_names(&exact.id, deadbolt_core::AccountNames::CaseInsensitive)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("[Dave, dave]"), "{err}");
     assert!(!t.locked("exact.example.com", &exact_key, "dave").await);
     // Merged (locked, since Dave was), the switch goes through, and every spelling is locked.
-    t.db.merge_accounts(&exact.id, "Dave", "dave")
+    t.service
+        .merge_accounts(&exact.id, "Dave", "dave")
         .await
         .unwrap();
-    t.db.set_account_names(&exact.id, deadbolt_core::AccountNames::CaseInsensitive)
+    t.service
+        .set_account_names(&exact.id, deadbolt_core::AccountNames::CaseInsensitive)
         .await
         .unwrap();
     assert!(t.locked("exact.example.com", &exact_key, "dAVE").await);
@@ -361,7 +365,7 @@ async fn names_that_fold_together_from_an_older_store_lock_if_any_would() {
         }
     }
     // Keys are filled in when a store is opened: as a restarted server would.
-    let reopened = deadbolt::Deadbolt::open(
+    let reopened = deadbolt::Service::open(
         &t.db_url,
         &deadbolt::MasterKeySource::default(),
         t.clock.clone(),
@@ -389,21 +393,23 @@ async fn pairing_in_another_case_pairs_the_enrolled_account() {
     let t = TestApp::spawn().await;
     let app = t.app(ISSUER).await;
     let key = t.key(&app).await;
-    let (_, sdk) = t.db.create_sdk_key(&app.company_id).await.unwrap();
-    t.db.enroll(&app.id, "Frank@Example.com", None)
+    let (_, sdk) = t.service.create_sdk_key(&app.company_id).await.unwrap();
+    t.service
+        .enroll(&app.id, "Frank@Example.com", None)
         .await
         .unwrap();
-    let person =
-        t.db.create_person("frank@example.com", None, None)
-            .await
-            .unwrap();
+    let person = t
+        .service
+        .create_person("frank@example.com", None, None)
+        .await
+        .unwrap();
     let code = "PAIRCODE1";
     let hash: String = sha2::Sha256::digest(code.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     let later = t0() + chrono::Duration::minutes(10);
-    t.db.store
+    t.store
         .create_pairing_code(&hash, &person.id, t0(), later)
         .await
         .unwrap();
@@ -422,11 +428,12 @@ async fn pairing_in_another_case_pairs_the_enrolled_account() {
         "the enrolled account, not a new one"
     );
     // Paired: the person's master lock now locks every spelling.
-    t.db.set_master_lock("frank@example.com", true)
+    t.service
+        .set_master_lock("frank@example.com", true)
         .await
         .unwrap();
     assert!(t.locked(ISSUER, &key, "frank@example.com").await);
-    let accounts = t.db.store.person_accounts(&person.id).await.unwrap();
+    let accounts = t.store.person_accounts(&person.id).await.unwrap();
     assert_eq!(accounts.len(), 1);
     t.stop().await;
 }

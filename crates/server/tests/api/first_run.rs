@@ -7,7 +7,7 @@ use crate::portal::Http;
 const PASSWORD: &str = "a long operator password";
 
 async fn link(t: &TestApp) -> String {
-    deadbolt::portal::first_run_link(&t.db, &t.url)
+    deadbolt::portal::first_run_link(&t.service, &t.url)
         .await
         .unwrap()
         .expect("no operator yet: a link")
@@ -32,8 +32,8 @@ async fn use_link(t: &TestApp, link: &str, email: &str) -> u16 {
 
 async fn operators(t: &TestApp) -> Vec<String> {
     let mut out = Vec::new();
-    for p in t.db.store.persons(1000).await.unwrap() {
-        let roles = t.db.store.roles(&p.id).await.unwrap();
+    for p in t.store.persons(1000).await.unwrap() {
+        let roles = t.store.roles(&p.id).await.unwrap();
         if roles.iter().any(|r| r.role == "operator") {
             out.push(p.email);
         }
@@ -45,28 +45,27 @@ async fn operators(t: &TestApp) -> Vec<String> {
 async fn the_link_dies_when_the_cli_makes_an_operator() {
     let t = TestApp::spawn().await;
     let link = link(&t).await;
-    deadbolt::portal::create_operator(&t.db, "cli@example.test", PASSWORD)
+    deadbolt::portal::create_operator(&t.service, "cli@example.test", PASSWORD)
         .await
         .unwrap();
     assert_eq!(Http::new(&t.url).get(&link).await.status, 404);
     assert_eq!(use_link(&t, &link, "late@example.test").await, 404);
     assert_eq!(operators(&t).await, ["cli@example.test"]);
     assert!(t
-        .db
         .store
         .person_by_email("late@example.test")
         .await
         .unwrap()
         .is_none());
     assert_eq!(
-        deadbolt::portal::first_run_link(&t.db, &t.url)
+        deadbolt::portal::first_run_link(&t.service, &t.url)
             .await
             .unwrap(),
         None,
         "no new link once an operator exists"
     );
     assert!(
-        deadbolt::portal::invite_operator(&t.db, &t.url, "x@example.test")
+        deadbolt::portal::invite_operator(&t.service, &t.url, "x@example.test")
             .await
             .is_err(),
         "nor an emailed one"
@@ -106,10 +105,11 @@ async fn the_link_expires_within_an_hour() {
 async fn the_link_never_touches_an_existing_person() {
     let t = TestApp::spawn().await;
     let link = link(&t).await;
-    t.db.create_person("ann@example.test", Some("ann's own password"), None)
+    t.service
+        .create_person("ann@example.test", Some("ann's own password"), None)
         .await
         .unwrap();
-    let before = t.db.store.password_hash("ann@example.test").await.unwrap();
+    let before = t.store.password_hash("ann@example.test").await.unwrap();
     let mut http = Http::new(&t.url);
     let csrf = http.pre_csrf().await;
     let page = http
@@ -127,7 +127,7 @@ async fn the_link_never_touches_an_existing_person() {
     assert!(page.body.contains("cannot be used"), "{}", page.body);
     assert!(!http.cookies.contains_key("deadbolt_session"));
     assert_eq!(
-        t.db.store.password_hash("ann@example.test").await.unwrap(),
+        t.store.password_hash("ann@example.test").await.unwrap(),
         before,
         "ann's password is unchanged"
     );
@@ -172,5 +172,5 @@ async fn race(t: &TestApp) {
         "{statuses:?}"
     );
     assert_eq!(operators(t).await.len(), 1);
-    assert_eq!(t.db.store.persons(1000).await.unwrap().len(), 1);
+    assert_eq!(t.store.persons(1000).await.unwrap().len(), 1);
 }

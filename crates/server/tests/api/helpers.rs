@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
-use deadbolt::{Application, Config, Deadbolt, MasterKeySource};
+use deadbolt::{Config, MasterKeySource, Server, Service};
 use deadbolt_core::{AccountState, FakeClock, UnenrolledPolicy};
 use deadbolt_store::Application as App;
 use serde_json::{json, Value};
@@ -18,7 +18,9 @@ pub struct TestApp {
     pub port: u16,
     /// `/metrics` on its own listener, when the test configured one.
     pub metrics_url: Option<String>,
-    pub db: Deadbolt,
+    pub service: Service,
+    /// The store the server runs on, to look inside it.
+    pub store: Arc<deadbolt_store::Store>,
     pub db_url: String,
     pub clock: Arc<FakeClock>,
     pub http: reqwest::Client,
@@ -68,8 +70,10 @@ impl TestApp {
         // Tests read the server's counters: metrics on their own listener, as in production.
         config.metrics_listen = Some("127.0.0.1:0".into());
         adjust(&mut config);
-        let db = Deadbolt::open(&db_url, &key, clock.clone()).await.unwrap();
-        let app = Application::build_with(config, db.clone()).await.unwrap();
+        let service = Service::open(&db_url, &key, clock.clone()).await.unwrap();
+        #[allow(clippy::disallowed_methods)] // the tests look inside the store
+        let store = service.store().clone();
+        let app = Server::build_with(config, service.clone()).await.unwrap();
         let port = app.port();
         let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
         let checks = app.checks();
@@ -85,7 +89,8 @@ impl TestApp {
             url: format!("http://127.0.0.1:{port}"),
             port,
             metrics_url,
-            db,
+            service,
+            store,
             db_url,
             clock,
             http: reqwest::Client::new(),
@@ -123,11 +128,11 @@ impl TestApp {
     /// A company with one application of that issuer.
     pub async fn app(&self, issuer: &str) -> App {
         let c = self
-            .db
+            .service
             .create_company(&format!("company of {issuer}"))
             .await
             .unwrap();
-        self.db
+        self.service
             .create_application(
                 &c.id,
                 issuer,
@@ -140,7 +145,7 @@ impl TestApp {
     }
 
     pub async fn key(&self, app: &App) -> String {
-        self.db.create_signing_key(&app.id).await.unwrap().1
+        self.service.create_signing_key(&app.id).await.unwrap().1
     }
 
     pub fn audience(&self) -> String {

@@ -91,14 +91,14 @@ struct CheckSetup {
 /// with its own key.
 async fn check_setup(t: TestApp) -> CheckSetup {
     let app = t.app(ISS).await;
-    let (revoked_id, revoked) = t.db.create_signing_key(&app.id).await.unwrap();
-    t.db.revoke_signing_key(&revoked_id).await.unwrap();
+    let (revoked_id, revoked) = t.service.create_signing_key(&app.id).await.unwrap();
+    t.service.revoke_signing_key(&revoked_id).await.unwrap();
     let key = t.key(&app).await;
     let other = t.app(OTHER_ISS).await;
     let other_key = t.key(&other).await;
-    t.db.enroll(&app.id, "alice", None).await.unwrap();
-    t.db.lock(&app.id, "alice").await.unwrap();
-    t.db.enroll(&other.id, "alice", None).await.unwrap();
+    t.service.enroll(&app.id, "alice", None).await.unwrap();
+    t.service.lock(&app.id, "alice").await.unwrap();
+    t.service.enroll(&other.id, "alice", None).await.unwrap();
     CheckSetup {
         key_bytes: STANDARD.decode(&key).unwrap(),
         revoked: STANDARD.decode(revoked).unwrap(),
@@ -712,14 +712,14 @@ async fn hostile_check_tokens(t: TestApp) {
         check(t, Some(valid.as_bytes()), b"{}".to_vec()).await,
         (200, json!({"locked": true}))
     );
-    let other =
-        t.db.store
-            .application_by_issuer(OTHER_ISS)
-            .await
-            .unwrap()
-            .unwrap();
+    let other = t
+        .store
+        .application_by_issuer(OTHER_ISS)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        t.db.account(&other.id, "alice").await.unwrap().state,
+        t.service.account(&other.id, "alice").await.unwrap().state,
         deadbolt_core::AccountState::Unlocked
     );
 }
@@ -948,20 +948,15 @@ async fn hostile_check_bodies(t: TestApp) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(t.locked(ISS, &s.key, "alice").await);
     // What was kept of the hostile context is bounded.
-    let app =
-        t.db.store
-            .application_by_issuer(ISS)
-            .await
-            .unwrap()
-            .unwrap();
-    let db = t.db.clone();
+    let app = t.store.application_by_issuer(ISS).await.unwrap().unwrap();
+    let service = t.service.clone();
     let id = app.id.clone();
     eventually(|| {
-        let (db, id) = (db.clone(), id.clone());
-        async move { db.attempts(&id, 1000).await.unwrap().len() > 20 }
+        let (service, id) = (service.clone(), id.clone());
+        async move { service.attempts(&id, 1000).await.unwrap().len() > 20 }
     })
     .await;
-    for a in t.db.attempts(&app.id, 1000).await.unwrap() {
+    for a in t.service.attempts(&app.id, 1000).await.unwrap() {
         assert!(a.device.as_deref().map_or(0, str::len) <= deadbolt_core::body::MAX_FIELD);
         assert!(
             a.integration_data.as_deref().map_or(0, str::len)
@@ -986,14 +981,14 @@ const OTHER_DOMAIN: &str = "rival.example.com";
 async fn sdk_setup(t: TestApp) -> SdkSetup {
     let a = t.app(DOMAIN).await;
     let key = t.key(&a).await;
-    let (_, sdk) = t.db.create_sdk_key(&a.company_id).await.unwrap();
-    let (revoked_id, revoked_sdk) = t.db.create_sdk_key(&a.company_id).await.unwrap();
-    t.db.revoke_sdk_key(&revoked_id).await.unwrap();
-    t.db.enroll(&a.id, "ann", None).await.unwrap();
-    t.db.lock(&a.id, "ann").await.unwrap();
+    let (_, sdk) = t.service.create_sdk_key(&a.company_id).await.unwrap();
+    let (revoked_id, revoked_sdk) = t.service.create_sdk_key(&a.company_id).await.unwrap();
+    t.service.revoke_sdk_key(&revoked_id).await.unwrap();
+    t.service.enroll(&a.id, "ann", None).await.unwrap();
+    t.service.lock(&a.id, "ann").await.unwrap();
     let b = t.app(OTHER_DOMAIN).await;
-    let (_, other_sdk) = t.db.create_sdk_key(&b.company_id).await.unwrap();
-    t.db.enroll(&b.id, "bea", None).await.unwrap();
+    let (_, other_sdk) = t.service.create_sdk_key(&b.company_id).await.unwrap();
+    t.service.enroll(&b.id, "bea", None).await.unwrap();
     SdkSetup {
         t,
         key,
@@ -1674,30 +1669,30 @@ async fn hostile_sdk_table(t: TestApp) {
 
     // Nothing changed: ann still locked, bea still unlocked, nothing planted or imported.
     assert!(t.locked(DOMAIN, &s.key, "ann").await);
-    let a =
-        t.db.store
-            .application_by_issuer(DOMAIN)
-            .await
-            .unwrap()
-            .unwrap();
-    let b =
-        t.db.store
-            .application_by_issuer(OTHER_DOMAIN)
-            .await
-            .unwrap()
-            .unwrap();
+    let a = t
+        .store
+        .application_by_issuer(DOMAIN)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = t
+        .store
+        .application_by_issuer(OTHER_DOMAIN)
+        .await
+        .unwrap()
+        .unwrap();
     let names =
         |v: Vec<deadbolt_store::Account>| v.into_iter().map(|a| a.account).collect::<Vec<_>>();
     assert_eq!(
-        names(t.db.store.accounts(&a.id, None, 1000).await.unwrap()),
+        names(t.store.accounts(&a.id, None, 1000).await.unwrap()),
         ["ann"]
     );
     assert_eq!(
-        names(t.db.store.accounts(&b.id, None, 1000).await.unwrap()),
+        names(t.store.accounts(&b.id, None, 1000).await.unwrap()),
         ["bea"]
     );
     assert_eq!(
-        t.db.account(&b.id, "bea").await.unwrap().state,
+        t.service.account(&b.id, "bea").await.unwrap().state,
         deadbolt_core::AccountState::Unlocked
     );
     assert_eq!(

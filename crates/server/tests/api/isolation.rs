@@ -11,8 +11,8 @@ async fn a_token_of_a_never_reads_b() {
     let b = t.app("b.example.com").await;
     let key_a = t.key(&a).await;
     let key_b = t.key(&b).await;
-    t.db.enroll(&b.id, "shared", None).await.unwrap();
-    t.db.lock(&b.id, "shared").await.unwrap();
+    t.service.enroll(&b.id, "shared", None).await.unwrap();
+    t.service.lock(&b.id, "shared").await.unwrap();
     // A's token about "shared" answers from A's side (not enrolled there → allow).
     assert!(!t.locked("a.example.com", &key_a, "shared").await);
     // A's key cannot speak for B.
@@ -31,8 +31,8 @@ async fn sdk_keys_act_only_on_their_company() {
     let a = t.app("sdk-a.example.com").await;
     let b = t.app("sdk-b.example.com").await;
     let key_b = t.key(&b).await;
-    t.db.enroll(&b.id, "victim", None).await.unwrap();
-    let (_, sdk_a) = t.db.create_sdk_key(&a.company_id).await.unwrap();
+    t.service.enroll(&b.id, "victim", None).await.unwrap();
+    let (_, sdk_a) = t.service.create_sdk_key(&a.company_id).await.unwrap();
     let target = json!({"domain": "sdk-b.example.com", "userAccountId": "victim"});
     let unknown = json!({"domain": "nowhere.example.com", "userAccountId": "victim"});
     let got_b = t
@@ -81,7 +81,6 @@ async fn sdk_keys_act_only_on_their_company() {
         400,
     );
     assert!(t
-        .db
         .store
         .account(
             &b.id,

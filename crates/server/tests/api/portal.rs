@@ -132,7 +132,8 @@ impl Http {
 async fn stopping_the_server_ends_live_streams() {
     let t = crate::helpers::TestApp::spawn().await;
     let (email, password) = ("live@example.test", "a long enough password");
-    t.db.create_person(email, Some(password), None)
+    t.service
+        .create_person(email, Some(password), None)
         .await
         .unwrap();
     let mut http = Http::new(&t.url);

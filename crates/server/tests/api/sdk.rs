@@ -11,7 +11,7 @@ async fn setup() -> (TestApp, String, String) {
     let t = TestApp::spawn().await;
     let app = t.app(DOMAIN).await;
     let key = t.key(&app).await;
-    let (_, sdk) = t.db.create_sdk_key(&app.company_id).await.unwrap();
+    let (_, sdk) = t.service.create_sdk_key(&app.company_id).await.unwrap();
     (t, key, sdk)
 }
 
@@ -44,13 +44,13 @@ async fn import_is_idempotent_and_all_or_nothing() {
         (got.1["created"].clone(), got.1["existing"].clone()),
         (json!(1), json!(3000))
     );
-    let app =
-        t.db.store
-            .application_by_issuer(DOMAIN)
-            .await
-            .unwrap()
-            .unwrap();
-    let acc = t.db.account(&app.id, "ann7").await.unwrap();
+    let app = t
+        .store
+        .application_by_issuer(DOMAIN)
+        .await
+        .unwrap()
+        .unwrap();
+    let acc = t.service.account(&app.id, "ann7").await.unwrap();
     assert_eq!(acc.person_email.as_deref(), Some("ann7@example.com"));
 
     // One bad row: 400, the errors listed, nothing imported.
@@ -61,7 +61,6 @@ async fn import_is_idempotent_and_all_or_nothing() {
     assert_eq!(got.0, 400);
     assert_eq!(got.1["errors"][0]["row"], 1);
     assert!(t
-        .db
         .store
         .account(
             &app.id,
@@ -147,17 +146,12 @@ async fn attempts_feed_for_a_siem() {
         t.locked(DOMAIN, &key, &format!("u{i}")).await;
         t.clock.advance(Duration::seconds(1));
     }
-    let db = t.db.clone();
+    let store = t.store.clone();
     eventually(|| {
-        let db = db.clone();
+        let store = store.clone();
         async move {
-            let app = db
-                .store
-                .application_by_issuer(DOMAIN)
-                .await
-                .unwrap()
-                .unwrap();
-            db.attempts(&app.id, 10).await.unwrap().len() == 5
+            let app = store.application_by_issuer(DOMAIN).await.unwrap().unwrap();
+            store.recent_attempts(&app.id, 10).await.unwrap().len() == 5
         }
     })
     .await;
@@ -230,7 +224,7 @@ async fn sdk_authentication() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "no header at all");
-    t.db.revoke_sdk_key(id).await.unwrap();
+    t.service.revoke_sdk_key(id).await.unwrap();
     assert_refused(&t.sdk(Method::POST, "lock", &sdk, target).await, 401);
 }
 

@@ -521,7 +521,7 @@ fn sdk_rows(b: &B) -> Vec<ApiRow> {
 
 /// B's state as text: everything a row might have changed.
 async fn snapshot(t: &TestApp, b: &B, b_person: &str) -> String {
-    let s = &t.db.store;
+    let s = &t.store;
     let apps = s.applications(Some(&b.cid)).await.unwrap();
     let mut out = format!("{apps:?}\n");
     for app in &apps {
@@ -559,44 +559,51 @@ async fn matrix(t: TestApp) {
     // Company A: an application with a key, an admin, a person with an account, an SDK key.
     let a = t.app("a.example.com").await;
     let a_key = t.key(&a).await;
-    let (_, a_sdk) = t.db.create_sdk_key(&a.company_id).await.unwrap();
-    let a_admin =
-        t.db.create_person("admin@a.example.com", Some("admin-a-password"), None)
-            .await
-            .unwrap();
-    t.db.store
+    let (_, a_sdk) = t.service.create_sdk_key(&a.company_id).await.unwrap();
+    let a_admin = t
+        .service
+        .create_person("admin@a.example.com", Some("admin-a-password"), None)
+        .await
+        .unwrap();
+    t.store
         .grant_role(&a_admin.id, "admin", &a.company_id, now)
         .await
         .unwrap();
-    t.db.create_person("person@a.example.com", Some("person-a-password"), None)
+    t.service
+        .create_person("person@a.example.com", Some("person-a-password"), None)
         .await
         .unwrap();
-    t.db.enroll(&a.id, "pa", Some("person@a.example.com"))
+    t.service
+        .enroll(&a.id, "pa", Some("person@a.example.com"))
         .await
         .unwrap();
 
     // Company B: the same, with a locked account that has a blocked attempt and a schedule.
     let b_app = t.app("b.example.com").await;
-    let (signing_key_id, signing_key) = t.db.create_signing_key(&b_app.id).await.unwrap();
-    let (sdk_key_id, _) = t.db.create_sdk_key(&b_app.company_id).await.unwrap();
-    let b_admin =
-        t.db.create_person("admin@b.example.com", None, None)
-            .await
-            .unwrap();
-    t.db.store
+    let (signing_key_id, signing_key) = t.service.create_signing_key(&b_app.id).await.unwrap();
+    let (sdk_key_id, _) = t.service.create_sdk_key(&b_app.company_id).await.unwrap();
+    let b_admin = t
+        .service
+        .create_person("admin@b.example.com", None, None)
+        .await
+        .unwrap();
+    t.store
         .grant_role(&b_admin.id, "admin", &b_app.company_id, now)
         .await
         .unwrap();
-    t.db.create_person("person@b.example.com", None, None)
+    t.service
+        .create_person("person@b.example.com", None, None)
         .await
         .unwrap();
-    let (acc, _) =
-        t.db.enroll(&b_app.id, "pb", Some("person@b.example.com"))
-            .await
-            .unwrap();
-    t.db.lock(&b_app.id, "pb").await.unwrap();
-    let schedule =
-        t.db.add_schedule(
+    let (acc, _) = t
+        .service
+        .enroll(&b_app.id, "pb", Some("person@b.example.com"))
+        .await
+        .unwrap();
+    t.service.lock(&b_app.id, "pb").await.unwrap();
+    let schedule = t
+        .service
+        .add_schedule(
             "person@b.example.com",
             None,
             Schedule::parse("mon", "01:00-02:00").unwrap(),
@@ -604,14 +611,14 @@ async fn matrix(t: TestApp) {
         .await
         .unwrap();
     assert!(t.locked("b.example.com", &signing_key, "pb").await);
-    let db = t.db.clone();
+    let service = t.service.clone();
     let bid = b_app.id.clone();
     eventually(|| {
-        let (db, bid) = (db.clone(), bid.clone());
-        async move { !db.attempts(&bid, 10).await.unwrap().is_empty() }
+        let (service, bid) = (service.clone(), bid.clone());
+        async move { !service.attempts(&bid, 10).await.unwrap().is_empty() }
     })
     .await;
-    let attempt_id = t.db.attempts(&b_app.id, 10).await.unwrap()[0].id;
+    let attempt_id = t.service.attempts(&b_app.id, 10).await.unwrap()[0].id;
     let b = B {
         cid: b_app.company_id.clone(),
         aid: b_app.id.clone(),
@@ -764,12 +771,12 @@ async fn matrix(t: TestApp) {
     assert!(count >= 70, "{count} rows");
 
     // Nothing of B changed, and B still works.
-    let db = t.db.clone();
+    let service = t.service.clone();
     let aid = a.id.clone();
     // The check rows as A are recorded on A: wait for them so that the writer is idle.
     eventually(|| {
-        let (db, aid) = (db.clone(), aid.clone());
-        async move { !db.attempts(&aid, 10).await.unwrap().is_empty() }
+        let (service, aid) = (service.clone(), aid.clone());
+        async move { !service.attempts(&aid, 10).await.unwrap().is_empty() }
     })
     .await;
     assert_eq!(before, snapshot(&t, &b, "person@b.example.com").await);

@@ -11,7 +11,10 @@ const ANN: &str = "ann@example.test";
 
 async fn with_ann() -> TestApp {
     let t = TestApp::spawn().await;
-    t.db.create_person(ANN, Some(PASSWORD), None).await.unwrap();
+    t.service
+        .create_person(ANN, Some(PASSWORD), None)
+        .await
+        .unwrap();
     t
 }
 
@@ -95,8 +98,8 @@ async fn a_password_reset_ends_the_wait() {
     burst(&t, ANN, 10).await;
     assert_eq!(wait_of(&Http::new(&t.url).login(ANN, PASSWORD).await), 1);
     let token = "a-reset-token-for-ann-made-by-the-test-0123456";
-    let now = t.db.now();
-    t.db.store
+    let now = t.service.now();
+    t.store
         .create_link(
             &deadbolt::crypto::token_hash(token),
             "password_reset",
@@ -233,7 +236,8 @@ async fn answers_do_not_tell_who_has_an_account() {
 #[tokio::test]
 async fn a_known_browser_is_not_held_by_a_guesser() {
     let t = with_ann().await;
-    t.db.create_person("bob@example.test", Some(PASSWORD), None)
+    t.service
+        .create_person("bob@example.test", Some(PASSWORD), None)
         .await
         .unwrap();
     let mut owner = Http::new(&t.url);

@@ -5,7 +5,7 @@
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use deadbolt::portal::MailConfig;
-use deadbolt::{Application, Config, Deadbolt, MasterKeySource};
+use deadbolt::{Config, MasterKeySource, Server, Service};
 use deadbolt_core::FakeClock;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
@@ -64,7 +64,9 @@ pub async fn emailed_link(to: &str) -> String {
 pub struct TestPortal {
     pub url: String,
     pub port: u16,
-    pub db: Deadbolt,
+    pub service: Service,
+    /// The store the server runs on, to look inside it.
+    pub store: Arc<deadbolt_store::Store>,
     pub clock: Arc<FakeClock>,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -89,8 +91,10 @@ impl TestPortal {
             smtp_url: Some(format!("smtp://127.0.0.1:{smtp_port}")),
             from: Some("Deadbolt <deadbolt@test.example>".into()),
         };
-        let db = Deadbolt::open(&db_url, &key, clock.clone()).await.unwrap();
-        let app = Application::build_with(config, db.clone()).await.unwrap();
+        let service = Service::open(&db_url, &key, clock.clone()).await.unwrap();
+        #[allow(clippy::disallowed_methods)] // the tests look inside the store
+        let store = service.store().clone();
+        let app = Server::build_with(config, service.clone()).await.unwrap();
         let port = app.port();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -103,7 +107,8 @@ impl TestPortal {
         Self {
             url: format!("http://127.0.0.1:{port}"),
             port,
-            db,
+            service,
+            store,
             clock,
             _dir: dir,
             shutdown: Some(tx),
@@ -156,7 +161,7 @@ impl TestPortal {
 
     /// A person with a password, for tests that do not go through the emails.
     pub async fn person(&self, email: &str, password: &str) -> deadbolt_store::Person {
-        self.db
+        self.service
             .create_person(email, Some(password), None)
             .await
             .unwrap()

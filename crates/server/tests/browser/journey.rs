@@ -16,7 +16,7 @@ async fn operator_admin_and_person_journey() {
         return;
     }
     let portal = TestPortal::spawn().await;
-    deadbolt::portal::create_operator(&portal.db, OPERATOR, PASSWORD)
+    deadbolt::portal::create_operator(&portal.service, OPERATOR, PASSWORD)
         .await
         .unwrap();
     let b = Browser::start().await;
@@ -247,7 +247,7 @@ async fn first_run_link_creates_the_operator() {
         return;
     }
     let portal = TestPortal::spawn().await;
-    let link = deadbolt::portal::first_run_link(&portal.db, &portal.url)
+    let link = deadbolt::portal::first_run_link(&portal.service, &portal.url)
         .await
         .unwrap()
         .expect("no operator yet: a link");
@@ -267,7 +267,7 @@ async fn first_run_link_creates_the_operator() {
     b.find("#company-form").await;
     assert!(b.url().await.ends_with("/operator"));
     assert_eq!(
-        deadbolt::portal::first_run_link(&portal.db, &portal.url)
+        deadbolt::portal::first_run_link(&portal.service, &portal.url)
             .await
             .unwrap(),
         None,
@@ -334,16 +334,15 @@ async fn an_admin_imports_accounts_from_a_csv_file() {
         return;
     }
     let portal = TestPortal::spawn().await;
-    let c = portal.db.create_company("Acme").await.unwrap();
+    let c = portal.service.create_company("Acme").await.unwrap();
     let admin = portal.person(ADMIN, PASSWORD).await;
     portal
-        .db
         .store
         .grant_role(&admin.id, "admin", &c.id, t0())
         .await
         .unwrap();
     let app = portal
-        .db
+        .service
         .create_application(
             &c.id,
             ISSUER,
@@ -390,7 +389,7 @@ async fn an_admin_imports_accounts_from_a_csv_file() {
         portal
             .locked(
                 ISSUER,
-                &portal.db.create_signing_key(&app.id).await.unwrap().1,
+                &portal.service.create_signing_key(&app.id).await.unwrap().1,
                 "carol"
             )
             .await

@@ -78,13 +78,13 @@ async fn forms_refuse_missing_or_wrong_csrf_tokens() {
         let page = http.post("/me/lock-all", &form).await;
         assert_eq!(page.status, 403, "{form:?}");
     }
-    let p = portal.db.store.person(&ann.id).await.unwrap().unwrap();
+    let p = portal.store.person(&ann.id).await.unwrap().unwrap();
     assert!(!p.master_locked, "a refused form changed nothing");
     let page = http
         .post("/me/lock-all", &[("on", "1"), ("csrf", &csrf)])
         .await;
     assert_eq!(page.status, 303);
-    let p = portal.db.store.person(&ann.id).await.unwrap().unwrap();
+    let p = portal.store.person(&ann.id).await.unwrap().unwrap();
     assert!(p.master_locked);
 
     // Another session's token is no good either.
@@ -216,20 +216,21 @@ async fn one_tenant_cannot_reach_another() {
         return;
     }
     let portal = TestPortal::spawn().await;
-    let db = &portal.db;
+    let service = &portal.service;
     let now = t0();
     let mut ids = Vec::new();
     for (name, admin, issuer) in [
         ("Acme", "admin@acme.test", "acme.test"),
         ("Globex", "admin@globex.test", "globex.test"),
     ] {
-        let c = db.create_company(name).await.unwrap();
+        let c = service.create_company(name).await.unwrap();
         let p = portal.person(admin, PASSWORD).await;
-        db.store
+        portal
+            .store
             .grant_role(&p.id, "admin", &c.id, now)
             .await
             .unwrap();
-        let app = db
+        let app = service
             .create_application(
                 &c.id,
                 issuer,
@@ -239,14 +240,14 @@ async fn one_tenant_cannot_reach_another() {
             )
             .await
             .unwrap();
-        let (key_id, _) = db.create_signing_key(&app.id).await.unwrap();
-        let (sdk_id, _) = db.create_sdk_key(&c.id).await.unwrap();
+        let (key_id, _) = service.create_signing_key(&app.id).await.unwrap();
+        let (sdk_id, _) = service.create_sdk_key(&c.id).await.unwrap();
         ids.push((c.id, app.id, key_id, sdk_id));
     }
     let (acme, acme_app, _, _) = ids[0].clone();
     let (globex, globex_app, globex_key, globex_sdk) = ids[1].clone();
     let bob = portal.person("bob@globex.test", PASSWORD).await;
-    let (bob_acc, _) = db
+    let (bob_acc, _) = portal
         .store
         .enroll(&globex_app, "bob", Some(&bob.id), now)
         .await
@@ -318,16 +319,16 @@ async fn one_tenant_cannot_reach_another() {
         let page = http.post(&path, &form).await;
         assert_eq!(page.status, 404, "{path}");
     }
-    let keys = db.store.signing_keys(&globex_app).await.unwrap();
+    let keys = portal.store.signing_keys(&globex_app).await.unwrap();
     assert_eq!(keys.len(), 1);
     assert!(keys[0].revoked_at.is_none());
-    assert!(db.store.sdk_keys(&globex).await.unwrap()[0]
+    assert!(portal.store.sdk_keys(&globex).await.unwrap()[0]
         .revoked_at
         .is_none());
-    let app = db.application(&globex_app).await.unwrap();
+    let app = service.application(&globex_app).await.unwrap();
     assert_eq!(app.unenrolled, UnenrolledPolicy::Allow);
     assert_eq!(
-        db.account(&globex_app, "bob").await.unwrap().state,
+        service.account(&globex_app, "bob").await.unwrap().state,
         AccountState::Unlocked
     );
     portal.stop().await;
@@ -339,20 +340,21 @@ async fn a_pairing_code_pairs_an_account_once() {
         return;
     }
     let portal = TestPortal::spawn().await;
-    let db = &portal.db;
-    let c = db.create_company("Acme").await.unwrap();
-    db.create_application(
-        &c.id,
-        "acme.test",
-        None,
-        UnenrolledPolicy::Allow,
-        AccountState::Locked,
-    )
-    .await
-    .unwrap();
-    let other = db.create_company("Globex").await.unwrap();
-    let (_, other_sdk) = db.create_sdk_key(&other.id).await.unwrap();
-    let (_, sdk) = db.create_sdk_key(&c.id).await.unwrap();
+    let service = &portal.service;
+    let c = service.create_company("Acme").await.unwrap();
+    service
+        .create_application(
+            &c.id,
+            "acme.test",
+            None,
+            UnenrolledPolicy::Allow,
+            AccountState::Locked,
+        )
+        .await
+        .unwrap();
+    let other = service.create_company("Globex").await.unwrap();
+    let (_, other_sdk) = service.create_sdk_key(&other.id).await.unwrap();
+    let (_, sdk) = service.create_sdk_key(&c.id).await.unwrap();
     let ann = portal.person("ann@example.test", PASSWORD).await;
     let mut http = Http::new(&portal);
     http.login("ann@example.test", PASSWORD).await;
@@ -384,7 +386,7 @@ async fn a_pairing_code_pairs_an_account_once() {
     let (status, body) = pair(sdk.clone(), code.to_lowercase()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["paired"], true);
-    let accounts = db.store.person_accounts(&ann.id).await.unwrap();
+    let accounts = portal.store.person_accounts(&ann.id).await.unwrap();
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0].account, "ann-42");
     let (status, _) = pair(sdk, code).await;

@@ -1,5 +1,8 @@
-//! Operations on Deadbolt's data, shared by the operator CLI and the HTTP APIs: the rules about
-//! who may do what live in the callers, the rules about how live here.
+//! The service: Deadbolt's operations on its data, shared by the operator CLI, the SDK API and
+//! the portal. The rules about who may do what live in the callers (an SDK key's company, a
+//! portal session's roles); the rules about how (valid names, the decision, what a lock or an
+//! unlock writes) live here. The store is private to it: `records.rs` and `portal.rs` are the
+//! plain look-ups and keeps the surfaces need, this file the operations with rules.
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -14,6 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::crypto::{self, MasterKey};
+
+mod portal;
+mod records;
 use crate::error::{Error, Result};
 
 /// Longest account name (`sub`) accepted.
@@ -26,14 +32,25 @@ pub struct MasterKeySource {
     pub file: Option<PathBuf>,
 }
 
+/// Deadbolt's rules over its store: who and what may be created, looked up and changed, and
+/// how. The HTTP surfaces and the CLI go through it; the store is private to it. Two readers
+/// get the store itself from the composition ([`Service::store`], allowed in `lib.rs` only):
+/// the check path, whose cache and decision are its own rules and which must not pay for an
+/// indirection, and the attempt writer, which only appends.
 #[derive(Clone)]
-pub struct Deadbolt {
-    pub store: Arc<Store>,
-    pub master_key: MasterKey,
-    pub clock: Arc<dyn Clock>,
+pub struct Service {
+    store: Arc<Store>,
+    master_key: MasterKey,
+    clock: Arc<dyn Clock>,
 }
 
-impl Deadbolt {
+impl Service {
+    /// The store underneath, for the composition and the tests' look inside (a clippy rule
+    /// refuses it anywhere else: `clippy.toml`).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     pub async fn open(db_url: &str, key: &MasterKeySource, clock: Arc<dyn Clock>) -> Result<Self> {
         let store = Store::open(db_url).await?;
         let master_key = if let Some(v) = &key.value {
@@ -171,6 +188,17 @@ impl Deadbolt {
             .create_signing_key(&id, app_id, &enc, self.now())
             .await?;
         Ok((id, b64))
+    }
+
+    /// The secrets of an application's active signing keys, decrypted: what a token of it may
+    /// be signed with.
+    pub async fn signing_secrets(&self, app_id: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for (id, enc) in self.store.active_signing_keys(app_id).await? {
+            let secret = self.master_key.decrypt(&id, &enc)?;
+            out.push((id, secret));
+        }
+        Ok(out)
     }
 
     pub async fn revoke_signing_key(&self, key_id: &str) -> Result<String> {

@@ -1,0 +1,187 @@
+//! Records as stored, for the surfaces that list and show them (the portal's pages, the CLI,
+//! the SDK's attempts feed), and the writes whose rules the caller has already applied. The
+//! rules of a change live in `service/mod.rs`; these only look things up and keep them, with
+//! the service's error.
+
+use chrono::{DateTime, Utc};
+use deadbolt_core::{AccountKey, Schedule};
+use deadbolt_store::{
+    Account, AppSettings, Application, Attempt, Company, NotReady, Person, ScheduleOwner,
+    ScheduleRecord, SdkKeyRecord, SigningKeyRecord,
+};
+
+use super::Service;
+use crate::error::Result;
+
+impl Service {
+    /// Whether the store can answer and take changes now (`/readyz`).
+    pub async fn readiness(&self) -> Result<(), NotReady> {
+        self.store.readiness().await
+    }
+
+    /// Forgets all but the last `keep` rows of the change log; how many went.
+    pub async fn prune_changes(&self, keep: i64) -> Result<u64> {
+        Ok(self.store.prune_changes(keep).await?)
+    }
+
+    /// The change log's position: grows with every change to what a check reads.
+    pub async fn version(&self) -> Result<i64> {
+        Ok(self.store.version().await?)
+    }
+
+    pub async fn find_person_by_email(&self, email: &str) -> Result<Option<Person>> {
+        Ok(self.store.person_by_email(email).await?)
+    }
+
+    pub async fn person(&self, id: &str) -> Result<Option<Person>> {
+        Ok(self.store.person(id).await?)
+    }
+
+    pub async fn persons(&self, limit: i64) -> Result<Vec<Person>> {
+        Ok(self.store.persons(limit).await?)
+    }
+
+    pub async fn set_master_lock_of(&self, person_id: &str, on: bool) -> Result<()> {
+        Ok(self.store.set_master_lock(person_id, on).await?)
+    }
+
+    pub async fn find_company(&self, id: &str) -> Result<Option<Company>> {
+        Ok(self.store.company(id).await?)
+    }
+
+    pub async fn companies(&self) -> Result<Vec<Company>> {
+        Ok(self.store.companies().await?)
+    }
+
+    pub async fn sdk_key(&self, id: &str) -> Result<Option<SdkKeyRecord>> {
+        Ok(self.store.sdk_key(id).await?)
+    }
+
+    pub async fn sdk_keys(&self, company_id: &str) -> Result<Vec<SdkKeyRecord>> {
+        Ok(self.store.sdk_keys(company_id).await?)
+    }
+
+    pub async fn account_by_id(&self, id: &str) -> Result<Option<Account>> {
+        Ok(self.store.account_by_id(id).await?)
+    }
+
+    pub async fn enroll_key(
+        &self,
+        app_id: &str,
+        account: &str,
+        person_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Account, bool)> {
+        Ok(self.store.enroll(app_id, account, person_id, now).await?)
+    }
+
+    pub async fn find_account(&self, app_id: &str, key: &AccountKey) -> Result<Option<Account>> {
+        Ok(self.store.account(app_id, key).await?)
+    }
+
+    pub async fn accounts(
+        &self,
+        app_id: &str,
+        search: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Account>> {
+        Ok(self.store.accounts(app_id, search, limit).await?)
+    }
+
+    pub async fn person_accounts(&self, person_id: &str) -> Result<Vec<Account>> {
+        Ok(self.store.person_accounts(person_id).await?)
+    }
+
+    pub async fn recent_attempts(&self, app_id: &str, limit: i64) -> Result<Vec<Attempt>> {
+        Ok(self.store.recent_attempts(app_id, limit).await?)
+    }
+
+    pub async fn attempts_since(
+        &self,
+        app_id: &str,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        Ok(self.store.attempts_since(app_id, since, limit).await?)
+    }
+
+    pub async fn person_blocked_attempts(
+        &self,
+        person_id: &str,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        Ok(self.store.person_blocked_attempts(person_id, limit).await?)
+    }
+
+    pub async fn person_blocked_attempts_after(
+        &self,
+        person_id: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        Ok(self
+            .store
+            .person_blocked_attempts_after(person_id, after_id, limit)
+            .await?)
+    }
+
+    pub async fn attempt(&self, id: i64) -> Result<Option<Attempt>> {
+        Ok(self.store.attempt(id).await?)
+    }
+
+    pub async fn find_application(&self, id: &str) -> Result<Option<Application>> {
+        Ok(self.store.application(id).await?)
+    }
+
+    pub async fn application_by_issuer(&self, issuer_norm: &str) -> Result<Option<Application>> {
+        Ok(self.store.application_by_issuer(issuer_norm).await?)
+    }
+
+    pub async fn applications(&self, company_id: Option<&str>) -> Result<Vec<Application>> {
+        Ok(self.store.applications(company_id).await?)
+    }
+
+    pub async fn update_application(
+        &self,
+        id: &str,
+        settings: &AppSettings,
+    ) -> Result<Application> {
+        Ok(self.store.update_application(id, settings).await?)
+    }
+
+    pub async fn signing_keys(&self, app_id: &str) -> Result<Vec<SigningKeyRecord>> {
+        Ok(self.store.signing_keys(app_id).await?)
+    }
+
+    pub async fn add_schedule_for(
+        &self,
+        owner: &ScheduleOwner,
+        s: Schedule,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduleRecord> {
+        Ok(self.store.add_schedule(owner, s, now).await?)
+    }
+
+    pub async fn person_schedules(&self, person_id: &str) -> Result<Vec<ScheduleRecord>> {
+        Ok(self.store.person_schedules(person_id).await?)
+    }
+
+    pub async fn delete_schedule(&self, id: &str) -> Result<()> {
+        Ok(self.store.delete_schedule(id).await?)
+    }
+
+    pub async fn filtered_attempts(
+        &self,
+        app_id: &str,
+        account: Option<&str>,
+        locked: Option<bool>,
+        range: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        Ok(self
+            .store
+            .filtered_attempts(app_id, account, locked, range, after_id, limit)
+            .await?)
+    }
+}

@@ -20,6 +20,7 @@ mod portal;
 mod signal;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use chrono::{DateTime, Utc};
 use deadbolt_core::{AccountKey, AccountState, Enrolment, PersonLocks, Schedule};
@@ -30,6 +31,7 @@ pub use accounts::Collision;
 pub use attempts::AttemptBatch;
 pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};
 pub use model::*;
+pub use throttle::{ThrottleEntry, ThrottleKey};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {

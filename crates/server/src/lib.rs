@@ -82,9 +82,9 @@ pub struct Application {
     checks: Arc<check::CheckService>,
 }
 
-/// How often the change log is pruned, and how many of its last rows are kept: at a hundred
-/// changes a second, a quarter of an hour for a process that stopped looking (one that falls
-/// further behind forgets its whole cache, once).
+/// How often the change log (and the sign-in throttle's forgotten counts) are pruned, and how
+/// many of the log's last rows are kept: at a hundred changes a second, a quarter of an hour for
+/// a process that stopped looking (one that falls further behind forgets its whole cache, once).
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const CHANGES_KEPT: i64 = 100_000;
 
@@ -140,6 +140,7 @@ impl Application {
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let portal = Arc::new(portal::Portal::new(
+            &db,
             config.portal.clone(),
             audiences.clone(),
             closing_rx,
@@ -225,6 +226,9 @@ impl Application {
                 every.tick().await;
                 if let Err(e) = db.store.prune_changes(CHANGES_KEPT).await {
                     tracing::warn!(error = %e, "cannot prune the change log");
+                }
+                if let Err(e) = portal::prune_throttle(&db).await {
+                    tracing::warn!(error = %e, "cannot prune the sign-in throttle");
                 }
             }
         });

@@ -85,7 +85,7 @@ pub(super) async fn send_link(
 ) -> Result<(), PageError> {
     let now = s.db.now();
     let key = portal.throttle.key("mail", email, Policy::MAIL);
-    if portal.throttle.admit(&[key], now).is_err() {
+    if portal.throttle.admit(&[key], now).await?.is_err() {
         tracing::warn!(
             purpose = purpose.as_str(),
             "email not sent: too many to this address"
@@ -365,10 +365,15 @@ pub async fn welcome(
         .set_password_hash(&person.id, &hashed, true, now)
         .await?;
     // A password set from an emailed link proves the address: its sign-in wait is over.
-    portal.throttle.clear(&[
+    // Should the store fail here, the password is set all the same: the wait ends by itself
+    // (in a minute at most), and an error page would tell the person the change failed.
+    let waits = [
         portal.throttle.key("login", &email, Policy::EMAIL),
         portal.throttle.key("email-request", &email, Policy::EMAIL),
-    ]);
+    ];
+    if let Err(e) = portal.throttle.clear(&waits, now).await {
+        tracing::warn!(error = %e, "the sign-in wait of a reset address not ended");
+    }
     if let (LinkPurpose::AdminInvite, Some(c)) = (link.purpose, &link.company_id) {
         grant(
             &s.db,

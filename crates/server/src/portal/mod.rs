@@ -48,8 +48,9 @@ pub struct Portal {
     /// Sign-in tries, reset requests and emails sent, per address and per client.
     throttle: throttle::Throttle,
     passwords: throttle::PasswordWork,
-    /// Signs device cookies; new at each start (a restart forgets known browsers, as it
-    /// forgets the throttle's counts).
+    /// Signs device cookies; derived from the master key, so that a browser known to one
+    /// replica is known to all, and still after a restart (which forgets no throttle count
+    /// either: a known browser must keep its own count wherever it lands).
     device_key: [u8; 32],
     /// Turns true when the server is asked to stop: live streams end so that a graceful
     /// shutdown does not wait for open pages.
@@ -61,6 +62,7 @@ const LIVE_STREAM_SECS: u64 = 600;
 
 impl Portal {
     pub fn new(
+        db: &Deadbolt,
         config: PortalConfig,
         audiences: Vec<String>,
         closing: tokio::sync::watch::Receiver<bool>,
@@ -70,14 +72,12 @@ impl Portal {
             config,
             audiences,
             mailer,
-            throttle: throttle::Throttle::default(),
+            throttle: throttle::Throttle::new(
+                db.store.clone(),
+                db.master_key.derive("portal throttle keys"),
+            ),
             passwords: throttle::PasswordWork::default(),
-            device_key: {
-                use rand::RngCore;
-                let mut k = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut k);
-                k
-            },
+            device_key: db.master_key.derive("portal device cookies"),
             closing,
         }
     }
@@ -86,6 +86,11 @@ impl Portal {
     fn stream_over(&self, started: std::time::Instant) -> bool {
         *self.closing.borrow() || started.elapsed().as_secs() >= LIVE_STREAM_SECS
     }
+}
+
+/// Prunes the sign-in throttle's counts in the store (forgotten keys, and any over its bound).
+pub async fn prune_throttle(db: &Deadbolt) -> Result<u64, deadbolt_store::StoreError> {
+    throttle::prune(&db.store, db.now()).await
 }
 
 /// What portal handlers are given: the service and the portal's own state.

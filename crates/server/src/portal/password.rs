@@ -41,7 +41,7 @@ fn login_tries(portal: &Portal, headers: &HeaderMap, email: &str, client: &Clien
     if let Some(nonce) = known_device(portal, headers, email) {
         let device = portal.throttle.key("login-device", nonce, Policy::EMAIL);
         return Tries {
-            keys: vec![device],
+            keys: vec![device.clone()],
             forget: vec![device],
             undo: vec![],
         };
@@ -51,7 +51,7 @@ fn login_tries(portal: &Portal, headers: &HeaderMap, email: &str, client: &Clien
         .throttle
         .key("login-client", &client.0, Policy::CLIENT);
     Tries {
-        keys: vec![address, client],
+        keys: vec![address.clone(), client.clone()],
         forget: vec![address],
         undo: vec![client],
     }
@@ -151,8 +151,8 @@ pub async fn login(
         anonymous_page(&portal, status, render(&page), (f.csrf.clone(), false))
     };
     // Counted before the password is looked at: a burst of guesses is let in only as far as
-    // the throttle allows, and the rest cost no hashing.
-    if let Err(wait) = portal.throttle.admit(&tries.keys, now) {
+    // the throttle allows, and the rest cost no hashing. A store that cannot count refuses.
+    if let Err(wait) = portal.throttle.admit(&tries.keys, now).await? {
         let mut res = fail(
             StatusCode::TOO_MANY_REQUESTS,
             &format!(
@@ -169,7 +169,10 @@ pub async fn login(
     let ok = portal.passwords.verify(&f.password, hash).await;
     match stored {
         Some((person_id, _)) if ok => {
-            portal.throttle.succeeded(&tries.forget, &tries.undo);
+            portal
+                .throttle
+                .succeeded(&tries.forget, &tries.undo, now)
+                .await?;
             let mut res = start_session(&s, &portal, &headers, &person_id, "/").await?;
             if known_device(&portal, &headers, &email).is_none() {
                 res.headers_mut()
@@ -275,7 +278,7 @@ async fn email_request(
             .throttle
             .key("email-request-client", &client.0, Policy::CLIENT),
     ];
-    if let Err(wait) = portal.throttle.admit(&keys, s.db.now()) {
+    if let Err(wait) = portal.throttle.admit(&keys, s.db.now()).await? {
         let page = email_form(reset, f.csrf, false);
         let mut res = (StatusCode::TOO_MANY_REQUESTS, render(&page)?).into_response();
         retry_after(&mut res, wait);
@@ -352,7 +355,7 @@ pub async fn change_password(
     // The current-password check is a sign-in: the same throttle, the same counts, so that a
     // stolen session cannot guess at the password here instead.
     let tries = login_tries(&portal, &headers, &me.person.email, &client);
-    if let Err(wait) = portal.throttle.admit(&tries.keys, s.db.now()) {
+    if let Err(wait) = portal.throttle.admit(&tries.keys, s.db.now()).await? {
         let msg = format!("Too many wrong passwords. Try again in {} s.", wait.secs);
         let mut res = (
             StatusCode::TOO_MANY_REQUESTS,
@@ -369,7 +372,10 @@ pub async fn change_password(
             .and_then(|(_, h)| h);
     let current_ok = stored.is_some() && portal.passwords.verify(&f.current, stored).await;
     if current_ok {
-        portal.throttle.succeeded(&tries.forget, &tries.undo);
+        portal
+            .throttle
+            .succeeded(&tries.forget, &tries.undo, s.db.now())
+            .await?;
     }
     let problem = if !current_ok {
         Some("Your current password is not right.".to_string())

@@ -58,6 +58,30 @@ fn entry(r: &Row) -> Result<ThrottleEntry> {
 }
 
 impl Store {
+    /// The entries of `keys` (a forgotten one, or none, as `None`), read without locking or
+    /// writing anything: what a try that will be refused needs, so that a flood of refused
+    /// guesses costs reads, not writes. What it says may be stale by the time it is acted on;
+    /// a try let in goes through [`Store::change_throttle`], which decides again.
+    pub async fn throttle_entries(
+        &self,
+        keys: &[ThrottleKey],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<ThrottleEntry>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let e = self
+                .one(
+                    "SELECT failures, last_at, open_at, forget_at FROM throttle_entries \
+                     WHERE kind = $1 AND key_hash = $2 AND forget_at > $3",
+                    vec![k.kind.into(), (&k.hash).into(), ms(now)],
+                    entry,
+                )
+                .await?;
+            out.push(e);
+        }
+        Ok(out)
+    }
+
     /// Reads the entries of `keys` (a forgotten one, or none, as `None`), lets `change` change
     /// them in place, and writes back what it left (`None` deletes); returns what `change`
     /// returned. One transaction, with the rows locked from the read to the write: tries made

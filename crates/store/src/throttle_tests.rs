@@ -59,6 +59,23 @@ both_engines!(throttle_entries_are_kept_and_forgotten, |store| {
     assert_eq!(read(store, &a, t0()).await, Some(set));
     // The same hash of another kind is another key.
     assert_eq!(read(store, &key("mail", "h-a"), t0()).await, None);
+    // A look sees the same, and writes nothing.
+    let none = key("login", "h-none");
+    assert_eq!(
+        store
+            .throttle_entries(&[none, a.clone()], t0())
+            .await
+            .unwrap(),
+        [None, Some(set)]
+    );
+    assert_eq!(
+        store
+            .throttle_entries(std::slice::from_ref(&a), set.forget_at)
+            .await
+            .unwrap(),
+        [None]
+    );
+    assert_eq!(rows(store).await, 2);
     // `None` deletes.
     store
         .change_throttle(std::slice::from_ref(&b), t0(), |e| e[0] = None)

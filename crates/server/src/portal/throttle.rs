@@ -116,10 +116,14 @@ impl Throttle {
         now: DateTime<Utc>,
     ) -> Result<Result<(), Wait>, StoreError> {
         let policies: Vec<Policy> = keys.iter().map(|k| k.policy).collect();
+        let keys = stored(keys);
+        // A look first: a try refused costs a read, not a write (guessers make many). A try it
+        // would let in is decided again, on locked rows.
+        if let Some(wait) = wait(&self.store.throttle_entries(&keys, now).await?, now) {
+            return Ok(Err(wait));
+        }
         self.store
-            .change_throttle(&stored(keys), now, move |entries| {
-                admit(entries, &policies, now)
-            })
+            .change_throttle(&keys, now, move |entries| admit(entries, &policies, now))
             .await
     }
 
@@ -185,23 +189,28 @@ fn admit(
     policies: &[Policy],
     now: DateTime<Utc>,
 ) -> Result<(), Wait> {
-    let wait = entries
-        .iter()
-        .flatten()
-        .map(|e| e.open_at)
-        .max()
-        .filter(|open_at| *open_at > now);
-    if let Some(open_at) = wait {
-        let ms = (open_at - now).num_milliseconds().max(1);
-        return Err(Wait {
-            secs: (ms as u64).div_ceil(1000),
-        });
+    if let Some(wait) = wait(entries, now) {
+        return Err(wait);
     }
     for (e, policy) in entries.iter_mut().zip(policies) {
         let failures = e.map_or(0, |e| e.failures).saturating_add(1);
         *e = Some(policy.entry(failures, now));
     }
     Ok(())
+}
+
+/// How long a try must wait for the keys' entries to let it in, if at all.
+fn wait(entries: &[Option<ThrottleEntry>], now: DateTime<Utc>) -> Option<Wait> {
+    let open_at = entries
+        .iter()
+        .flatten()
+        .map(|e| e.open_at)
+        .max()
+        .filter(|open_at| *open_at > now)?;
+    let ms = (open_at - now).num_milliseconds().max(1);
+    Some(Wait {
+        secs: (ms as u64).div_ceil(1000),
+    })
 }
 
 /// Takes a try back from each entry: its count and wait as if the try had not been made.

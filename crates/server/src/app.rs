@@ -9,12 +9,13 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 
+use crate::api;
 use crate::check::CheckService;
 use crate::metrics::Metrics;
+use crate::portal;
 use crate::portal::{Portal, PortalState};
 use crate::request_id::{self, RequestIdLayer};
 use crate::service::Service;
-use crate::{api, portal};
 
 /// The whole server's state; each surface takes the parts it needs through `FromRef`.
 #[derive(Clone)]

@@ -17,7 +17,11 @@ use crate::error::{Error, Result};
 /// The server master key. Never logged, never printed. Shared, not copied: the expanded cipher
 /// is a kilobyte, and the state every request handler receives holds one.
 #[derive(Clone)]
-pub struct MasterKey(Arc<Aes256Gcm>);
+pub struct MasterKey {
+    cipher: Arc<Aes256Gcm>,
+    /// What keys for other purposes are derived from (see [`MasterKey::derive`]).
+    derivation: [u8; 32],
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,14 +38,28 @@ impl MasterKey {
         let arr: [u8; 32] = bytes
             .try_into()
             .map_err(|_| Error::Invalid("the master key must be base64 of 32 bytes".into()))?;
-        Ok(Self(Arc::new(Aes256Gcm::new(&arr.into()))))
+        Ok(Self::from_bytes(arr))
     }
 
     pub fn generate() -> (Self, String) {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let b64 = STANDARD.encode(bytes);
-        (Self(Arc::new(Aes256Gcm::new(&bytes.into()))), b64)
+        (Self::from_bytes(bytes), b64)
+    }
+
+    fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self {
+            cipher: Arc::new(Aes256Gcm::new(&bytes.into())),
+            derivation: hmac_sha256(&bytes, b"deadbolt key derivation"),
+        }
+    }
+
+    /// A key for `purpose`, the same in every process started with this master key (every
+    /// replica, and the server after a restart) and unrelated to the key of any other purpose:
+    /// HMAC-SHA256 under the master key, of the purpose's name.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        hmac_sha256(&self.derivation, purpose.as_bytes())
     }
 
     /// Reads the key file, or creates it (mode 0600) when it does not exist.
@@ -94,7 +112,7 @@ impl MasterKey {
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let ct = self
-            .0
+            .cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -121,7 +139,7 @@ impl MasterKey {
             return Err(fail());
         }
         let (nonce, ct) = raw.split_at(12);
-        self.0
+        self.cipher
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {
@@ -131,6 +149,14 @@ impl MasterKey {
             )
             .map_err(|_| fail())
     }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(unix)]
@@ -232,6 +258,18 @@ mod tests {
             mk.encrypt("k1", b"x").unwrap(),
             mk.encrypt("k1", b"x").unwrap(),
             "fresh nonce each time"
+        );
+    }
+
+    #[test]
+    fn derived_keys_depend_on_the_master_key_and_the_purpose_only() {
+        let (mk, b64) = MasterKey::generate();
+        let again = MasterKey::from_base64(&b64).unwrap();
+        assert_eq!(mk.derive("throttle"), again.derive("throttle"));
+        assert_ne!(mk.derive("throttle"), mk.derive("device cookies"));
+        assert_ne!(
+            mk.derive("throttle"),
+            MasterKey::generate().0.derive("throttle")
         );
     }
 

@@ -81,11 +81,12 @@ pub struct Server {
     /// Turned true when `run_until`'s signal comes: the portal's live streams end on it.
     closing: tokio::sync::watch::Sender<bool>,
     checks: Arc<check::CheckService>,
+    portal: Arc<portal::Portal>,
 }
 
-/// How often the change log is pruned, and how many of its last rows are kept: at a hundred
-/// changes a second, a quarter of an hour for a process that stopped looking (one that falls
-/// further behind forgets its whole cache, once).
+/// How often the change log (and the sign-in throttle's forgotten counts) are pruned, and how
+/// many of the log's last rows are kept: at a hundred changes a second, a quarter of an hour for
+/// a process that stopped looking (one that falls further behind forgets its whole cache, once).
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const CHANGES_KEPT: i64 = 100_000;
 
@@ -146,6 +147,8 @@ impl Server {
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let portal = Arc::new(portal::Portal::new(
+            &service,
+            store.clone(),
             config.portal.clone(),
             audiences.clone(),
             closing_rx,
@@ -154,7 +157,7 @@ impl Server {
             service: service.clone(),
             checks: checks.clone(),
             metrics,
-            portal,
+            portal: portal.clone(),
         });
         Ok(Self {
             listener,
@@ -167,6 +170,7 @@ impl Server {
             connections,
             closing,
             checks,
+            portal,
         })
     }
 
@@ -217,6 +221,7 @@ impl Server {
             closing,
             service,
             checks,
+            portal,
             ..
         } = self;
         // The router holds the check path (and the attempt queue) from here on.
@@ -231,6 +236,9 @@ impl Server {
                 every.tick().await;
                 if let Err(e) = service.prune_changes(CHANGES_KEPT).await {
                     tracing::warn!(error = %e, "cannot prune the change log");
+                }
+                if let Err(e) = portal.prune_throttle(service.now()).await {
+                    tracing::warn!(error = %e, "cannot prune the sign-in throttle");
                 }
             }
         });

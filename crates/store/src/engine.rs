@@ -453,7 +453,22 @@ impl Engine {
     /// error. The deadline grows with the work (a millisecond a statement): a large import is
     /// slow, not stuck.
     pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, StoreError> {
-        let limit = self.timeout() + Duration::from_millis(stmts.len() as u64);
+        self.read_modify_write(stmts, |rows| Ok((vec![], rows)))
+            .await
+    }
+
+    /// Runs `first` in a transaction, hands its rows to `then`, runs the statements `then`
+    /// returns in the same transaction and commits; returns what `then` made of the rows. For a
+    /// change whose arithmetic is Rust's, not SQL's: what `first` read cannot change before the
+    /// write (SQLite's writer is one, and takes the write lock first; on PostgreSQL `first` locks
+    /// the rows it reads, with `FOR UPDATE` or an upsert). Committed as [`Engine::transaction`]
+    /// says; `then` runs on a blocking thread (SQLite) and must not wait on anything.
+    pub async fn read_modify_write<T: Send + 'static>(
+        &self,
+        first: Vec<Stmt>,
+        then: impl FnOnce(Vec<Vec<Row>>) -> Result<(Vec<Stmt>, T), StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let limit = self.timeout() + Duration::from_millis(first.len() as u64);
         let r = match &self.kind {
             Kind::Sqlite(s) => {
                 let conn = s.writer.clone();
@@ -469,9 +484,13 @@ impl Engine {
                         let tx = conn
                             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                             .map_err(sqlite_err)?;
-                        let mut out = Vec::with_capacity(stmts.len());
-                        for (sql, params) in &stmts {
-                            out.push(sqlite_query(&tx, sql, params)?);
+                        let mut read = Vec::with_capacity(first.len());
+                        for (sql, params) in &first {
+                            read.push(sqlite_query(&tx, sql, params)?);
+                        }
+                        let (writes, out) = then(read)?;
+                        for (sql, params) in &writes {
+                            sqlite_query(&tx, sql, params)?;
                         }
                         // The caller was told "unavailable" at the deadline: then nothing is
                         // committed (dropping the transaction rolls it back).
@@ -490,9 +509,13 @@ impl Engine {
                 Self::bounded(limit, async {
                     let mut client = pool.get().await.map_err(pg_pool)?;
                     let tx = client.transaction().await.map_err(pg_err)?;
-                    let mut out = Vec::with_capacity(stmts.len());
-                    for (sql, params) in &stmts {
-                        out.push(pg_query(&tx, sql, params).await?);
+                    let mut read = Vec::with_capacity(first.len());
+                    for (sql, params) in &first {
+                        read.push(pg_query(&tx, sql, params).await?);
+                    }
+                    let (writes, out) = then(read)?;
+                    for (sql, params) in &writes {
+                        pg_query(&tx, sql, params).await?;
                     }
                     tx.commit().await.map_err(pg_err)?;
                     Ok(out)

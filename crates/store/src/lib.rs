@@ -32,6 +32,7 @@ mod portal;
 mod schedules;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use chrono::{DateTime, Utc};
 use engine::{Engine, Row, Val};
@@ -43,6 +44,7 @@ pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};
 pub use identity::Collision;
 pub use model::*;
 pub use portal::{PortalLink, RoleRecord, SessionRecord};
+pub use throttle::{ThrottleEntry, ThrottleKey};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {

@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_unkeyed_accounts.sql"),
         postgres: include_str!("../migrations/postgres/0009_unkeyed_accounts.sql"),
     },
+    Migration {
+        name: "0010_throttle",
+        sqlite: include_str!("../migrations/sqlite/0010_throttle.sql"),
+        postgres: include_str!("../migrations/postgres/0010_throttle.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -8,11 +8,12 @@ use deadbolt_store::{Application, ImportRow};
 use serde::Deserialize;
 use std::sync::Arc;
 
-use super::admin::{company_app, PAGE_LEN};
 use super::company::CompanyAdmin;
+use super::company::{company_app, PAGE_LEN};
 use super::csrf::{CsrfForm, CsrfUpload};
+use super::error::PageError;
 use super::links::{send_link, LinkPurpose};
-use super::pages::{opt, render, Layout, PageError};
+use super::pages::{opt, render, Layout};
 use super::person::{explain_for_admin, unlock_window};
 use super::session::Me;
 use super::{Portal, PortalState};

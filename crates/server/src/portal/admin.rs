@@ -10,27 +10,14 @@ use deadbolt_store::{AppSettings, Application};
 use serde::Deserialize;
 use std::sync::Arc;
 
-use super::company::CompanyAdmin;
+use super::company::{company_app, CompanyAdmin};
 use super::csrf::{CsrfForm, NoFields};
+use super::error::PageError;
 use super::links::{send_link, LinkPurpose};
-use super::pages::{render, utc_time, Layout, PageError};
+use super::pages::{render, utc_time, Layout};
 use super::session::Me;
 use super::{base_url, Portal, PortalState};
 use crate::service::valid_email;
-
-/// The most rows a list page shows.
-pub(super) const PAGE_LEN: i64 = 200;
-
-pub(super) async fn company_app(
-    s: &PortalState,
-    cid: &str,
-    aid: &str,
-) -> Result<Application, PageError> {
-    match s.service.find_application(aid).await? {
-        Some(app) if app.company_id == cid => Ok(app),
-        _ => Err(PageError::not_found()),
-    }
-}
 
 // ---- the company ----
 

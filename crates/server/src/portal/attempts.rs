@@ -11,10 +11,11 @@ use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::admin::{company_app, PAGE_LEN};
 use super::company::CompanyAdmin;
+use super::company::{company_app, PAGE_LEN};
+use super::error::PageError;
 use super::live;
-use super::pages::{fragment, opt, render, utc_time, Layout, PageError};
+use super::pages::{fragment, opt, render, utc_time, Layout};
 use super::{Portal, PortalState};
 
 pub struct AttemptRow {

@@ -1,47 +1,16 @@
-//! A company's pages: one router under `/companies/{cid}`, open only to the company's admins.
+//! What every company page starts from: the company-admin extractor (to anyone else the
+//! company's pages do not exist) and the company's application named in the path.
 
 use axum::extract::{FromRef, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::csrf::Signer;
+use super::error::PageError;
 use super::session::Me;
-use super::{accounts, admin, attempts};
-use super::{Portal, PortalState};
-
-/// The company's pages, relative to `/companies/{cid}`.
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PortalState: FromRef<S>,
-    Arc<Portal>: FromRef<S>,
-{
-    Router::new()
-        .route("/", get(admin::company_page))
-        .route("/admins", post(admin::invite_admin))
-        .route("/apps", post(admin::create_app))
-        .route("/sdk-keys", post(admin::create_sdk_key))
-        .route("/sdk-keys/{kid}/revoke", post(admin::revoke_sdk_key))
-        .route("/apps/{aid}", get(admin::app_page))
-        .route("/apps/{aid}/settings", post(admin::app_settings))
-        .route("/apps/{aid}/keys", post(admin::create_signing_key))
-        .route(
-            "/apps/{aid}/keys/{kid}/revoke",
-            post(admin::revoke_signing_key),
-        )
-        .route("/apps/{aid}/accounts", get(accounts::accounts_page))
-        .route("/apps/{aid}/accounts/enroll", post(accounts::enroll))
-        .route("/apps/{aid}/accounts/lock", post(accounts::lock))
-        .route("/apps/{aid}/accounts/unlock", post(accounts::unlock))
-        .route("/apps/{aid}/import", post(accounts::import_csv))
-        .route("/apps/{aid}/attempts", get(attempts::attempts_page))
-        .route("/apps/{aid}/attempts/events", get(attempts::attempt_events))
-        .route("/apps/{aid}/integration", get(admin::integration_page))
-}
+use super::PortalState;
+use deadbolt_store::Application;
 
 /// A company's admin, checked once for every page under `/companies/{cid}`: to anyone else the
 /// company's pages do not exist.
@@ -72,5 +41,20 @@ where
         let cid = params.get("cid").cloned().unwrap_or_default();
         me.admin_of(&cid).map_err(IntoResponse::into_response)?;
         Ok(CompanyAdmin { me, cid })
+    }
+}
+
+/// The most rows a list page shows.
+pub(super) const PAGE_LEN: i64 = 200;
+
+/// The application `aid` of company `cid`; to another company's admin it does not exist.
+pub(super) async fn company_app(
+    s: &PortalState,
+    cid: &str,
+    aid: &str,
+) -> Result<Application, PageError> {
+    match s.service.find_application(aid).await? {
+        Some(app) if app.company_id == cid => Ok(app),
+        _ => Err(PageError::not_found()),
     }
 }

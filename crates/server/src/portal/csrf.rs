@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::pages::PageError;
+use super::error::PageError;
 use super::session::{cookie, random_token, secure, set_cookie, Me};
 use super::Portal;
 

@@ -12,13 +12,14 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use super::csrf::{anonymous_page, check_pre_csrf, pre_csrf};
-use super::pages::{render, Layout, PageError};
-use super::password::password_problem;
+use super::error::PageError;
+use super::pages::{render, Layout};
 use super::session::{random_token, start_session, Role};
 use super::throttle::Policy;
 use super::{base_url, Portal, PortalState};
 use crate::crypto::{self, token_hash};
 use crate::error::Error;
+use crate::service::password_problem;
 use crate::service::{valid_email, Service};
 
 const LINK_DAYS: i64 = 3;
@@ -84,7 +85,7 @@ pub(super) async fn send_link(
 ) -> Result<(), PageError> {
     let now = s.service.now();
     let key = portal.throttle.key("mail", email, Policy::MAIL);
-    if portal.throttle.admit(&[key], now).is_err() {
+    if portal.throttle.admit(&[key], now).await?.is_err() {
         tracing::warn!(
             purpose = purpose.as_str(),
             "email not sent: too many to this address"
@@ -372,10 +373,15 @@ pub async fn welcome(
         .set_password_hash(&person.id, &hashed, true, now)
         .await?;
     // A password set from an emailed link proves the address: its sign-in wait is over.
-    portal.throttle.clear(&[
+    // Should the store fail here, the password is set all the same: the wait ends by itself
+    // (in a minute at most), and an error page would tell the person the change failed.
+    let waits = [
         portal.throttle.key("login", &email, Policy::EMAIL),
         portal.throttle.key("email-request", &email, Policy::EMAIL),
-    ]);
+    ];
+    if let Err(e) = portal.throttle.clear(&waits, now).await {
+        tracing::warn!(error = %e, "the sign-in wait of a reset address not ended");
+    }
     if let (LinkPurpose::AdminInvite, Some(c)) = (link.purpose, &link.company_id) {
         grant(
             &s.service,

@@ -6,6 +6,7 @@ mod admin;
 mod attempts;
 mod company;
 mod csrf;
+mod error;
 mod links;
 mod live;
 mod mail;
@@ -48,8 +49,9 @@ pub struct Portal {
     /// Sign-in tries, reset requests and emails sent, per address and per client.
     throttle: throttle::Throttle,
     passwords: throttle::PasswordWork,
-    /// Signs device cookies; new at each start (a restart forgets known browsers, as it
-    /// forgets the throttle's counts).
+    /// Signs device cookies; derived from the master key, so that a browser known to one
+    /// replica is known to all, and still after a restart (which forgets no throttle count
+    /// either: a known browser must keep its own count wherever it lands).
     device_key: [u8; 32],
     /// Turns true when the server is asked to stop: live streams end so that a graceful
     /// shutdown does not wait for open pages.
@@ -60,7 +62,11 @@ pub struct Portal {
 const LIVE_STREAM_SECS: u64 = 600;
 
 impl Portal {
+    /// The throttle keeps its counts in the store itself (its rules are the portal's, its
+    /// table no one else's): the composition hands it the store.
     pub fn new(
+        service: &Service,
+        store: Arc<deadbolt_store::Store>,
         config: PortalConfig,
         audiences: Vec<String>,
         closing: tokio::sync::watch::Receiver<bool>,
@@ -70,16 +76,20 @@ impl Portal {
             config,
             audiences,
             mailer,
-            throttle: throttle::Throttle::default(),
+            throttle: throttle::Throttle::new(store, service.derive_key("portal throttle keys")),
             passwords: throttle::PasswordWork::default(),
-            device_key: {
-                use rand::RngCore;
-                let mut k = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut k);
-                k
-            },
+            device_key: service.derive_key("portal device cookies"),
             closing,
         }
+    }
+
+    /// Prunes the sign-in throttle's counts in the store (forgotten keys, and any over its
+    /// bound).
+    pub async fn prune_throttle(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, deadbolt_store::StoreError> {
+        self.throttle.prune(now).await
     }
 
     /// Whether a live stream started at `started` should end now.
@@ -111,7 +121,7 @@ where
     Router::new()
         .route("/", get(home))
         .route("/login", get(password::login_page).post(password::login))
-        .route("/logout", post(session::logout))
+        .route("/logout", post(password::logout))
         .route("/signup", get(password::signup_page).post(password::signup))
         .route("/reset", get(password::reset_page).post(password::reset))
         .route(
@@ -140,7 +150,7 @@ where
         )
         .route("/operator", get(operator::page))
         .route("/operator/companies", post(operator::create_company))
-        .nest("/companies/{cid}", company::routes())
+        .nest("/companies/{cid}", company_routes())
         .route("/static/{file}", get(static_file))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_page))
@@ -148,17 +158,47 @@ where
         .layer(axum::middleware::from_fn(finish))
 }
 
+/// The company's pages, relative to `/companies/{cid}`.
+fn company_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PortalState: FromRef<S>,
+    Arc<Portal>: FromRef<S>,
+{
+    Router::new()
+        .route("/", get(admin::company_page))
+        .route("/admins", post(admin::invite_admin))
+        .route("/apps", post(admin::create_app))
+        .route("/sdk-keys", post(admin::create_sdk_key))
+        .route("/sdk-keys/{kid}/revoke", post(admin::revoke_sdk_key))
+        .route("/apps/{aid}", get(admin::app_page))
+        .route("/apps/{aid}/settings", post(admin::app_settings))
+        .route("/apps/{aid}/keys", post(admin::create_signing_key))
+        .route(
+            "/apps/{aid}/keys/{kid}/revoke",
+            post(admin::revoke_signing_key),
+        )
+        .route("/apps/{aid}/accounts", get(accounts::accounts_page))
+        .route("/apps/{aid}/accounts/enroll", post(accounts::enroll))
+        .route("/apps/{aid}/accounts/lock", post(accounts::lock))
+        .route("/apps/{aid}/accounts/unlock", post(accounts::unlock))
+        .route("/apps/{aid}/import", post(accounts::import_csv))
+        .route("/apps/{aid}/attempts", get(attempts::attempts_page))
+        .route("/apps/{aid}/attempts/events", get(attempts::attempt_events))
+        .route("/apps/{aid}/integration", get(admin::integration_page))
+}
+
 /// The portal's answer to a path it does not have: a page, as a browser expects.
 pub async fn not_found(req: Request) -> Response {
     let page = pages::error_page(
-        pages::PageError::not_found().into_response(),
+        error::PageError::not_found().into_response(),
         request_id::of(req.headers()),
     );
     security_headers_on(page, false)
 }
 
 async fn method_not_allowed() -> Response {
-    pages::PageError::Status(
+    error::PageError::Status(
         StatusCode::METHOD_NOT_ALLOWED,
         "This page cannot be used that way.".into(),
     )
@@ -167,7 +207,7 @@ async fn method_not_allowed() -> Response {
 
 /// A handler that panicked: a page that says so; the request id layer logs it.
 fn panic_page(_: Box<dyn std::any::Any + Send>) -> Response {
-    let page = pages::PageError::Status(
+    let page = error::PageError::Status(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong on our side. Try again in a moment.".into(),
     );

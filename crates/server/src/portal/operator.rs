@@ -7,8 +7,9 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use super::csrf::CsrfForm;
+use super::error::PageError;
 use super::links::{send_link, LinkPurpose};
-use super::pages::{render, utc_time, Layout, PageError};
+use super::pages::{render, utc_time, Layout};
 use super::session::Me;
 use super::{Portal, PortalState};
 use crate::service::valid_email;

@@ -1,14 +1,12 @@
-//! The page layout, the page error type and what templates share.
+//! The page layout, the error page and what templates share.
 
 use askama::Template;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use deadbolt_store::StoreError;
 
+use super::error::{ErrorMessage, PageError};
 use super::session::{Me, Role};
-use crate::error::Error;
 
 /// What a page shows in its header: who is signed in and where they can go.
 pub struct Layout {
@@ -85,61 +83,6 @@ pub fn fragment<T: Template>(t: &T) -> Result<String, PageError> {
         .map_err(|e| PageError::Internal(format!("template: {e}")))
 }
 
-#[derive(Debug)]
-pub enum PageError {
-    /// Not signed in: go to the sign-in page.
-    SignIn,
-    /// Shown to the person as it is.
-    Status(StatusCode, String),
-    /// Logged; the person sees a generic message.
-    Internal(String),
-}
-
-impl PageError {
-    pub fn not_found() -> Self {
-        PageError::Status(StatusCode::NOT_FOUND, "This page does not exist.".into())
-    }
-    pub fn bad(msg: impl Into<String>) -> Self {
-        PageError::Status(StatusCode::BAD_REQUEST, msg.into())
-    }
-    pub fn csrf() -> Self {
-        PageError::Status(
-            StatusCode::FORBIDDEN,
-            "This form has expired. Go back, reload the page and try again.".into(),
-        )
-    }
-}
-
-impl From<Error> for PageError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Invalid(m) => PageError::Status(StatusCode::BAD_REQUEST, m),
-            Error::Unauthorized(_) => PageError::SignIn,
-            // Another tenant's page looks exactly like a missing one.
-            Error::Forbidden(_) | Error::NotFound(_) => PageError::not_found(),
-            Error::Conflict(m) => {
-                PageError::Status(StatusCode::CONFLICT, format!("{m} already exists."))
-            }
-            Error::Refused(m) => PageError::Status(StatusCode::CONFLICT, m),
-            Error::TooLarge(n) => PageError::Status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("That upload is over the limit of {n} bytes."),
-            ),
-            Error::RateLimited => PageError::Status(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests; wait a little and try again.".into(),
-            ),
-            Error::Unavailable(m) => PageError::Internal(m),
-        }
-    }
-}
-
-impl From<StoreError> for PageError {
-    fn from(e: StoreError) -> Self {
-        Error::from(e).into()
-    }
-}
-
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage {
@@ -147,11 +90,6 @@ struct ErrorPage {
     message: String,
     request_id: String,
 }
-
-/// What an error page will say; the portal's last layer renders the page around it, with the
-/// request's id (see [`error_page`]).
-#[derive(Clone, Debug)]
-struct ErrorMessage(String);
 
 /// Renders the page of a response a [`PageError`] made, naming the request's id; any other
 /// response passes untouched.
@@ -173,23 +111,6 @@ pub fn error_page(mut res: Response, request_id: &str) -> Response {
     let (html_parts, body) = html.into_parts();
     parts.headers.extend(html_parts.headers);
     Response::from_parts(parts, body)
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
-            PageError::SignIn => return Redirect::to("/login").into_response(),
-            PageError::Status(s, m) => (s, m),
-            PageError::Internal(detail) => {
-                tracing::error!(error = %detail, "portal page failed");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Something went wrong on our side. Try again in a moment.".to_string(),
-                )
-            }
-        };
-        (status, axum::Extension(ErrorMessage(message))).into_response()
-    }
 }
 
 /// A time as the person reads it, in their time zone.

@@ -14,12 +14,13 @@ use sha2::Sha256;
 use std::sync::Arc;
 
 use super::csrf::{anonymous_page, check_pre_csrf, pre_csrf, same, CsrfForm};
+use super::error::PageError;
 use super::links::{send_link, LinkPurpose};
-use super::pages::{render, Layout, PageError};
-use super::session::{cookie, secure, set_cookie, start_session, ClientAddr, Me};
+use super::pages::{render, Layout};
+use super::session::{cookie, secure, set_cookie, start_session, ClientAddr, Me, SESSION_COOKIE};
 use super::throttle::{Key, Policy, Wait};
 use super::{Portal, PortalState};
-use crate::service::valid_email;
+use crate::service::{password_problem, valid_email};
 
 /// The cookie of a browser that signed in to an address before: `<nonce>.<mac>`, the MAC over
 /// the nonce and the address under a key of this process.
@@ -41,7 +42,7 @@ fn login_tries(portal: &Portal, headers: &HeaderMap, email: &str, client: &Clien
     if let Some(nonce) = known_device(portal, headers, email) {
         let device = portal.throttle.key("login-device", nonce, Policy::EMAIL);
         return Tries {
-            keys: vec![device],
+            keys: vec![device.clone()],
             forget: vec![device],
             undo: vec![],
         };
@@ -51,7 +52,7 @@ fn login_tries(portal: &Portal, headers: &HeaderMap, email: &str, client: &Clien
         .throttle
         .key("login-client", &client.0, Policy::CLIENT);
     Tries {
-        keys: vec![address, client],
+        keys: vec![address.clone(), client.clone()],
         forget: vec![address],
         undo: vec![client],
     }
@@ -151,8 +152,8 @@ pub async fn login(
         anonymous_page(&portal, status, render(&page), (f.csrf.clone(), false))
     };
     // Counted before the password is looked at: a burst of guesses is let in only as far as
-    // the throttle allows, and the rest cost no hashing.
-    if let Err(wait) = portal.throttle.admit(&tries.keys, now) {
+    // the throttle allows, and the rest cost no hashing. A store that cannot count refuses.
+    if let Err(wait) = portal.throttle.admit(&tries.keys, now).await? {
         let mut res = fail(
             StatusCode::TOO_MANY_REQUESTS,
             &format!(
@@ -169,7 +170,10 @@ pub async fn login(
     let ok = portal.passwords.verify(&f.password, hash).await;
     match stored {
         Some((person_id, _)) if ok => {
-            portal.throttle.succeeded(&tries.forget, &tries.undo);
+            portal
+                .throttle
+                .succeeded(&tries.forget, &tries.undo, now)
+                .await?;
             let mut res = start_session(&s, &portal, &headers, &person_id, "/").await?;
             if known_device(&portal, &headers, &email).is_none() {
                 res.headers_mut()
@@ -275,7 +279,7 @@ async fn email_request(
             .throttle
             .key("email-request-client", &client.0, Policy::CLIENT),
     ];
-    if let Err(wait) = portal.throttle.admit(&keys, s.service.now()) {
+    if let Err(wait) = portal.throttle.admit(&keys, s.service.now()).await? {
         let page = email_form(reset, f.csrf, false);
         let mut res = (StatusCode::TOO_MANY_REQUESTS, render(&page)?).into_response();
         retry_after(&mut res, wait);
@@ -296,16 +300,18 @@ async fn email_request(
     Ok(render(&page)?.into_response())
 }
 
-pub(super) fn password_problem(password: &str, confirm: &str) -> Option<String> {
-    if password != confirm {
-        Some("The two passwords differ.".into())
-    } else if password.chars().count() < 10 {
-        Some("Choose a password of at least 10 characters.".into())
-    } else if password.len() > 1024 {
-        Some("That password is too long.".into())
-    } else {
-        None
-    }
+pub async fn logout(
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
+    CsrfForm(me, _): CsrfForm,
+) -> Result<Response, PageError> {
+    s.service.delete_session(&me.session_hash).await?;
+    let mut res = Redirect::to("/login").into_response();
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", 0, secure(&portal)),
+    );
+    Ok(res)
 }
 
 // ---- password change ----
@@ -352,7 +358,7 @@ pub async fn change_password(
     // The current-password check is a sign-in: the same throttle, the same counts, so that a
     // stolen session cannot guess at the password here instead.
     let tries = login_tries(&portal, &headers, &me.person.email, &client);
-    if let Err(wait) = portal.throttle.admit(&tries.keys, s.service.now()) {
+    if let Err(wait) = portal.throttle.admit(&tries.keys, s.service.now()).await? {
         let msg = format!("Too many wrong passwords. Try again in {} s.", wait.secs);
         let mut res = (
             StatusCode::TOO_MANY_REQUESTS,
@@ -369,7 +375,10 @@ pub async fn change_password(
         .and_then(|(_, h)| h);
     let current_ok = stored.is_some() && portal.passwords.verify(&f.current, stored).await;
     if current_ok {
-        portal.throttle.succeeded(&tries.forget, &tries.undo);
+        portal
+            .throttle
+            .succeeded(&tries.forget, &tries.undo, s.service.now())
+            .await?;
     }
     let problem = if !current_ok {
         Some("Your current password is not right.".to_string())

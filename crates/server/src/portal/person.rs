@@ -17,8 +17,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use super::csrf::CsrfForm;
+use super::error::PageError;
 use super::live;
-use super::pages::{fragment, local_time, opt, render, Layout, PageError};
+use super::pages::{fragment, local_time, opt, render, Layout};
 use super::session::Me;
 use super::{Portal, PortalState};
 use crate::crypto::token_hash;
@@ -340,7 +341,7 @@ pub async fn this_was_me(
         .ok_or_else(PageError::not_found)?;
     let acc = match s.service.account(&attempt.app_id, &attempt.account).await {
         Ok(a) => Some(a),
-        Err(crate::Error::NotFound(_)) => None,
+        Err(crate::error::Error::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
     };
     let acc = acc

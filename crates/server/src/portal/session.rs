@@ -1,6 +1,6 @@
 //! Sessions: the session cookie, the signed-in person (`Me`) and the client's address.
 
-use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts, State};
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -9,10 +9,8 @@ use base64::Engine;
 use chrono::Duration;
 use deadbolt_store::Person;
 use rand::RngCore;
-use std::sync::Arc;
 
-use super::csrf::CsrfForm;
-use super::pages::PageError;
+use super::error::PageError;
 use super::{base_url, Portal, PortalState};
 use crate::crypto::token_hash;
 
@@ -212,20 +210,6 @@ pub(super) async fn start_session(
     res.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SESSION_COOKIE, &id, SESSION_HOURS * 3600, secure(portal)),
-    );
-    Ok(res)
-}
-
-pub async fn logout(
-    State(s): State<PortalState>,
-    State(portal): State<Arc<Portal>>,
-    CsrfForm(me, _): CsrfForm,
-) -> Result<Response, PageError> {
-    s.service.delete_session(&me.session_hash).await?;
-    let mut res = Redirect::to("/login").into_response();
-    res.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", 0, secure(&portal)),
     );
     Ok(res)
 }

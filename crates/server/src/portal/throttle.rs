@@ -6,14 +6,17 @@
 //! made while a key waits is answered 429 with `Retry-After` and its password is not evaluated.
 //! A try is counted as a failure when it is let in (so that concurrent guesses are counted, not
 //! raced); a right password then forgets the email's count and takes its own try back from the
-//! client address. A key quiet for [`FORGET_MINUTES`] after its wait is forgotten. In memory:
-//! with several replicas, each counts its own tries. (Which keys a try goes through, and the
-//! device cookies that give the owner's browser its own, are the sign-in's business.)
+//! client address. A key quiet for [`FORGET_MINUTES`] after its wait is forgotten.
+//!
+//! The counts are kept in the store, so that every replica counts the same tries and a restart
+//! forgets none; the arithmetic stays here. A store that cannot answer refuses the try (the
+//! caller answers 503): a throttle that let tries through unthrottled would be no throttle.
+//! (Which keys a try goes through, and the device cookies that give the owner's browser its
+//! own, are the sign-in's business.)
 
 use chrono::{DateTime, Duration, Utc};
-use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::Mutex;
+use deadbolt_store::{Store, StoreError, ThrottleEntry, ThrottleKey};
+use std::sync::Arc;
 
 /// How many failures a key may have before it waits, and how long it waits at most.
 #[derive(Debug, Clone, Copy)]
@@ -47,32 +50,29 @@ impl Policy {
         let doublings = (failures - self.free - 1).min(20);
         Duration::seconds((1i64 << doublings).min(self.cap_secs))
     }
+
+    /// The entry of a key with `failures` failures, the last let in at `last`.
+    fn entry(&self, failures: u32, last: DateTime<Utc>) -> ThrottleEntry {
+        let open_at = last + self.delay(failures);
+        ThrottleEntry {
+            failures,
+            last,
+            open_at,
+            forget_at: open_at + Duration::minutes(FORGET_MINUTES),
+        }
+    }
 }
 
 /// A key is forgotten this long after its wait ended.
 pub const FORGET_MINUTES: i64 = 15;
-/// Keys kept at most: a flood of made-up addresses cannot grow the table without bound.
-const MAX_KEYS: usize = 100_000;
-
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    /// When the last try was let in.
-    last: DateTime<Utc>,
-    /// No try is let in before this.
-    open_at: DateTime<Utc>,
-}
-
-impl Entry {
-    fn forgotten(&self, now: DateTime<Utc>) -> bool {
-        now >= self.open_at + Duration::minutes(FORGET_MINUTES)
-    }
-}
+/// Keys kept at most, give or take what arrives between two prunes (see
+/// [`prune`]): a flood of made-up addresses cannot grow the table without bound.
+pub const MAX_KEYS: i64 = 100_000;
 
 /// One thing counted: a scope (`login`, `reset`…) and a value (an address), with its policy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Key {
-    id: u64,
+    stored: ThrottleKey,
     policy: Policy,
 }
 
@@ -83,106 +83,142 @@ pub struct Wait {
 }
 
 pub struct Throttle {
-    entries: Mutex<HashMap<u64, Entry>>,
-    /// Keys are kept as keyed 64-bit hashes: fixed size, and unpredictable to whoever picks them.
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-            hasher: std::collections::hash_map::RandomState::new(),
-        }
-    }
+    store: Arc<Store>,
+    /// Values (emails, client addresses) are personal data: the store keeps only their
+    /// HMAC-SHA256 under this key. A plain hash would not hide them: every IPv4 address, and
+    /// any list of known emails, can be hashed and looked up. The key is derived from the
+    /// master key, which every replica shares and a restart keeps, so that all of them name a
+    /// value by the same hash.
+    hash_key: [u8; 32],
 }
 
 impl Throttle {
-    pub fn key(&self, scope: &str, value: &str, policy: Policy) -> Key {
+    pub fn new(store: Arc<Store>, hash_key: [u8; 32]) -> Self {
+        Self { store, hash_key }
+    }
+
+    pub fn key(&self, scope: &'static str, value: &str, policy: Policy) -> Key {
         Key {
-            id: self.hasher.hash_one((scope, value)),
+            stored: ThrottleKey {
+                kind: scope,
+                hash: value_hash(&self.hash_key, scope, value),
+            },
             policy,
         }
     }
 
-    /// Lets a try in, counting it as a failure of every key, or says how long to wait. Atomic:
-    /// of many tries at once, only as many as the policies allow get in.
-    pub fn admit(&self, keys: &[Key], now: DateTime<Utc>) -> Result<(), Wait> {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let wait = keys
-            .iter()
-            .filter_map(|k| map.get(&k.id))
-            .filter(|e| !e.forgotten(now))
-            .map(|e| e.open_at)
-            .max()
-            .filter(|open_at| *open_at > now);
-        if let Some(open_at) = wait {
-            let ms = (open_at - now).num_milliseconds().max(1);
-            return Err(Wait {
-                secs: (ms as u64).div_ceil(1000),
-            });
+    /// Lets a try in, counting it as a failure of every key, or says how long to wait. Atomic,
+    /// across every process on the store: of many tries at once, only as many as the policies
+    /// allow get in.
+    pub async fn admit(
+        &self,
+        keys: &[Key],
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Wait>, StoreError> {
+        let policies: Vec<Policy> = keys.iter().map(|k| k.policy).collect();
+        let keys = stored(keys);
+        // A look first: a try refused costs a read, not a write (guessers make many). A try it
+        // would let in is decided again, on locked rows.
+        if let Some(wait) = wait(&self.store.throttle_entries(&keys, now).await?, now) {
+            return Ok(Err(wait));
         }
-        for k in keys {
-            if !map.contains_key(&k.id) && map.len() >= MAX_KEYS {
-                make_room(&mut map, now);
-            }
-            let e = map.entry(k.id).or_insert(Entry {
-                failures: 0,
-                last: now,
-                open_at: now,
-            });
-            if e.forgotten(now) {
-                e.failures = 0;
-            }
-            e.failures = e.failures.saturating_add(1);
-            e.last = now;
-            e.open_at = now + k.policy.delay(e.failures);
-        }
-        Ok(())
+        self.store
+            .change_throttle(&keys, now, move |entries| admit(entries, &policies, now))
+            .await
     }
 
     /// A try let in by [`admit`](Self::admit) was right: `forget` keys are forgotten, and the
     /// try is taken back from the `undo` keys.
-    pub fn succeeded(&self, forget: &[Key], undo: &[Key]) {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        for k in forget {
-            map.remove(&k.id);
-        }
-        for k in undo {
-            if let Some(e) = map.get_mut(&k.id) {
-                e.failures = e.failures.saturating_sub(1);
-                e.open_at = e.last + k.policy.delay(e.failures);
-            }
-        }
+    pub async fn succeeded(
+        &self,
+        forget: &[Key],
+        undo: &[Key],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<Key> = forget.iter().chain(undo).cloned().collect();
+        let forgotten = forget.len();
+        let policies: Vec<Policy> = undo.iter().map(|k| k.policy).collect();
+        self.store
+            .change_throttle(&stored(&keys), now, move |entries| {
+                let (forget, undo) = entries.split_at_mut(forgotten);
+                forget.fill(None);
+                take_back(undo, &policies);
+            })
+            .await
     }
 
     /// Forgets keys (after a password reset).
-    pub fn clear(&self, keys: &[Key]) {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        for k in keys {
-            map.remove(&k.id);
-        }
+    pub async fn clear(&self, keys: &[Key], now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.store
+            .change_throttle(&stored(keys), now, |entries| entries.fill(None))
+            .await
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    /// Drops forgotten keys, and keeps the table at [`MAX_KEYS`]: past it, keys that make no
+    /// one wait go first, then those whose waits end first. Each server runs it every minute.
+    pub async fn prune(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.store.prune_throttle(now, MAX_KEYS).await
     }
 }
 
-/// Drops forgotten keys; if that is not enough, keys that make no one wait now; and if still
-/// not, the half whose waits end first. Rare (only when the table is full), and linear.
-fn make_room(map: &mut HashMap<u64, Entry>, now: DateTime<Utc>) {
-    map.retain(|_, e| !e.forgotten(now));
-    if map.len() >= MAX_KEYS * 3 / 4 {
-        map.retain(|_, e| e.open_at > now);
+/// What the store keeps of a value: its HMAC-SHA256 in hex, over the scope too, so that one
+/// address's counts in two scopes cannot be linked in the store. (Scopes are the portal's own
+/// names, without a newline: the newline cannot be moved between scope and value.)
+fn value_hash(hash_key: &[u8; 32], scope: &str, value: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(hash_key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(scope.as_bytes());
+    mac.update(b"\n");
+    mac.update(value.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn stored(keys: &[Key]) -> Vec<ThrottleKey> {
+    keys.iter().map(|k| k.stored.clone()).collect()
+}
+
+/// The decision of [`Throttle::admit`] on the keys' entries, which it updates when the try is
+/// let in.
+fn admit(
+    entries: &mut [Option<ThrottleEntry>],
+    policies: &[Policy],
+    now: DateTime<Utc>,
+) -> Result<(), Wait> {
+    if let Some(wait) = wait(entries, now) {
+        return Err(wait);
     }
-    if map.len() >= MAX_KEYS * 3 / 4 {
-        let mut ends: Vec<DateTime<Utc>> = map.values().map(|e| e.open_at).collect();
-        let mid = ends.len() / 2;
-        let (_, median, _) = ends.select_nth_unstable(mid);
-        let median = *median;
-        map.retain(|_, e| e.open_at > median);
+    for (e, policy) in entries.iter_mut().zip(policies) {
+        let failures = e.map_or(0, |e| e.failures).saturating_add(1);
+        *e = Some(policy.entry(failures, now));
+    }
+    Ok(())
+}
+
+/// How long a try must wait for the keys' entries to let it in, if at all.
+fn wait(entries: &[Option<ThrottleEntry>], now: DateTime<Utc>) -> Option<Wait> {
+    let open_at = entries
+        .iter()
+        .flatten()
+        .map(|e| e.open_at)
+        .max()
+        .filter(|open_at| *open_at > now)?;
+    let ms = (open_at - now).num_milliseconds().max(1);
+    Some(Wait {
+        secs: (ms as u64).div_ceil(1000),
+    })
+}
+
+/// Takes a try back from each entry: its count and wait as if the try had not been made.
+fn take_back(entries: &mut [Option<ThrottleEntry>], policies: &[Policy]) {
+    for (e, policy) in entries.iter_mut().zip(policies) {
+        if let Some(old) = *e {
+            *e = Some(policy.entry(old.failures.saturating_sub(1), old.last));
+        }
     }
 }
 
@@ -220,16 +256,16 @@ impl PasswordWork {
         .unwrap_or(false)
     }
 
-    pub async fn hash(&self, password: &str) -> Result<String, crate::Error> {
+    pub async fn hash(&self, password: &str) -> Result<String, crate::error::Error> {
         let _permit = self
             .permits
             .acquire()
             .await
-            .map_err(|e| crate::Error::Unavailable(e.to_string()))?;
+            .map_err(|e| crate::error::Error::Unavailable(e.to_string()))?;
         let password = password.to_string();
         tokio::task::spawn_blocking(move || crate::crypto::hash_password(&password))
             .await
-            .map_err(|e| crate::Error::Unavailable(e.to_string()))?
+            .map_err(|e| crate::error::Error::Unavailable(e.to_string()))?
     }
 }
 
@@ -246,6 +282,11 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
     }
 
+    async fn throttle() -> Throttle {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        Throttle::new(Arc::new(store), [7; 32])
+    }
+
     #[test]
     fn delays_double_from_one_second_to_the_cap() {
         let p = Policy::EMAIL;
@@ -254,56 +295,77 @@ mod tests {
         assert_eq!(p.delay(u32::MAX).num_seconds(), 60);
     }
 
-    #[test]
-    fn tries_are_counted_when_let_in_and_the_right_one_is_forgiven() {
-        let t = Throttle::default();
+    #[tokio::test]
+    async fn tries_are_counted_when_let_in_and_the_right_one_is_forgiven() {
+        let t = throttle().await;
         let email = t.key("login", "ann@example.test", Policy::EMAIL);
         let ip = t.key("login-ip", "10.0.0.1", Policy::CLIENT);
+        let both = [email.clone(), ip.clone()];
         let now = t0();
         // A burst at one instant: three free tries, a fourth that starts the wait, then none.
-        let admitted = (0..100)
-            .filter(|_| t.admit(&[email, ip], now).is_ok())
-            .count();
+        let mut admitted = 0;
+        for _ in 0..100 {
+            admitted += usize::from(t.admit(&both, now).await.unwrap().is_ok());
+        }
         assert_eq!(admitted, 4);
-        assert_eq!(t.admit(&[email, ip], now), Err(Wait { secs: 1 }));
+        assert_eq!(t.admit(&both, now).await.unwrap(), Err(Wait { secs: 1 }));
         // Another address from the same client is not held by ann's wait.
         let bob = t.key("login", "bob@example.test", Policy::EMAIL);
-        assert!(t.admit(&[bob, ip], now).is_ok());
+        assert!(t
+            .admit(&[bob.clone(), ip.clone()], now)
+            .await
+            .unwrap()
+            .is_ok());
         let later = now + Duration::seconds(1);
-        assert!(t.admit(&[email, ip], later).is_ok());
-        assert_eq!(t.admit(&[email], later), Err(Wait { secs: 2 }));
+        assert!(t.admit(&both, later).await.unwrap().is_ok());
+        let ann = std::slice::from_ref(&email);
+        assert_eq!(t.admit(ann, later).await.unwrap(), Err(Wait { secs: 2 }));
         // The right password forgets the email's count.
-        t.succeeded(&[email], &[ip]);
-        assert!(t.admit(&[email], later).is_ok());
+        t.succeeded(ann, std::slice::from_ref(&ip), later)
+            .await
+            .unwrap();
+        assert!(t.admit(ann, later).await.unwrap().is_ok());
         // Quiet long enough, a key starts over.
         let much_later = later + Duration::minutes(FORGET_MINUTES + 2);
+        let bobs = std::slice::from_ref(&bob);
         for _ in 0..3 {
-            t.admit(&[bob], later).ok();
+            t.admit(bobs, later).await.unwrap().ok();
         }
-        assert!(t.admit(&[bob], much_later).is_ok());
-        t.clear(&[email, bob]);
-        assert!(t.admit(&[email], later).is_ok());
+        assert!(t.admit(bobs, much_later).await.unwrap().is_ok());
+        t.clear(&[email.clone(), bob], later).await.unwrap();
+        assert!(t.admit(ann, later).await.unwrap().is_ok());
     }
 
     #[test]
-    fn the_table_stays_bounded() {
-        let t = Throttle::default();
-        let now = t0();
-        for i in 0..(MAX_KEYS + 10) {
-            let k = t.key("login", &i.to_string(), Policy::EMAIL);
-            t.admit(&[k], now).ok();
+    fn a_right_password_takes_its_try_back() {
+        let mut entries = [None];
+        let policy = [Policy::CLIENT];
+        for _ in 0..11 {
+            admit(&mut entries, &policy, t0()).unwrap();
         }
-        assert!(t.len() <= MAX_KEYS);
-        // Keys that make someone wait are kept before those that do not.
-        let held = t.key("login", "held", Policy::EMAIL);
-        for _ in 0..4 {
-            t.admit(&[held], now).ok();
-        }
-        for i in 0..MAX_KEYS {
-            let k = t.key("login", &format!("x{i}"), Policy::EMAIL);
-            t.admit(&[k], now).ok();
-        }
-        assert!(t.len() <= MAX_KEYS);
-        assert!(t.admit(&[held], now).is_err());
+        assert_eq!(
+            entries[0].map(|e| e.open_at),
+            Some(t0() + Duration::seconds(1))
+        );
+        take_back(&mut entries, &policy);
+        assert_eq!(
+            entries[0].map(|e| (e.failures, e.open_at)),
+            Some((10, t0()))
+        );
+    }
+
+    #[test]
+    fn values_are_kept_as_keyed_hashes() {
+        let h = |key: u8, scope, value| value_hash(&[key; 32], scope, value);
+        let ann = h(1, "login", "ann@example.test");
+        assert_eq!(
+            ann,
+            h(1, "login", "ann@example.test"),
+            "the same on every replica"
+        );
+        assert_eq!(ann.len(), 64);
+        assert!(!ann.contains("ann"));
+        assert_ne!(ann, h(2, "login", "ann@example.test"));
+        assert_ne!(ann, h(1, "mail", "ann@example.test"));
     }
 }

@@ -76,6 +76,12 @@ impl Service {
         })
     }
 
+    /// A key derived from the master key for one purpose: the same on every replica and
+    /// across restarts, and unrelated to the key of any other purpose.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        self.master_key.derive(purpose)
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -449,6 +455,18 @@ pub fn valid_account(account: &str) -> Result<&str> {
         return Err(Error::Invalid(format!("account name contains {c}")));
     }
     Ok(account)
+}
+
+pub fn password_problem(password: &str, confirm: &str) -> Option<String> {
+    if password != confirm {
+        Some("The two passwords differ.".into())
+    } else if password.chars().count() < 10 {
+        Some("Choose a password of at least 10 characters.".into())
+    } else if password.len() > 1024 {
+        Some("That password is too long.".into())
+    } else {
+        None
+    }
 }
 
 pub fn valid_email(email: &str) -> Result<String> {

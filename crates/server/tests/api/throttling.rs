@@ -1,10 +1,12 @@
 //! Sign-in throttling: a guesser is slowed, counted before any password is looked at; the owner
 //! gets in once the wait has passed; a reset ends the wait; the current-password check and
-//! reset requests are throttled alike.
+//! reset requests are throttled alike; replicas on one store count the same tries, a restart
+//! forgets none, and a store that cannot count refuses.
 
 use crate::helpers::TestApp;
 use crate::portal::{Http, Page};
 use chrono::Duration;
+use deadbolt::MasterKeySource;
 
 const PASSWORD: &str = "ann's long password";
 const ANN: &str = "ann@example.test";
@@ -284,4 +286,140 @@ async fn a_known_browser_is_not_held_by_a_guesser() {
         wait_of(&guesser.login("bob@example.test", "guess!").await),
         1
     );
+}
+
+/// A server on the store at `db_url` with the master key `key`: another replica, or the same
+/// server restarted.
+async fn replica_of(db_url: &str, key: &MasterKeySource) -> TestApp {
+    TestApp::spawn_on(
+        db_url.to_string(),
+        tempfile::tempdir().unwrap(),
+        key.clone(),
+        |_| {},
+    )
+    .await
+}
+
+/// Two replicas: two servers on one SQLite file, and on one PostgreSQL database when the test
+/// cluster is configured. Ann has an account.
+async fn replica_pairs() -> Vec<(TestApp, TestApp)> {
+    let mut pairs = Vec::new();
+    let mut firsts = vec![TestApp::spawn().await];
+    firsts.extend(TestApp::spawn_pg().await);
+    for a in firsts {
+        a.service
+            .create_person(ANN, Some(PASSWORD), None)
+            .await
+            .unwrap();
+        let b = replica_of(&a.db_url, &a.key).await;
+        pairs.push((a, b));
+    }
+    pairs
+}
+
+/// Signs in through the form of the server at `base`, whatever server `http` was made for
+/// (the pre-sign-in CSRF cookie is not tied to one).
+async fn login_at(http: &mut Http, base: &str, email: &str, password: &str) -> Page {
+    let csrf = http.get(&format!("{base}/login")).await.csrf();
+    http.post(
+        &format!("{base}/login"),
+        &[("csrf", &csrf), ("email", email), ("password", password)],
+    )
+    .await
+}
+
+/// Guesses alternating between two replicas are counted together: the try that waits on one
+/// waits on the other, and the owner's right password, on either, forgets the count on both.
+#[tokio::test]
+async fn replicas_count_the_same_tries() {
+    for (a, b) in replica_pairs().await {
+        let mut guesser = Http::new(&a.url);
+        for i in 0..4 {
+            let at = if i % 2 == 0 { &a.url } else { &b.url };
+            let page = login_at(&mut guesser, at, ANN, "wrong password").await;
+            assert_eq!(page.status, 401, "try {i}");
+        }
+        for t in [&a, &b] {
+            let page = login_at(&mut Http::new(&a.url), &t.url, ANN, PASSWORD).await;
+            assert_eq!(wait_of(&page), 1, "on {}", t.db_url);
+        }
+        for t in [&a, &b] {
+            t.clock.advance(Duration::seconds(1));
+        }
+        let mut owner = Http::new(&b.url);
+        assert_eq!(owner.login(ANN, PASSWORD).await.status, 303);
+        // Signing in on one replica forgot the count on both: a typo costs nothing.
+        let typo = login_at(&mut Http::new(&a.url), &a.url, ANN, "a typo!").await;
+        assert_eq!(typo.status, 401);
+        b.stop().await;
+        a.stop().await;
+    }
+}
+
+/// A browser that signed in through one replica is known to the other: a guesser on the other
+/// does not make the owner wait there.
+#[tokio::test]
+async fn a_known_browser_is_known_to_every_replica() {
+    for (a, b) in replica_pairs().await {
+        let mut owner = Http::new(&a.url);
+        assert_eq!(owner.login(ANN, PASSWORD).await.status, 303);
+        owner.cookies.remove("deadbolt_session");
+        let pages = burst(&b, ANN, 20).await;
+        assert_eq!(pages.iter().filter(|p| p.status == 401).count(), 4);
+        assert_eq!(
+            login_at(&mut owner, &b.url, ANN, PASSWORD).await.status,
+            303
+        );
+        let mut stranger = Http::new(&a.url);
+        assert_eq!(wait_of(&stranger.login(ANN, PASSWORD).await), 1);
+        b.stop().await;
+        a.stop().await;
+    }
+}
+
+/// A server restarted on the same store still makes the guessed address wait.
+#[tokio::test]
+async fn a_restarted_server_remembers_the_wait() {
+    let data = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", data.path().join("deadbolt.db").display());
+    let mut stores = vec![(sqlite, MasterKeySource::default())];
+    // A fresh PostgreSQL database and its key, when the test cluster is configured.
+    if let Some(t) = TestApp::spawn_pg().await {
+        stores.push((t.db_url.clone(), t.key.clone()));
+        t.stop().await;
+    }
+    for (db_url, key) in stores {
+        let t = replica_of(&db_url, &key).await;
+        t.service
+            .create_person(ANN, Some(PASSWORD), None)
+            .await
+            .unwrap();
+        let pages = burst(&t, ANN, 10).await;
+        assert_eq!(pages.iter().filter(|p| p.status == 401).count(), 4);
+        t.stop().await;
+        let t = replica_of(&db_url, &key).await;
+        assert_eq!(wait_of(&Http::new(&t.url).login(ANN, PASSWORD).await), 1);
+        t.clock.advance(Duration::seconds(1));
+        assert_eq!(Http::new(&t.url).login(ANN, PASSWORD).await.status, 303);
+        t.stop().await;
+    }
+}
+
+/// A store that cannot count a try refuses it (503): not let through uncounted, even with the
+/// right password.
+#[tokio::test]
+async fn a_store_that_cannot_count_refuses_the_sign_in() {
+    let t = with_ann().await;
+    let path = t.db_url.trim_start_matches("sqlite://").to_string();
+    tokio::task::spawn_blocking(move || {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute("DROP TABLE throttle_entries", []).unwrap();
+    })
+    .await
+    .unwrap();
+    let mut http = Http::new(&t.url);
+    let page = http.login(ANN, PASSWORD).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(!http.cookies.contains_key("deadbolt_session"));
+    t.stop().await;
 }

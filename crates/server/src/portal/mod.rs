@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod attempts;
 mod company;
+mod company_pages;
 mod csrf;
 mod error;
 mod links;
@@ -150,42 +151,12 @@ where
         )
         .route("/operator", get(operator::page))
         .route("/operator/companies", post(operator::create_company))
-        .nest("/companies/{cid}", company_routes())
+        .nest("/companies/{cid}", company_pages::routes())
         .route("/static/{file}", get(static_file))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_page))
         .layer(request_id::traced())
         .layer(axum::middleware::from_fn(finish))
-}
-
-/// The company's pages, relative to `/companies/{cid}`.
-fn company_routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PortalState: FromRef<S>,
-    Arc<Portal>: FromRef<S>,
-{
-    Router::new()
-        .route("/", get(admin::company_page))
-        .route("/admins", post(admin::invite_admin))
-        .route("/apps", post(admin::create_app))
-        .route("/sdk-keys", post(admin::create_sdk_key))
-        .route("/sdk-keys/{kid}/revoke", post(admin::revoke_sdk_key))
-        .route("/apps/{aid}", get(admin::app_page))
-        .route("/apps/{aid}/settings", post(admin::app_settings))
-        .route("/apps/{aid}/keys", post(admin::create_signing_key))
-        .route(
-            "/apps/{aid}/keys/{kid}/revoke",
-            post(admin::revoke_signing_key),
-        )
-        .route("/apps/{aid}/accounts", get(accounts::accounts_page))
-        .route("/apps/{aid}/accounts/enroll", post(accounts::enroll))
-        .route("/apps/{aid}/accounts/lock", post(accounts::lock))
-        .route("/apps/{aid}/accounts/unlock", post(accounts::unlock))
-        .route("/apps/{aid}/import", post(accounts::import_csv))
-        .route("/apps/{aid}/attempts", get(attempts::attempts_page))
-        .route("/apps/{aid}/attempts/events", get(attempts::attempt_events))
-        .route("/apps/{aid}/integration", get(admin::integration_page))
 }
 
 /// The portal's answer to a path it does not have: a page, as a browser expects.

@@ -16,7 +16,7 @@ const ROUTER_SOURCES: [(&str, &str); 4] = [
     ("", include_str!("../../src/portal/mod.rs")),
     (
         "/companies/{cid}",
-        include_str!("../../src/portal/company.rs"),
+        include_str!("../../src/portal/company_pages.rs"),
     ),
 ];
 

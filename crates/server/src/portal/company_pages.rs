@@ -1,0 +1,39 @@
+//! A company's pages: one router under `/companies/{cid}`; every handler takes the
+//! company-admin extractor (`company.rs`), so to anyone else these pages do not exist.
+
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+
+use super::{accounts, admin, attempts, Portal, PortalState};
+
+/// The company's pages, relative to `/companies/{cid}`.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PortalState: FromRef<S>,
+    Arc<Portal>: FromRef<S>,
+{
+    Router::new()
+        .route("/", get(admin::company_page))
+        .route("/admins", post(admin::invite_admin))
+        .route("/apps", post(admin::create_app))
+        .route("/sdk-keys", post(admin::create_sdk_key))
+        .route("/sdk-keys/{kid}/revoke", post(admin::revoke_sdk_key))
+        .route("/apps/{aid}", get(admin::app_page))
+        .route("/apps/{aid}/settings", post(admin::app_settings))
+        .route("/apps/{aid}/keys", post(admin::create_signing_key))
+        .route(
+            "/apps/{aid}/keys/{kid}/revoke",
+            post(admin::revoke_signing_key),
+        )
+        .route("/apps/{aid}/accounts", get(accounts::accounts_page))
+        .route("/apps/{aid}/accounts/enroll", post(accounts::enroll))
+        .route("/apps/{aid}/accounts/lock", post(accounts::lock))
+        .route("/apps/{aid}/accounts/unlock", post(accounts::unlock))
+        .route("/apps/{aid}/import", post(accounts::import_csv))
+        .route("/apps/{aid}/attempts", get(attempts::attempts_page))
+        .route("/apps/{aid}/attempts/events", get(attempts::attempt_events))
+        .route("/apps/{aid}/integration", get(admin::integration_page))
+}

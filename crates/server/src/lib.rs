@@ -240,6 +240,9 @@ impl Server {
                 if let Err(e) = portal.prune_throttle(service.now()).await {
                     tracing::warn!(error = %e, "cannot prune the sign-in throttle");
                 }
+                if let Err(e) = service.prune_form_tokens(service.now()).await {
+                    tracing::warn!(error = %e, "cannot prune the portal's used form tokens");
+                }
             }
         });
         let (stop_metrics, stopped) = tokio::sync::watch::channel(false);

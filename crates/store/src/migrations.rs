@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_throttle.sql"),
         postgres: include_str!("../migrations/postgres/0010_throttle.sql"),
     },
+    Migration {
+        name: "0012_form_tokens",
+        sqlite: include_str!("../migrations/sqlite/0012_form_tokens.sql"),
+        postgres: include_str!("../migrations/postgres/0012_form_tokens.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -246,6 +246,34 @@ impl Store {
         Ok(())
     }
 
+    // ---- one-time form tokens ----
+
+    /// Records that the form whose nonce hashes to `id_hash` was sent: true the first time,
+    /// false when it was sent before (a refresh, a second click, a replay).
+    pub async fn use_form_token(&self, id_hash: &str, expires_at: DateTime<Utc>) -> Result<bool> {
+        let rows = self
+            .engine
+            .write(
+                "INSERT INTO form_tokens (id_hash, expires_at) VALUES ($1, $2) \
+                 ON CONFLICT (id_hash) DO NOTHING RETURNING id_hash",
+                vec![id_hash.into(), ms(expires_at)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Forgets the tokens of forms whose sessions have expired; how many went.
+    pub async fn prune_form_tokens(&self, now: DateTime<Utc>) -> Result<u64> {
+        let rows = self
+            .engine
+            .write(
+                "DELETE FROM form_tokens WHERE expires_at <= $1 RETURNING id_hash",
+                vec![ms(now)],
+            )
+            .await?;
+        Ok(rows.len() as u64)
+    }
+
     // ---- emailed links ----
 
     pub async fn create_link(

@@ -121,6 +121,33 @@ both_engines!(portal_links_are_single_use, |store| {
     assert!(store.link("tok", t0()).await.unwrap().is_none());
 });
 
+both_engines!(form_tokens_are_used_once, |store| {
+    let end = t0() + Duration::hours(12);
+    assert!(store.use_form_token("f1", end).await.unwrap());
+    assert!(
+        !store.use_form_token("f1", end).await.unwrap(),
+        "sent twice"
+    );
+    assert!(
+        store.use_form_token("f2", end).await.unwrap(),
+        "another form"
+    );
+    // Sends of one new form at once: exactly one is the first.
+    let u = || store.use_form_token("f3", end);
+    let sent = tokio::join!(u(), u(), u(), u(), u(), u());
+    let firsts = [sent.0, sent.1, sent.2, sent.3, sent.4, sent.5]
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(firsts, 1);
+    assert_eq!(store.prune_form_tokens(t0()).await.unwrap(), 0);
+    assert_eq!(store.prune_form_tokens(end).await.unwrap(), 3);
+    assert!(
+        store.use_form_token("f1", end).await.unwrap(),
+        "forgotten once expired"
+    );
+});
+
 both_engines!(portal_pairing_codes, |store| {
     let p = person(store, "cat@example.com").await;
     let end = t0() + Duration::minutes(10);

@@ -1,5 +1,12 @@
-//! CSRF tokens: the session's for signed-in forms, a double-submit cookie for forms shown
-//! before signing in.
+//! CSRF tokens: one-time form tokens for signed-in forms, a double-submit cookie for forms
+//! shown before signing in.
+//!
+//! A signed-in page's forms carry a token made from the session's secret: a random nonce and
+//! its HMAC under that secret. A form is accepted when the HMAC is right (it came from a page
+//! of this session) and its nonce was never sent before: the store keeps the nonces sent (by
+//! hash, until the session could have expired), so a refresh, a second click or a replay of a
+//! form does nothing twice, on whichever replica it lands. Such a repeat is answered with the
+//! page it came from and a notice that nothing was done again.
 
 use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -9,9 +16,17 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use axum::extract::FromRef;
+use axum::response::Redirect;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+
 use super::error::PageError;
-use super::session::{cookie, random_token, secure, set_cookie, Me};
-use super::Portal;
+use super::pages::{with_notice, Notice};
+use super::session::{cookie, random_token, safe_return, secure, set_cookie, Me};
+use super::{Portal, PortalState};
+use crate::crypto::{hmac_sha256, token_hash};
 
 /// The CSRF token of forms shown before signing in (double-submit: cookie and form field).
 pub const PRE_CSRF_COOKIE: &str = "deadbolt_csrf";
@@ -20,15 +35,62 @@ pub(super) fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// A new one-time form token of the session whose CSRF secret is `session_csrf`.
+pub(super) fn form_token(session_csrf: &str) -> String {
+    let mut nonce = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let nonce = URL_SAFE_NO_PAD.encode(nonce);
+    let mac = URL_SAFE_NO_PAD.encode(form_mac(session_csrf, &nonce));
+    format!("{nonce}.{mac}")
+}
+
+fn form_mac(session_csrf: &str, nonce: &str) -> [u8; 32] {
+    hmac_sha256(session_csrf.as_bytes(), format!("form {nonce}").as_bytes())
+}
+
 impl Me {
-    /// Every state-changing form carries the session's CSRF token.
-    fn check_csrf(&self, token: &str) -> Result<(), PageError> {
-        if same(token, &self.csrf) {
-            Ok(())
+    /// Every state-changing form carries a form token of this session; its nonce if it does.
+    fn check_csrf(&self, token: &str) -> Result<String, PageError> {
+        let (nonce, mac) = token.split_once('.').ok_or_else(PageError::csrf)?;
+        let want = URL_SAFE_NO_PAD.encode(form_mac(&self.session_csrf, nonce));
+        if nonce.len() == 22 && same(mac, &want) {
+            Ok(nonce.to_string())
         } else {
             Err(PageError::csrf())
         }
     }
+
+    /// Uses up a checked form token: `Err` with the answer to give when the form was sent
+    /// before (the page it came from, saying so).
+    async fn use_form(
+        &self,
+        s: &PortalState,
+        nonce: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), Response> {
+        let first = s
+            .service
+            .use_form_token(&token_hash(nonce), self.session_expires)
+            .await
+            .map_err(|e| PageError::from(e).into_response())?;
+        if first {
+            return Ok(());
+        }
+        let back = headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(referer_path)
+            .unwrap_or("/me");
+        Err(Redirect::to(&with_notice(back, Notice::Again)).into_response())
+    }
+}
+
+/// The path (and query) of a Referer, if it names a page: the path is only ever used on this
+/// site, so a Referer from elsewhere leads to that path here, never away.
+fn referer_path(referer: &str) -> Option<&str> {
+    let rest = referer.split_once("://").map_or(referer, |(_, r)| r);
+    let path = &rest[rest.find('/')?..];
+    safe_return(path)
 }
 
 /// The pre-sign-in CSRF token: the cookie's, or a new one to set.
@@ -100,6 +162,7 @@ struct Signed<T> {
 impl<S, T, W> FromRequest<S> for CsrfForm<T, W>
 where
     S: Send + Sync,
+    PortalState: FromRef<S>,
     T: DeserializeOwned + Send,
     W: FromRequestParts<S> + Signer + Send + Sync,
     W::Rejection: IntoResponse,
@@ -110,12 +173,17 @@ where
         let who = W::from_request_parts(&mut parts, s)
             .await
             .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
         let Form(f) = Form::<Signed<T>>::from_request(Request::from_parts(parts, body), s)
             .await
             .map_err(IntoResponse::into_response)?;
-        who.me()
+        let nonce = who
+            .me()
             .check_csrf(&f.csrf)
             .map_err(IntoResponse::into_response)?;
+        who.me()
+            .use_form(&PortalState::from_ref(s), &nonce, &headers)
+            .await?;
         Ok(CsrfForm(who, f.form))
     }
 }
@@ -134,6 +202,7 @@ pub struct CsrfUpload<W = Me> {
 impl<S, W> FromRequest<S> for CsrfUpload<W>
 where
     S: Send + Sync,
+    PortalState: FromRef<S>,
     W: FromRequestParts<S> + Signer + Send + Sync,
     W::Rejection: IntoResponse,
 {
@@ -143,6 +212,7 @@ where
         let who = W::from_request_parts(&mut parts, s)
             .await
             .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
         let mut form = Multipart::from_request(Request::from_parts(parts, body), s)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -170,10 +240,13 @@ where
                     _ => {}
                 }
             }
-            who.me().check_csrf(&csrf)?;
-            Ok(text)
+            let nonce = who.me().check_csrf(&csrf)?;
+            Ok((nonce, text))
         };
-        let text = read.await.map_err(IntoResponse::into_response)?;
+        let (nonce, text) = read.await.map_err(IntoResponse::into_response)?;
+        who.me()
+            .use_form(&PortalState::from_ref(s), &nonce, &headers)
+            .await?;
         Ok(CsrfUpload { who, text })
     }
 }
@@ -181,6 +254,37 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_tokens_belong_to_their_session() {
+        let t = form_token("secret of session one");
+        let (nonce, mac) = t.split_once('.').unwrap();
+        assert_eq!(nonce.len(), 22);
+        assert_ne!(
+            form_token("secret of session one"),
+            t,
+            "a new nonce each time"
+        );
+        let want = URL_SAFE_NO_PAD.encode(form_mac("secret of session one", nonce));
+        assert!(same(mac, &want));
+        let other = URL_SAFE_NO_PAD.encode(form_mac("secret of session two", nonce));
+        assert!(
+            !same(mac, &other),
+            "another session's secret makes another token"
+        );
+    }
+
+    #[test]
+    fn a_referer_leads_back_to_a_page_of_this_site_only() {
+        assert_eq!(
+            referer_path("https://portal.example.com/companies/c1?x=1"),
+            Some("/companies/c1?x=1")
+        );
+        assert_eq!(referer_path("https://evil.example/me"), Some("/me"));
+        assert_eq!(referer_path("https://evil.example//evil.example/x"), None);
+        assert_eq!(referer_path("https://portal.example.com"), None);
+        assert_eq!(referer_path("https://portal.example.com/login"), None);
+    }
 
     #[test]
     fn tokens_compare() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::csrf::CsrfForm;
 use super::error::PageError;
 use super::links::{send_link, LinkPurpose};
-use super::pages::{render, utc_time, Layout};
+use super::pages::{done, render, utc_time, Layout, Notice};
 use super::session::Me;
 use super::{Portal, PortalState};
 use crate::service::valid_email;
@@ -27,14 +27,9 @@ struct OperatorPage {
     l: Layout,
     csrf: String,
     companies: Vec<CompanyView>,
-    invited: Option<String>,
 }
 
-async fn page_with(
-    s: &PortalState,
-    me: &Me,
-    invited: Option<String>,
-) -> Result<Response, PageError> {
+async fn page_with(s: &PortalState, me: &Me) -> Result<Response, PageError> {
     let mut companies = Vec::new();
     for c in s.service.companies().await? {
         let admins = s.service.company_admins(&c.id).await?;
@@ -54,14 +49,13 @@ async fn page_with(
         l: Layout::signed_in("Companies", me, "/operator"),
         csrf: me.csrf.clone(),
         companies,
-        invited,
     };
     Ok(render(&page)?.into_response())
 }
 
 pub async fn page(State(s): State<PortalState>, me: Me) -> Result<Response, PageError> {
     me.operator()?;
-    page_with(&s, &me, None).await
+    page_with(&s, &me).await
 }
 
 #[derive(Deserialize)]
@@ -87,13 +81,6 @@ pub async fn create_company(
         Some((&company.id, &company.name)),
     )
     .await?;
-    page_with(
-        &s,
-        &me,
-        Some(format!(
-            "{} was created; {email} has been invited.",
-            company.name
-        )),
-    )
-    .await
+    // Post/redirect/get: a refresh of the page that follows does not make a second company.
+    Ok(done("/operator", Notice::Invited))
 }

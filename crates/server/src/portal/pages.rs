@@ -5,6 +5,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use super::csrf::form_token;
 use super::error::{ErrorMessage, PageError};
 use super::session::{Me, Role};
 
@@ -13,6 +14,92 @@ pub struct Layout {
     pub title: String,
     /// The signed-in person's email, CSRF token (for the sign-out form) and links.
     pub nav: Option<Nav>,
+    /// What the action that led here did, said once at the top of the page.
+    pub notice: Option<&'static str>,
+}
+
+/// What a page says about the action that led to it: after a form, the answer is a redirect
+/// to a page (so that a refresh repeats nothing) whose query names one of these. A fixed list,
+/// so that a link cannot make a page say anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The form was sent before: nothing was done again.
+    Again,
+    Saved,
+    Created,
+    Locked,
+    Unlocked,
+    Revoked,
+    Deleted,
+    Sent,
+    /// A company was created and its first admin invited.
+    Invited,
+}
+
+impl Notice {
+    const ALL: [Notice; 9] = [
+        Notice::Again,
+        Notice::Saved,
+        Notice::Created,
+        Notice::Locked,
+        Notice::Unlocked,
+        Notice::Revoked,
+        Notice::Deleted,
+        Notice::Sent,
+        Notice::Invited,
+    ];
+
+    fn code(self) -> &'static str {
+        match self {
+            Notice::Again => "again",
+            Notice::Saved => "saved",
+            Notice::Created => "created",
+            Notice::Locked => "locked",
+            Notice::Unlocked => "unlocked",
+            Notice::Revoked => "revoked",
+            Notice::Deleted => "deleted",
+            Notice::Sent => "sent",
+            Notice::Invited => "invited",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Notice::Again => "That form was already sent: nothing was done a second time.",
+            Notice::Saved => "Saved.",
+            Notice::Created => "Created.",
+            Notice::Locked => "Locked.",
+            Notice::Unlocked => "Unlocked.",
+            Notice::Revoked => "Revoked.",
+            Notice::Deleted => "Deleted.",
+            Notice::Sent => "Sent.",
+            Notice::Invited => "The company was created and its first admin has been invited.",
+        }
+    }
+
+    /// The notice a page's query names (`done=…`), if any.
+    pub fn from_query(query: Option<&str>) -> Option<Notice> {
+        let code = query?.split('&').find_map(|kv| kv.strip_prefix("done="))?;
+        Notice::ALL.into_iter().find(|n| n.code() == code)
+    }
+}
+
+/// `path` with `done=<notice>` in its query (replacing any there).
+pub fn with_notice(path: &str, notice: Notice) -> String {
+    let (base, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut parts: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("done="))
+        .collect();
+    let done = format!("done={}", notice.code());
+    parts.push(&done);
+    format!("{base}?{}", parts.join("&"))
+}
+
+/// The answer to a form that did what it asked: back to a page (post/redirect/get), which says
+/// what was done.
+pub fn done(path: &str, notice: Notice) -> Response {
+    axum::response::Redirect::to(&with_notice(path, notice)).into_response()
 }
 
 pub struct Nav {
@@ -32,6 +119,7 @@ impl Layout {
         Self {
             title: title.to_string(),
             nav: None,
+            notice: None,
         }
     }
 
@@ -63,9 +151,11 @@ impl Layout {
             title: title.to_string(),
             nav: Some(Nav {
                 email: me.person.email.clone(),
-                csrf: me.csrf.clone(),
+                // Its own token: signing out from a page whose forms were used still works.
+                csrf: form_token(&me.session_csrf),
                 links,
             }),
+            notice: me.notice.map(Notice::message),
         }
     }
 }
@@ -125,4 +215,24 @@ pub fn utc_time(t: DateTime<Utc>) -> String {
 
 pub fn opt(s: &Option<String>) -> String {
     s.clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_round_trip_through_the_query_and_nothing_else_is_said() {
+        for n in Notice::ALL {
+            let url = with_notice("/companies/c1?page=2&done=saved", n);
+            assert_eq!(url, format!("/companies/c1?page=2&done={}", n.code()));
+            assert_eq!(
+                Notice::from_query(url.split_once('?').map(|q| q.1)),
+                Some(n)
+            );
+        }
+        assert_eq!(with_notice("/me", Notice::Locked), "/me?done=locked");
+        assert_eq!(Notice::from_query(Some("done=<script>")), None);
+        assert_eq!(Notice::from_query(None), None);
+    }
 }

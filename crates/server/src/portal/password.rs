@@ -2,7 +2,7 @@
 //! request forms, and changing a password.
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -17,7 +17,9 @@ use super::csrf::{anonymous_page, check_pre_csrf, pre_csrf, same, CsrfForm};
 use super::error::PageError;
 use super::links::{send_link, LinkPurpose};
 use super::pages::{render, Layout};
-use super::session::{cookie, secure, set_cookie, start_session, ClientAddr, Me, SESSION_COOKIE};
+use super::session::{
+    cookie, safe_return, secure, set_cookie, start_session, ClientAddr, Me, SESSION_COOKIE,
+};
 use super::throttle::{Key, Policy, Wait};
 use super::{Portal, PortalState};
 use crate::service::{password_problem, valid_email};
@@ -103,15 +105,29 @@ struct LoginPage {
     csrf: String,
     email: String,
     error: Option<String>,
+    /// Where the sign-in leads: the page that was asked for (a path of this site), or empty.
+    next: String,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// Where a sign-in leads: the page asked for when it is a page of this site, else the start.
+fn after_sign_in(next: &str) -> &str {
+    safe_return(next).unwrap_or("/")
 }
 
 pub async fn login_page(
     State(portal): State<Arc<Portal>>,
     me: Option<Me>,
     headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
 ) -> Response {
     if me.is_some() {
-        return Redirect::to("/").into_response();
+        return Redirect::to(after_sign_in(&q.next)).into_response();
     }
     let csrf = pre_csrf(&headers);
     let page = LoginPage {
@@ -119,6 +135,7 @@ pub async fn login_page(
         csrf: csrf.0.clone(),
         email: String::new(),
         error: None,
+        next: safe_return(&q.next).unwrap_or_default().to_string(),
     };
     anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
 }
@@ -129,6 +146,8 @@ pub struct LoginForm {
     csrf: String,
     email: String,
     password: String,
+    #[serde(default)]
+    next: String,
 }
 
 pub async fn login(
@@ -148,6 +167,7 @@ pub async fn login(
             csrf: f.csrf.clone(),
             email: f.email.clone(),
             error: Some(msg.to_string()),
+            next: safe_return(&f.next).unwrap_or_default().to_string(),
         };
         anonymous_page(&portal, status, render(&page), (f.csrf.clone(), false))
     };
@@ -174,7 +194,8 @@ pub async fn login(
                 .throttle
                 .succeeded(&tries.forget, &tries.undo, now)
                 .await?;
-            let mut res = start_session(&s, &portal, &headers, &person_id, "/").await?;
+            let to = after_sign_in(&f.next);
+            let mut res = start_session(&s, &portal, &headers, &person_id, to).await?;
             if known_device(&portal, &headers, &email).is_none() {
                 res.headers_mut()
                     .append(header::SET_COOKIE, device_cookie(&portal, &email));

@@ -10,7 +10,9 @@ use chrono::Duration;
 use deadbolt_store::Person;
 use rand::RngCore;
 
+use super::csrf::form_token;
 use super::error::PageError;
+use super::pages::Notice;
 use super::{base_url, Portal, PortalState};
 use crate::crypto::token_hash;
 
@@ -76,8 +78,15 @@ pub(super) fn secure(portal: &Portal) -> bool {
 pub struct Me {
     pub person: Person,
     pub roles: Vec<Membership>,
+    /// A one-time form token minted for this request's page: every form the page shows carries
+    /// it, and the first of them sent uses it up (see `csrf.rs`).
     pub csrf: String,
+    /// The session's own CSRF secret, which form tokens are made and checked with.
+    pub(super) session_csrf: String,
+    pub(super) session_expires: chrono::DateTime<chrono::Utc>,
     pub session_hash: String,
+    /// What the page says about the action that led to it (`?done=…`).
+    pub notice: Option<Notice>,
 }
 
 impl Me {
@@ -114,8 +123,11 @@ impl Me {
         Ok(Some(Me {
             person,
             roles,
-            csrf: session.csrf,
+            csrf: form_token(&session.csrf),
+            session_csrf: session.csrf,
+            session_expires: session.expires_at,
             session_hash: hash,
+            notice: Notice::from_query(parts.uri.query()),
         }))
     }
     pub fn is_operator(&self) -> bool {
@@ -149,11 +161,18 @@ where
     S: Send + Sync,
     PortalState: FromRef<S>,
 {
-    type Rejection = PageError;
-    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, PageError> {
-        Me::load(parts, &PortalState::from_ref(s))
-            .await?
-            .ok_or(PageError::SignIn)
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Response> {
+        match Me::load(parts, &PortalState::from_ref(s)).await {
+            Ok(Some(me)) => Ok(me),
+            // A page asked for while signed out is where the sign-in leads back to.
+            Ok(None) if parts.method == axum::http::Method::GET => {
+                let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                Err(Redirect::to(&sign_in_to(next)).into_response())
+            }
+            Ok(None) => Err(PageError::SignIn.into_response()),
+            Err(e) => Err(e.into_response()),
+        }
     }
 }
 
@@ -166,6 +185,34 @@ where
     async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Option<Self>, PageError> {
         Me::load(parts, &PortalState::from_ref(s)).await
     }
+}
+
+/// The sign-in page that leads back to `next` once signed in.
+fn sign_in_to(next: &str) -> String {
+    match safe_return(next) {
+        Some(n) if n != "/" && n != "/me" => {
+            format!(
+                "/login?next={}",
+                form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()
+            )
+        }
+        _ => "/login".to_string(),
+    }
+}
+
+/// `next` if it is a path of this site to go back to after signing in: a local absolute path,
+/// never another site (`//evil`, `/\\evil`, `https://…`), a control character, or the sign-in
+/// pages themselves.
+pub(super) fn safe_return(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 2000
+        && !next.chars().any(|c| c.is_control() || c == '\\')
+        && !["/login", "/logout", "/signup", "/reset"].iter().any(|p| {
+            next == *p || next.starts_with(&format!("{p}?")) || next.starts_with(&format!("{p}/"))
+        });
+    ok.then_some(next)
 }
 
 /// The client's address as the connection shows it (a proxy in front shows as one client).

@@ -153,4 +153,14 @@ impl Service {
     ) -> Result<Option<String>> {
         Ok(self.store.take_pairing_code(code_hash, now).await?)
     }
+
+    /// Records that a form was sent: true the first time, false when it was sent before.
+    pub async fn use_form_token(&self, id_hash: &str, expires_at: DateTime<Utc>) -> Result<bool> {
+        Ok(self.store.use_form_token(id_hash, expires_at).await?)
+    }
+
+    /// Forgets the tokens of forms whose sessions have expired.
+    pub async fn prune_form_tokens(&self, now: DateTime<Utc>) -> Result<u64> {
+        Ok(self.store.prune_form_tokens(now).await?)
+    }
 }

@@ -198,8 +198,13 @@ async fn scenario(db: &str) {
         .await;
     assert_eq!(page.status, 303, "{}", page.body);
     let app = page.header("location");
+    // A form token is good for one form: each post takes the one of a fresh page.
+    let csrf = admin.get(&app).await.csrf();
+    secrets.push(("admin CSRF token", csrf.clone()));
     let key = shown_secret(&admin.post(&format!("{app}/keys"), &[("csrf", &csrf)]).await);
     secrets.push(("signing key", key.clone()));
+    let csrf = admin.get(&company).await.csrf();
+    secrets.push(("admin CSRF token", csrf.clone()));
     let sdk_key = shown_secret(
         &admin
             .post(&format!("{company}/sdk-keys"), &[("csrf", &csrf)])

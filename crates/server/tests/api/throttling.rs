@@ -130,12 +130,12 @@ async fn the_current_password_check_is_a_sign_in() {
     let t = with_ann().await;
     let mut http = Http::new(&t.url);
     assert_eq!(http.login(ANN, PASSWORD).await.status, 303);
-    let csrf = http.get("/password").await.csrf();
     let new = "ann's new long password";
     let change = |current: &'static str| {
         let mut http = http.clone();
-        let csrf = csrf.clone();
         async move {
+            // A form token is good for one form: each try sends the form of a fresh page.
+            let csrf = http.get("/password").await.csrf();
             http.post(
                 "/password",
                 &[

@@ -8,6 +8,11 @@
       var list = root.querySelector("#attempts");
       if (list) {
         list.insertAdjacentHTML("afterbegin", e.data);
+        var table = list.closest("table");
+        if (table) {
+          label(table);
+        }
+        list.querySelectorAll(".long").forEach(expandable);
       }
       var empty = root.querySelector("#attempts-empty");
       if (empty) {
@@ -57,7 +62,49 @@
     }
   }
 
+  // On a phone, tables are stacked cards (portal.css): each cell is labelled with its column's
+  // header so that a value is not read without its name.
+  function label(table) {
+    var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+      return th.textContent.trim();
+    });
+    table.querySelectorAll("tbody tr").forEach(function (tr) {
+      Array.prototype.forEach.call(tr.children, function (td, i) {
+        if (heads[i] && !td.hasAttribute("data-label")) {
+          td.setAttribute("data-label", heads[i]);
+        }
+      });
+    });
+  }
+
+  // Long values the client sent are cut to two lines; a click (or Enter) shows them whole.
+  function expandable(el) {
+    if (el.getAttribute("data-expandable") || el.scrollHeight <= el.clientHeight + 1) {
+      return;
+    }
+    el.setAttribute("data-expandable", "1");
+    el.setAttribute("tabindex", "0");
+    el.setAttribute("title", "Show all");
+    var toggle = function () {
+      el.classList.toggle("open");
+    };
+    el.addEventListener("click", toggle);
+    el.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        toggle();
+      }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("table").forEach(label);
+    document.querySelectorAll(".long").forEach(expandable);
+    // On a phone the links scroll sideways: the current page's is brought into view.
+    var current = document.querySelector("header nav [aria-current]");
+    if (current && current.scrollIntoView) {
+      current.scrollIntoView({ block: "nearest", inline: "center" });
+    }
     document.querySelectorAll("[data-live]").forEach(live);
     document.querySelectorAll("button[data-copy]").forEach(function (b) {
       b.addEventListener("click", function () {

@@ -153,6 +153,8 @@ where
         .route("/operator/companies", post(operator::create_company))
         .nest("/companies/{cid}", company_pages::routes())
         .route("/static/{file}", get(static_file))
+        // Browsers ask for it on every site whatever the page says: answered, not a 404.
+        .route("/favicon.ico", get(favicon))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_page))
         .layer(request_id::traced())
@@ -238,11 +240,17 @@ fn security_headers_on(mut res: Response, is_static: bool) -> Response {
 
 const CSS: &str = include_str!("../../static/portal.css");
 const JS: &str = include_str!("../../static/portal.js");
+const FAVICON: &str = include_str!("../../static/favicon.svg");
+
+async fn favicon() -> Response {
+    static_file(axum::extract::Path("favicon.svg".to_string())).await
+}
 
 async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
     let (body, ty) = match file.as_str() {
         "portal.css" => (CSS, "text/css; charset=utf-8"),
         "portal.js" => (JS, "text/javascript; charset=utf-8"),
+        "favicon.svg" => (FAVICON, "image/svg+xml"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     (

@@ -10,6 +10,7 @@ mod decisions;
 mod faults;
 mod fidelity;
 mod first_run;
+mod forms;
 mod helpers;
 mod hostile;
 mod isolation;

@@ -315,6 +315,67 @@ impl Engine {
         }
     }
 
+    /// Writes a consistent copy of an SQLite store to `dest` (a new file, mode 0600) while it
+    /// serves: one `VACUUM INTO`, a read transaction on a connection of its own (the server's
+    /// readers and writer go on), then the copy is synced to disk. Not under the store deadline:
+    /// a large store takes seconds. PostgreSQL stores are backed up with PostgreSQL's tools.
+    pub async fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
+        let Kind::Sqlite(s) = &self.kind else {
+            return Err(StoreError::Refused(
+                "a PostgreSQL store is backed up with pg_dump (see the README), not by Deadbolt"
+                    .into(),
+            ));
+        };
+        let Some(source) = s.path.clone() else {
+            return Err(StoreError::Refused(
+                "an in-memory store has nothing to back up".into(),
+            ));
+        };
+        let dest = dest.to_path_buf();
+        blocking(move || {
+            // VACUUM INTO takes an empty file: made here, private, so the copy never exists
+            // readable by others even for a moment.
+            if !create_private(&dest)? {
+                return Err(StoreError::Refused(format!(
+                    "{} exists: choose a new file for the backup",
+                    dest.display()
+                )));
+            }
+            let copy = || -> Result<u64, StoreError> {
+                let conn = rusqlite::Connection::open_with_flags(
+                    &source,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sqlite_err)?;
+                conn.busy_timeout(Duration::from_secs(30))
+                    .map_err(sqlite_err)?;
+                let target = dest
+                    .to_str()
+                    .ok_or_else(|| StoreError::Config("the backup path is not UTF-8".into()))?;
+                conn.execute("VACUUM INTO ?1", [target])
+                    .map_err(sqlite_err)?;
+                let file = std::fs::File::open(&dest)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot open the backup: {e}")))?;
+                file.sync_all()
+                    .map_err(|e| StoreError::Unavailable(format!("cannot sync the backup: {e}")))?;
+                if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    if let Ok(d) = std::fs::File::open(dir) {
+                        let _ = d.sync_all();
+                    }
+                }
+                Ok(file.metadata().map(|m| m.len()).unwrap_or(0))
+            };
+            let out = copy();
+            if out.is_err() {
+                // Half a backup is no backup: nothing is left to be mistaken for one.
+                let _ = std::fs::remove_file(&dest);
+            }
+            out
+        })
+        .await
+    }
+
     /// The store's change counter (`store_version`). On SQLite it is read from the file only
     /// when the change signal moved (or once a second); otherwise it is remembered.
     pub async fn change_counter(&self, sql: &'static str) -> Result<i64, StoreError> {

@@ -185,6 +185,12 @@ impl Store {
         engine::scalar(&self.engine.query(VERSION_SQL, vec![]).await?)
     }
 
+    /// Writes a consistent copy of an SQLite store to the new file `dest` while it serves; its
+    /// size in bytes. Refused for PostgreSQL (pg_dump backs it up) and in-memory stores.
+    pub async fn backup_to(&self, dest: &std::path::Path) -> Result<u64> {
+        self.engine.backup_to(dest).await
+    }
+
     /// How long a request may wait on the store (default 2 s) before it is answered 503.
     pub fn timeout(&self) -> std::time::Duration {
         self.engine.timeout()

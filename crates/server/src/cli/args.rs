@@ -90,6 +90,19 @@ pub enum Command {
     /// The portal's operator account (creates companies, invites their admins).
     #[command(subcommand)]
     Operator(OperatorCmd),
+    /// Write a consistent copy of the SQLite store (and its master key file) while it serves.
+    Backup {
+        /// The new file to write; its master key goes beside it as FILE.key.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into a new SQLite store (`--db`), with its master key. The server must
+    /// not be running on that store: restore into a new file, then start the server on it.
+    Restore {
+        /// The backup file (written by `deadbolt backup`); FILE.key beside it is its key.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

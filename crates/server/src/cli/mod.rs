@@ -5,6 +5,7 @@
 mod account;
 mod app;
 mod args;
+mod backup;
 mod check;
 mod company;
 mod operator;
@@ -63,6 +64,8 @@ impl Cli {
             Command::Attempts { app, limit } => {
                 view(account::attempts(&self.open().await?, app, *limit).await?)?
             }
+            Command::Backup { to } => view(backup::backup(&self, to).await?)?,
+            Command::Restore { from } => view(backup::restore(&self, from).await?)?,
         };
         Ok(Some(out))
     }

@@ -19,6 +19,11 @@ impl Service {
         self.store.readiness().await
     }
 
+    /// Writes a consistent copy of an SQLite store to the new file `dest` while it serves.
+    pub async fn backup_to(&self, dest: &std::path::Path) -> Result<u64> {
+        Ok(self.store.backup_to(dest).await?)
+    }
+
     /// Forgets all but the last `keep` rows of the change log; how many went.
     pub async fn prune_changes(&self, keep: i64) -> Result<u64> {
         Ok(self.store.prune_changes(keep).await?)

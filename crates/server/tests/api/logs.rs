@@ -162,7 +162,7 @@ async fn scenario(db: &str) {
             ],
         )
         .await;
-    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.status, 303, "{}", page.body);
 
     // The admin accepts and makes an application, a signing key and an SDK key.
     let invite = emailed_link(&inbox, "admin@example.test", 1).await;

@@ -105,6 +105,7 @@ const NAMES_NO_OBJECT: &[(&str, &str, &str)] = &[
         "the operator's (no company role reaches it)",
     ),
     ("GET", "/static/{file}", "static files"),
+    ("GET", "/favicon.ico", "the site's icon"),
     ("GET", "/healthz", "no tenant data"),
     ("GET", "/readyz", "the server's own readiness"),
     ("GET", "/openapi.json", "the APIs' description"),

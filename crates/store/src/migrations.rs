@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_throttle.sql"),
         postgres: include_str!("../migrations/postgres/0010_throttle.sql"),
     },
+    Migration {
+        name: "0013_audit_trail",
+        sqlite: include_str!("../migrations/sqlite/0013_audit_trail.sql"),
+        postgres: include_str!("../migrations/postgres/0013_audit_trail.sql"),
+    },
 ];
 
 #[cfg(test)]

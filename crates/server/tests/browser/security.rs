@@ -249,7 +249,7 @@ async fn one_tenant_cannot_reach_another() {
     let bob = portal.person("bob@globex.test", PASSWORD).await;
     let (bob_acc, _) = portal
         .store
-        .enroll(&globex_app, "bob", Some(&bob.id), now)
+        .enroll(&globex_app, "bob", Some(&bob.id), now, &Default::default())
         .await
         .unwrap();
 

@@ -6,6 +6,7 @@
 
 mod harness;
 mod journey;
+mod people;
 mod security;
 #[path = "../support/smtp.rs"]
 mod smtp;

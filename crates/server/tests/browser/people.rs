@@ -1,6 +1,7 @@
 //! A person's day with a blocked sign-in, in the browser: the attempt arrives with its reason,
 //! "This wasn't me" locks everything and tells the company's admins, and the page then offers
-//! no unlock. Screenshots at desktop and phone width.
+//! no unlock; the company's admin finds the application's audit trail. Screenshots at desktop
+//! and phone width.
 
 use crate::harness::*;
 use deadbolt::service::By;
@@ -141,6 +142,15 @@ async fn person_reports_a_blocked_sign_in_that_was_not_them() {
     b.shot("people-05-account-history-phone").await;
     b.client.set_window_size(1280, 900).await.unwrap();
     b.shot("people-06-account-history").await;
+    b.sign_out().await;
+
+    // The company's admin finds the change in the application's audit trail.
+    b.sign_in(&base, ADMIN, PASSWORD).await;
+    b.goto(&format!("{base}/companies/{}/apps/{}", company.id, app.id))
+        .await;
+    b.click("nav.sub a[href$='/audit']").await;
+    b.wait_text("#trail", "Enrolled").await;
+    b.shot("people-07-admin-audit-trail").await;
 
     b.close().await;
     portal.stop().await;

@@ -170,10 +170,67 @@ impl Schedule {
         }
     }
 
+    /// When the window next begins after `now` (strictly), in the time zone `tz`: the lock a
+    /// person can expect next. A start that falls in a daylight-saving gap begins an hour later
+    /// by the clock (the instant it names once the clocks moved on); one that occurs twice, at
+    /// the first.
+    pub fn next_start(&self, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        use chrono::TimeZone;
+        let today = now.with_timezone(&tz).date_naive();
+        // Eight days: today's start may have passed, and the same weekday next week follows.
+        (0..8).find_map(|offset| {
+            let day = today + chrono::Duration::days(offset);
+            if self.days & (1 << day.weekday().num_days_from_monday()) == 0 {
+                return None;
+            }
+            let start =
+                day.and_hms_opt(0, 0, 0)? + chrono::Duration::minutes(i64::from(self.start_minute));
+            let at = match tz.from_local_datetime(&start) {
+                chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t,
+                // In a gap: the clocks jumped past the start; the hour after is on the far side.
+                chrono::LocalResult::None => tz
+                    .from_local_datetime(&(start + chrono::Duration::hours(1)))
+                    .earliest()?,
+            }
+            .with_timezone(&Utc);
+            (at > now).then_some(at)
+        })
+    }
+
     pub fn covers(&self, now: DateTime<Utc>, tz: Tz) -> bool {
         let local = now.with_timezone(&tz);
         let minute = (local.hour() * 60 + local.minute()) as u16;
         self.covers_local(local.weekday().num_days_from_monday() as u8, minute)
+    }
+}
+
+/// How a person reads a schedule: `Weekdays 22:00–06:00`, `Mon, Wed all day`.
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        match self.days {
+            Self::ALL_DAYS => f.write_str("Every day")?,
+            0b001_1111 => f.write_str("Weekdays")?,
+            0b110_0000 => f.write_str("Weekends")?,
+            d => {
+                let names: Vec<&str> = (0..7)
+                    .filter(|i| d & (1 << i) != 0)
+                    .map(|i| NAMES[i])
+                    .collect();
+                f.write_str(&names.join(", "))?;
+            }
+        }
+        let hhmm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+        if self.start_minute == self.end_minute {
+            f.write_str(" all day")
+        } else {
+            write!(
+                f,
+                " {}\u{2013}{}",
+                hhmm(self.start_minute),
+                hhmm(self.end_minute)
+            )
+        }
     }
 }
 
@@ -257,6 +314,36 @@ mod tests {
     // 2026-11-27 is a Friday.
     fn now() -> DateTime<Utc> {
         at(2026, 11, 27, 12, 0)
+    }
+
+    #[test]
+    fn next_start_of_a_schedule() {
+        let tz: Tz = "Europe/Paris".parse().unwrap();
+        // Friday 12:00 UTC is 13:00 in Paris: tonight's 22:00 (21:00 UTC) is next.
+        let nights = Schedule::parse("weekdays", "22:00-06:00").unwrap();
+        assert_eq!(nights.next_start(now(), tz), Some(at(2026, 11, 27, 21, 0)));
+        // A weekend window: Saturday midnight, Paris time.
+        let weekend = Schedule::parse("weekends", "00:00-00:00").unwrap();
+        assert_eq!(weekend.next_start(now(), tz), Some(at(2026, 11, 27, 23, 0)));
+        // Today's start has passed: the same weekday next week.
+        let friday_morning = Schedule::parse("fri", "09:00-10:00").unwrap();
+        assert_eq!(
+            friday_morning.next_start(now(), Tz::UTC),
+            Some(at(2026, 12, 4, 9, 0))
+        );
+        // A start in the spring-forward gap (02:30 on 2027-03-28 in Paris) begins after it.
+        let gap = Schedule::parse("sun", "02:30-04:00").unwrap();
+        assert_eq!(
+            gap.next_start(at(2027, 3, 27, 12, 0), tz),
+            Some(at(2027, 3, 28, 1, 30))
+        );
+        assert_eq!(nights.to_string(), "Weekdays 22:00\u{2013}06:00");
+        assert_eq!(
+            Schedule::parse("mon,wed", "00:00-00:00")
+                .unwrap()
+                .to_string(),
+            "Mon, Wed all day"
+        );
     }
     fn enrolled(state: AccountState) -> Enrolment {
         Enrolment {

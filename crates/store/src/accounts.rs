@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use deadbolt_core::{AccountKey, AccountState, Enrolment, PersonLocks};
 
-use crate::engine::Row;
+use crate::audit::{self, AuditAction, AuditBy, AuditState};
+use crate::engine::{Row, Stmt};
 use crate::schedules::schedule;
 use crate::{
     ms, new_id, opt_time, parse, time, Account, LockInputs, Result, Store, StoreError, ACCOUNT_COLS,
@@ -14,36 +15,49 @@ impl Store {
     /// `person_id` when given and the account has no person yet. A name that is another
     /// spelling of an enrolled one (by the application's `account_names`) is that account, kept
     /// under the name it was first enrolled with. Returns the account and whether it is new.
+    /// The enrolment, or the pairing of an account that had no person, is in the audit trail.
     pub async fn enroll(
         &self,
         app_id: &str,
         account: &str,
         person_id: Option<&str>,
         now: DateTime<Utc>,
+        by: &AuditBy,
     ) -> Result<(Account, bool)> {
         let app = self
             .application(app_id)
             .await?
             .ok_or(StoreError::NotFound("application"))?;
         let key = app.account_names.key(account);
-        let out = self
-            .engine
-            .transaction(vec![
-                (
-                    "INSERT INTO accounts (id, app_id, account, account_key, key_dup, person_id, state, unlocked_until, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 0, $5, $6, NULL, $7, $7) ON CONFLICT DO NOTHING RETURNING id",
-                    vec![new_id().into(), app_id.into(), account.into(), key.as_str().into(), person_id.into(), app.default_state.as_str().into(), ms(now)],
-                ),
-                (
-                    "UPDATE accounts SET person_id = COALESCE($1, person_id), updated_at = $2 WHERE app_id = $3 AND account_key = $4 AND person_id IS NULL",
-                    vec![person_id.into(), ms(now), app_id.into(), key.as_str().into()],
-                ),
-            ])
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => StoreError::NotFound("person"),
-                e => e,
-            })?;
+        let id = new_id();
+        let mut stmts = vec![
+            (
+                "INSERT INTO accounts (id, app_id, account, account_key, key_dup, person_id, state, unlocked_until, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 0, $5, $6, NULL, $7, $7) ON CONFLICT DO NOTHING RETURNING id",
+                vec![id.as_str().into(), app_id.into(), account.into(), key.as_str().into(), person_id.into(), app.default_state.as_str().into(), ms(now)],
+            ),
+            // Recorded when the row is ours, that is new.
+            audit::insert_for_account(now, AuditAction::Enrol, by, None, &id),
+        ];
+        if let Some(person_id) = person_id {
+            // An account enrolled before without a person is paired with this one: recorded
+            // before the update, which the condition would no longer find.
+            stmts.push(audit::insert_pairing(
+                now,
+                by,
+                person_id,
+                app_id,
+                key.as_str(),
+            ));
+        }
+        stmts.push((
+            "UPDATE accounts SET person_id = COALESCE($1, person_id), updated_at = $2 WHERE app_id = $3 AND account_key = $4 AND person_id IS NULL",
+            vec![person_id.into(), ms(now), app_id.into(), key.as_str().into()],
+        ));
+        let out = self.engine.transaction(stmts).await.map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::NotFound("person"),
+            e => e,
+        })?;
         let created = out.first().is_some_and(|rows| !rows.is_empty());
         let acc = self
             .account(app_id, &key)
@@ -105,7 +119,9 @@ impl Store {
                 vec![person_id.into()], account_row).await
     }
 
-    /// Sets an account's own state and unlock window, durably. `None` when the account is not enrolled.
+    /// Sets an account's own state and unlock window, durably, and records the change
+    /// (`action`, by `by`) in the audit trail. `None` when the account is not enrolled.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_account_state(
         &self,
         app_id: &str,
@@ -113,53 +129,138 @@ impl Store {
         state: AccountState,
         unlocked_until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
+        action: AuditAction,
+        by: &AuditBy,
     ) -> Result<Option<()>> {
-        let rows = self
-            .engine
-            .write(
-                "UPDATE accounts SET state = $1, unlocked_until = $2, updated_at = $3, relock_after_use = 0 \
-                 WHERE app_id = $4 AND account_key = $5 RETURNING id",
-                vec![state.as_str().into(), unlocked_until.map(|t| t.timestamp_millis()).into(), ms(now), app_id.into(), key.as_str().into()],
-            )
+        let update = (
+            "UPDATE accounts SET state = $1, unlocked_until = $2, updated_at = $3, relock_after_use = 0 \
+             WHERE app_id = $4 AND account_key = $5",
+            vec![state.as_str().into(), unlocked_until.map(|t| t.timestamp_millis()).into(), ms(now), app_id.into(), key.as_str().into()],
+        );
+        let new = AuditState::new(state.as_str(), unlocked_until, false);
+        let changed = self
+            .change_accounts(app_id, key, update, new, now, action, by, |_| true)
             .await?;
-        Ok((!rows.is_empty()).then_some(()))
+        Ok(changed.then_some(()))
     }
 
-    /// Unlocks an account for one sign-in: unlocked now, locked again by the check that uses it.
+    /// Unlocks an account for one sign-in: unlocked now, locked again by the check that uses
+    /// it. Recorded in the audit trail.
     pub async fn unlock_once(
         &self,
         app_id: &str,
         key: &AccountKey,
         now: DateTime<Utc>,
+        by: &AuditBy,
     ) -> Result<Option<()>> {
-        let rows = self
-            .engine
-            .write(
-                "UPDATE accounts SET state = 'unlocked', unlocked_until = NULL, relock_after_use = 1, updated_at = $1 \
-                 WHERE app_id = $2 AND account_key = $3 RETURNING id",
-                vec![ms(now), app_id.into(), key.as_str().into()],
+        let update = (
+            "UPDATE accounts SET state = 'unlocked', unlocked_until = NULL, relock_after_use = 1, updated_at = $1 \
+             WHERE app_id = $2 AND account_key = $3",
+            vec![ms(now), app_id.into(), key.as_str().into()],
+        );
+        let new = AuditState::new(AccountState::Unlocked.as_str(), None, true);
+        let changed = self
+            .change_accounts(
+                app_id,
+                key,
+                update,
+                new,
+                now,
+                AuditAction::UnlockOnce,
+                by,
+                |_| true,
             )
             .await?;
-        Ok((!rows.is_empty()).then_some(()))
+        Ok(changed.then_some(()))
     }
 
-    /// Locks an account unlocked for one sign-in, durably. `false` when another check (or a
-    /// person) already did: only one sign-in gets through.
+    /// Locks an account unlocked for one sign-in, durably, recording that the check used it.
+    /// `false` when another check (or a person) already did: only one sign-in gets through.
     pub async fn relock_after_use(
         &self,
         app_id: &str,
         key: &AccountKey,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let rows = self
-            .engine
-            .write(
-                "UPDATE accounts SET state = 'locked', unlocked_until = NULL, relock_after_use = 0, updated_at = $1 \
-                 WHERE app_id = $2 AND account_key = $3 AND relock_after_use = 1 RETURNING id",
-                vec![ms(now), app_id.into(), key.as_str().into()],
+        let update = (
+            "UPDATE accounts SET state = 'locked', unlocked_until = NULL, relock_after_use = 0, updated_at = $1 \
+             WHERE app_id = $2 AND account_key = $3 AND relock_after_use = 1",
+            vec![ms(now), app_id.into(), key.as_str().into()],
+        );
+        let new = AuditState::new(AccountState::Locked.as_str(), None, false);
+        self.change_accounts(
+            app_id,
+            key,
+            update,
+            new,
+            now,
+            AuditAction::RelockAfterUse,
+            &AuditBy::check(),
+            |old| old.once,
+        )
+        .await
+    }
+
+    /// Runs `update` on the accounts found by `key` and records, for each that `applies` to
+    /// (by its state before), the change from that state to `new`; one transaction. The
+    /// accounts are read first, and on PostgreSQL locked (`FOR UPDATE`): the state recorded as
+    /// before is the one the update replaced, whatever runs beside it. (SQLite has one writer.)
+    /// Whether any account was changed; the update runs only then.
+    #[allow(clippy::too_many_arguments)]
+    async fn change_accounts(
+        &self,
+        app_id: &str,
+        key: &AccountKey,
+        update: Stmt,
+        new: AuditState,
+        now: DateTime<Utc>,
+        action: AuditAction,
+        by: &AuditBy,
+        applies: fn(&AuditState) -> bool,
+    ) -> Result<bool> {
+        const READ: &str =
+            "SELECT id, account, person_id, state, unlocked_until, relock_after_use \
+             FROM accounts WHERE app_id = $1 AND account_key = $2 ORDER BY key_dup";
+        let read = if self.is_postgres() {
+            sql!(READ, " FOR UPDATE")
+        } else {
+            READ
+        };
+        let app = app_id.to_string();
+        let by = by.clone();
+        self.engine
+            .read_modify_write(
+                vec![(read, vec![app_id.into(), key.as_str().into()])],
+                move |rows| {
+                    let mut writes = Vec::new();
+                    for r in rows.first().map(Vec::as_slice).unwrap_or_default() {
+                        let old =
+                            AuditState::new(&r.text(3)?, opt_time(r.opt_int(4)?)?, r.flag(5)?);
+                        if !applies(&old) {
+                            continue;
+                        }
+                        let (id, account, person) = (r.text(0)?, r.text(1)?, r.opt_text(2)?);
+                        writes.push(audit::insert(&audit::Record {
+                            at: now,
+                            app_id: Some(&app),
+                            account_id: Some(&id),
+                            account: Some(&account),
+                            person_id: person.as_deref(),
+                            action,
+                            by: &by,
+                            old: Some(&old),
+                            new: Some(&new),
+                            detail: None,
+                        }));
+                    }
+                    if writes.is_empty() {
+                        return Ok((writes, false));
+                    }
+                    writes.insert(0, update);
+                    Ok((writes, true))
+                },
             )
-            .await?;
-        Ok(!rows.is_empty())
+            .await
     }
 
     /// What the lock decision needs about one account, in two reads (more when names that

@@ -4,7 +4,7 @@
 use super::*;
 use deadbolt_core::{AccountState, UnenrolledPolicy};
 
-use crate::test_support::{k, t0};
+use crate::test_support::{by, k, t0};
 
 async fn app(store: &Store, issuer: &str) -> Application {
     let c = store.create_company("co", t0()).await.unwrap();
@@ -65,20 +65,31 @@ both_engines!(each_change_names_what_it_changed, |store| {
 
     let v = store.version().await.unwrap();
     let (acc, _) = store
-        .enroll(&a.id, "Alice", Some(&p.id), t0())
+        .enroll(&a.id, "Alice", Some(&p.id), t0(), &by())
         .await
         .unwrap();
     assert_eq!(logged_since(store, v).await, vec![account(&a.id, "alice")]);
 
     let v = store.version().await.unwrap();
     store
-        .set_account_state(&a.id, &k("alice"), AccountState::Locked, None, t0())
+        .set_account_state(
+            &a.id,
+            &k("alice"),
+            AccountState::Locked,
+            None,
+            t0(),
+            crate::AuditAction::Lock,
+            &by(),
+        )
         .await
         .unwrap();
     assert_eq!(logged_since(store, v).await, vec![account(&a.id, "alice")]);
 
     let v = store.version().await.unwrap();
-    store.set_master_lock(&p.id, true).await.unwrap();
+    store
+        .set_master_lock(&p.id, true, t0(), &by())
+        .await
+        .unwrap();
     assert_eq!(
         logged_since(store, v).await,
         vec![(None, None, Some(p.id.clone()))],
@@ -101,6 +112,7 @@ both_engines!(each_change_names_what_it_changed, |store| {
             &ScheduleOwner::Person(p.id.clone()),
             deadbolt_core::Schedule::new(0x7f, 0, 60).unwrap(),
             t0(),
+            &by(),
         )
         .await
         .unwrap();
@@ -112,6 +124,7 @@ both_engines!(each_change_names_what_it_changed, |store| {
             },
             deadbolt_core::Schedule::new(0x7f, 0, 60).unwrap(),
             t0(),
+            &by(),
         )
         .await
         .unwrap();
@@ -153,7 +166,7 @@ both_engines!(each_change_names_what_it_changed, |store| {
 
 both_engines!(a_change_made_by_hand_is_logged, |store| {
     let a = app(store, "hand.example.com").await;
-    store.enroll(&a.id, "bob", None, t0()).await.unwrap();
+    store.enroll(&a.id, "bob", None, t0(), &by()).await.unwrap();
     let v = store.version().await.unwrap();
     // As an operator would type it into sqlite3 or psql.
     store
@@ -190,7 +203,7 @@ both_engines!(
         let start = store.version().await.unwrap();
         for i in 0..5 {
             store
-                .enroll(&a.id, &format!("u{i}"), None, t0())
+                .enroll(&a.id, &format!("u{i}"), None, t0(), &by())
                 .await
                 .unwrap();
         }
@@ -217,7 +230,7 @@ both_engines!(
         // Pruning to nothing keeps one row: the counter stays where it was.
         store.prune_changes(0).await.unwrap();
         assert_eq!(store.version().await.unwrap(), end);
-        store.enroll(&a.id, "u9", None, t0()).await.unwrap();
+        store.enroll(&a.id, "u9", None, t0(), &by()).await.unwrap();
         assert!(store.version().await.unwrap() > end);
     }
 );

@@ -8,6 +8,7 @@ use deadbolt_core::{AccountNames, AccountState};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
+use crate::audit::{self, AuditAction, AuditBy, AuditState};
 use crate::engine::Stmt;
 use crate::{ms, parse, Account, Result, Store, StoreError};
 
@@ -221,6 +222,7 @@ impl Store {
         into: &str,
         from: &str,
         now: DateTime<Utc>,
+        by: &AuditBy,
     ) -> Result<Account> {
         let find = |name: &str| {
             self.one(
@@ -267,8 +269,26 @@ impl Store {
             AccountState::Unlocked
         };
         let relock = !locked && (keep.relock_after_use || gone.relock_after_use);
+        // The survivor's change is the merge's record; the name merged away is its detail.
+        let record = audit::insert(&audit::Record {
+            at: now,
+            app_id: Some(app_id),
+            account_id: Some(&keep.id),
+            account: Some(&keep.account),
+            person_id: person.as_deref(),
+            action: AuditAction::Merge,
+            by,
+            old: Some(&AuditState::new(
+                keep.state.as_str(),
+                keep.unlocked_until,
+                keep.relock_after_use,
+            )),
+            new: Some(&AuditState::new(state.as_str(), None, relock)),
+            detail: Some(&gone.account),
+        });
         self.engine
             .transaction(vec![
+                record,
                 (
                     "UPDATE schedules SET account_id = $1 WHERE account_id = $2",
                     vec![keep.id.as_str().into(), gone.id.as_str().into()],

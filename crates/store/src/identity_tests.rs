@@ -1,7 +1,7 @@
 //! Account identity on both engines: spellings of a name are one account, per application.
 
 use super::*;
-use crate::test_support::{k, t0};
+use crate::test_support::{by, k, t0};
 use crate::{ImportRow, NewApplication};
 use deadbolt_core::UnenrolledPolicy;
 
@@ -45,12 +45,12 @@ async fn legacy_account(store: &Store, app_id: &str, name: &str, state: &str, at
 both_engines!(spellings_are_one_account, |store| {
     let a = app(store, "ci.example.com", AccountNames::CaseInsensitive).await;
     let (first, created) = store
-        .enroll(&a.id, "Alice@Contoso.com", None, t0())
+        .enroll(&a.id, "Alice@Contoso.com", None, t0(), &by())
         .await
         .unwrap();
     assert!(created);
     let (again, created) = store
-        .enroll(&a.id, "alice@CONTOSO.com", None, t0())
+        .enroll(&a.id, "alice@CONTOSO.com", None, t0(), &by())
         .await
         .unwrap();
     assert!(!created, "another case is the same account");
@@ -64,7 +64,9 @@ both_engines!(spellings_are_one_account, |store| {
             &k("ALICE@contoso.com"),
             AccountState::Locked,
             None,
-            t0()
+            t0(),
+            crate::AuditAction::Lock,
+            &by()
         )
         .await
         .unwrap()
@@ -78,9 +80,12 @@ both_engines!(spellings_are_one_account, |store| {
     assert!(inputs.colliding.is_empty());
 
     // NFC and NFD spellings of café.
-    store.enroll(&a.id, "caf\u{e9}", None, t0()).await.unwrap();
+    store
+        .enroll(&a.id, "caf\u{e9}", None, t0(), &by())
+        .await
+        .unwrap();
     let (nfd, created) = store
-        .enroll(&a.id, "CAFE\u{301}", None, t0())
+        .enroll(&a.id, "CAFE\u{301}", None, t0(), &by())
         .await
         .unwrap();
     assert!(!created);
@@ -96,7 +101,11 @@ both_engines!(spellings_are_one_account, |store| {
         phone: None,
     };
     let created = store
-        .import(&[row("ALICE@contoso.com"), row("Bob"), row("BOB")], t0())
+        .import(
+            &[row("ALICE@contoso.com"), row("Bob"), row("BOB")],
+            t0(),
+            &by(),
+        )
         .await
         .unwrap();
     assert_eq!(created, vec![false, true, false]);
@@ -112,10 +121,30 @@ both_engines!(spellings_are_one_account, |store| {
 both_engines!(exact_names_differ_by_case, |store| {
     let a = app(store, "exact.example.com", AccountNames::Exact).await;
     let key = |n: &str| AccountNames::Exact.key(n);
-    assert!(store.enroll(&a.id, "Alice", None, t0()).await.unwrap().1);
-    assert!(store.enroll(&a.id, "alice", None, t0()).await.unwrap().1);
+    assert!(
+        store
+            .enroll(&a.id, "Alice", None, t0(), &by())
+            .await
+            .unwrap()
+            .1
+    );
+    assert!(
+        store
+            .enroll(&a.id, "alice", None, t0(), &by())
+            .await
+            .unwrap()
+            .1
+    );
     store
-        .set_account_state(&a.id, &key("Alice"), AccountState::Locked, None, t0())
+        .set_account_state(
+            &a.id,
+            &key("Alice"),
+            AccountState::Locked,
+            None,
+            t0(),
+            crate::AuditAction::Lock,
+            &by(),
+        )
         .await
         .unwrap();
     let lower = store.lock_inputs(&a.id, &key("alice")).await.unwrap();
@@ -147,7 +176,7 @@ both_engines!(exact_names_differ_by_case, |store| {
 
     // Merged, the switch goes through; the merged account is locked (Alice was).
     let merged = store
-        .merge_accounts(&a.id, "Alice", "alice", t0())
+        .merge_accounts(&a.id, "Alice", "alice", t0(), &by())
         .await
         .unwrap();
     assert_eq!(merged.account, "Alice");
@@ -216,13 +245,13 @@ both_engines!(
         assert_eq!(store.account_collisions(None).await.unwrap(), collisions);
 
         // A new enrolment of a third spelling is the existing account, not a third one.
-        let (acc, created) = store.enroll(&a.id, "BOB", None, t0()).await.unwrap();
+        let (acc, created) = store.enroll(&a.id, "BOB", None, t0(), &by()).await.unwrap();
         assert!(!created);
         assert_eq!(acc.account, "Bob");
 
         // Merging the first spelling away: the survivor is the name's account, and locked.
         let survivor = store
-            .merge_accounts(&a.id, "bob", "Bob", t0())
+            .merge_accounts(&a.id, "bob", "Bob", t0(), &by())
             .await
             .unwrap();
         assert_eq!(survivor.account, "bob");
@@ -231,21 +260,25 @@ both_engines!(
         let inputs = store.lock_inputs(&a.id, &k("Bob")).await.unwrap();
         assert_eq!(inputs.name.as_deref(), Some("bob"));
         assert!(inputs.colliding.is_empty());
-        let (acc, created) = store.enroll(&a.id, "BoB", None, t0()).await.unwrap();
+        let (acc, created) = store.enroll(&a.id, "BoB", None, t0(), &by()).await.unwrap();
         assert!(!created);
         assert_eq!(acc.account, "bob");
 
         // Merges that are not spellings of one name, or of one account, are refused.
         assert!(matches!(
-            store.merge_accounts(&a.id, "bob", "carol", t0()).await,
+            store
+                .merge_accounts(&a.id, "bob", "carol", t0(), &by())
+                .await,
             Err(StoreError::Refused(_))
         ));
         assert!(matches!(
-            store.merge_accounts(&a.id, "bob", "bob", t0()).await,
+            store.merge_accounts(&a.id, "bob", "bob", t0(), &by()).await,
             Err(StoreError::Refused(_))
         ));
         assert!(matches!(
-            store.merge_accounts(&a.id, "bob", "nobody", t0()).await,
+            store
+                .merge_accounts(&a.id, "bob", "nobody", t0(), &by())
+                .await,
             Err(StoreError::NotFound(_))
         ));
     }

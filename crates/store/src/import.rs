@@ -2,13 +2,20 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::{self, AuditAction, AuditBy};
 use crate::engine::Stmt;
 use crate::{ms, new_id, normalize_email, ImportRow, Result, Store, StoreError};
 
 impl Store {
     /// Imports rows in one transaction: each row creates its person (by email) if needed and
     /// enrols its account. Returns, per row, whether the account was new.
-    pub async fn import(&self, rows: &[ImportRow], now: DateTime<Utc>) -> Result<Vec<bool>> {
+    /// Each new account is recorded in the audit trail, in the same transaction.
+    pub async fn import(
+        &self,
+        rows: &[ImportRow],
+        now: DateTime<Utc>,
+        by: &AuditBy,
+    ) -> Result<Vec<bool>> {
         let mut apps = std::collections::HashMap::new();
         for r in rows {
             if !apps.contains_key(&r.app_id) {
@@ -19,7 +26,7 @@ impl Store {
                 apps.insert(r.app_id.clone(), (app.default_state, app.account_names));
             }
         }
-        let mut stmts: Vec<Stmt> = Vec::with_capacity(rows.len() * 2);
+        let mut stmts: Vec<Stmt> = Vec::with_capacity(rows.len() * 3);
         let mut account_stmt = Vec::with_capacity(rows.len());
         for r in rows {
             let email = r
@@ -45,7 +52,7 @@ impl Store {
                  ON CONFLICT (app_id, account_key, key_dup) DO UPDATE SET person_id = COALESCE(accounts.person_id, excluded.person_id) \
                  RETURNING id",
                 vec![
-                    id.into(),
+                    id.as_str().into(),
                     (&r.app_id).into(),
                     (&r.account).into(),
                     names.key(&r.account).into_string().into(),
@@ -53,6 +60,14 @@ impl Store {
                     state.as_str().into(),
                     ms(now),
                 ],
+            ));
+            // Finds the account only when the insert above created it.
+            stmts.push(audit::insert_for_account(
+                now,
+                AuditAction::Enrol,
+                by,
+                None,
+                &id,
             ));
         }
         let out = self.engine.transaction(stmts).await?;

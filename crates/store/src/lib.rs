@@ -22,6 +22,7 @@ mod test_support;
 mod accounts;
 mod applications;
 mod attempts;
+mod audit;
 #[cfg(test)]
 mod changes_tests;
 mod companies;
@@ -40,6 +41,7 @@ use thiserror::Error;
 
 use accounts::account_row;
 pub use attempts::AttemptBatch;
+pub use audit::{AuditAction, AuditBy, AuditEntry, AuditState};
 pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};
 pub use identity::Collision;
 pub use model::*;

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_form_tokens.sql"),
         postgres: include_str!("../migrations/postgres/0012_form_tokens.sql"),
     },
+    Migration {
+        name: "0013_audit_trail",
+        sqlite: include_str!("../migrations/sqlite/0013_audit_trail.sql"),
+        postgres: include_str!("../migrations/postgres/0013_audit_trail.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::{self, AuditAction, AuditBy, AuditState};
 use crate::engine::Row;
 use crate::{
     ms, new_id, normalize_email, parse, time, NewPerson, Person, Result, Store, StoreError,
@@ -81,19 +82,54 @@ impl Store {
             .transpose()
     }
 
-    /// Turns the master lock ("lock everything") on or off.
-    pub async fn set_master_lock(&self, person_id: &str, on: bool) -> Result<()> {
-        let rows = self
-            .engine
-            .write(
-                "UPDATE persons SET master_locked = $1 WHERE id = $2 RETURNING id",
-                vec![on.into(), person_id.into()],
-            )
-            .await?;
-        if rows.is_empty() {
-            return Err(StoreError::NotFound("person"));
-        }
-        Ok(())
+    /// Turns the master lock ("lock everything") on or off, and records the change in the
+    /// audit trail (the person row is read and, on PostgreSQL, locked first: the state recorded
+    /// as before is the one replaced). Turning on what is on is recorded too: someone asked.
+    pub async fn set_master_lock(
+        &self,
+        person_id: &str,
+        on: bool,
+        now: DateTime<Utc>,
+        by: &AuditBy,
+    ) -> Result<()> {
+        const READ: &str = "SELECT master_locked FROM persons WHERE id = $1";
+        let read = if self.is_postgres() {
+            sql!(READ, " FOR UPDATE")
+        } else {
+            READ
+        };
+        let (person, by) = (person_id.to_string(), by.clone());
+        let onoff = |b: bool| AuditState::new(if b { "on" } else { "off" }, None, false);
+        self.engine
+            .read_modify_write(vec![(read, vec![person_id.into()])], move |rows| {
+                let Some(row) = rows.first().and_then(|r| r.first()) else {
+                    return Err(StoreError::NotFound("person"));
+                };
+                let was = row.flag(0)?;
+                let action = if on {
+                    AuditAction::LockAllOn
+                } else {
+                    AuditAction::LockAllOff
+                };
+                let record = audit::insert(&audit::Record {
+                    at: now,
+                    app_id: None,
+                    account_id: None,
+                    account: None,
+                    person_id: Some(&person),
+                    action,
+                    by: &by,
+                    old: Some(&onoff(was)),
+                    new: Some(&onoff(on)),
+                    detail: None,
+                });
+                let update = (
+                    "UPDATE persons SET master_locked = $1 WHERE id = $2",
+                    vec![on.into(), person.as_str().into()],
+                );
+                Ok((vec![update, record], ()))
+            })
+            .await
     }
 }
 

@@ -6,7 +6,7 @@ use chrono::Duration;
 use deadbolt_core::AccountState;
 use deadbolt_core::{Reason, UnenrolledPolicy};
 
-use crate::test_support::t0;
+use crate::test_support::{by, t0};
 
 async fn person(store: &Store, email: &str) -> crate::Person {
     store
@@ -181,7 +181,7 @@ both_engines!(portal_attempt_reads, |store| {
         .unwrap();
     let p = person(store, "dan@example.com").await;
     let (acc, _) = store
-        .enroll(&app.id, "dan", Some(&p.id), t0())
+        .enroll(&app.id, "dan", Some(&p.id), t0(), &by())
         .await
         .unwrap();
     assert_eq!(

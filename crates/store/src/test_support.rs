@@ -35,3 +35,11 @@ macro_rules! both_engines {
 pub fn k(name: &str) -> deadbolt_core::AccountKey {
     deadbolt_core::AccountNames::CaseInsensitive.key(name)
 }
+
+/// Who the suites' changes are made by (the audit trail's own suite names others).
+pub fn by() -> crate::AuditBy {
+    crate::AuditBy {
+        actor: "cli".into(),
+        ..Default::default()
+    }
+}

@@ -4,7 +4,7 @@ use super::*;
 use chrono::Duration;
 use deadbolt_core::{AccountState, Enrolment, PersonLocks, Reason, Schedule, UnenrolledPolicy};
 
-use crate::test_support::{k, t0};
+use crate::test_support::{by, k, t0};
 
 async fn app(store: &Store, issuer: &str) -> Application {
     let c = store
@@ -194,10 +194,16 @@ both_engines!(persons_are_unique_by_email, |store| {
             .id,
         p.id
     );
-    store.set_master_lock(&p.id, true).await.unwrap();
+    store
+        .set_master_lock(&p.id, true, t0(), &by())
+        .await
+        .unwrap();
     assert!(store.person(&p.id).await.unwrap().unwrap().master_locked);
     assert_eq!(
-        store.set_master_lock("nobody", true).await.unwrap_err(),
+        store
+            .set_master_lock("nobody", true, t0(), &by())
+            .await
+            .unwrap_err(),
         StoreError::NotFound("person")
     );
 });
@@ -212,10 +218,13 @@ both_engines!(enrolment_state_and_inputs, |store| {
         store.lock_inputs(&a.id, &k("bob")).await.unwrap(),
         LockInputs::default()
     );
-    let (acc, created) = store.enroll(&a.id, "bob", None, t0()).await.unwrap();
+    let (acc, created) = store.enroll(&a.id, "bob", None, t0(), &by()).await.unwrap();
     assert!(created && acc.person_id.is_none() && acc.state == AccountState::Unlocked);
     // Enrolling again links the person but does not create a second account.
-    let (acc2, created) = store.enroll(&a.id, "bob", Some(&p.id), t0()).await.unwrap();
+    let (acc2, created) = store
+        .enroll(&a.id, "bob", Some(&p.id), t0(), &by())
+        .await
+        .unwrap();
     assert!(!created);
     assert_eq!(
         (acc2.id, acc2.person_email.as_deref()),
@@ -224,12 +233,28 @@ both_engines!(enrolment_state_and_inputs, |store| {
 
     let until = t0() + Duration::minutes(15);
     assert!(store
-        .set_account_state(&a.id, &k("bob"), AccountState::Locked, Some(until), t0())
+        .set_account_state(
+            &a.id,
+            &k("bob"),
+            AccountState::Locked,
+            Some(until),
+            t0(),
+            crate::AuditAction::Lock,
+            &by()
+        )
         .await
         .unwrap()
         .is_some());
     assert!(store
-        .set_account_state(&a.id, &k("nobody"), AccountState::Locked, None, t0())
+        .set_account_state(
+            &a.id,
+            &k("nobody"),
+            AccountState::Locked,
+            None,
+            t0(),
+            crate::AuditAction::Lock,
+            &by()
+        )
         .await
         .unwrap()
         .is_none());
@@ -271,15 +296,21 @@ both_engines!(enrolment_state_and_inputs, |store| {
         )
         .await
         .unwrap();
-    let (carol, _) = store.enroll(&a.id, "carol", None, t0()).await.unwrap();
+    let (carol, _) = store
+        .enroll(&a.id, "carol", None, t0(), &by())
+        .await
+        .unwrap();
     assert_eq!(carol.state, AccountState::Locked);
     assert_eq!(
-        store.enroll("no-app", "x", None, t0()).await.unwrap_err(),
+        store
+            .enroll("no-app", "x", None, t0(), &by())
+            .await
+            .unwrap_err(),
         StoreError::NotFound("application")
     );
     assert_eq!(
         store
-            .enroll(&a.id, "x", Some("no-person"), t0())
+            .enroll(&a.id, "x", Some("no-person"), t0(), &by())
             .await
             .unwrap_err(),
         StoreError::NotFound("person")
@@ -292,13 +323,22 @@ both_engines!(schedules_apply_to_person_or_one_account, |store| {
         .create_person(&new_person("dan@example.com"), t0())
         .await
         .unwrap();
-    let (one, _) = store.enroll(&a.id, "one", Some(&p.id), t0()).await.unwrap();
-    store.enroll(&a.id, "two", Some(&p.id), t0()).await.unwrap();
-    store.enroll(&a.id, "stranger", None, t0()).await.unwrap();
+    let (one, _) = store
+        .enroll(&a.id, "one", Some(&p.id), t0(), &by())
+        .await
+        .unwrap();
+    store
+        .enroll(&a.id, "two", Some(&p.id), t0(), &by())
+        .await
+        .unwrap();
+    store
+        .enroll(&a.id, "stranger", None, t0(), &by())
+        .await
+        .unwrap();
     let nights = Schedule::parse("all", "23:00-07:00").unwrap();
     let weekends = Schedule::parse("weekends", "00:00-00:00").unwrap();
     store
-        .add_schedule(&ScheduleOwner::Person(p.id.clone()), nights, t0())
+        .add_schedule(&ScheduleOwner::Person(p.id.clone()), nights, t0(), &by())
         .await
         .unwrap();
     let s = store
@@ -309,6 +349,7 @@ both_engines!(schedules_apply_to_person_or_one_account, |store| {
             },
             weekends,
             t0(),
+            &by(),
         )
         .await
         .unwrap();
@@ -332,13 +373,13 @@ both_engines!(schedules_apply_to_person_or_one_account, |store| {
         .schedules
         .is_empty());
     assert_eq!(store.person_schedules(&p.id).await.unwrap().len(), 2);
-    store.delete_schedule(&s.id).await.unwrap();
+    store.delete_schedule(&s.id, t0(), &by()).await.unwrap();
     assert_eq!(
         store.lock_inputs(&a.id, &k("one")).await.unwrap().schedules,
         vec![nights]
     );
     assert_eq!(
-        store.delete_schedule(&s.id).await.unwrap_err(),
+        store.delete_schedule(&s.id, t0(), &by()).await.unwrap_err(),
         StoreError::NotFound("schedule")
     );
 });
@@ -376,7 +417,10 @@ both_engines!(attempts_are_listed_per_application, |store| {
         .create_person(&new_person("eve@example.com"), t0())
         .await
         .unwrap();
-    store.enroll(&a.id, "eve", Some(&p.id), t0()).await.unwrap();
+    store
+        .enroll(&a.id, "eve", Some(&p.id), t0(), &by())
+        .await
+        .unwrap();
     let batch: Vec<NewAttempt> = (0..5)
         .map(|i| attempt(&a.id, None, "eve", i % 2 == 0, t0() + Duration::seconds(i)))
         .chain([attempt(&b.id, None, "eve", true, t0())])
@@ -516,8 +560,14 @@ both_engines!(walks_over_many_runs_agree_with_a_plain_filter, |store| {
         .create_person(&new_person("walker@example.com"), t0())
         .await
         .unwrap();
-    store.enroll(&a.id, "a1", Some(&p.id), t0()).await.unwrap();
-    store.enroll(&b.id, "b1", Some(&p.id), t0()).await.unwrap();
+    store
+        .enroll(&a.id, "a1", Some(&p.id), t0(), &by())
+        .await
+        .unwrap();
+    store
+        .enroll(&b.id, "b1", Some(&p.id), t0(), &by())
+        .await
+        .unwrap();
     let mut all = Vec::new();
     for batch in 0..90i64 {
         let v: Vec<NewAttempt> = (0..5i64)
@@ -757,11 +807,19 @@ both_engines!(version_moves_with_changes_not_with_attempts, |store| {
         v1,
         "attempts do not invalidate caches"
     );
-    store.enroll(&a.id, "x", None, t0()).await.unwrap();
+    store.enroll(&a.id, "x", None, t0(), &by()).await.unwrap();
     let v2 = store.version().await.unwrap();
     assert!(v2 > v1);
     store
-        .set_account_state(&a.id, &k("x"), AccountState::Locked, None, t0())
+        .set_account_state(
+            &a.id,
+            &k("x"),
+            AccountState::Locked,
+            None,
+            t0(),
+            crate::AuditAction::Lock,
+            &by(),
+        )
         .await
         .unwrap();
     assert!(store.version().await.unwrap() > v2);
@@ -779,9 +837,9 @@ both_engines!(import_is_idempotent, |store| {
             phone: None,
         })
         .collect();
-    let created = store.import(&rows, t0()).await.unwrap();
+    let created = store.import(&rows, t0(), &by()).await.unwrap();
     assert!(created.iter().all(|c| *c));
-    let again = store.import(&rows, t0()).await.unwrap();
+    let again = store.import(&rows, t0(), &by()).await.unwrap();
     assert!(again.iter().all(|c| !*c));
     let acc = store.account(&a.id, &k("user4")).await.unwrap().unwrap();
     assert_eq!(acc.person_email.as_deref(), Some("user4@example.com"));
@@ -802,7 +860,7 @@ both_engines!(import_is_idempotent, |store| {
         phone: None,
     }];
     assert_eq!(
-        store.import(&bad, t0()).await.unwrap_err(),
+        store.import(&bad, t0(), &by()).await.unwrap_err(),
         StoreError::NotFound("application")
     );
 });
@@ -811,15 +869,23 @@ both_engines!(tenants_do_not_share_accounts, |store| {
     let a = app(store, "a.example.com").await;
     let b = app(store, "b.example.com").await;
     store
-        .enroll(&a.id, "shared-name", None, t0())
+        .enroll(&a.id, "shared-name", None, t0(), &by())
         .await
         .unwrap();
     store
-        .enroll(&b.id, "shared-name", None, t0())
+        .enroll(&b.id, "shared-name", None, t0(), &by())
         .await
         .unwrap();
     store
-        .set_account_state(&a.id, &k("shared-name"), AccountState::Locked, None, t0())
+        .set_account_state(
+            &a.id,
+            &k("shared-name"),
+            AccountState::Locked,
+            None,
+            t0(),
+            crate::AuditAction::Lock,
+            &by(),
+        )
         .await
         .unwrap();
     let in_b = store.lock_inputs(&b.id, &k("shared-name")).await.unwrap();

@@ -88,7 +88,7 @@ impl Server {
     /// Enrols `account`, locked or not.
     pub async fn enrol(&self, account: &str, locked: bool) {
         self.service
-            .enroll(&self.app_id, account, None)
+            .enroll(&deadbolt::service::By::CLI, &self.app_id, account, None)
             .await
             .expect("enrol");
         if locked {
@@ -100,14 +100,14 @@ impl Server {
 
     pub async fn lock(&self, account: &str) {
         self.service
-            .lock(&self.app_id, account)
+            .lock(&deadbolt::service::By::CLI, &self.app_id, account)
             .await
             .expect("lock");
     }
 
     pub async fn unlock(&self, account: &str) {
         self.service
-            .unlock(&self.app_id, account, None)
+            .unlock(&deadbolt::service::By::CLI, &self.app_id, account, None)
             .await
             .expect("unlock");
     }

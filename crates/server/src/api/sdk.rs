@@ -17,13 +17,16 @@ use std::collections::HashMap;
 use super::MAX_SDK_BODY;
 use crate::crypto::token_hash;
 use crate::error::{Error, Result};
-use crate::request::{header, json_object, read_body};
-use crate::service::{normalize_code, valid_account, Service};
+use crate::request::{header, json_object, read_body, Peer};
+use crate::service::{normalize_code, valid_account, Actor, By, Service};
 
-async fn company(service: &Service, headers: &HeaderMap) -> Result<String> {
-    service
+/// The company the request's key acts for; and for changes, the key and the client, as the
+/// audit trail records them.
+async fn company(service: &Service, headers: &HeaderMap, peer: Peer) -> Result<(String, By)> {
+    let (company, key_id) = service
         .authenticate_sdk(header(headers, "x-nl3-server-api-token"))
-        .await
+        .await?;
+    Ok((company, By::new(Actor::Sdk { key_id }, peer.0)))
 }
 
 /// The answer to an import, written straight from the rows (no JSON tree of 100,000 objects).
@@ -46,10 +49,11 @@ struct RowResult<'a> {
 /// 400 (and nothing imported) when any row is invalid.
 pub async fn import_users(
     State(service): State<Service>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let company = company(&service, &headers).await?;
+    let (company, by) = company(&service, &headers, peer).await?;
     let bytes = read_body(&headers, body, MAX_SDK_BODY).await?;
     let users =
         deadbolt_core::import::parse_import(&bytes).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -115,7 +119,7 @@ pub async fn import_users(
         let body = json!({"message": format!("{} invalid rows; nothing was imported", errors.len()), "errors": errors});
         return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
     }
-    let created = service.import(&rows).await?;
+    let created = service.import(&by, &rows).await?;
     drop(rows);
     let new = created.iter().filter(|c| **c).count();
     let status = if new == created.len() {
@@ -150,22 +154,24 @@ struct Target {
 
 pub async fn lock(
     State(service): State<Service>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let company = company(&service, &headers).await?;
+    let (company, by) = company(&service, &headers, peer).await?;
     let t: Target = json_object(&read_body(&headers, body, 64 * 1024).await?)?;
     let app = service.company_application(&company, &t.domain).await?;
-    service.lock(&app.id, &t.user_account_id).await?;
+    service.lock(&by, &app.id, &t.user_account_id).await?;
     Ok(Json(json!({"locked": true})))
 }
 
 pub async fn unlock(
     State(service): State<Service>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let company = company(&service, &headers).await?;
+    let (company, by) = company(&service, &headers, peer).await?;
     let t: Target = json_object(&read_body(&headers, body, 64 * 1024).await?)?;
     let window = match t.minutes {
         None => None,
@@ -177,7 +183,9 @@ pub async fn unlock(
         }
     };
     let app = service.company_application(&company, &t.domain).await?;
-    let until = service.unlock(&app.id, &t.user_account_id, window).await?;
+    let until = service
+        .unlock(&by, &app.id, &t.user_account_id, window)
+        .await?;
     Ok(Json(match until {
         Some(u) => json!({"locked": false, "unlocked_until": u}),
         None => json!({"locked": false}),
@@ -193,10 +201,11 @@ pub struct StatusQuery {
 
 pub async fn status(
     State(service): State<Service>,
+    peer: Peer,
     headers: HeaderMap,
     q: std::result::Result<Query<StatusQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
-    let company = company(&service, &headers).await?;
+    let (company, _) = company(&service, &headers, peer).await?;
     let Query(q) = q.map_err(|e| Error::Invalid(e.body_text()))?;
     let app = service.company_application(&company, &q.domain).await?;
     let d = service.status(&app, &q.user_account_id).await?;
@@ -218,10 +227,11 @@ pub struct AttemptsQuery {
 /// the newest first.
 pub async fn attempts(
     State(service): State<Service>,
+    peer: Peer,
     headers: HeaderMap,
     q: std::result::Result<Query<AttemptsQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
-    let company = company(&service, &headers).await?;
+    let (company, _) = company(&service, &headers, peer).await?;
     let Query(q) = q.map_err(|e| Error::Invalid(e.body_text()))?;
     let app = service.company_application(&company, &q.domain).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -263,10 +273,11 @@ struct PairRequest {
 /// portal.
 pub async fn pair(
     State(service): State<Service>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let company = company(&service, &headers).await?;
+    let (company, by) = company(&service, &headers, peer).await?;
     let bytes = read_body(&headers, body, 16 * 1024).await?;
     let req: PairRequest = json_object(&bytes)?;
     let account = valid_account(&req.user_account_id)?;
@@ -286,7 +297,7 @@ pub async fn pair(
         .await?
         .ok_or_else(|| Error::NotFound("pairing code (it may have expired or been used)".into()))?;
     let (acc, created) = service
-        .enroll_key(&app.id, account, Some(&person_id), service.now())
+        .enroll_key(&by, &app.id, account, Some(&person_id), service.now())
         .await?;
     if acc.person_id.as_deref() != Some(person_id.as_str()) {
         return Err(Error::Conflict(format!(

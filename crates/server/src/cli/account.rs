@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{view, AccountCmd};
-use crate::service::Service;
+use crate::service::{By, Service};
 
 pub(super) async fn run(service: &Service, cmd: &AccountCmd) -> anyhow::Result<Value> {
     match cmd {
@@ -52,7 +52,7 @@ async fn enroll(
     account: &str,
     person: Option<&str>,
 ) -> anyhow::Result<Enrolled> {
-    let (acc, created) = service.enroll(app, account, person).await?;
+    let (acc, created) = service.enroll(&By::CLI, app, account, person).await?;
     Ok(Enrolled {
         account: acc.account,
         created,
@@ -70,7 +70,7 @@ struct Locked<'a> {
 }
 
 async fn lock<'a>(service: &Service, app: &'a str, account: &'a str) -> anyhow::Result<Locked<'a>> {
-    service.lock(app, account).await?;
+    service.lock(&By::CLI, app, account).await?;
     Ok(Locked {
         account,
         app,
@@ -91,7 +91,7 @@ async fn unlock_once<'a>(
     app: &'a str,
     account: &'a str,
 ) -> anyhow::Result<UnlockedOnce<'a>> {
-    service.unlock_once(app, account).await?;
+    service.unlock_once(&By::CLI, app, account).await?;
     Ok(UnlockedOnce {
         account,
         app,
@@ -117,7 +117,7 @@ async fn unlock<'a>(
     window: Option<&str>,
 ) -> anyhow::Result<Unlocked<'a>> {
     let window = window.map(parse_duration).transpose()?;
-    let until = service.unlock(app, account, window).await?;
+    let until = service.unlock(&By::CLI, app, account, window).await?;
     Ok(Unlocked {
         account,
         app,
@@ -190,7 +190,7 @@ async fn merge<'a>(
     from: &'a str,
 ) -> anyhow::Result<Merged<'a>> {
     Ok(Merged {
-        account: service.merge_accounts(app, into, from).await?,
+        account: service.merge_accounts(&By::CLI, app, into, from).await?,
         merged: from,
     })
 }

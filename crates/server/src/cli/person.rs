@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{view, PersonCmd, ScheduleCmd};
-use crate::service::Service;
+use crate::service::{By, Service};
 
 pub(super) async fn run(service: &Service, cmd: &PersonCmd) -> anyhow::Result<Value> {
     match cmd {
@@ -86,7 +86,7 @@ struct MasterLock {
 
 async fn master_lock(service: &Service, email: &str, on: bool) -> anyhow::Result<MasterLock> {
     Ok(MasterLock {
-        email: service.set_master_lock(email, on).await?.email,
+        email: service.set_master_lock(&By::CLI, email, on).await?.email,
         master_lock: on,
     })
 }
@@ -110,7 +110,9 @@ async fn add_schedule<'a>(
     window: &'a str,
 ) -> anyhow::Result<ScheduleAdded<'a>> {
     let schedule = Schedule::parse(days, window)?;
-    let s = service.add_schedule(person, target, schedule).await?;
+    let s = service
+        .add_schedule(&By::CLI, person, target, schedule)
+        .await?;
     Ok(ScheduleAdded {
         account_id: s.account_id,
         days,
@@ -164,7 +166,7 @@ async fn delete_schedule<'a>(
     service: &Service,
     id: &'a str,
 ) -> anyhow::Result<ScheduleDeleted<'a>> {
-    service.delete_schedule(id).await?;
+    service.delete_schedule(&By::CLI, id).await?;
     Ok(ScheduleDeleted { deleted: true, id })
 }
 

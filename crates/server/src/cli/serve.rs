@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use super::Cli;
-use crate::service::Service;
+use crate::service::{By, Service};
 use crate::{Config, Server};
 
 #[derive(Args, Debug, Clone)]
@@ -182,10 +182,10 @@ pub(super) async fn demo_setup(service: &Service) -> anyhow::Result<Demo> {
         }
     };
     for account in ["alice", "bob"] {
-        service.enroll(&app.id, account, None).await?;
+        service.enroll(&By::CLI, &app.id, account, None).await?;
     }
-    service.lock(&app.id, "alice").await?;
-    service.unlock(&app.id, "bob", None).await?;
+    service.lock(&By::CLI, &app.id, "alice").await?;
+    service.unlock(&By::CLI, &app.id, "bob", None).await?;
     let (_, key) = service.create_signing_key(&app.id).await?;
     Ok(Demo {
         app_id: app.id,

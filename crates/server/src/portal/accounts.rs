@@ -8,6 +8,7 @@ use deadbolt_store::{Application, ImportRow};
 use serde::Deserialize;
 use std::sync::Arc;
 
+use super::audit::{by_admin, tell_person_of_admin_change};
 use super::company::CompanyAdmin;
 use super::company::{company_app, PAGE_LEN};
 use super::csrf::{CsrfForm, CsrfUpload};
@@ -15,7 +16,7 @@ use super::error::PageError;
 use super::links::{send_link, LinkPurpose};
 use super::pages::{opt, render, Layout};
 use super::person::{explain_for_admin, unlock_window};
-use super::session::Me;
+use super::session::{ClientAddr, Me};
 use super::{Portal, PortalState};
 use crate::service::{valid_account, valid_email};
 
@@ -106,6 +107,7 @@ pub async fn enroll(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
     Path((_, aid)): Path<(String, String)>,
+    addr: ClientAddr,
     CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<EnrollForm, CompanyAdmin>,
 ) -> Result<Response, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
@@ -122,7 +124,7 @@ pub async fn enroll(
         last_name: None,
         phone: None,
     };
-    let created = s.service.import(&[row]).await?;
+    let created = s.service.import(&by_admin(&me, &addr), &[row]).await?;
     let mut notice = if created.first().copied().unwrap_or(false) {
         format!("{account} is enrolled.")
     } else {
@@ -151,11 +153,16 @@ pub struct AccountForm {
 
 pub async fn lock(
     State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     Path((_, aid)): Path<(String, String)>,
-    CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<AccountForm, CompanyAdmin>,
+    addr: ClientAddr,
+    CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<AccountForm, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
-    s.service.lock(&app.id, &f.account).await?;
+    s.service
+        .lock(&by_admin(&me, &addr), &app.id, &f.account)
+        .await?;
+    tell_person_of_admin_change(&s, &portal, &app, &f.account, &me, "locked").await;
     Ok(Redirect::to(&format!(
         "/companies/{cid}/apps/{aid}/accounts"
     )))
@@ -163,12 +170,17 @@ pub async fn lock(
 
 pub async fn unlock(
     State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
     Path((_, aid)): Path<(String, String)>,
-    CsrfForm(CompanyAdmin { cid, .. }, f): CsrfForm<AccountForm, CompanyAdmin>,
+    addr: ClientAddr,
+    CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<AccountForm, CompanyAdmin>,
 ) -> Result<Redirect, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
     let window = unlock_window(&f.minutes)?;
-    s.service.unlock(&app.id, &f.account, window).await?;
+    s.service
+        .unlock(&by_admin(&me, &addr), &app.id, &f.account, window)
+        .await?;
+    tell_person_of_admin_change(&s, &portal, &app, &f.account, &me, "unlocked").await;
     Ok(Redirect::to(&format!(
         "/companies/{cid}/apps/{aid}/accounts"
     )))
@@ -179,6 +191,7 @@ pub async fn unlock(
 pub async fn import_csv(
     State(s): State<PortalState>,
     Path((_, aid)): Path<(String, String)>,
+    addr: ClientAddr,
     CsrfUpload {
         who: CompanyAdmin { me, cid },
         text: csv,
@@ -189,7 +202,7 @@ pub async fn import_csv(
     if rows.is_empty() {
         return Err(PageError::bad("The file has no rows."));
     }
-    let created = s.service.import(&rows).await?;
+    let created = s.service.import(&by_admin(&me, &addr), &rows).await?;
     let new = created.iter().filter(|c| **c).count();
     let notice = format!(
         "Imported {} rows: {new} new, {} already enrolled.",

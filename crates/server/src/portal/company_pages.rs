@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 
-use super::{accounts, admin, attempts, Portal, PortalState};
+use super::{accounts, admin, attempts, audit, Portal, PortalState};
 
 /// The company's pages, relative to `/companies/{cid}`.
 pub fn routes<S>() -> Router<S>
@@ -36,4 +36,5 @@ where
         .route("/apps/{aid}/attempts", get(attempts::attempts_page))
         .route("/apps/{aid}/attempts/events", get(attempts::attempt_events))
         .route("/apps/{aid}/integration", get(admin::integration_page))
+        .route("/apps/{aid}/audit", get(audit::app_audit_page))
 }

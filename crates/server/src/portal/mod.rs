@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod attempts;
+mod audit;
 mod company;
 mod company_pages;
 mod csrf;
@@ -135,10 +136,12 @@ where
         )
         .route("/me", get(person::accounts_page))
         .route("/me/events", get(person::events))
+        .route("/me/accounts/{id}", get(person::account_page))
         .route("/me/accounts/{id}/lock", post(person::lock))
         .route("/me/accounts/{id}/unlock", post(person::unlock))
         .route("/me/lock-all", post(person::lock_all))
         .route("/me/attempts/{id}/this-was-me", post(person::this_was_me))
+        .route("/me/attempts/{id}/not-me", post(person::not_me))
         .route(
             "/me/schedules",
             get(person::schedules_page).post(person::add_schedule),

@@ -2,7 +2,7 @@
 //! everything, blocked attempts (live), schedules and pairing codes.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Duration;
@@ -16,17 +16,22 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use super::audit::{by_person, older_link, rows, AuditRow, PageQuery, TRAIL_PAGE};
 use super::csrf::CsrfForm;
 use super::error::PageError;
 use super::live;
 use super::pages::{fragment, local_time, opt, render, Layout};
-use super::session::Me;
-use super::{Portal, PortalState};
+use super::session::{ClientAddr, Me};
+use super::{base_url, Portal, PortalState};
 use crate::crypto::token_hash;
 use crate::service::parse_time_zone;
+use deadbolt_store::ScheduleRecord;
 
 /// How long "this was me" unlocks an account.
 pub const THIS_WAS_ME_MINUTES: i64 = 5;
+/// How old a blocked attempt may be for "this was me": an unlock window opened for an
+/// attempt from long ago would let in whoever tries next, not the person who tried then.
+pub const THIS_WAS_ME_WITHIN_MINUTES: i64 = 15;
 /// How long a pairing code works.
 pub const PAIRING_MINUTES: i64 = 10;
 const FEED_LEN: i64 = 50;
@@ -36,6 +41,8 @@ pub struct AccountView {
     pub account: String,
     pub locked: bool,
     pub why: String,
+    /// When a schedule next locks the account, in the person's time zone.
+    pub next_lock: Option<String>,
 }
 
 pub struct AppGroup {
@@ -90,9 +97,27 @@ async fn apps_by_id(
     Ok(apps)
 }
 
+/// When a schedule next begins to lock `acc`: the person's schedules for all their accounts
+/// and the account's own, in the person's time zone.
+fn next_lock(
+    schedules: &[ScheduleRecord],
+    acc: &Account,
+    now: chrono::DateTime<chrono::Utc>,
+    tz: Tz,
+) -> Option<String> {
+    schedules
+        .iter()
+        .filter(|r| r.account_id.as_ref().is_none_or(|id| *id == acc.id))
+        .filter_map(|r| r.schedule.next_start(now, tz))
+        .min()
+        .map(|t| local_time(t, tz))
+}
+
 async fn groups(s: &PortalState, me: &Me) -> Result<Vec<AppGroup>, PageError> {
     let accounts = s.service.person_accounts(&me.person.id).await?;
     let apps = apps_by_id(s, accounts.iter().map(|a| a.app_id.clone())).await?;
+    let schedules = s.service.person_schedules(&me.person.id).await?;
+    let now = s.service.now();
     let mut groups: Vec<AppGroup> = Vec::new();
     for acc in accounts {
         let Some(app) = apps.get(&acc.app_id) else {
@@ -104,6 +129,7 @@ async fn groups(s: &PortalState, me: &Me) -> Result<Vec<AppGroup>, PageError> {
             account: acc.account.clone(),
             locked: d.locked,
             why: explain(d.reason, &acc, me.person.time_zone),
+            next_lock: next_lock(&schedules, &acc, now, me.person.time_zone),
         };
         match groups.iter_mut().find(|g| g.issuer == app.issuer) {
             Some(g) => g.accounts.push(view),
@@ -145,9 +171,38 @@ pub struct AttemptView {
     pub at: String,
     pub app: String,
     pub account: String,
+    /// Why it was blocked, in words.
+    pub reason: String,
     pub ip: String,
     pub device: String,
     pub location: String,
+    /// Whether "this was me" can help now (see [`this_was_me_helps`]).
+    pub this_was_me: bool,
+}
+
+/// Why a sign-in was blocked, in the person's words (`reason` as the attempt recorded it).
+pub fn blocked_because(reason: &str) -> &'static str {
+    match reason.parse::<Reason>() {
+        Ok(Reason::MasterLock) => "Blocked because lock everything was on",
+        Ok(Reason::Schedule) => "Blocked by a lock schedule",
+        Ok(Reason::AccountLocked) => "Blocked because the account was locked",
+        Ok(Reason::UnenrolledDeny) => "Blocked because the account is not enrolled",
+        _ => "Blocked",
+    }
+}
+
+/// Whether "this was me" can let the person in: the attempt is recent and blocked, and the
+/// account is locked now by its own lock or a schedule, which a short unlock window lifts.
+/// Under lock everything it cannot help (nothing lifts it but turning it off), nor when the
+/// account is open already.
+fn this_was_me_helps(
+    attempt: &Attempt,
+    now_reason: Option<Reason>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    attempt.locked
+        && now - attempt.at <= Duration::minutes(THIS_WAS_ME_WITHIN_MINUTES)
+        && matches!(now_reason, Some(Reason::AccountLocked | Reason::Schedule))
 }
 
 #[derive(Template)]
@@ -159,23 +214,40 @@ struct AttemptRows {
 
 async fn attempt_rows(s: &PortalState, me: &Me, attempts: &[Attempt]) -> Result<String, PageError> {
     let apps = apps_by_id(s, attempts.iter().map(|a| a.app_id.clone())).await?;
-    let attempts = attempts
-        .iter()
-        .map(|a| AttemptView {
+    let now = s.service.now();
+    // Why each account is locked now, read once per account.
+    let mut reasons: HashMap<(String, String), Option<Reason>> = HashMap::new();
+    let mut views = Vec::with_capacity(attempts.len());
+    for a in attempts {
+        let key = (a.app_id.clone(), a.account.clone());
+        let reason = match reasons.get(&key) {
+            Some(r) => *r,
+            None => {
+                let r = match apps.get(&a.app_id) {
+                    Some(app) => Some(s.service.status(app, &a.account).await?.reason),
+                    None => None,
+                };
+                reasons.insert(key, r);
+                r
+            }
+        };
+        views.push(AttemptView {
             id: a.id,
             at: local_time(a.at, me.person.time_zone),
             app: apps
                 .get(&a.app_id)
                 .map_or_else(|| a.app_id.clone(), |app| app.name.clone()),
             account: a.account.clone(),
+            reason: blocked_because(&a.reason).into(),
             ip: opt(&a.ip),
             device: opt(&a.device),
             location: opt(&a.location),
-        })
-        .collect();
+            this_was_me: this_was_me_helps(a, reason, now),
+        });
+    }
     fragment(&AttemptRows {
         csrf: me.csrf.clone(),
-        attempts,
+        attempts: views,
     })
 }
 
@@ -186,6 +258,8 @@ struct AccountsPage {
     accounts_html: String,
     attempts_html: String,
     has_attempts: bool,
+    /// The newest attempt shown: the live stream sends those after it.
+    last_attempt: i64,
 }
 
 pub async fn accounts_page(
@@ -201,6 +275,7 @@ pub async fn accounts_page(
         accounts_html: accounts_section(&s, &me).await?,
         attempts_html: attempt_rows(&s, &me, &attempts).await?,
         has_attempts: !attempts.is_empty(),
+        last_attempt: attempts.first().map_or(0, |a| a.id),
     };
     Ok(render(&page)?.into_response())
 }
@@ -211,18 +286,30 @@ pub async fn accounts_page(
 pub async fn events(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
+    Query(q): Query<EventsQuery>,
     me: Me,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
-    let last = s
-        .service
-        .person_blocked_attempts(&me.person.id, 1)
-        .await?
-        .first()
-        .map_or(0, |a| a.id);
+    // From the newest attempt the page showed: one recorded between the page and the stream
+    // is sent, not taken as sent already. Without it (an older page), from the newest now.
+    let last = match q.after {
+        Some(after) => after,
+        None => s
+            .service
+            .person_blocked_attempts(&me.person.id, 1)
+            .await?
+            .first()
+            .map_or(0, |a| a.id),
+    };
     let version = s.service.version().await?;
     let session_hash = me.session_hash.clone();
     let feed = PersonFeed { me, last, version };
     Ok(live::stream(s, portal, session_hash, feed))
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    after: Option<i64>,
 }
 
 /// A person's page, live: their new blocked attempts, and their accounts when anything changed.
@@ -274,10 +361,13 @@ async fn my_account(s: &PortalState, me: &Me, id: &str) -> Result<Account, PageE
 pub async fn lock(
     State(s): State<PortalState>,
     Path(id): Path<String>,
+    addr: ClientAddr,
     CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
     let acc = my_account(&s, &me, &id).await?;
-    s.service.lock(&acc.app_id, &acc.account).await?;
+    s.service
+        .lock(&by_person(&me, &addr), &acc.app_id, &acc.account)
+        .await?;
     Ok(Redirect::to("/me"))
 }
 
@@ -298,17 +388,24 @@ pub fn unlock_window(minutes: &str) -> Result<Option<Duration>, PageError> {
     }
 }
 
+/// Unlocks one of the person's accounts; refused (by the service) while lock everything is on.
 pub async fn unlock(
     State(s): State<PortalState>,
     Path(id): Path<String>,
+    addr: ClientAddr,
     CsrfForm(me, f): CsrfForm<UnlockForm>,
 ) -> Result<Redirect, PageError> {
     let acc = my_account(&s, &me, &id).await?;
+    let by = by_person(&me, &addr);
     if f.minutes.trim() == "once" {
-        s.service.unlock_once(&acc.app_id, &acc.account).await?;
+        s.service
+            .unlock_once(&by, &acc.app_id, &acc.account)
+            .await?;
     } else {
         let window = unlock_window(&f.minutes)?;
-        s.service.unlock(&acc.app_id, &acc.account, window).await?;
+        s.service
+            .unlock(&by, &acc.app_id, &acc.account, window)
+            .await?;
     }
     Ok(Redirect::to("/me"))
 }
@@ -320,24 +417,27 @@ pub struct LockAllForm {
 
 pub async fn lock_all(
     State(s): State<PortalState>,
+    addr: ClientAddr,
     CsrfForm(me, f): CsrfForm<LockAllForm>,
 ) -> Result<Redirect, PageError> {
     s.service
-        .set_master_lock_of(&me.person.id, f.on == "1")
+        .set_master_lock_of(&by_person(&me, &addr), &me.person.id, f.on == "1")
         .await?;
     Ok(Redirect::to("/me"))
 }
 
-/// "This was me": a blocked attempt on one of the person's accounts opens a short unlock window.
-pub async fn this_was_me(
-    State(s): State<PortalState>,
-    Path(id): Path<i64>,
-    CsrfForm(me, _): CsrfForm,
-) -> Result<Redirect, PageError> {
+/// A blocked attempt on one of the person's own accounts, and that account; anyone else's
+/// does not exist.
+async fn my_blocked_attempt(
+    s: &PortalState,
+    me: &Me,
+    id: i64,
+) -> Result<(Attempt, Account), PageError> {
     let attempt = s
         .service
         .attempt(id)
         .await?
+        .filter(|a| a.locked)
         .ok_or_else(PageError::not_found)?;
     let acc = match s.service.account(&attempt.app_id, &attempt.account).await {
         Ok(a) => Some(a),
@@ -347,14 +447,142 @@ pub async fn this_was_me(
     let acc = acc
         .filter(|a| a.person_id.as_deref() == Some(me.person.id.as_str()))
         .ok_or_else(PageError::not_found)?;
+    Ok((attempt, acc))
+}
+
+/// "This was me": a recent blocked attempt on one of the person's accounts, locked by its own
+/// lock or a schedule, opens a short unlock window. Refused where it cannot help (see
+/// [`this_was_me_helps`]), as the page does not offer it there.
+pub async fn this_was_me(
+    State(s): State<PortalState>,
+    Path(id): Path<i64>,
+    addr: ClientAddr,
+    CsrfForm(me, _): CsrfForm,
+) -> Result<Redirect, PageError> {
+    let (attempt, acc) = my_blocked_attempt(&s, &me, id).await?;
+    let app = s.service.application(&acc.app_id).await?;
+    let now_reason = s.service.status(&app, &acc.account).await?.reason;
+    if !this_was_me_helps(&attempt, Some(now_reason), s.service.now()) {
+        return Err(PageError::Status(
+            axum::http::StatusCode::CONFLICT,
+            format!(
+                "\u{201c}This was me\u{201d} only unlocks an account locked by its own lock or a \
+                 schedule, for a sign-in of the last {THIS_WAS_ME_WITHIN_MINUTES} minutes."
+            ),
+        ));
+    }
     s.service
         .unlock(
+            &by_person(&me, &addr),
             &acc.app_id,
             &acc.account,
             Some(Duration::minutes(THIS_WAS_ME_MINUTES)),
         )
         .await?;
     Ok(Redirect::to("/me"))
+}
+
+/// "This wasn't me": someone else tried one of the person's accounts. Everything is locked at
+/// once, and the admins of the application's company are told, so they can look at the
+/// attempts and at the account on their side.
+pub async fn not_me(
+    State(s): State<PortalState>,
+    State(portal): State<Arc<Portal>>,
+    Path(id): Path<i64>,
+    addr: ClientAddr,
+    CsrfForm(me, _): CsrfForm,
+) -> Result<Redirect, PageError> {
+    let (attempt, acc) = my_blocked_attempt(&s, &me, id).await?;
+    s.service
+        .set_master_lock_of(&by_person(&me, &addr), &me.person.id, true)
+        .await?;
+    let app = s.service.application(&acc.app_id).await?;
+    let admins = s.service.company_admins(&app.company_id).await?;
+    let body = format!(
+        "A person whose account is protected by Deadbolt reported a blocked sign-in as not \
+         theirs, and locked all their accounts.\n\n\
+         Application: {app_name} ({issuer})\nAccount: {account}\nPerson: {email}\n\
+         Attempt at: {at}\nIP: {ip}\nDevice: {device}\nLocation: {location}\n\n\
+         The application's attempts: {base}/companies/{cid}/apps/{aid}/attempts\n",
+        app_name = app.name,
+        issuer = app.issuer,
+        account = acc.account,
+        email = me.person.email,
+        at = super::pages::utc_time(attempt.at),
+        ip = mail_field(&attempt.ip),
+        device = mail_field(&attempt.device),
+        location = mail_field(&attempt.location),
+        base = base_url(&portal),
+        cid = app.company_id,
+        aid = app.id,
+    );
+    let subject = format!(
+        "A sign-in to {} was reported as not the account's person",
+        app.name
+    );
+    for admin in admins {
+        // The lock is on and recorded; a message that cannot go out is logged, and the
+        // other admins are still told.
+        if let Err(e) = portal.mailer.send(&admin, &subject, body.clone()).await {
+            tracing::warn!(error = %e, "cannot tell a company admin of a reported sign-in");
+        }
+    }
+    Ok(Redirect::to("/me"))
+}
+
+/// A value the signing-in client chose, for a plain-text email: one line, bounded.
+fn mail_field(v: &Option<String>) -> String {
+    match v.as_deref() {
+        None | Some("") => "unknown".into(),
+        Some(v) => {
+            let line: String = v
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            deadbolt_core::body::bounded(&line, 200)
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "me_account.html")]
+struct AccountPage {
+    l: Layout,
+    locked: bool,
+    why: String,
+    next_lock: Option<String>,
+    rows: Vec<AuditRow>,
+    older: Option<String>,
+    first_page: bool,
+}
+
+/// One of the person's accounts: its state, its next scheduled lock and the trail of its
+/// changes (with their own changes to all accounts), newest first, a page at a time.
+pub async fn account_page(
+    State(s): State<PortalState>,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+    me: Me,
+) -> Result<Response, PageError> {
+    let acc = my_account(&s, &me, &id).await?;
+    let app = s.service.application(&acc.app_id).await?;
+    let d = s.service.status(&app, &acc.account).await?;
+    let tz = me.person.time_zone;
+    let schedules = s.service.person_schedules(&me.person.id).await?;
+    let entries = s
+        .service
+        .account_audit(&acc.id, Some(&me.person.id), q.before, TRAIL_PAGE)
+        .await?;
+    let page = AccountPage {
+        l: Layout::signed_in(&format!("{} at {}", acc.account, app.name), &me, "/me"),
+        locked: d.locked,
+        why: explain(d.reason, &acc, tz),
+        next_lock: next_lock(&schedules, &acc, s.service.now(), tz),
+        rows: rows(&entries, Some(tz), Some(&me.person.id)),
+        older: older_link(&format!("/me/accounts/{}", acc.id), &entries),
+        first_page: q.before.is_none(),
+    };
+    Ok(render(&page)?.into_response())
 }
 
 // ---- schedules ----
@@ -377,6 +605,8 @@ struct SchedulesPage {
     l: Layout,
     csrf: String,
     time_zone: String,
+    /// Every IANA zone, for the picker.
+    zones: Vec<&'static str>,
     schedules: Vec<ScheduleView>,
     targets: Vec<Choice>,
 }
@@ -444,6 +674,7 @@ pub async fn schedules_page(State(s): State<PortalState>, me: Me) -> Result<Resp
         l: Layout::signed_in("Schedules", &me, "/me/schedules"),
         csrf: me.csrf.clone(),
         time_zone: me.person.time_zone.name().to_string(),
+        zones: chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect(),
         schedules,
         targets,
     };
@@ -461,6 +692,7 @@ pub struct ScheduleForm {
 
 pub async fn add_schedule(
     State(s): State<PortalState>,
+    addr: ClientAddr,
     CsrfForm(me, f): CsrfForm<ScheduleForm>,
 ) -> Result<Redirect, PageError> {
     let schedule = Schedule::parse(&f.days, &format!("{}-{}", f.from, f.to))
@@ -475,7 +707,7 @@ pub async fn add_schedule(
         }
     };
     s.service
-        .add_schedule_for(&owner, schedule, s.service.now())
+        .add_schedule_for(&by_person(&me, &addr), &owner, schedule, s.service.now())
         .await?;
     Ok(Redirect::to("/me/schedules"))
 }
@@ -483,13 +715,16 @@ pub async fn add_schedule(
 pub async fn delete_schedule(
     State(s): State<PortalState>,
     Path(id): Path<String>,
+    addr: ClientAddr,
     CsrfForm(me, _): CsrfForm,
 ) -> Result<Redirect, PageError> {
     let mine = s.service.person_schedules(&me.person.id).await?;
     if !mine.iter().any(|r| r.id == id) {
         return Err(PageError::not_found());
     }
-    s.service.delete_schedule(&id).await?;
+    s.service
+        .delete_schedule(&by_person(&me, &addr), &id)
+        .await?;
     Ok(Redirect::to("/me/schedules"))
 }
 

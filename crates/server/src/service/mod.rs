@@ -10,17 +10,19 @@ use deadbolt_core::{
     decide, AccountKey, AccountNames, AccountState, Clock, Decision, Schedule, UnenrolledPolicy,
 };
 use deadbolt_store::{
-    Account, Application, Attempt, Collision, Company, ImportRow, LockInputs, NewApplication,
-    NewPerson, Person, ScheduleOwner, ScheduleRecord, Store,
+    Account, Application, Attempt, AuditAction, Collision, Company, ImportRow, LockInputs,
+    NewApplication, NewPerson, Person, ScheduleOwner, ScheduleRecord, Store,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::crypto::{self, MasterKey};
 
+mod audit;
 mod portal;
 mod records;
 use crate::error::{Error, Result};
+pub use audit::{Actor, By, AUDIT_PAGE_MAX};
 
 /// Longest account name (`sub`) accepted.
 pub const MAX_ACCOUNT_LEN: usize = 512;
@@ -143,11 +145,17 @@ impl Service {
     }
 
     /// Merges the account named `from` into `into` (spellings of one name, as enrolled).
-    pub async fn merge_accounts(&self, app_id: &str, into: &str, from: &str) -> Result<Account> {
+    pub async fn merge_accounts(
+        &self,
+        by: &By,
+        app_id: &str,
+        into: &str,
+        from: &str,
+    ) -> Result<Account> {
         self.application(app_id).await?;
         Ok(self
             .store
-            .merge_accounts(app_id, into, from, self.now())
+            .merge_accounts(app_id, into, from, self.now(), &by.record())
             .await?)
     }
 
@@ -227,8 +235,8 @@ impl Service {
         Ok(self.store.revoke_sdk_key(id, self.now()).await?)
     }
 
-    /// The company an SDK key acts for.
-    pub async fn authenticate_sdk(&self, token: Option<&str>) -> Result<String> {
+    /// The company an SDK key acts for, and the key's id.
+    pub async fn authenticate_sdk(&self, token: Option<&str>) -> Result<(String, String)> {
         let bad = || Error::Unauthorized("missing or invalid x-nl3-server-api-token".into());
         let (id, secret) = token.and_then(crypto::split_sdk_token).ok_or_else(bad)?;
         let key = self.store.sdk_key(id).await?;
@@ -236,7 +244,7 @@ impl Service {
         let stored = key.as_ref().map_or("", |k| k.secret_hash.as_str());
         let matches = crypto::sdk_secret_matches(secret, stored);
         match key {
-            Some(k) if matches && k.revoked_at.is_none() => Ok(k.company_id),
+            Some(k) if matches && k.revoked_at.is_none() => Ok((k.company_id, k.id)),
             _ => Err(bad()),
         }
     }
@@ -270,6 +278,7 @@ impl Service {
 
     pub async fn enroll(
         &self,
+        by: &By,
         app_id: &str,
         account: &str,
         person_email: Option<&str>,
@@ -281,7 +290,13 @@ impl Service {
         };
         Ok(self
             .store
-            .enroll(app_id, account, person_id.as_deref(), self.now())
+            .enroll(
+                app_id,
+                account,
+                person_id.as_deref(),
+                self.now(),
+                &by.record(),
+            )
             .await?)
     }
 
@@ -293,52 +308,101 @@ impl Service {
             .ok_or_else(|| Error::NotFound("enrolled account".into()))
     }
 
-    /// Locks an enrolled account (closing any unlock window). Durable when it returns.
-    pub async fn lock(&self, app_id: &str, account: &str) -> Result<()> {
+    /// Locks an enrolled account (closing any unlock window). Durable when it returns, and in
+    /// the audit trail.
+    pub async fn lock(&self, by: &By, app_id: &str, account: &str) -> Result<()> {
         let (_, key) = self.key(app_id, account).await?;
         enrollable(account)?;
+        self.refuse_under_master_lock(by).await?;
         self.store
-            .set_account_state(app_id, &key, AccountState::Locked, None, self.now())
+            .set_account_state(
+                app_id,
+                &key,
+                AccountState::Locked,
+                None,
+                self.now(),
+                AuditAction::Lock,
+                &by.record(),
+            )
             .await?
             .ok_or_else(|| Error::NotFound("enrolled account".into()))
     }
 
     /// Unlocks an enrolled account: for good, or for a window that closes by itself (the account
-    /// stays locked underneath). Returns the end of the window. Durable when it returns.
+    /// stays locked underneath). Returns the end of the window. Durable when it returns, and in
+    /// the audit trail.
     pub async fn unlock(
         &self,
+        by: &By,
         app_id: &str,
         account: &str,
         window: Option<Duration>,
     ) -> Result<Option<DateTime<Utc>>> {
         let (_, key) = self.key(app_id, account).await?;
         enrollable(account)?;
+        self.refuse_under_master_lock(by).await?;
         let now = self.now();
-        let (state, until) = match window {
-            Some(d) => (AccountState::Locked, Some(now + d)),
-            None => (AccountState::Unlocked, None),
+        let (state, until, action) = match window {
+            Some(d) => (
+                AccountState::Locked,
+                Some(now + d),
+                AuditAction::UnlockWindow,
+            ),
+            None => (AccountState::Unlocked, None, AuditAction::Unlock),
         };
         self.store
-            .set_account_state(app_id, &key, state, until, now)
+            .set_account_state(app_id, &key, state, until, now, action, &by.record())
             .await?
             .ok_or_else(|| Error::NotFound("enrolled account".into()))?;
         Ok(until)
     }
 
     /// Unlocks an account for its next sign-in only: the check that lets it in locks it again.
-    pub async fn unlock_once(&self, app_id: &str, account: &str) -> Result<()> {
+    pub async fn unlock_once(&self, by: &By, app_id: &str, account: &str) -> Result<()> {
         let (_, key) = self.key(app_id, account).await?;
         enrollable(account)?;
+        self.refuse_under_master_lock(by).await?;
         self.store
-            .unlock_once(app_id, &key, self.now())
+            .unlock_once(app_id, &key, self.now(), &by.record())
             .await?
             .ok_or_else(|| Error::NotFound("enrolled account".into()))
     }
 
-    pub async fn set_master_lock(&self, email: &str, on: bool) -> Result<Person> {
+    /// A person's own change to one account while their master lock is on is refused: it
+    /// would do nothing now and surprise them when lock everything is turned off (an unlock
+    /// the person no longer remembers). A company's change is its own business, and recorded.
+    async fn refuse_under_master_lock(&self, by: &By) -> Result<()> {
+        let Some(person_id) = by.person_id() else {
+            return Ok(());
+        };
+        if self
+            .store
+            .person(person_id)
+            .await?
+            .is_some_and(|p| p.master_locked)
+        {
+            return Err(Error::Refused(
+                "Lock everything is on: every account stays locked until you turn it off. \
+                 Turn it off first to lock or unlock accounts one by one."
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Turns a person's master lock on or off (by email: the command line's way).
+    pub async fn set_master_lock(&self, by: &By, email: &str, on: bool) -> Result<Person> {
         let p = self.person_by_email(email).await?;
-        self.store.set_master_lock(&p.id, on).await?;
+        self.set_master_lock_of(by, &p.id, on).await?;
         self.person_by_email(email).await
+    }
+
+    /// Turns a person's master lock on or off. Durable when it returns, and in the trail.
+    pub async fn set_master_lock_of(&self, by: &By, person_id: &str, on: bool) -> Result<()> {
+        Ok(self
+            .store
+            .set_master_lock(person_id, on, self.now(), &by.record())
+            .await?)
     }
 
     /// The decision a check would make for `account` now.
@@ -354,6 +418,7 @@ impl Service {
 
     pub async fn add_schedule(
         &self,
+        by: &By,
         person_email: &str,
         target: Option<(&str, &str)>,
         schedule: Schedule,
@@ -376,7 +441,7 @@ impl Service {
         };
         Ok(self
             .store
-            .add_schedule(&owner, schedule, self.now())
+            .add_schedule(&owner, schedule, self.now(), &by.record())
             .await?)
     }
 
@@ -387,8 +452,10 @@ impl Service {
             .await?)
     }
 
-    pub async fn import(&self, rows: &[ImportRow]) -> Result<Vec<bool>> {
-        Ok(self.store.import(rows, self.now()).await?)
+    /// Enrols the rows' accounts (and creates their people) in one transaction; each new
+    /// account is in the audit trail.
+    pub async fn import(&self, by: &By, rows: &[ImportRow]) -> Result<Vec<bool>> {
+        Ok(self.store.import(rows, self.now(), &by.record()).await?)
     }
 }
 

@@ -10,7 +10,7 @@ use deadbolt_store::{
     ScheduleRecord, SdkKeyRecord, SigningKeyRecord,
 };
 
-use super::Service;
+use super::{By, Service};
 use crate::error::Result;
 
 impl Service {
@@ -46,10 +46,6 @@ impl Service {
         Ok(self.store.persons(limit).await?)
     }
 
-    pub async fn set_master_lock_of(&self, person_id: &str, on: bool) -> Result<()> {
-        Ok(self.store.set_master_lock(person_id, on).await?)
-    }
-
     pub async fn find_company(&self, id: &str) -> Result<Option<Company>> {
         Ok(self.store.company(id).await?)
     }
@@ -72,12 +68,16 @@ impl Service {
 
     pub async fn enroll_key(
         &self,
+        by: &By,
         app_id: &str,
         account: &str,
         person_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(Account, bool)> {
-        Ok(self.store.enroll(app_id, account, person_id, now).await?)
+        Ok(self
+            .store
+            .enroll(app_id, account, person_id, now, &by.record())
+            .await?)
     }
 
     pub async fn find_account(&self, app_id: &str, key: &AccountKey) -> Result<Option<Account>> {
@@ -160,19 +160,23 @@ impl Service {
 
     pub async fn add_schedule_for(
         &self,
+        by: &By,
         owner: &ScheduleOwner,
         s: Schedule,
         now: DateTime<Utc>,
     ) -> Result<ScheduleRecord> {
-        Ok(self.store.add_schedule(owner, s, now).await?)
+        Ok(self.store.add_schedule(owner, s, now, &by.record()).await?)
     }
 
     pub async fn person_schedules(&self, person_id: &str) -> Result<Vec<ScheduleRecord>> {
         Ok(self.store.person_schedules(person_id).await?)
     }
 
-    pub async fn delete_schedule(&self, id: &str) -> Result<()> {
-        Ok(self.store.delete_schedule(id).await?)
+    pub async fn delete_schedule(&self, by: &By, id: &str) -> Result<()> {
+        Ok(self
+            .store
+            .delete_schedule(id, self.now(), &by.record())
+            .await?)
     }
 
     pub async fn filtered_attempts(

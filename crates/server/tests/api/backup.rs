@@ -42,7 +42,7 @@ async fn a_backup_under_load_restores_every_acknowledged_lock() {
     let (_, sdk) = t.service.create_sdk_key(&app.company_id).await.unwrap();
     for i in 0..ACCOUNTS {
         t.service
-            .enroll(&app.id, &format!("u{i}"), None)
+            .enroll(&deadbolt::service::By::CLI, &app.id, &format!("u{i}"), None)
             .await
             .unwrap();
     }

@@ -2,6 +2,7 @@
 //! and the next check of the changed account sees the change, whichever process made it.
 
 use crate::helpers::*;
+use deadbolt::service::By;
 use deadbolt::Service;
 use deadbolt_core::{AccountNames, FakeClock};
 use std::sync::Arc;
@@ -36,7 +37,10 @@ async fn evicts_exactly_what_changed(t: TestApp) {
         ("pat1", Some("pat@example.com")),
         ("pat2", Some("pat@example.com")),
     ] {
-        t.service.enroll(&app.id, name, person).await.unwrap();
+        t.service
+            .enroll(&By::CLI, &app.id, name, person)
+            .await
+            .unwrap();
     }
     let other = elsewhere(&t).await;
     for name in ["alice", "bob", "pat1", "pat2"] {
@@ -45,7 +49,7 @@ async fn evicts_exactly_what_changed(t: TestApp) {
     }
 
     // One account, locked by another process.
-    other.lock(&app.id, "Alice").await.unwrap();
+    other.lock(&By::CLI, &app.id, "Alice").await.unwrap();
     assert!(t.locked("evict.example.com", &key, "alice").await);
     for name in ["bob", "pat1", "pat2"] {
         assert!(cached(&t, &app.id, name), "{name} stays cached");
@@ -54,14 +58,14 @@ async fn evicts_exactly_what_changed(t: TestApp) {
 
     // A person's master lock: all of that person's accounts, only those.
     other
-        .set_master_lock("pat@example.com", true)
+        .set_master_lock(&By::CLI, "pat@example.com", true)
         .await
         .unwrap();
     assert!(t.locked("evict.example.com", &key, "pat1").await);
     assert!(cached(&t, &app.id, "bob"), "another person's account stays");
     assert!(t.locked("evict.example.com", &key, "pat2").await);
     other
-        .set_master_lock("pat@example.com", false)
+        .set_master_lock(&By::CLI, "pat@example.com", false)
         .await
         .unwrap();
     assert!(!t.locked("evict.example.com", &key, "pat1").await);
@@ -101,7 +105,10 @@ async fn a_cli_change_evicts_only_its_account() {
     let app = t.app("cli-evict.example.com").await;
     let key = t.key(&app).await;
     for name in ["carol", "dave"] {
-        t.service.enroll(&app.id, name, None).await.unwrap();
+        t.service
+            .enroll(&By::CLI, &app.id, name, None)
+            .await
+            .unwrap();
         assert!(!t.locked("cli-evict.example.com", &key, name).await);
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deadbolt"))
@@ -136,7 +143,10 @@ async fn a_change_made_by_hand_in_sqlite_is_seen() {
     let app = t.app("hand.example.com").await;
     let key = t.key(&app).await;
     for name in ["erin", "frank"] {
-        t.service.enroll(&app.id, name, None).await.unwrap();
+        t.service
+            .enroll(&By::CLI, &app.id, name, None)
+            .await
+            .unwrap();
         assert!(!t.locked("hand.example.com", &key, name).await);
     }
     let path = t.db_url.trim_start_matches("sqlite://").to_string();
@@ -172,8 +182,14 @@ async fn two_replicas_on_postgres_see_each_others_changes() {
     .await;
     let app = a.app("replicas.example.com").await;
     let key = a.key(&app).await;
-    a.service.enroll(&app.id, "gina", None).await.unwrap();
-    a.service.enroll(&app.id, "hank", None).await.unwrap();
+    a.service
+        .enroll(&By::CLI, &app.id, "gina", None)
+        .await
+        .unwrap();
+    a.service
+        .enroll(&By::CLI, &app.id, "hank", None)
+        .await
+        .unwrap();
     for t in [&a, &b] {
         assert!(!t.locked("replicas.example.com", &key, "gina").await);
         assert!(!t.locked("replicas.example.com", &key, "hank").await);
@@ -182,9 +198,17 @@ async fn two_replicas_on_postgres_see_each_others_changes() {
         let (writer, reader) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
         let lock = round % 4 < 2;
         if lock {
-            writer.service.lock(&app.id, "gina").await.unwrap();
+            writer
+                .service
+                .lock(&By::CLI, &app.id, "gina")
+                .await
+                .unwrap();
         } else {
-            writer.service.unlock(&app.id, "gina", None).await.unwrap();
+            writer
+                .service
+                .unlock(&By::CLI, &app.id, "gina", None)
+                .await
+                .unwrap();
         }
         assert_eq!(
             reader.locked("replicas.example.com", &key, "gina").await,
@@ -224,12 +248,15 @@ async fn a_server_behind_the_pruned_log_forgets_everything_once() {
     let app = t.app("pruned.example.com").await;
     let key = t.key(&app).await;
     for name in ["ivan", "judy"] {
-        t.service.enroll(&app.id, name, None).await.unwrap();
+        t.service
+            .enroll(&By::CLI, &app.id, name, None)
+            .await
+            .unwrap();
         assert!(!t.locked("pruned.example.com", &key, name).await);
     }
     let other = elsewhere(&t).await;
-    other.lock(&app.id, "ivan").await.unwrap();
-    other.enroll(&app.id, "kim", None).await.unwrap();
+    other.lock(&By::CLI, &app.id, "ivan").await.unwrap();
+    other.enroll(&By::CLI, &app.id, "kim", None).await.unwrap();
     other.prune_changes(1).await.unwrap();
     assert!(t.locked("pruned.example.com", &key, "ivan").await);
     assert!(

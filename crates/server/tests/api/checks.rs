@@ -1,6 +1,7 @@
 //! The check protocol on the wire: tokens real clients make, hostile tokens and bodies.
 
 use crate::helpers::*;
+use deadbolt::service::By;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -16,8 +17,11 @@ async fn setup_with(adjust: impl FnOnce(&mut deadbolt::Config)) -> (TestApp, Str
     let t = TestApp::spawn_with(adjust).await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
-    t.service.enroll(&app.id, "alice", None).await.unwrap();
-    t.service.lock(&app.id, "alice").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "alice", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &app.id, "alice").await.unwrap();
     (t, key)
 }
 

@@ -1,6 +1,7 @@
 //! The operator CLI as a separate process, writing the store while a server runs.
 
 use crate::helpers::*;
+use deadbolt::service::By;
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
@@ -387,7 +388,10 @@ async fn postgres_store_serves_checks_and_sees_cli_changes() {
     };
     let app = t.app("pg.example.com").await;
     let key = t.key(&app).await;
-    t.service.enroll(&app.id, "pia", None).await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "pia", None)
+        .await
+        .unwrap();
     assert!(!t.locked("pg.example.com", &key, "pia").await);
     let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
         .args([
@@ -506,8 +510,11 @@ async fn check_and_account_messages_name_the_problem() {
     let db = t.db_url.clone();
     let app = t.app("msg.example.com").await;
     let key = t.key(&app).await;
-    t.service.enroll(&app.id, "Alice", None).await.unwrap();
-    t.service.lock(&app.id, "Alice").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "Alice", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &app.id, "Alice").await.unwrap();
     let check = |api: &str, account: &str| {
         vec![
             "check".to_string(),

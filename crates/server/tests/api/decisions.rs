@@ -2,6 +2,7 @@
 
 use crate::helpers::*;
 use chrono::Duration;
+use deadbolt::service::By;
 use deadbolt_core::{AccountState, Schedule, UnenrolledPolicy};
 use deadbolt_store::AppSettings;
 
@@ -37,7 +38,10 @@ async fn rule1_unenrolled_policy() {
         )
         .await
         .unwrap();
-    t.service.enroll(&app.id, "newcomer", None).await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "newcomer", None)
+        .await
+        .unwrap();
     assert!(t.locked(ISS, &key, "newcomer").await);
 }
 
@@ -51,16 +55,16 @@ async fn rule2_master_lock_beats_everything() {
         .await
         .unwrap();
     t.service
-        .enroll(&app.id, "pat", Some("pat@example.com"))
+        .enroll(&By::CLI, &app.id, "pat", Some("pat@example.com"))
         .await
         .unwrap();
     t.service
-        .unlock(&app.id, "pat", Some(Duration::minutes(30)))
+        .unlock(&By::CLI, &app.id, "pat", Some(Duration::minutes(30)))
         .await
         .unwrap();
     assert!(!t.locked(ISS, &key, "pat").await);
     t.service
-        .set_master_lock("pat@example.com", true)
+        .set_master_lock(&By::CLI, "pat@example.com", true)
         .await
         .unwrap();
     assert!(
@@ -68,7 +72,7 @@ async fn rule2_master_lock_beats_everything() {
         "master lock beats an open window"
     );
     t.service
-        .set_master_lock("pat@example.com", false)
+        .set_master_lock(&By::CLI, "pat@example.com", false)
         .await
         .unwrap();
     assert!(!t.locked(ISS, &key, "pat").await);
@@ -79,11 +83,14 @@ async fn rule3_unlock_window_closes_by_itself() {
     let t = TestApp::spawn().await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
-    t.service.enroll(&app.id, "win", None).await.unwrap();
-    t.service.lock(&app.id, "win").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "win", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &app.id, "win").await.unwrap();
     assert!(t.locked(ISS, &key, "win").await);
     t.service
-        .unlock(&app.id, "win", Some(Duration::minutes(15)))
+        .unlock(&By::CLI, &app.id, "win", Some(Duration::minutes(15)))
         .await
         .unwrap();
     assert!(!t.locked(ISS, &key, "win").await);
@@ -107,11 +114,12 @@ async fn rule4_schedules_in_the_persons_time_zone() {
         .await
         .unwrap();
     t.service
-        .enroll(&app.id, "kenji", Some("kenji@example.com"))
+        .enroll(&By::CLI, &app.id, "kenji", Some("kenji@example.com"))
         .await
         .unwrap();
     t.service
         .add_schedule(
+            &By::CLI,
             "kenji@example.com",
             None,
             Schedule::parse("all", "23:00-07:00").unwrap(),
@@ -127,7 +135,7 @@ async fn rule4_schedules_in_the_persons_time_zone() {
     t.clock.advance(Duration::hours(16));
     assert!(t.locked(ISS, &key, "kenji").await);
     t.service
-        .unlock(&app.id, "kenji", Some(Duration::minutes(5)))
+        .unlock(&By::CLI, &app.id, "kenji", Some(Duration::minutes(5)))
         .await
         .unwrap();
     assert!(!t.locked(ISS, &key, "kenji").await);
@@ -138,9 +146,12 @@ async fn rule5_own_state_and_audit_mode() {
     let t = TestApp::spawn().await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
-    t.service.enroll(&app.id, "own", None).await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "own", None)
+        .await
+        .unwrap();
     assert!(!t.locked(ISS, &key, "own").await);
-    t.service.lock(&app.id, "own").await.unwrap();
+    t.service.lock(&By::CLI, &app.id, "own").await.unwrap();
     assert!(t.locked(ISS, &key, "own").await);
     // Audit mode: answered as not locked, recorded as what would have happened.
     t.store
@@ -165,7 +176,10 @@ async fn rule5_own_state_and_audit_mode() {
     let newest = &t.service.attempts(&app.id, 1).await.unwrap()[0];
     assert!(newest.locked, "the attempt says what would have happened");
     assert_eq!(newest.reason, "account_locked");
-    t.service.unlock(&app.id, "own", None).await.unwrap();
+    t.service
+        .unlock(&By::CLI, &app.id, "own", None)
+        .await
+        .unwrap();
     assert!(!t.locked(ISS, &key, "own").await);
 }
 
@@ -174,9 +188,15 @@ async fn unlock_once_lets_exactly_one_sign_in_through() {
     let t = TestApp::spawn().await;
     let app = t.app(ISS).await;
     let key = t.key(&app).await;
-    t.service.enroll(&app.id, "once", None).await.unwrap();
-    t.service.lock(&app.id, "once").await.unwrap();
-    t.service.unlock_once(&app.id, "once").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "once", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &app.id, "once").await.unwrap();
+    t.service
+        .unlock_once(&By::CLI, &app.id, "once")
+        .await
+        .unwrap();
     assert!(
         t.service
             .account(&app.id, "once")
@@ -192,11 +212,21 @@ async fn unlock_once_lets_exactly_one_sign_in_through() {
     let acc = t.service.account(&app.id, "once").await.unwrap();
     assert!(!acc.relock_after_use && acc.state == AccountState::Locked);
     // An explicit unlock is for good again.
-    t.service.unlock_once(&app.id, "once").await.unwrap();
-    t.service.unlock(&app.id, "once", None).await.unwrap();
+    t.service
+        .unlock_once(&By::CLI, &app.id, "once")
+        .await
+        .unwrap();
+    t.service
+        .unlock(&By::CLI, &app.id, "once", None)
+        .await
+        .unwrap();
     assert!(!t.locked(ISS, &key, "once").await);
     assert!(!t.locked(ISS, &key, "once").await);
-    assert!(t.service.unlock_once(&app.id, "nobody").await.is_err());
+    assert!(t
+        .service
+        .unlock_once(&By::CLI, &app.id, "nobody")
+        .await
+        .is_err());
 }
 
 async fn futures_join(t: &TestApp, tok: &str, n: usize) -> Vec<bool> {

@@ -5,6 +5,7 @@
 
 use crate::helpers::*;
 use base64::Engine as _;
+use deadbolt::service::By;
 use deadbolt::MasterKeySource;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -733,7 +734,7 @@ async fn crash_cycles(db_url: String, dir: &Path, key: MasterKeySource) {
         std::fs::write(dir.join("sdk"), sdk).unwrap();
         for i in 0..ACCOUNTS {
             service
-                .enroll(&app.id, &format!("c{i}"), None)
+                .enroll(&By::CLI, &app.id, &format!("c{i}"), None)
                 .await
                 .unwrap();
         }

@@ -3,6 +3,7 @@
 //! engines, through checks, the SDK and the check cache.
 
 use crate::helpers::*;
+use deadbolt::service::By;
 use deadbolt_core::UnenrolledPolicy;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -14,8 +15,11 @@ async fn setup_public(public_url: &str) -> (TestApp, String) {
     let t = TestApp::spawn_with(move |c| c.public_url = Some(url)).await;
     let app = t.app(ISSUER).await;
     let key = t.key(&app).await;
-    t.service.enroll(&app.id, "alice", None).await.unwrap();
-    t.service.lock(&app.id, "alice").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "alice", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &app.id, "alice").await.unwrap();
     (t, key)
 }
 
@@ -103,8 +107,11 @@ async fn issuers_with_default_ports_name_one_application() {
         let t = TestApp::spawn().await;
         let app = t.app(registered).await;
         let key = t.key(&app).await;
-        t.service.enroll(&app.id, "alice", None).await.unwrap();
-        t.service.lock(&app.id, "alice").await.unwrap();
+        t.service
+            .enroll(&By::CLI, &app.id, "alice", None)
+            .await
+            .unwrap();
+        t.service.lock(&By::CLI, &app.id, "alice").await.unwrap();
         assert!(t.locked(sent, &key, "alice").await, "{registered} / {sent}");
         let mut other = t.claims("app.example.com:8443", "alice");
         other["iss"] = json!("app.example.com:8443");
@@ -119,8 +126,11 @@ async fn repeated_and_trailing_slashes_reach_the_route() {
     let t = TestApp::spawn().await;
     let app = t.app(ISSUER).await;
     let key = t.key(&app).await;
-    t.service.enroll(&app.id, "alice", None).await.unwrap();
-    t.service.lock(&app.id, "alice").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "alice", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &app.id, "alice").await.unwrap();
     let token = t.token(ISSUER, &key, "alice");
     let post = |path: &'static str| {
         let req = t
@@ -227,13 +237,22 @@ async fn one_account_per_name(t: &TestApp) {
     assert!(!t.locked(ISSUER, &key, "ALICE@contoso.com").await);
 
     // NFC and NFD spellings of café are one account.
-    t.service.enroll(&app.id, "caf\u{e9}", None).await.unwrap();
-    t.service.lock(&app.id, "caf\u{e9}").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "caf\u{e9}", None)
+        .await
+        .unwrap();
+    t.service
+        .lock(&By::CLI, &app.id, "caf\u{e9}")
+        .await
+        .unwrap();
     assert!(t.locked(ISSUER, &key, "cafe\u{301}").await);
     assert!(t.locked(ISSUER, &key, "CAF\u{c9}").await);
 
     // The cache warmed through one spelling sees a change made through another.
-    t.service.enroll(&app.id, "carol", None).await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "carol", None)
+        .await
+        .unwrap();
     assert!(!t.locked(ISSUER, &key, "carol").await);
     assert!(!t.locked(ISSUER, &key, "Carol").await);
     let lock = t
@@ -301,13 +320,19 @@ async fn one_account_per_name(t: &TestApp) {
         .set_account_names(&exact.id, deadbolt_core::AccountNames::Exact)
         .await
         .unwrap();
-    t.service.enroll(&exact.id, "Dave", None).await.unwrap();
-    t.service.lock(&exact.id, "Dave").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &exact.id, "Dave", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &exact.id, "Dave").await.unwrap();
     assert!(t.locked("exact.example.com", &exact_key, "Dave").await);
     assert!(!t.locked("exact.example.com", &exact_key, "dave").await);
     // Enrolling "dave" makes a second account; switching to case-insensitive is then refused
     // with both names, and changes nothing.
-    t.service.enroll(&exact.id, "dave", None).await.unwrap();
+    t.service
+        .enroll(&By::CLI, &exact.id, "dave", None)
+        .await
+        .unwrap();
     let err = t
         .service
         .set_account_names(&exact.id, deadbolt_core::AccountNames::CaseInsensitive)
@@ -317,7 +342,7 @@ async fn one_account_per_name(t: &TestApp) {
     assert!(!t.locked("exact.example.com", &exact_key, "dave").await);
     // Merged (locked, since Dave was), the switch goes through, and every spelling is locked.
     t.service
-        .merge_accounts(&exact.id, "Dave", "dave")
+        .merge_accounts(&By::CLI, &exact.id, "Dave", "dave")
         .await
         .unwrap();
     t.service
@@ -395,7 +420,7 @@ async fn pairing_in_another_case_pairs_the_enrolled_account() {
     let key = t.key(&app).await;
     let (_, sdk) = t.service.create_sdk_key(&app.company_id).await.unwrap();
     t.service
-        .enroll(&app.id, "Frank@Example.com", None)
+        .enroll(&By::CLI, &app.id, "Frank@Example.com", None)
         .await
         .unwrap();
     let person = t
@@ -429,7 +454,7 @@ async fn pairing_in_another_case_pairs_the_enrolled_account() {
     );
     // Paired: the person's master lock now locks every spelling.
     t.service
-        .set_master_lock("frank@example.com", true)
+        .set_master_lock(&By::CLI, "frank@example.com", true)
         .await
         .unwrap();
     assert!(t.locked(ISSUER, &key, "frank@example.com").await);

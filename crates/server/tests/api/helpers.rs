@@ -46,6 +46,11 @@ impl TestApp {
 
     /// On a fresh PostgreSQL database, when the test cluster is configured.
     pub async fn spawn_pg() -> Option<Self> {
+        Self::spawn_pg_with(|_| {}).await
+    }
+
+    /// On a fresh PostgreSQL database, with the configuration adjusted.
+    pub async fn spawn_pg_with(adjust: impl FnOnce(&mut Config)) -> Option<Self> {
         let admin = deadbolt_store::testing::pg_admin_url()?;
         let url = deadbolt_store::testing::fresh_pg_url(&admin).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -53,7 +58,7 @@ impl TestApp {
             value: Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32])),
             file: None,
         };
-        Some(Self::spawn_on(url, dir, key, |_| {}).await)
+        Some(Self::spawn_on(url, dir, key, adjust).await)
     }
 
     pub async fn spawn_on(

@@ -5,6 +5,7 @@
 use crate::helpers::*;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
+use deadbolt::service::By;
 use hmac::{Hmac, Mac};
 use reqwest::header::HeaderValue;
 use reqwest::Method;
@@ -96,9 +97,15 @@ async fn check_setup(t: TestApp) -> CheckSetup {
     let key = t.key(&app).await;
     let other = t.app(OTHER_ISS).await;
     let other_key = t.key(&other).await;
-    t.service.enroll(&app.id, "alice", None).await.unwrap();
-    t.service.lock(&app.id, "alice").await.unwrap();
-    t.service.enroll(&other.id, "alice", None).await.unwrap();
+    t.service
+        .enroll(&By::CLI, &app.id, "alice", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &app.id, "alice").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &other.id, "alice", None)
+        .await
+        .unwrap();
     CheckSetup {
         key_bytes: STANDARD.decode(&key).unwrap(),
         revoked: STANDARD.decode(revoked).unwrap(),
@@ -984,11 +991,17 @@ async fn sdk_setup(t: TestApp) -> SdkSetup {
     let (_, sdk) = t.service.create_sdk_key(&a.company_id).await.unwrap();
     let (revoked_id, revoked_sdk) = t.service.create_sdk_key(&a.company_id).await.unwrap();
     t.service.revoke_sdk_key(&revoked_id).await.unwrap();
-    t.service.enroll(&a.id, "ann", None).await.unwrap();
-    t.service.lock(&a.id, "ann").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &a.id, "ann", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &a.id, "ann").await.unwrap();
     let b = t.app(OTHER_DOMAIN).await;
     let (_, other_sdk) = t.service.create_sdk_key(&b.company_id).await.unwrap();
-    t.service.enroll(&b.id, "bea", None).await.unwrap();
+    t.service
+        .enroll(&By::CLI, &b.id, "bea", None)
+        .await
+        .unwrap();
     SdkSetup {
         t,
         key,

@@ -1,6 +1,7 @@
 //! Tenants: application A's keys and tokens never read or change B's accounts.
 
 use crate::helpers::*;
+use deadbolt::service::By;
 use reqwest::Method;
 use serde_json::json;
 
@@ -11,8 +12,11 @@ async fn a_token_of_a_never_reads_b() {
     let b = t.app("b.example.com").await;
     let key_a = t.key(&a).await;
     let key_b = t.key(&b).await;
-    t.service.enroll(&b.id, "shared", None).await.unwrap();
-    t.service.lock(&b.id, "shared").await.unwrap();
+    t.service
+        .enroll(&By::CLI, &b.id, "shared", None)
+        .await
+        .unwrap();
+    t.service.lock(&By::CLI, &b.id, "shared").await.unwrap();
     // A's token about "shared" answers from A's side (not enrolled there → allow).
     assert!(!t.locked("a.example.com", &key_a, "shared").await);
     // A's key cannot speak for B.
@@ -31,7 +35,10 @@ async fn sdk_keys_act_only_on_their_company() {
     let a = t.app("sdk-a.example.com").await;
     let b = t.app("sdk-b.example.com").await;
     let key_b = t.key(&b).await;
-    t.service.enroll(&b.id, "victim", None).await.unwrap();
+    t.service
+        .enroll(&By::CLI, &b.id, "victim", None)
+        .await
+        .unwrap();
     let (_, sdk_a) = t.service.create_sdk_key(&a.company_id).await.unwrap();
     let target = json!({"domain": "sdk-b.example.com", "userAccountId": "victim"});
     let unknown = json!({"domain": "nowhere.example.com", "userAccountId": "victim"});

@@ -17,6 +17,7 @@ mod hostile;
 mod isolation;
 mod logs;
 mod openapi;
+mod people;
 mod portal;
 mod sdk;
 mod served;

@@ -4,6 +4,7 @@
 //! the router's source, so a new route without a row (or a stated reason for having none) fails.
 
 use crate::helpers::*;
+use deadbolt::service::By;
 use deadbolt_core::Schedule;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -273,6 +274,12 @@ fn portal_rows(a_cid: &str, a_aid: &str, b: &B) -> Vec<PortalRow> {
             ),
             row(
                 "GET",
+                "/companies/{cid}/apps/{aid}/audit",
+                format!("{app}/audit"),
+                vec![],
+            ),
+            row(
+                "GET",
                 "/companies/{cid}/apps/{aid}/attempts/events",
                 format!("{app}/attempts/events"),
                 vec![],
@@ -385,6 +392,18 @@ fn portal_rows(a_cid: &str, a_aid: &str, b: &B) -> Vec<PortalRow> {
             vec![],
         ),
         // The person's pages, with B's person's account, attempt and schedule.
+        row(
+            "GET",
+            "/me/accounts/{id}",
+            format!("/me/accounts/{}", b.account_id),
+            vec![],
+        ),
+        row(
+            "POST",
+            "/me/attempts/{id}/not-me",
+            format!("/me/attempts/{}/not-me", b.attempt_id),
+            vec![],
+        ),
         row(
             "POST",
             "/me/accounts/{id}/lock",
@@ -531,7 +550,8 @@ async fn snapshot(t: &TestApp, b: &B, b_person: &str) -> String {
         out += &format!(
             "{}\n",
             s.recent_attempts(&app.id, 1000).await.unwrap().len()
-        );
+        ); // Nothing A tried left a change in B's audit trail either.
+        out += &format!("{:?}\n", s.app_audit(&app.id, None, 1000).await.unwrap());
     }
     out += &format!("{:?}\n", s.sdk_keys(&b.cid).await.unwrap());
     out += &format!("{:?}\n", s.company_admins(&b.cid).await.unwrap());
@@ -575,7 +595,7 @@ async fn matrix(t: TestApp) {
         .await
         .unwrap();
     t.service
-        .enroll(&a.id, "pa", Some("person@a.example.com"))
+        .enroll(&By::CLI, &a.id, "pa", Some("person@a.example.com"))
         .await
         .unwrap();
 
@@ -598,13 +618,14 @@ async fn matrix(t: TestApp) {
         .unwrap();
     let (acc, _) = t
         .service
-        .enroll(&b_app.id, "pb", Some("person@b.example.com"))
+        .enroll(&By::CLI, &b_app.id, "pb", Some("person@b.example.com"))
         .await
         .unwrap();
-    t.service.lock(&b_app.id, "pb").await.unwrap();
+    t.service.lock(&By::CLI, &b_app.id, "pb").await.unwrap();
     let schedule = t
         .service
         .add_schedule(
+            &By::CLI,
             "person@b.example.com",
             None,
             Schedule::parse("mon", "01:00-02:00").unwrap(),

@@ -35,8 +35,8 @@ fn inbox() -> &'static (Inbox, u16) {
     })
 }
 
-/// Waits for an email to `to` and returns the first link in it.
-pub async fn emailed_link(to: &str) -> String {
+/// Waits for an email to `to` and returns it (the newest).
+pub async fn email_to(to: &str) -> String {
     for _ in 0..200 {
         let found = inbox()
             .0
@@ -47,16 +47,21 @@ pub async fn emailed_link(to: &str) -> String {
             .find(|(r, _)| r == to)
             .map(|(_, b)| b.clone());
         if let Some(body) = found {
-            let start = body.find("http://").expect("a link in the email");
-            let link: String = body[start..]
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect();
-            return link;
+            return body;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no email to {to} within 10 s");
+}
+
+/// Waits for an email to `to` and returns the first link in it.
+pub async fn emailed_link(to: &str) -> String {
+    let body = email_to(to).await;
+    let start = body.find("http://").expect("a link in the email");
+    body[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect()
 }
 
 // ---- the server ----

@@ -2,6 +2,7 @@
 //! wider than the window, at desktop or phone width, and the navigation stays one row.
 
 use crate::harness::*;
+use deadbolt::service::By;
 use deadbolt_core::{AccountState, UnenrolledPolicy};
 use serde_json::json;
 
@@ -59,8 +60,8 @@ async fn long_client_text_and_phones_keep_every_page_in_the_window() {
         .await
         .unwrap();
     portal.person(PAT, PASSWORD).await;
-    s.enroll(&app.id, "pat", Some(PAT)).await.unwrap();
-    s.lock(&app.id, "pat").await.unwrap();
+    s.enroll(&By::CLI, &app.id, "pat", Some(PAT)).await.unwrap();
+    s.lock(&By::CLI, &app.id, "pat").await.unwrap();
 
     // A blocked sign-in whose client sent 3,000 characters of device, some of them markup.
     let device = format!("<b>{}</b>{}", "Mozilla/5.0".repeat(150), "x".repeat(1342));

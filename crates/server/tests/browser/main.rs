@@ -7,6 +7,7 @@
 mod harness;
 mod journey;
 mod layout;
+mod people;
 mod security;
 #[path = "../support/smtp.rs"]
 mod smtp;

@@ -186,6 +186,8 @@ async fn failed_sign_ins_are_throttled_and_passwords_change() {
         )
         .await;
     assert_eq!(wrong.status, 400);
+    // A form token is good for one form: the second try sends a fresh page's.
+    let csrf = http.get("/password").await.csrf();
     let done = http
         .post(
             "/password",
@@ -249,7 +251,7 @@ async fn one_tenant_cannot_reach_another() {
     let bob = portal.person("bob@globex.test", PASSWORD).await;
     let (bob_acc, _) = portal
         .store
-        .enroll(&globex_app, "bob", Some(&bob.id), now)
+        .enroll(&globex_app, "bob", Some(&bob.id), now, &Default::default())
         .await
         .unwrap();
 
@@ -316,6 +318,18 @@ async fn one_tenant_cannot_reach_another() {
             vec![("csrf", csrf.as_str())],
         ),
     ] {
+        // Each form with a fresh page's token (one is good for one form).
+        let fresh = http.get("/me").await.csrf();
+        let form: Vec<(&str, &str)> = form
+            .iter()
+            .map(|&(k, v)| {
+                if k == "csrf" {
+                    (k, fresh.as_str())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
         let page = http.post(&path, &form).await;
         assert_eq!(page.status, 404, "{path}");
     }

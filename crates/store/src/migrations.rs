@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_form_tokens.sql"),
         postgres: include_str!("../migrations/postgres/0012_form_tokens.sql"),
     },
+    Migration {
+        name: "0014_key_labels",
+        sqlite: include_str!("../migrations/sqlite/0014_key_labels.sql"),
+        postgres: include_str!("../migrations/postgres/0014_key_labels.sql"),
+    },
 ];
 
 #[cfg(test)]

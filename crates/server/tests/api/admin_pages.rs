@@ -1,7 +1,7 @@
 //! The company admin's and the operator's pages as used every day: every form is
 //! post/redirect/get (a refresh does nothing twice), a refused form keeps its input, lists come
 //! in pages with counts, attempts export as CSV, invitations, admins, companies and
-//! applications are managed, and keys are told apart.
+//! applications are managed, keys are told apart, and `deadbolt demo` hands out logins.
 
 use crate::helpers::*;
 use crate::logs::emailed_link;
@@ -854,4 +854,62 @@ async fn keys_have_labels_last_use_and_ids_that_tell_them_apart() {
     assert!(shown
         .iter()
         .all(|s| ids.iter().any(|id| id.ends_with(&s[s.len() - 8..]))));
+}
+
+#[tokio::test]
+async fn the_demo_prints_logins_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deadbolt"))
+        .args(["--db", &db, "demo", "--listen", "127.0.0.1:0"])
+        .env_remove("DEADBOLT_MASTER_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let started: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let url = started["url"].as_str().unwrap().to_string();
+    let demo = &started["demo"];
+    let admin = (
+        demo["admin"]["email"].as_str().unwrap(),
+        demo["admin"]["password"].as_str().unwrap(),
+    );
+    let person = (
+        demo["person"]["email"].as_str().unwrap(),
+        demo["person"]["password"].as_str().unwrap(),
+    );
+
+    let mut http = Http::new(&url);
+    assert_eq!(http.login(admin.0, admin.1).await.status, 303);
+    let me = http.get("/me").await;
+    let i = me.body.find("href=\"/companies/").expect("a company link");
+    let href = me.body[i + 6..].split('"').next().unwrap().to_string();
+    let company = http.get(&href).await;
+    assert_eq!(company.status, 200);
+    assert!(company.body.contains("demo.deadbolt.local"));
+
+    let mut http = Http::new(&url);
+    assert_eq!(http.login(person.0, person.1).await.status, 303);
+    let me = http.get("/me").await;
+    assert!(
+        me.body.contains("alice") && me.body.contains("bob"),
+        "{}",
+        me.body
+    );
+
+    let _ = child.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let _ = child.wait();
+    assert!(
+        stderr.contains(admin.0) && stderr.contains(admin.1),
+        "{stderr}"
+    );
+    assert!(stderr.contains(person.0) && stderr.contains(person.1));
 }

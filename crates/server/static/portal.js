@@ -1,4 +1,6 @@
-// Deadbolt portal: live updates over server-sent events, and copy buttons. Pages work without it.
+// Deadbolt portal: live updates over server-sent events, copy buttons, and a question before a
+// form marked data-confirm is sent. Pages work without it (where a step cannot be undone, the
+// server asks on a page of its own).
 (function () {
   "use strict";
 
@@ -106,6 +108,14 @@
       current.scrollIntoView({ block: "nearest", inline: "center" });
     }
     document.querySelectorAll("[data-live]").forEach(live);
+    // One listener for every form, also those a live update inserts later.
+    document.addEventListener("submit", function (e) {
+      var form = e.target;
+      var question = form && form.getAttribute && form.getAttribute("data-confirm");
+      if (question && !window.confirm(question)) {
+        e.preventDefault();
+      }
+    });
     document.querySelectorAll("button[data-copy]").forEach(function (b) {
       b.addEventListener("click", function () {
         copy(b);

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use deadbolt_core::{AccountKey, AccountState, Enrolment, PersonLocks};
 
 use crate::audit::{self, AuditAction, AuditBy, AuditState};
-use crate::engine::{Row, Stmt};
+use crate::engine::{scalar, Row, Stmt};
 use crate::schedules::schedule;
 use crate::{
     ms, new_id, opt_time, parse, time, Account, LockInputs, Result, Store, StoreError, ACCOUNT_COLS,
@@ -88,29 +88,41 @@ impl Store {
         search: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Account>> {
-        let like = |s: &str| {
-            format!(
-                "%{}%",
-                s.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        };
-        let search = search.unwrap_or("");
-        let pattern = like(search);
-        // Names and emails also match in any case: the folded name against the folded search.
-        let folded = like(
-            deadbolt_core::AccountNames::CaseInsensitive
-                .key(search)
-                .as_str(),
-        );
+        self.accounts_page(app_id, search, 0, limit).await
+    }
+
+    /// A page of an application's accounts in name order, of those `search` finds (in the
+    /// name, in any case, or in the person's email): `limit` from `offset`.
+    pub async fn accounts_page(
+        &self,
+        app_id: &str,
+        search: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Account>> {
+        let (pattern, folded) = search_patterns(search);
         self.all(sql!(
                     "SELECT ", ACCOUNT_COLS,
                     " FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 \
                      AND (a.account LIKE $2 ESCAPE '\\' OR a.account_key LIKE $3 ESCAPE '\\' OR p.email LIKE $3 ESCAPE '\\') \
-                     ORDER BY a.account LIMIT $4"
+                     ORDER BY a.account, a.id LIMIT $4 OFFSET $5"
                 ),
-                vec![app_id.into(), pattern.into(), folded.into(), limit.into()], account_row).await
+                vec![app_id.into(), pattern.into(), folded.into(), limit.into(), offset.into()], account_row).await
+    }
+
+    /// How many accounts [`Store::accounts_page`] finds in all.
+    pub async fn account_count(&self, app_id: &str, search: Option<&str>) -> Result<i64> {
+        let (pattern, folded) = search_patterns(search);
+        scalar(
+            &self
+                .engine
+                .query(
+                    "SELECT count(*) FROM accounts a LEFT JOIN persons p ON p.id = a.person_id WHERE a.app_id = $1 \
+                     AND (a.account LIKE $2 ESCAPE '\\' OR a.account_key LIKE $3 ESCAPE '\\' OR p.email LIKE $3 ESCAPE '\\')",
+                    vec![app_id.into(), pattern.into(), folded.into()],
+                )
+                .await?,
+        )
     }
 
     /// Every account of a person, across applications.
@@ -337,4 +349,20 @@ pub(crate) fn account_row(r: &Row) -> Result<Account> {
         updated_at: time(r.int(8)?)?,
         relock_after_use: r.flag(9)?,
     })
+}
+
+/// LIKE patterns of a search: as typed, and folded (names and emails also match in any case:
+/// the folded name against the folded search).
+fn search_patterns(search: Option<&str>) -> (String, String) {
+    let like = |s: &str| {
+        format!(
+            "%{}%",
+            s.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    };
+    let search = search.unwrap_or("");
+    let folded = deadbolt_core::AccountNames::CaseInsensitive.key(search);
+    (like(search), like(folded.as_str()))
 }

@@ -128,10 +128,23 @@ impl Store {
         secret_enc: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        self.create_labelled_signing_key(id, app_id, "", secret_enc, now)
+            .await
+    }
+
+    /// Stores a signing key with the label its admin gave it.
+    pub async fn create_labelled_signing_key(
+        &self,
+        id: &str,
+        app_id: &str,
+        label: &str,
+        secret_enc: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         self.engine
             .write(
-                "INSERT INTO signing_keys (id, app_id, secret_enc, created_at, revoked_at) VALUES ($1, $2, $3, $4, NULL)",
-                vec![id.into(), app_id.into(), secret_enc.into(), ms(now)],
+                "INSERT INTO signing_keys (id, app_id, secret_enc, created_at, revoked_at, label) VALUES ($1, $2, $3, $4, NULL, $5)",
+                vec![id.into(), app_id.into(), secret_enc.into(), ms(now), label.into()],
             )
             .await
             .map_err(|e| match e {
@@ -147,7 +160,7 @@ impl Store {
             .engine
             .query(
                 "SELECT k.id, k.app_id, k.secret_enc, k.created_at, k.revoked_at, \
-                 (SELECT u.last_used_at FROM key_usage u WHERE u.key_id = k.id) \
+                 (SELECT u.last_used_at FROM key_usage u WHERE u.key_id = k.id), k.label \
                  FROM signing_keys k WHERE k.app_id = $1 ORDER BY k.created_at DESC, k.id",
                 vec![app_id.into()],
             )
@@ -161,6 +174,7 @@ impl Store {
                     created_at: time(r.int(3)?)?,
                     revoked_at: opt_time(r.opt_int(4)?)?,
                     last_used_at: opt_time(r.opt_int(5)?)?,
+                    label: r.text(6)?,
                 })
             })
             .collect()
@@ -190,6 +204,44 @@ impl Store {
         rows.first()
             .ok_or(StoreError::NotFound("signing key"))?
             .text(0)
+    }
+}
+
+impl Store {
+    /// Deletes an application with everything that is only its: its accounts and their
+    /// schedules, its signing keys and their use, its attempts. One transaction: all or none.
+    /// The change log's triggers name the application, so every process forgets it and its
+    /// issuer is unknown to the next check.
+    pub async fn delete_application(&self, id: &str) -> Result<()> {
+        let rows = self
+            .engine
+            .transaction(Self::delete_application_stmts(id))
+            .await?;
+        if rows.last().is_none_or(|r| r.is_empty()) {
+            return Err(StoreError::NotFound("application"));
+        }
+        Ok(())
+    }
+
+    /// The statements that delete application `id`; the last returns its id if it existed.
+    pub(crate) fn delete_application_stmts(id: &str) -> Vec<crate::engine::Stmt> {
+        let p = || vec![id.into()];
+        vec![
+            (
+                "DELETE FROM schedules WHERE account_id IN (SELECT id FROM accounts WHERE app_id = $1)",
+                p(),
+            ),
+            ("DELETE FROM accounts WHERE app_id = $1", p()),
+            (
+                "DELETE FROM key_usage WHERE key_id IN (SELECT id FROM signing_keys WHERE app_id = $1)",
+                p(),
+            ),
+            ("DELETE FROM signing_keys WHERE app_id = $1", p()),
+            ("DELETE FROM attempt_runs WHERE app_id = $1", p()),
+            // The trail of a deleted application's accounts is its company's data: it goes too.
+            ("DELETE FROM audit_trail WHERE app_id = $1", p()),
+            ("DELETE FROM applications WHERE id = $1 RETURNING id", p()),
+        ]
     }
 }
 

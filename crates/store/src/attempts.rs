@@ -178,6 +178,41 @@ impl StoredRun {
     }
 }
 
+/// Which of an application's attempts a list shows: of one account, blocked or allowed only,
+/// in `[from, until)`.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptFilter {
+    pub account: Option<String>,
+    pub locked: Option<bool>,
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl AttemptFilter {
+    fn is_empty(&self) -> bool {
+        self.account.is_none()
+            && self.locked.is_none()
+            && self.from.is_none()
+            && self.until.is_none()
+    }
+
+    fn range_ms(&self) -> (i64, i64) {
+        (
+            self.from.map_or(i64::MIN, |t| t.timestamp_millis()),
+            self.until.map_or(i64::MAX, |t| t.timestamp_millis()),
+        )
+    }
+
+    fn keeps(&self, a: &Attempt) -> bool {
+        let (from, until) = self.range_ms();
+        let at = a.at.timestamp_millis();
+        self.account.as_deref().is_none_or(|x| a.account == x)
+            && self.locked.is_none_or(|l| a.locked == l)
+            && at >= from
+            && at < until
+    }
+}
+
 type PersonAccounts = HashMap<String, HashSet<String>>;
 
 fn holds(mine: &PersonAccounts, a: &Attempt) -> bool {
@@ -199,6 +234,8 @@ struct Runs {
     params: Vec<Val>,
     walk: Walk,
     by_id: bool,
+    /// Where the walk starts, if not at the newest (or oldest) run: the cursor of a run.
+    start: Option<(i64, i64)>,
 }
 
 impl Store {
@@ -219,11 +256,26 @@ impl Store {
     ) -> Result<Vec<Attempt>> {
         let limit = usize::try_from(limit.max(0)).unwrap_or(usize::MAX);
         let mut out = Vec::new();
-        let mut cursor = match runs.walk {
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.visit(runs, |a| {
+            if keep(&a) {
+                out.push(a);
+            }
+            out.len() < limit
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Walks `runs`, handing each attempt to `visit` in the walk's order until it answers false.
+    async fn visit(&self, runs: Runs, mut visit: impl FnMut(Attempt) -> bool) -> Result<()> {
+        let mut cursor = runs.start.unwrap_or(match runs.walk {
             Walk::NewestFirst => (i64::MAX, i64::MAX),
             Walk::OldestFirst => (i64::MIN, i64::MIN),
-        };
-        while out.len() < limit {
+        });
+        loop {
             let mut params = runs.params.clone();
             if !runs.by_id {
                 params.push(cursor.0.into());
@@ -235,18 +287,17 @@ impl Store {
                 if runs.walk == Walk::NewestFirst {
                     attempts.reverse();
                 }
-                out.extend(attempts.into_iter().filter(|a| keep(a)));
-                if out.len() >= limit {
-                    break;
+                for a in attempts {
+                    if !visit(a) {
+                        return Ok(());
+                    }
                 }
             }
             match page.last() {
                 Some(last) if page.len() as i64 == PAGE => cursor = (last.until_at, last.last_id),
-                _ => break,
+                _ => return Ok(()),
             }
         }
-        out.truncate(limit);
-        Ok(out)
     }
 
     /// An application's attempts, newest first.
@@ -271,6 +322,7 @@ impl Store {
                 params: vec![app_id.into(), since_ms.into()],
                 walk: Walk::OldestFirst,
                 by_id: false,
+                start: None,
             },
             limit,
             |a| a.at.timestamp_millis() >= since_ms,
@@ -297,6 +349,7 @@ impl Store {
                 params: vec![app_id.into(), from.into(), after_id.into()],
                 walk: Walk::NewestFirst,
                 by_id: false,
+                start: None,
             },
             limit,
             |a| {
@@ -309,6 +362,77 @@ impl Store {
             },
         )
         .await
+    }
+
+    /// A page of an application's attempts that `filter` finds, newest first: those recorded
+    /// before the attempt `before_id` (0: from the newest). The walk starts at the run holding
+    /// `before_id`, so a later page costs no more than the first.
+    pub async fn attempts_page(
+        &self,
+        app_id: &str,
+        filter: &AttemptFilter,
+        before_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        let (from, _) = filter.range_ms();
+        let start = if before_id > 0 {
+            // Within an application, (until_at, last_id) order is recording order (INSERT_RUN),
+            // so the run holding `before_id` and every run after it in the walk hold the rest.
+            self.one(
+                "SELECT until_at, last_id FROM attempt_runs WHERE app_id = $1 AND last_id >= $2 \
+                 ORDER BY last_id LIMIT 1",
+                vec![app_id.into(), before_id.into()],
+                |r| Ok((r.int(0)?, r.int(1)?.saturating_add(1))),
+            )
+            .await?
+        } else {
+            None
+        };
+        self.walk(
+            Runs {
+                sql: APP_RUNS_AFTER_DESC,
+                params: vec![app_id.into(), from.into(), 0.into()],
+                walk: Walk::NewestFirst,
+                by_id: false,
+                start,
+            },
+            limit,
+            |a| filter.keeps(a) && (before_id <= 0 || a.id < before_id),
+        )
+        .await
+    }
+
+    /// How many of an application's attempts `filter` finds. Without a filter the runs'
+    /// lengths are summed; with one, the runs in its time range are read.
+    pub async fn attempt_count_of(&self, app_id: &str, filter: &AttemptFilter) -> Result<i64> {
+        if filter.is_empty() {
+            return scalar(
+                &self
+                    .engine
+                    .query(
+                        "SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM attempt_runs WHERE app_id = $1",
+                        vec![app_id.into()],
+                    )
+                    .await?,
+            );
+        }
+        let (from, _) = filter.range_ms();
+        let mut n = 0;
+        self.visit(
+            Runs {
+                sql: APP_RUNS_AFTER_DESC,
+                params: vec![app_id.into(), from.into(), 0.into()],
+                walk: Walk::NewestFirst,
+                by_id: false,
+                start: None,
+            },
+            |a| {
+                n += i64::from(filter.keeps(&a));
+                true
+            },
+        )
+        .await?;
+        Ok(n)
     }
 
     /// The accounts a person holds, by application, for matching their attempts.
@@ -340,6 +464,7 @@ impl Store {
                 params: vec![person_id.into()],
                 walk: Walk::NewestFirst,
                 by_id: true,
+                start: None,
             },
             limit,
             |a| a.locked && holds(&mine, a),
@@ -361,6 +486,7 @@ impl Store {
                 params: vec![person_id.into(), after_id.into()],
                 walk: Walk::OldestFirst,
                 by_id: true,
+                start: None,
             },
             limit,
             |a| a.id > after_id && a.locked && holds(&mine, a),

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::Row;
+use const_format::concatcp;
+
+use crate::engine::{scalar, Row};
 use crate::{ms, new_id, opt_time, time, Company, Result, SdkKeyRecord, Store, StoreError};
 
 impl Store {
@@ -37,6 +39,82 @@ impl Store {
             company,
         )
         .await
+    }
+
+    /// A page of companies, oldest first: `limit` from `offset`.
+    pub async fn companies_page(&self, offset: i64, limit: i64) -> Result<Vec<Company>> {
+        self.all(
+            "SELECT id, name, created_at FROM companies ORDER BY created_at, id LIMIT $1 OFFSET $2",
+            vec![limit.into(), offset.into()],
+            company,
+        )
+        .await
+    }
+
+    pub async fn company_count(&self) -> Result<i64> {
+        scalar(
+            &self
+                .engine
+                .query("SELECT count(*) FROM companies", vec![])
+                .await?,
+        )
+    }
+
+    pub async fn rename_company(&self, id: &str, name: &str) -> Result<()> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE companies SET name = $1 WHERE id = $2 RETURNING id",
+                vec![name.into(), id.into()],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound("company"));
+        }
+        Ok(())
+    }
+
+    /// Deletes a company with everything that is only its: its applications (their accounts,
+    /// schedules on them, signing keys, attempts), SDK keys, admin roles and pending
+    /// invitations. The persons stay: they may hold accounts elsewhere. One transaction, so a
+    /// half-deleted company is never seen; the change log's triggers name each application.
+    pub async fn delete_company(&self, id: &str) -> Result<()> {
+        const APPS: &str = "(SELECT id FROM applications WHERE company_id = $1)";
+        let p = || vec![id.into()];
+        let rows = self
+            .engine
+            .transaction(vec![
+                (
+                    concatcp!(
+                        "DELETE FROM schedules WHERE account_id IN (SELECT id FROM accounts WHERE app_id IN ",
+                        APPS,
+                        ")"
+                    ),
+                    p(),
+                ),
+                (concatcp!("DELETE FROM accounts WHERE app_id IN ", APPS), p()),
+                (
+                    concatcp!(
+                        "DELETE FROM key_usage WHERE key_id IN (SELECT id FROM signing_keys WHERE app_id IN ",
+                        APPS,
+                        ")"
+                    ),
+                    p(),
+                ),
+                (concatcp!("DELETE FROM signing_keys WHERE app_id IN ", APPS), p()),
+                (concatcp!("DELETE FROM attempt_runs WHERE app_id IN ", APPS), p()),
+                (concatcp!("DELETE FROM audit_trail WHERE app_id IN ", APPS), p()),
+                ("DELETE FROM applications WHERE company_id = $1", p()),
+                ("DELETE FROM sdk_keys WHERE company_id = $1", p()),
+                ("DELETE FROM portal_roles WHERE company_id = $1", p()),
+                ("DELETE FROM portal_links WHERE company_id = $1", p()),
+                ("DELETE FROM companies WHERE id = $1 RETURNING id", p()),
+            ])
+            .await?;
+        if rows.last().is_none_or(|r| r.is_empty()) {
+            return Err(StoreError::NotFound("company"));
+        }
+        Ok(())
     }
 
     pub async fn create_sdk_key(

@@ -20,6 +20,8 @@ mod test_support;
 // After test_support: its macros are in scope for the modules below. One file an area, each
 // an `impl Store` block with the SQL of that area and its tests beside it.
 mod accounts;
+#[cfg(test)]
+mod admin_tests;
 mod applications;
 mod attempts;
 mod audit;
@@ -40,12 +42,12 @@ use engine::{Engine, Row, Val};
 use thiserror::Error;
 
 use accounts::account_row;
-pub use attempts::AttemptBatch;
+pub use attempts::{AttemptBatch, AttemptFilter};
 pub use audit::{AuditAction, AuditBy, AuditEntry, AuditState};
 pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};
 pub use identity::Collision;
 pub use model::*;
-pub use portal::{PortalLink, RoleRecord, SessionRecord};
+pub use portal::{PendingLink, PortalLink, RoleRecord, SessionRecord};
 pub use throttle::{ThrottleEntry, ThrottleKey};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_audit_trail.sql"),
         postgres: include_str!("../migrations/postgres/0013_audit_trail.sql"),
     },
+    Migration {
+        name: "0014_key_labels",
+        sqlite: include_str!("../migrations/sqlite/0014_key_labels.sql"),
+        postgres: include_str!("../migrations/postgres/0014_key_labels.sql"),
+    },
 ];
 
 #[cfg(test)]

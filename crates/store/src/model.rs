@@ -55,6 +55,8 @@ pub struct SigningKeyRecord {
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// What its admin called it at creation (empty for keys made before labels).
+    pub label: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

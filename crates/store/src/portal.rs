@@ -42,6 +42,14 @@ pub struct PortalLink {
     pub expires_at: DateTime<Utc>,
 }
 
+/// An address with a usable emailed link (an invitation not yet accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLink {
+    pub email: String,
+    pub sent_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 const LINK_COLS: &str = "purpose, email, company_id, expires_at";
 
 fn link(r: &Row) -> Result<PortalLink> {
@@ -118,6 +126,23 @@ impl Store {
             )
             .await?;
         rows.iter().map(|r| r.text(0)).collect()
+    }
+
+    /// Takes the admin role of company `company_id` from the person with `email`, unless they
+    /// are its last admin (a company nobody can administer is left to the operator only).
+    /// `Ok(false)` when nothing was taken: they were not its admin, or were its last.
+    pub async fn remove_admin(&self, company_id: &str, email: &str) -> Result<bool> {
+        let rows = self
+            .engine
+            .write(
+                "DELETE FROM portal_roles WHERE role = 'admin' AND company_id = $1 \
+                 AND person_id = (SELECT id FROM persons WHERE email = $2) \
+                 AND (SELECT count(*) FROM portal_roles WHERE role = 'admin' AND company_id = $1) > 1 \
+                 RETURNING person_id",
+                vec![company_id.into(), normalize_email(email).into()],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     pub async fn has_operator(&self) -> Result<bool> {
@@ -300,6 +325,48 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// The addresses with a usable link of `purpose` for `company_id`: each address once, with
+    /// when its latest was sent and when its last expires.
+    pub async fn pending_links(
+        &self,
+        purpose: &str,
+        company_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<PendingLink>> {
+        self.all(
+            "SELECT email, max(created_at), max(expires_at) FROM portal_links \
+             WHERE purpose = $1 AND company_id = $2 AND used_at IS NULL AND expires_at > $3 \
+             GROUP BY email ORDER BY email",
+            vec![purpose.into(), company_id.into(), ms(now)],
+            |r| {
+                Ok(PendingLink {
+                    email: r.text(0)?,
+                    sent_at: time(r.int(1)?)?,
+                    expires_at: time(r.int(2)?)?,
+                })
+            },
+        )
+        .await
+    }
+
+    /// Deletes the unused links of `purpose` for `company_id` sent to `email`: they no longer
+    /// work. How many there were.
+    pub async fn cancel_links(&self, purpose: &str, company_id: &str, email: &str) -> Result<u64> {
+        let rows = self
+            .engine
+            .write(
+                "DELETE FROM portal_links WHERE purpose = $1 AND company_id = $2 AND email = $3 \
+                 AND used_at IS NULL RETURNING token_hash",
+                vec![
+                    purpose.into(),
+                    company_id.into(),
+                    normalize_email(email).into(),
+                ],
+            )
+            .await?;
+        Ok(rows.len() as u64)
     }
 
     /// A link that is still usable, without using it.

@@ -27,7 +27,7 @@ async fn app(store: &Store, issuer: &str) -> Application {
         .unwrap()
 }
 
-fn new_person(email: &str) -> NewPerson {
+pub(crate) fn new_person(email: &str) -> NewPerson {
     NewPerson {
         email: email.into(),
         password_hash: None,

@@ -119,7 +119,13 @@ impl Cli {
         if let Some(m) = app.metrics_addr() {
             out["metrics"] = json!(format!("http://{m}/metrics"));
         }
-        if let Some(Demo { app_id, key }) = demo {
+        if let Some(Demo {
+            app_id,
+            key,
+            admin,
+            person,
+        }) = demo
+        {
             let exe = std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "deadbolt".into());
@@ -134,14 +140,24 @@ impl Cli {
             let unlock =
                 format!("{exe}{db_flag} account unlock --app {app_id} --account alice --for 15m");
             out["demo"] = json!({"app": app_id, "issuer": DEMO_ISSUER, "key": key,
-                                 "check_locked": cmd("alice"), "check_unlocked": cmd("bob"), "unlock": unlock});
+                                 "check_locked": cmd("alice"), "check_unlocked": cmd("bob"), "unlock": unlock,
+                                 "admin": {"email": admin.0, "password": admin.1},
+                                 "person": {"email": person.0, "password": person.1}});
             crate::logs::to_stderr(&format!(
                 "\nDeadbolt demo is running on {url}.\n\
                  alice is locked, bob is not. In another terminal:\n\n  {}\n  {}\n\n\
                  Unlock alice for 15 minutes and ask again:\n\n  {unlock}\n\n\
+                 Sign in to the portal at {url}/login as the demo company's admin\n\n  \
+                 email {}  password {}\n\n\
+                 or as the person who holds alice and bob\n\n  \
+                 email {}  password {}\n\n\
                  Stop with Ctrl-C.\n",
                 cmd("alice"),
                 cmd("bob"),
+                admin.0,
+                admin.1,
+                person.0,
+                person.1,
             ));
         }
         // The address line is for whoever started the server; a closed stdout must not stop it.
@@ -161,6 +177,33 @@ const DEMO_ISSUER: &str = "demo.deadbolt.local";
 pub(super) struct Demo {
     app_id: String,
     key: String,
+    /// Portal logins for the demo data: its company's admin, and the person who holds alice
+    /// and bob. (email, password), new passwords on every run.
+    admin: (String, String),
+    person: (String, String),
+}
+
+const DEMO_ADMIN: &str = "admin@demo.deadbolt.local";
+const DEMO_PERSON: &str = "alice@demo.deadbolt.local";
+
+/// A person of the demo with a new password (created, or the one from an earlier run): a login
+/// that works at once, its email counted as verified (the demo sends no email).
+async fn demo_login(service: &Service, email: &str) -> anyhow::Result<(String, String)> {
+    let mut bytes = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let password = format!(
+        "demo-{}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+    );
+    let person = match service.find_person_by_email(email).await? {
+        Some(p) => p,
+        None => service.create_person(email, None, None).await?,
+    };
+    let hash = crate::crypto::hash_password(&password)?;
+    service
+        .set_password_hash(&person.id, &hash, true, service.now())
+        .await?;
+    Ok((person.id, password))
 }
 
 /// The demo's company, application and accounts (reused on later runs), and a new key.
@@ -181,8 +224,15 @@ pub(super) async fn demo_setup(service: &Service) -> anyhow::Result<Demo> {
                 .await?
         }
     };
+    let (admin_id, admin_password) = demo_login(service, DEMO_ADMIN).await?;
+    service
+        .grant_role(&admin_id, "admin", &app.company_id, service.now())
+        .await?;
+    let (_, person_password) = demo_login(service, DEMO_PERSON).await?;
     for account in ["alice", "bob"] {
-        service.enroll(&By::CLI, &app.id, account, None).await?;
+        service
+            .enroll(&By::CLI, &app.id, account, Some(DEMO_PERSON))
+            .await?;
     }
     service.lock(&By::CLI, &app.id, "alice").await?;
     service.unlock(&By::CLI, &app.id, "bob", None).await?;
@@ -190,6 +240,8 @@ pub(super) async fn demo_setup(service: &Service) -> anyhow::Result<Demo> {
     Ok(Demo {
         app_id: app.id,
         key,
+        admin: (DEMO_ADMIN.into(), admin_password),
+        person: (DEMO_PERSON.into(), person_password),
     })
 }
 

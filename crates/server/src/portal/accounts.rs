@@ -3,7 +3,8 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use deadbolt_store::{Application, ImportRow};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -14,11 +15,11 @@ use super::company::{company_app, PAGE_LEN};
 use super::csrf::{CsrfForm, CsrfUpload};
 use super::error::PageError;
 use super::links::{send_link, LinkPurpose};
-use super::pages::{opt, render, Layout};
+use super::pages::{done, enc, opt, refusal, render, Layout, Notice, Pager};
 use super::person::{explain_for_admin, unlock_window};
 use super::session::{ClientAddr, Me};
 use super::{Portal, PortalState};
-use crate::service::{valid_account, valid_email};
+use crate::service::{valid_account, valid_email, By};
 
 pub struct EnrolledRow {
     pub account: String,
@@ -37,50 +38,86 @@ struct AccountsPage {
     app: Application,
     q: String,
     rows: Vec<EnrolledRow>,
-    notice: Option<String>,
+    pager: Pager,
+    /// After an import: how many rows were new and how many were enrolled already.
+    imported: Option<(u32, u32)>,
+    f: AccountForms,
+}
+
+/// The page's forms as sent, when one was refused: it shows the message and keeps its input
+/// (a file input cannot be filled again: the import form names the file's problem).
+#[derive(Default)]
+struct AccountForms {
+    enroll: EnrollForm,
+    enroll_error: Option<String>,
+    import_error: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 pub struct Search {
     #[serde(default)]
     q: String,
+    #[serde(default)]
+    page: Option<i64>,
+    /// After an import (`done=imported`): its counts, numbers only.
+    #[serde(default)]
+    new: Option<u32>,
+    #[serde(default)]
+    existing: Option<u32>,
 }
 
 async fn accounts_page_with(
     s: &PortalState,
     me: &Me,
-    cid: &str,
-    aid: &str,
-    q: &str,
-    notice: Option<String>,
+    (cid, aid): (&str, &str),
+    search: &Search,
+    status: StatusCode,
+    f: AccountForms,
 ) -> Result<Response, PageError> {
     let app = company_app(s, cid, aid).await?;
-    let q = q.trim();
+    let q = search.q.trim();
+    let filter = Some(q).filter(|q| !q.is_empty());
+    let page = search.page.unwrap_or(1).max(1);
+    let total = s.service.account_count(&app.id, filter).await?;
     let accounts = s
         .service
-        .accounts(&app.id, Some(q).filter(|q| !q.is_empty()), PAGE_LEN)
+        .accounts_page(&app.id, filter, Pager::offset(page, PAGE_LEN), PAGE_LEN)
         .await?;
     let mut rows = Vec::with_capacity(accounts.len());
-    for acc in accounts {
+    for acc in &accounts {
         let d = s.service.status(&app, &acc.account).await?;
         rows.push(EnrolledRow {
-            why: explain_for_admin(d.reason, &acc),
+            why: explain_for_admin(d.reason, acc),
             locked: d.locked,
             state: acc.state.as_str().into(),
             email: opt(&acc.person_email),
-            account: acc.account,
+            account: acc.account.clone(),
         });
     }
+    let base = format!("/companies/{cid}/apps/{aid}/accounts?q={}", enc(q));
+    let pager = Pager::new(page, PAGE_LEN, total, rows.len(), |n| {
+        format!("{base}&page={n}")
+    });
+    let imported = (me.notice == Some(Notice::Imported))
+        .then(|| search.new.zip(search.existing))
+        .flatten();
+    let mut l = Layout::signed_in(&app.name, me, &format!("/companies/{cid}"));
+    if imported.is_some() {
+        // The page says it with the counts instead.
+        l.notice = None;
+    }
     let page = AccountsPage {
-        l: Layout::signed_in(&app.name, me, &format!("/companies/{cid}")),
+        l,
         csrf: me.csrf.clone(),
         cid: cid.to_string(),
         app,
         q: q.to_string(),
         rows,
-        notice,
+        pager,
+        imported,
+        f,
     };
-    Ok(render(&page)?.into_response())
+    Ok((status, render(&page)?).into_response())
 }
 
 pub async fn accounts_page(
@@ -89,11 +126,20 @@ pub async fn accounts_page(
     Path((_, aid)): Path<(String, String)>,
     Query(search): Query<Search>,
 ) -> Result<Response, PageError> {
-    accounts_page_with(&s, &me, &cid, &aid, &search.q, None).await
+    accounts_page_with(
+        &s,
+        &me,
+        (&cid, &aid),
+        &search,
+        StatusCode::OK,
+        AccountForms::default(),
+    )
+    .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct EnrollForm {
+    #[serde(default)]
     account: String,
     #[serde(default)]
     email: String,
@@ -102,7 +148,7 @@ pub struct EnrollForm {
 }
 
 /// Enrols an account, optionally for a person (by email), and invites that person to sign up
-/// when they have no password yet.
+/// when they have no password yet. A refused one shows the form again with its input.
 pub async fn enroll(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
@@ -110,7 +156,31 @@ pub async fn enroll(
     addr: ClientAddr,
     CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<EnrollForm, CompanyAdmin>,
 ) -> Result<Response, PageError> {
-    let app = company_app(&s, &cid, &aid).await?;
+    match enroll_one(&s, &portal, (&cid, &aid), &f, &by_admin(&me, &addr)).await {
+        Ok(notice) => Ok(done(
+            &format!("/companies/{cid}/apps/{aid}/accounts"),
+            notice,
+        )),
+        Err(e) => {
+            let (status, message) = refusal(e)?;
+            let forms = AccountForms {
+                enroll: f,
+                enroll_error: Some(message),
+                ..AccountForms::default()
+            };
+            accounts_page_with(&s, &me, (&cid, &aid), &Search::default(), status, forms).await
+        }
+    }
+}
+
+async fn enroll_one(
+    s: &PortalState,
+    portal: &Portal,
+    (cid, aid): (&str, &str),
+    f: &EnrollForm,
+    by: &By,
+) -> Result<Notice, PageError> {
+    let app = company_app(s, cid, aid).await?;
     let account = valid_account(f.account.trim())?;
     let email = match f.email.trim() {
         "" => None,
@@ -124,11 +194,11 @@ pub async fn enroll(
         last_name: None,
         phone: None,
     };
-    let created = s.service.import(&by_admin(&me, &addr), &[row]).await?;
+    let created = s.service.import(by, &[row]).await?;
     let mut notice = if created.first().copied().unwrap_or(false) {
-        format!("{account} is enrolled.")
+        Notice::Enrolled
     } else {
-        format!("{account} was already enrolled.")
+        Notice::AlreadyEnrolled
     };
     if let (Some(email), Some(_)) = (&email, &f.invite) {
         let has_password = s
@@ -137,11 +207,11 @@ pub async fn enroll(
             .await?
             .is_some_and(|(_, h)| h.is_some());
         if !has_password {
-            send_link(&s, &portal, LinkPurpose::SignUp, email, None).await?;
-            notice.push_str(&format!(" {email} has been invited to sign up."));
+            send_link(s, portal, LinkPurpose::SignUp, email, None).await?;
+            notice = Notice::EnrolledInvited;
         }
     }
-    accounts_page_with(&s, &me, &cid, &aid, "", Some(notice)).await
+    Ok(notice)
 }
 
 #[derive(Deserialize)]
@@ -157,15 +227,16 @@ pub async fn lock(
     Path((_, aid)): Path<(String, String)>,
     addr: ClientAddr,
     CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<AccountForm, CompanyAdmin>,
-) -> Result<Redirect, PageError> {
+) -> Result<Response, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
     s.service
         .lock(&by_admin(&me, &addr), &app.id, &f.account)
         .await?;
     tell_person_of_admin_change(&s, &portal, &app, &f.account, &me, "locked").await;
-    Ok(Redirect::to(&format!(
-        "/companies/{cid}/apps/{aid}/accounts"
-    )))
+    Ok(done(
+        &format!("/companies/{cid}/apps/{aid}/accounts"),
+        Notice::Locked,
+    ))
 }
 
 pub async fn unlock(
@@ -174,20 +245,22 @@ pub async fn unlock(
     Path((_, aid)): Path<(String, String)>,
     addr: ClientAddr,
     CsrfForm(CompanyAdmin { me, cid }, f): CsrfForm<AccountForm, CompanyAdmin>,
-) -> Result<Redirect, PageError> {
+) -> Result<Response, PageError> {
     let app = company_app(&s, &cid, &aid).await?;
     let window = unlock_window(&f.minutes)?;
     s.service
         .unlock(&by_admin(&me, &addr), &app.id, &f.account, window)
         .await?;
     tell_person_of_admin_change(&s, &portal, &app, &f.account, &me, "unlocked").await;
-    Ok(Redirect::to(&format!(
-        "/companies/{cid}/apps/{aid}/accounts"
-    )))
+    Ok(done(
+        &format!("/companies/{cid}/apps/{aid}/accounts"),
+        Notice::Unlocked,
+    ))
 }
 
 /// A CSV upload with the columns of `importUsers`: `userAccountId,email,first_name,last_name,phone`
-/// (a header row naming them may come first, in any order). All rows or none are imported.
+/// (a header row naming them may come first, in any order). All rows or none are imported; a
+/// refused file is named in the import form.
 pub async fn import_csv(
     State(s): State<PortalState>,
     Path((_, aid)): Path<(String, String)>,
@@ -197,19 +270,31 @@ pub async fn import_csv(
         text: csv,
     }: CsrfUpload<CompanyAdmin>,
 ) -> Result<Response, PageError> {
-    let app = company_app(&s, &cid, &aid).await?;
-    let rows = parse_import(&csv, &app.id).map_err(PageError::bad)?;
-    if rows.is_empty() {
-        return Err(PageError::bad("The file has no rows."));
+    let imported = async {
+        let app = company_app(&s, &cid, &aid).await?;
+        let rows = parse_import(&csv, &app.id).map_err(PageError::bad)?;
+        if rows.is_empty() {
+            return Err(PageError::bad("The file has no rows."));
+        }
+        let created = s.service.import(&by_admin(&me, &addr), &rows).await?;
+        let new = created.iter().filter(|c| **c).count();
+        Ok((new, rows.len() - new))
     }
-    let created = s.service.import(&by_admin(&me, &addr), &rows).await?;
-    let new = created.iter().filter(|c| **c).count();
-    let notice = format!(
-        "Imported {} rows: {new} new, {} already enrolled.",
-        rows.len(),
-        rows.len() - new
-    );
-    accounts_page_with(&s, &me, &cid, &aid, "", Some(notice)).await
+    .await;
+    match imported {
+        Ok((new, existing)) => Ok(done(
+            &format!("/companies/{cid}/apps/{aid}/accounts?new={new}&existing={existing}"),
+            Notice::Imported,
+        )),
+        Err(e) => {
+            let (status, message) = refusal(e)?;
+            let forms = AccountForms {
+                import_error: Some(format!("Nothing was imported: {message}")),
+                ..AccountForms::default()
+            };
+            accounts_page_with(&s, &me, (&cid, &aid), &Search::default(), status, forms).await
+        }
+    }
 }
 
 /// Splits one CSV line, with `"quoted, fields"` and `""` for a quote.

@@ -18,11 +18,21 @@ where
     Router::new()
         .route("/", get(admin::company_page))
         .route("/admins", post(admin::invite_admin))
+        .route(
+            "/admins/remove",
+            get(admin::remove_admin_page).post(admin::remove_admin),
+        )
+        .route("/invitations/resend", post(admin::resend_invitation))
+        .route("/invitations/cancel", post(admin::cancel_invitation))
         .route("/apps", post(admin::create_app))
         .route("/sdk-keys", post(admin::create_sdk_key))
         .route("/sdk-keys/{kid}/revoke", post(admin::revoke_sdk_key))
         .route("/apps/{aid}", get(admin::app_page))
         .route("/apps/{aid}/settings", post(admin::app_settings))
+        .route(
+            "/apps/{aid}/delete",
+            get(admin::delete_app_page).post(admin::delete_app),
+        )
         .route("/apps/{aid}/keys", post(admin::create_signing_key))
         .route(
             "/apps/{aid}/keys/{kid}/revoke",
@@ -35,6 +45,7 @@ where
         .route("/apps/{aid}/import", post(accounts::import_csv))
         .route("/apps/{aid}/attempts", get(attempts::attempts_page))
         .route("/apps/{aid}/attempts/events", get(attempts::attempt_events))
+        .route("/apps/{aid}/attempts.csv", get(attempts::attempts_csv))
         .route("/apps/{aid}/integration", get(admin::integration_page))
         .route("/apps/{aid}/audit", get(audit::app_audit_page))
 }

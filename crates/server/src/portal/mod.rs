@@ -154,6 +154,19 @@ where
         )
         .route("/operator", get(operator::page))
         .route("/operator/companies", post(operator::create_company))
+        .route("/operator/companies/{cid}", get(operator::company_page))
+        .route(
+            "/operator/companies/{cid}/rename",
+            post(operator::rename_company),
+        )
+        .route(
+            "/operator/companies/{cid}/admins",
+            post(operator::invite_admin),
+        )
+        .route(
+            "/operator/companies/{cid}/delete",
+            get(operator::delete_company_page).post(operator::delete_company),
+        )
         .nest("/companies/{cid}", company_pages::routes())
         .route("/static/{file}", get(static_file))
         // Browsers ask for it on every site whatever the page says: answered, not a 404.

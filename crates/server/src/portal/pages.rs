@@ -34,10 +34,18 @@ pub enum Notice {
     Sent,
     /// A company was created and its first admin invited.
     Invited,
+    InvitationSent,
+    InvitationCancelled,
+    AdminRemoved,
+    Enrolled,
+    AlreadyEnrolled,
+    /// Enrolled, and its person emailed a link to sign up.
+    EnrolledInvited,
+    Imported,
 }
 
 impl Notice {
-    const ALL: [Notice; 9] = [
+    const ALL: [Notice; 16] = [
         Notice::Again,
         Notice::Saved,
         Notice::Created,
@@ -47,6 +55,13 @@ impl Notice {
         Notice::Deleted,
         Notice::Sent,
         Notice::Invited,
+        Notice::InvitationSent,
+        Notice::InvitationCancelled,
+        Notice::AdminRemoved,
+        Notice::Enrolled,
+        Notice::AlreadyEnrolled,
+        Notice::EnrolledInvited,
+        Notice::Imported,
     ];
 
     fn code(self) -> &'static str {
@@ -60,6 +75,13 @@ impl Notice {
             Notice::Deleted => "deleted",
             Notice::Sent => "sent",
             Notice::Invited => "invited",
+            Notice::InvitationSent => "invitation-sent",
+            Notice::InvitationCancelled => "invitation-cancelled",
+            Notice::AdminRemoved => "admin-removed",
+            Notice::Enrolled => "enrolled",
+            Notice::AlreadyEnrolled => "already-enrolled",
+            Notice::EnrolledInvited => "enrolled-invited",
+            Notice::Imported => "imported",
         }
     }
 
@@ -74,6 +96,17 @@ impl Notice {
             Notice::Deleted => "Deleted.",
             Notice::Sent => "Sent.",
             Notice::Invited => "The company was created and its first admin has been invited.",
+            Notice::InvitationSent => "The invitation has been sent.",
+            Notice::InvitationCancelled => {
+                "The invitation was cancelled: its link no longer works."
+            }
+            Notice::AdminRemoved => "The admin was removed.",
+            Notice::Enrolled => "The account is enrolled.",
+            Notice::AlreadyEnrolled => "That account was already enrolled.",
+            Notice::EnrolledInvited => {
+                "The account is enrolled, and its person has been invited by email to sign up."
+            }
+            Notice::Imported => "The file was imported.",
         }
     }
 
@@ -206,6 +239,96 @@ pub fn error_page(mut res: Response, request_id: &str) -> Response {
 /// A time as the person reads it, in their time zone.
 pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// A time on an admin's page: in the admin's own time zone, with UTC beside it (in a
+/// `title`) for comparing with logs.
+pub struct When {
+    pub local: String,
+    pub utc: String,
+    /// For `<time datetime>`.
+    pub iso: String,
+}
+
+pub fn when(t: DateTime<Utc>, tz: Tz) -> When {
+    When {
+        local: local_time(t, tz),
+        utc: utc_time(t),
+        iso: t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }
+}
+
+/// What a form that was refused shows: the message, in the form, whose input is kept. Refusals
+/// of the input (4xx other than 404) become this; anything else stays an error page.
+pub fn refusal(e: PageError) -> Result<(axum::http::StatusCode, String), PageError> {
+    match e {
+        PageError::Status(code, message)
+            if code.is_client_error() && code != axum::http::StatusCode::NOT_FOUND =>
+        {
+            Ok((code, message))
+        }
+        e => Err(e),
+    }
+}
+
+/// One page of a list: where it starts, and the links to the pages beside it.
+pub struct Pager {
+    /// 1-based.
+    pub page: i64,
+    pub total: i64,
+    pub first: i64,
+    pub last: i64,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Pager {
+    /// Page `page` of `total` rows, `len` to a page; `link(n)` is page n's URL.
+    pub fn new(
+        page: i64,
+        len: i64,
+        total: i64,
+        shown: usize,
+        link: impl Fn(i64) -> String,
+    ) -> Self {
+        let page = page.max(1);
+        let first = (page - 1) * len + 1;
+        let last = first + shown as i64 - 1;
+        Self {
+            page,
+            total,
+            first: first.min(total.max(1)),
+            last: last.max(0),
+            prev: (page > 1).then(|| link(page - 1)),
+            next: (last < total).then(|| link(page + 1)),
+        }
+    }
+
+    /// The offset of page `page`.
+    pub fn offset(page: i64, len: i64) -> i64 {
+        (page.max(1) - 1).saturating_mul(len)
+    }
+}
+
+/// `n` things, in the singular when it is one: `count_of(1, "application")`.
+pub fn count_of(n: i64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// A query value, percent-encoded.
+pub fn enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A time in UTC, for admins of applications used across time zones.

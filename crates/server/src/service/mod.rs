@@ -93,6 +93,42 @@ impl Service {
         Ok(self.store.create_company(name, self.now()).await?)
     }
 
+    pub async fn rename_company(&self, id: &str, name: &str) -> Result<()> {
+        let name = non_empty("company name", name, 200)?;
+        Ok(self.store.rename_company(id, name).await?)
+    }
+
+    /// Deletes a company and everything that is only its (see the store's `delete_company`).
+    pub async fn delete_company(&self, id: &str) -> Result<()> {
+        Ok(self.store.delete_company(id).await?)
+    }
+
+    /// Deletes an application, its accounts, keys and attempts; its issuer is unknown to the
+    /// next check.
+    pub async fn delete_application(&self, id: &str) -> Result<()> {
+        Ok(self.store.delete_application(id).await?)
+    }
+
+    /// Takes the admin role of a company from `email`; refused for its last admin.
+    pub async fn remove_admin(&self, company_id: &str, email: &str) -> Result<()> {
+        if self.store.remove_admin(company_id, email).await? {
+            return Ok(());
+        }
+        let email = deadbolt_store::normalize_email(email);
+        if self
+            .store
+            .company_admins(company_id)
+            .await?
+            .contains(&email)
+        {
+            return Err(Error::Refused(
+                "A company keeps at least one admin: invite another before removing this one."
+                    .into(),
+            ));
+        }
+        Err(Error::NotFound("admin".into()))
+    }
+
     pub async fn company(&self, id: &str) -> Result<Company> {
         self.store
             .company(id)
@@ -108,7 +144,7 @@ impl Service {
         unenrolled: UnenrolledPolicy,
         default_state: AccountState,
     ) -> Result<Application> {
-        let issuer = non_empty("issuer", issuer, 255)?;
+        let issuer = valid_issuer(issuer)?;
         self.company(company_id).await?;
         let new = NewApplication {
             company_id: company_id.to_string(),
@@ -193,13 +229,29 @@ impl Service {
 
     /// Creates a signing key; the secret (base64) is returned once and stored only encrypted.
     pub async fn create_signing_key(&self, app_id: &str) -> Result<(String, String)> {
+        self.create_labelled_signing_key(app_id, "").await
+    }
+
+    /// Creates a signing key with a label (which hook holds it: up to 100 printable
+    /// characters, may be empty).
+    pub async fn create_labelled_signing_key(
+        &self,
+        app_id: &str,
+        label: &str,
+    ) -> Result<(String, String)> {
+        let label = label.trim();
+        if label.chars().count() > 100 || label.chars().any(char::is_control) {
+            return Err(Error::Invalid(
+                "a key's label must be at most 100 printable characters".into(),
+            ));
+        }
         self.application(app_id).await?;
         let (bytes, b64) = crypto::new_signing_secret();
         // The ciphertext is bound to the key's id, so the id is chosen before encrypting.
         let id = uuid::Uuid::new_v4().to_string();
         let enc = self.master_key.encrypt(&id, &bytes)?;
         self.store
-            .create_signing_key(&id, app_id, &enc, self.now())
+            .create_labelled_signing_key(&id, app_id, label, &enc, self.now())
             .await?;
         Ok((id, b64))
     }
@@ -472,6 +524,30 @@ fn non_empty<'a>(what: &str, s: &'a str, max: usize) -> Result<&'a str> {
     Ok(s)
 }
 
+/// An application's issuer as its tokens name it: a host name or a URI. Refused: whitespace,
+/// control characters and `<>"'`, which no host name or URI holds and which would only make
+/// trouble where the issuer is shown or written into a hook's configuration.
+pub fn valid_issuer(issuer: &str) -> Result<&str> {
+    let issuer = issuer.trim();
+    // Before the length check, which would call a control character "not printable" only.
+    if let Some(c) = issuer
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '\''))
+    {
+        let what = if c.is_whitespace() {
+            "a space".to_string()
+        } else if c.is_control() {
+            format!("the control character U+{:04X}", u32::from(c))
+        } else {
+            format!("{c:?}")
+        };
+        return Err(Error::Invalid(format!(
+            "An issuer is a host name or URI (app.example.com, https://app.example.com): it cannot contain {what}."
+        )));
+    }
+    non_empty("issuer", issuer, 255)
+}
+
 /// The decision for an account's inputs: DESIGN.md's rules, and for names that fold together
 /// and are not merged yet, locked if any of them would lock.
 pub fn decide_inputs(now: DateTime<Utc>, app: &Application, inputs: &LockInputs) -> Decision {
@@ -573,6 +649,20 @@ mod tests {
         assert!(parse_time_zone("Europe/Paris").is_ok());
         assert!(parse_time_zone("Mars/Olympus").is_err());
         assert!(non_empty("x", "  ", 10).is_err());
+        assert_eq!(
+            valid_issuer(" https://app.example.com/ ").unwrap(),
+            "https://app.example.com/"
+        );
+        for bad in [
+            "app example.com",
+            "<script>",
+            "a\"b",
+            "a'b",
+            "a\tb",
+            "a\u{0}b",
+        ] {
+            assert!(valid_issuer(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(normalize_code(" abcd-2345 "), "ABCD2345");
     }
 }

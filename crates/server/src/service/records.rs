@@ -6,12 +6,15 @@
 use chrono::{DateTime, Utc};
 use deadbolt_core::{AccountKey, Schedule};
 use deadbolt_store::{
-    Account, AppSettings, Application, Attempt, Company, NotReady, Person, ScheduleOwner,
-    ScheduleRecord, SdkKeyRecord, SigningKeyRecord,
+    Account, AppSettings, Application, Attempt, AttemptFilter, Company, NotReady, PendingLink,
+    Person, ScheduleOwner, ScheduleRecord, SdkKeyRecord, SigningKeyRecord,
 };
 
 use super::{By, Service};
 use crate::error::Result;
+
+/// The purpose the portal names its admin invitations by (`portal::links`).
+const ADMIN_INVITE: &str = "admin_invite";
 
 impl Service {
     /// Whether the store can answer and take changes now (`/readyz`).
@@ -54,6 +57,31 @@ impl Service {
         Ok(self.store.companies().await?)
     }
 
+    pub async fn companies_page(&self, offset: i64, limit: i64) -> Result<Vec<Company>> {
+        Ok(self.store.companies_page(offset, limit).await?)
+    }
+
+    pub async fn company_count(&self) -> Result<i64> {
+        Ok(self.store.company_count().await?)
+    }
+
+    /// The addresses invited to administer a company who have not accepted yet.
+    pub async fn pending_invitations(&self, company_id: &str) -> Result<Vec<PendingLink>> {
+        Ok(self
+            .store
+            .pending_links(ADMIN_INVITE, company_id, self.now())
+            .await?)
+    }
+
+    /// Cancels the invitations to administer a company sent to `email`: their links no longer
+    /// work. How many there were.
+    pub async fn cancel_invitations(&self, company_id: &str, email: &str) -> Result<u64> {
+        Ok(self
+            .store
+            .cancel_links(ADMIN_INVITE, company_id, email)
+            .await?)
+    }
+
     pub async fn sdk_key(&self, id: &str) -> Result<Option<SdkKeyRecord>> {
         Ok(self.store.sdk_key(id).await?)
     }
@@ -91,6 +119,40 @@ impl Service {
         limit: i64,
     ) -> Result<Vec<Account>> {
         Ok(self.store.accounts(app_id, search, limit).await?)
+    }
+
+    pub async fn accounts_page(
+        &self,
+        app_id: &str,
+        search: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Account>> {
+        Ok(self
+            .store
+            .accounts_page(app_id, search, offset, limit)
+            .await?)
+    }
+
+    pub async fn account_count(&self, app_id: &str, search: Option<&str>) -> Result<i64> {
+        Ok(self.store.account_count(app_id, search).await?)
+    }
+
+    pub async fn attempts_page(
+        &self,
+        app_id: &str,
+        filter: &AttemptFilter,
+        before_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        Ok(self
+            .store
+            .attempts_page(app_id, filter, before_id, limit)
+            .await?)
+    }
+
+    pub async fn attempt_count_of(&self, app_id: &str, filter: &AttemptFilter) -> Result<i64> {
+        Ok(self.store.attempt_count_of(app_id, filter).await?)
     }
 
     pub async fn person_accounts(&self, person_id: &str) -> Result<Vec<Account>> {

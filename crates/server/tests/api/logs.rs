@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Waits for the `n`-th email (from 1) to `to` and returns the link in it.
-async fn emailed_link(inbox: &Inbox, to: &str, n: usize) -> String {
+pub async fn emailed_link(inbox: &Inbox, to: &str, n: usize) -> String {
     for _ in 0..250 {
         let body = inbox
             .lock()
@@ -162,6 +162,7 @@ async fn scenario(db: &str) {
             ],
         )
         .await;
+    // Post/redirect/get: the answer is a redirect to the operator's page.
     assert_eq!(page.status, 303, "{}", page.body);
 
     // The admin accepts and makes an application, a signing key and an SDK key.
@@ -197,7 +198,9 @@ async fn scenario(db: &str) {
         )
         .await;
     assert_eq!(page.status, 303, "{}", page.body);
+    // The application's page, without the notice the redirect adds.
     let app = page.header("location");
+    let app = app.split('?').next().unwrap().to_string();
     // A form token is good for one form: each post takes the one of a fresh page.
     let csrf = admin.get(&app).await.csrf();
     secrets.push(("admin CSRF token", csrf.clone()));

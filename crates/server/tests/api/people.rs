@@ -502,7 +502,10 @@ async fn the_audit_trail_names_who_changed_what(t: TestApp, inbox: Inbox) {
             &[("csrf", &page.csrf()), ("account", "PAT")],
         )
         .await;
-    assert_eq!((r.status, r.header("location")), (303, accounts.clone()));
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, format!("{accounts}?done=locked"))
+    );
     // The person is told of the admin's change.
     let told = email_to(&inbox, PERSON).await;
     assert!(told.contains("Change: locked"), "{told}");

@@ -291,6 +291,24 @@ fn portal_rows(a_cid: &str, a_aid: &str, b: &B) -> Vec<PortalRow> {
                 vec![],
             ),
             row(
+                "GET",
+                "/companies/{cid}/apps/{aid}/attempts.csv",
+                format!("{app}/attempts.csv"),
+                vec![],
+            ),
+            row(
+                "GET",
+                "/companies/{cid}/apps/{aid}/delete",
+                format!("{app}/delete"),
+                vec![],
+            ),
+            row(
+                "POST",
+                "/companies/{cid}/apps/{aid}/delete",
+                format!("{app}/delete"),
+                vec![],
+            ),
+            row(
                 "POST",
                 "/companies/{cid}/apps/{aid}/settings",
                 format!("{app}/settings"),
@@ -376,6 +394,61 @@ fn portal_rows(a_cid: &str, a_aid: &str, b: &B) -> Vec<PortalRow> {
             vec![("issuer", "planted.example.com".into())],
         ),
         row(
+            "GET",
+            "/companies/{cid}/admins/remove",
+            format!("/companies/{cb}/admins/remove?email=admin%40b.example.com"),
+            vec![],
+        ),
+        row(
+            "POST",
+            "/companies/{cid}/admins/remove",
+            format!("/companies/{cb}/admins/remove"),
+            vec![("email", "admin@b.example.com".into())],
+        ),
+        row(
+            "POST",
+            "/companies/{cid}/invitations/resend",
+            format!("/companies/{cb}/invitations/resend"),
+            vec![("email", B_INVITED.into())],
+        ),
+        row(
+            "POST",
+            "/companies/{cid}/invitations/cancel",
+            format!("/companies/{cb}/invitations/cancel"),
+            vec![("email", B_INVITED.into())],
+        ),
+        // The operator's pages of company B: no company role reaches them.
+        row(
+            "GET",
+            "/operator/companies/{cid}",
+            format!("/operator/companies/{cb}"),
+            vec![],
+        ),
+        row(
+            "POST",
+            "/operator/companies/{cid}/rename",
+            format!("/operator/companies/{cb}/rename"),
+            vec![("name", "Planted".into())],
+        ),
+        row(
+            "POST",
+            "/operator/companies/{cid}/admins",
+            format!("/operator/companies/{cb}/admins"),
+            vec![("email", "intruder@example.com".into())],
+        ),
+        row(
+            "GET",
+            "/operator/companies/{cid}/delete",
+            format!("/operator/companies/{cb}/delete"),
+            vec![],
+        ),
+        row(
+            "POST",
+            "/operator/companies/{cid}/delete",
+            format!("/operator/companies/{cb}/delete"),
+            vec![("confirm", "company of b.example.com".into())],
+        ),
+        row(
             "POST",
             "/companies/{cid}/sdk-keys",
             format!("/companies/{cb}/sdk-keys"),
@@ -448,6 +521,10 @@ fn portal_rows(a_cid: &str, a_aid: &str, b: &B) -> Vec<PortalRow> {
     ]);
     rows
 }
+
+/// Who company B has invited to administer it (a pending invitation the rows try to resend or
+/// cancel).
+const B_INVITED: &str = "invited@b.example.com";
 
 /// One API row: the route, the request, the credential of A it carries.
 struct ApiRow {
@@ -553,6 +630,11 @@ async fn snapshot(t: &TestApp, b: &B, b_person: &str) -> String {
         ); // Nothing A tried left a change in B's audit trail either.
         out += &format!("{:?}\n", s.app_audit(&app.id, None, 1000).await.unwrap());
     }
+    out += &format!("{:?}\n", s.company(&b.cid).await.unwrap());
+    out += &format!(
+        "{:?}\n",
+        t.service.pending_invitations(&b.cid).await.unwrap()
+    );
     out += &format!("{:?}\n", s.sdk_keys(&b.cid).await.unwrap());
     out += &format!("{:?}\n", s.company_admins(&b.cid).await.unwrap());
     let person = s.person_by_email(b_person).await.unwrap().unwrap();
@@ -614,6 +696,17 @@ async fn matrix(t: TestApp) {
         .unwrap();
     t.service
         .create_person("person@b.example.com", None, None)
+        .await
+        .unwrap();
+    t.service
+        .create_link(
+            "a hash of B's invitation",
+            "admin_invite",
+            B_INVITED,
+            Some(&b_app.company_id),
+            now,
+            now + chrono::Duration::days(7),
+        )
         .await
         .unwrap();
     let (acc, _) = t

@@ -56,7 +56,9 @@ async fn operator_admin_and_person_journey() {
     b.fill("#name", "Acme Shop").await;
     b.click("#app-form button[type=submit]").await;
     b.wait_text("#issuer", ISSUER).await;
-    let app_url = b.url().await;
+    b.wait_text("#notice", "Created").await;
+    // The application's page, without the notice the redirect added.
+    let app_url = b.url().await.split('?').next().unwrap().to_string();
     b.click("#new-key").await;
     let key = b.text("#new-secret").await;
     assert_eq!(

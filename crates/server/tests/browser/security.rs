@@ -186,8 +186,8 @@ async fn failed_sign_ins_are_throttled_and_passwords_change() {
         )
         .await;
     assert_eq!(wrong.status, 400);
-    // A form token is good for one form: the second try sends a fresh page's.
-    let csrf = http.get("/password").await.csrf();
+    // A form token is good for one form: the page of the refusal carries a fresh one.
+    let csrf = wrong.csrf();
     let done = http
         .post(
             "/password",
@@ -318,17 +318,11 @@ async fn one_tenant_cannot_reach_another() {
             vec![("csrf", csrf.as_str())],
         ),
     ] {
-        // Each form with a fresh page's token (one is good for one form).
-        let fresh = http.get("/me").await.csrf();
+        // Each forgery with a fresh token of its own: a used one would be refused as a repeat.
+        let fresh = http.get(&format!("/companies/{acme}")).await.csrf();
         let form: Vec<(&str, &str)> = form
-            .iter()
-            .map(|&(k, v)| {
-                if k == "csrf" {
-                    (k, fresh.as_str())
-                } else {
-                    (k, v)
-                }
-            })
+            .into_iter()
+            .map(|(k, v)| (k, if k == "csrf" { fresh.as_str() } else { v }))
             .collect();
         let page = http.post(&path, &form).await;
         assert_eq!(page.status, 404, "{path}");

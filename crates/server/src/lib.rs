@@ -43,6 +43,11 @@ pub struct Config {
     pub attempt_queue: usize,
     /// How long a request may wait on the store before it is answered 503.
     pub store_timeout: std::time::Duration,
+    /// How long attempts are kept; older ones are removed in the background. `None`: for ever.
+    pub attempts_retention: Option<std::time::Duration>,
+    /// How often the background housekeeping runs (the change log, the throttle's forgotten
+    /// counts, used form tokens, attempts past the retention): a minute; tests shorten it.
+    pub housekeeping_every: std::time::Duration,
     /// Where `/metrics` is served: its own address, never the public one. `None`: not served.
     pub metrics_listen: Option<String>,
     /// Connection caps and timeouts of every listener.
@@ -61,6 +66,8 @@ impl Config {
             rate_limit: 10_000,
             attempt_queue: 100_000,
             store_timeout: deadbolt_store::DEFAULT_TIMEOUT,
+            attempts_retention: Some(DEFAULT_RETENTION),
+            housekeeping_every: PRUNE_EVERY,
             metrics_listen: None,
             connections: conn::Limits::default(),
             portal: portal::PortalConfig::default(),
@@ -82,6 +89,7 @@ pub struct Server {
     closing: tokio::sync::watch::Sender<bool>,
     checks: Arc<check::CheckService>,
     portal: Arc<portal::Portal>,
+    housekeeping: (std::time::Duration, Option<std::time::Duration>),
 }
 
 /// How often the change log (and the sign-in throttle's forgotten counts) are pruned, and how
@@ -89,6 +97,37 @@ pub struct Server {
 /// a process that stopped looking (one that falls further behind forgets its whole cache, once).
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const CHANGES_KEPT: i64 = 100_000;
+/// Removes the attempts older than `keep`, a few hundred runs a transaction with a pause
+/// between: a backlog (a first start with retention on a store of years) is worked off without
+/// holding the store's writer for long at a time.
+async fn prune_attempts_past(service: &Service, keep: std::time::Duration) {
+    let Ok(keep) = chrono::Duration::from_std(keep) else {
+        return;
+    };
+    let before = service.now() - keep;
+    let mut removed = 0u64;
+    loop {
+        match service.prune_attempts(before, PRUNE_RUNS).await {
+            Ok(0) => break,
+            Ok(n) => removed += n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove attempts past the retention");
+                break;
+            }
+        }
+        tokio::time::sleep(PRUNE_PAUSE).await;
+    }
+    if removed > 0 {
+        tracing::info!(removed, before = %before, "attempts past the retention removed");
+    }
+}
+
+/// Attempts are kept 90 days unless configured otherwise.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+/// Runs removed per retention transaction, and the pause between two: the check path's writer
+/// and readers take turns with the pruning instead of waiting behind one long delete.
+const PRUNE_RUNS: i64 = 500;
+const PRUNE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Server {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
@@ -171,6 +210,7 @@ impl Server {
             closing,
             checks,
             portal,
+            housekeeping: (config.housekeeping_every, config.attempts_retention),
         })
     }
 
@@ -222,6 +262,7 @@ impl Server {
             service,
             checks,
             portal,
+            housekeeping: (every_period, retention),
             ..
         } = self;
         // The router holds the check path (and the attempt queue) from here on.
@@ -230,7 +271,7 @@ impl Server {
             // Not at start: a server started on a store that cannot take writes is not made to
             // fail one before anybody asked it anything.
             let mut every =
-                tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
+                tokio::time::interval_at(tokio::time::Instant::now() + every_period, every_period);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
@@ -242,6 +283,9 @@ impl Server {
                 }
                 if let Err(e) = service.prune_form_tokens(service.now()).await {
                     tracing::warn!(error = %e, "cannot prune the portal's used form tokens");
+                }
+                if let Some(keep) = retention {
+                    prune_attempts_past(&service, keep).await;
                 }
             }
         });

@@ -8,7 +8,7 @@ use deadbolt_core::{AccountState, Reason, Schedule, UnenrolledPolicy};
 use crate::test_support::{by, k, t0};
 use crate::tests::new_person;
 
-async fn app(store: &Store, company_id: &str, issuer: &str) -> Application {
+pub(crate) async fn app(store: &Store, company_id: &str, issuer: &str) -> Application {
     store
         .create_application(
             &NewApplication {
@@ -25,7 +25,7 @@ async fn app(store: &Store, company_id: &str, issuer: &str) -> Application {
         .unwrap()
 }
 
-fn attempt(app_id: &str, i: i64) -> NewAttempt {
+pub(crate) fn attempt(app_id: &str, i: i64) -> NewAttempt {
     NewAttempt {
         at: t0() + Duration::seconds(i),
         app_id: app_id.into(),

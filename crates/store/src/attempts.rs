@@ -514,6 +514,48 @@ impl Store {
     }
 
     /// How many attempts are recorded in all.
+    /// An application's attempts with ids above `after`, oldest first: a feed to page through
+    /// with the last id seen. Ids are given in commit order, so a page never misses an attempt
+    /// recorded before it nor repeats one (only retention removes old ones).
+    pub async fn attempts_after(
+        &self,
+        app_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        self.walk(
+            Runs {
+                sql: APP_RUNS_BY_ID,
+                params: vec![app_id.into(), after.into()],
+                walk: Walk::OldestFirst,
+                by_id: true,
+                start: None,
+            },
+            limit,
+            |a| a.id > after,
+        )
+        .await
+    }
+
+    /// Removes up to `runs` whole runs whose attempts are all older than `before` (their
+    /// latest is), oldest first; how many attempts went. A run that straddles `before` stays
+    /// until it is wholly past it (a run is one written batch: milliseconds of attempts).
+    /// Small batches, one transaction each: the writer and the checks go on between them.
+    pub async fn prune_attempts(&self, before: DateTime<Utc>, runs: i64) -> Result<u64> {
+        let rows = self
+            .engine
+            .write(
+                "DELETE FROM attempt_runs WHERE last_id IN \
+                 (SELECT last_id FROM attempt_runs WHERE until_at < $1 ORDER BY until_at LIMIT $2) \
+                 RETURNING n",
+                vec![before.timestamp_millis().into(), runs.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| r.int(0).map(|n| u64::try_from(n).unwrap_or(0)))
+            .sum()
+    }
+
     pub async fn attempt_count(&self) -> Result<i64> {
         // PostgreSQL sums BIGINTs into NUMERIC: cast back.
         scalar(
@@ -546,6 +588,12 @@ pub(crate) const APP_RUNS_AFTER_DESC: &str = const_format::concatcp!(
     " FROM attempt_runs WHERE app_id = $1 AND until_at >= $2 AND last_id > $3 \
      AND (until_at < $4 OR (until_at = $4 AND last_id < $5)) \
      ORDER BY until_at DESC, last_id DESC LIMIT $6"
+);
+/// An application's runs holding ids above `$2`, oldest first by id.
+pub(crate) const APP_RUNS_BY_ID: &str = const_format::concatcp!(
+    "SELECT ",
+    RUN_COLS,
+    " FROM attempt_runs WHERE app_id = $1 AND last_id > $2 AND last_id > $3 ORDER BY last_id LIMIT $4"
 );
 // A person's walks go through the primary key, newest (or oldest) first, and stop at the limit;
 // `app_id || ''` keeps the planner off the application index, which would read every run of the

@@ -32,6 +32,8 @@ mod identity;
 mod import;
 mod persons;
 mod portal;
+#[cfg(test)]
+mod retention_tests;
 mod schedules;
 #[cfg(test)]
 mod tests;

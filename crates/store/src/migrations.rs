@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_key_labels.sql"),
         postgres: include_str!("../migrations/postgres/0014_key_labels.sql"),
     },
+    Migration {
+        name: "0015_attempt_retention",
+        sqlite: include_str!("../migrations/sqlite/0015_attempt_retention.sql"),
+        postgres: include_str!("../migrations/postgres/0015_attempt_retention.sql"),
+    },
 ];
 
 #[cfg(test)]

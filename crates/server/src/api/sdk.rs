@@ -219,6 +219,9 @@ pub struct AttemptsQuery {
     domain: String,
     #[serde(default)]
     since: Option<String>,
+    /// The feed: attempts with ids above this one, oldest first (a page's `next`).
+    #[serde(default)]
+    after: Option<i64>,
     #[serde(default)]
     limit: Option<i64>,
 }
@@ -235,6 +238,16 @@ pub async fn attempts(
     let Query(q) = q.map_err(|e| Error::Invalid(e.body_text()))?;
     let app = service.company_application(&company, &q.domain).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    if let Some(after) = q.after {
+        if q.since.is_some() {
+            return Err(Error::Invalid("give after or since, not both".into()));
+        }
+        // Paged by id: the next page starts after the last id of this one (the same `after`
+        // when the page is empty), so an export never repeats or skips an attempt.
+        let list = service.attempts_after(&app.id, after.max(0), limit).await?;
+        let next = list.last().map_or(after.max(0), |a| a.id);
+        return Ok(Json(json!({"attempts": list, "next": next})));
+    }
     let list = match q.since.as_deref() {
         Some(since) => {
             service

@@ -236,3 +236,36 @@ pub(super) async fn attempts(service: &Service, app: &str, limit: i64) -> anyhow
         attempts: list.into_iter().map(AttemptView::from).collect(),
     })
 }
+
+#[derive(Serialize)]
+pub(super) struct Pruned {
+    before: DateTime<Utc>,
+    removed: u64,
+}
+
+/// A date (midnight UTC) or an RFC 3339 time.
+fn parse_before(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let day = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+        anyhow::anyhow!(
+            "--before {s:?}: write a date like 2026-09-01 or a time like 2026-09-01T12:00:00Z"
+        )
+    })?;
+    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+/// Removes every attempt recorded before `before`, in small transactions (a server on the
+/// same store goes on answering).
+pub(super) async fn prune_attempts(service: &Service, before: &str) -> anyhow::Result<Pruned> {
+    let before = parse_before(before)?;
+    let mut removed = 0;
+    loop {
+        match service.prune_attempts(before, 500).await? {
+            0 => break,
+            n => removed += n,
+        }
+    }
+    Ok(Pruned { before, removed })
+}

@@ -76,15 +76,8 @@ pub enum Command {
     /// Weekly lock windows of a person (all accounts) or of one account.
     #[command(subcommand)]
     Schedule(ScheduleCmd),
-    /// An application's attempts, newest first.
-    Attempts {
-        /// The application's id.
-        #[arg(long)]
-        app: String,
-        /// How many attempts to print.
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
-    },
+    /// An application's attempts, newest first; `attempts prune` removes old ones.
+    Attempts(AttemptsArgs),
     /// Ask a Deadbolt API whether an account is locked, signing like the Cognito trigger.
     Check(CheckArgs),
     /// The portal's operator account (creates companies, invites their admins).
@@ -102,6 +95,30 @@ pub enum Command {
         /// The backup file (written by `deadbolt backup`); FILE.key beside it is its key.
         #[arg(long)]
         from: PathBuf,
+    },
+}
+
+/// `deadbolt attempts --app ID` lists; `deadbolt attempts prune --before DATE` removes.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AttemptsArgs {
+    #[command(subcommand)]
+    pub cmd: Option<AttemptsCmd>,
+    /// The application's id.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// How many attempts to print.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AttemptsCmd {
+    /// Remove every attempt recorded before a date (`2026-09-01` or an RFC 3339 time), of every
+    /// application; the server's retention (`--attempts-retention`) does this on its own.
+    Prune {
+        #[arg(long)]
+        before: String,
     },
 }
 

@@ -13,8 +13,8 @@ mod person;
 mod serve;
 
 pub use args::{
-    AccountCmd, AppCmd, Cli, Command, CompanyCmd, KeyCmd, OperatorCmd, PersonCmd, ScheduleCmd,
-    SdkKeyCmd,
+    AccountCmd, AppCmd, AttemptsArgs, AttemptsCmd, Cli, Command, CompanyCmd, KeyCmd, OperatorCmd,
+    PersonCmd, ScheduleCmd, SdkKeyCmd,
 };
 pub use check::CheckArgs;
 pub use serve::ServeArgs;
@@ -61,9 +61,17 @@ impl Cli {
             Command::Person(c) => person::run(&self.open().await?, c).await?,
             Command::Schedule(c) => person::run_schedule(&self.open().await?, c).await?,
             Command::Account(c) => account::run(&self.open().await?, c).await?,
-            Command::Attempts { app, limit } => {
-                view(account::attempts(&self.open().await?, app, *limit).await?)?
-            }
+            Command::Attempts(a) => match (&a.cmd, &a.app) {
+                (Some(AttemptsCmd::Prune { before }), _) => {
+                    view(account::prune_attempts(&self.open().await?, before).await?)?
+                }
+                (None, Some(app)) => {
+                    view(account::attempts(&self.open().await?, app, a.limit).await?)?
+                }
+                (None, None) => anyhow::bail!(
+                    "deadbolt attempts needs --app ID (or: attempts prune --before DATE)"
+                ),
+            },
             Command::Backup { to } => view(backup::backup(&self, to).await?)?,
             Command::Restore { from } => view(backup::restore(&self, from).await?)?,
         };

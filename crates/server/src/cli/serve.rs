@@ -54,6 +54,29 @@ pub struct ServeArgs {
     /// The sender of the portal's emails (`Deadbolt <deadbolt@example.com>`).
     #[arg(long, env = "DEADBOLT_MAIL_FROM")]
     pub mail_from: Option<String>,
+    /// How long attempts are kept (`90d`, `12h`); older ones are removed in the background.
+    /// `0` keeps them for ever.
+    #[arg(long, env = "DEADBOLT_ATTEMPTS_RETENTION", default_value = "90d", value_parser = retention)]
+    pub attempts_retention: Retention,
+}
+
+/// How long attempts are kept; `None`: for ever.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention(pub Option<std::time::Duration>);
+
+/// `0` (for ever) or a duration of at least an hour: a shorter one is more likely a typo
+/// (`90m` for `90d`) than a wish to keep attempts for minutes.
+fn retention(s: &str) -> Result<Retention, String> {
+    if s.trim() == "0" {
+        return Ok(Retention(None));
+    }
+    let d = duration(s)?;
+    if d < std::time::Duration::from_secs(3600) {
+        return Err(format!(
+            "attempts retention {s:?} is under an hour: write it like 90d, or 0 to keep them for ever"
+        ));
+    }
+    Ok(Retention(Some(d)))
 }
 
 /// A duration flag: `500ms`, `90s`, `15m`; at least a millisecond.
@@ -93,6 +116,7 @@ impl Cli {
             master_key: self.key_source(),
             rate_limit: args.rate_limit,
             store_timeout: args.store_timeout,
+            attempts_retention: args.attempts_retention.0,
             metrics_listen: args.metrics_listen.clone(),
             connections: crate::conn::Limits {
                 max_connections: args.max_connections,

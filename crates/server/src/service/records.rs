@@ -27,6 +27,21 @@ impl Service {
         Ok(self.store.backup_to(dest).await?)
     }
 
+    /// Removes up to `runs` whole runs of attempts all older than `before`; how many attempts.
+    pub async fn prune_attempts(&self, before: DateTime<Utc>, runs: i64) -> Result<u64> {
+        Ok(self.store.prune_attempts(before, runs).await?)
+    }
+
+    /// An application's attempts with ids above `after`, oldest first (the SDK's feed).
+    pub async fn attempts_after(
+        &self,
+        app_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Attempt>> {
+        Ok(self.store.attempts_after(app_id, after, limit).await?)
+    }
+
     /// Forgets all but the last `keep` rows of the change log; how many went.
     pub async fn prune_changes(&self, keep: i64) -> Result<u64> {
         Ok(self.store.prune_changes(keep).await?)

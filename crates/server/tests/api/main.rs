@@ -20,6 +20,7 @@ mod logs;
 mod openapi;
 mod people;
 mod portal;
+mod retention;
 mod sdk;
 mod served;
 #[path = "../support/smtp.rs"]

@@ -7,9 +7,27 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::Write;
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // The config file's settings become variables before anything else runs: the environment
+    // is changed while the process has one thread.
+    if let Err(e) = deadbolt::cli::config_file::apply() {
+        deadbolt::logs::to_stderr(&format!("deadbolt: {e:#}\n"));
+        return ExitCode::FAILURE;
+    }
     let cli = deadbolt::cli::Cli::parse();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            deadbolt::logs::to_stderr(&format!("deadbolt: cannot start: {e}\n"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: deadbolt::cli::Cli) -> ExitCode {
     // Logs go to stderr (stdout carries the commands' JSON); a log line never fails the process.
     let logs = deadbolt::logs::init(deadbolt::logs::LogSettings {
         format: cli.log_format,

@@ -45,6 +45,10 @@ pub struct Cli {
         default_value_t = crate::logs::LogFormat::Text
     )]
     pub log_format: crate::logs::LogFormat,
+    /// A file of settings (`deadbolt.toml`: the flags' names as keys). Flags and `DEADBOLT_*`
+    /// variables take precedence over it.
+    #[arg(long, global = true, env = "DEADBOLT_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -117,6 +121,8 @@ pub enum AttemptsCmd {
     /// Remove every attempt recorded before a date (`2026-09-01` or an RFC 3339 time), of every
     /// application; the server's retention (`--attempts-retention`) does this on its own.
     Prune {
+        /// Attempts recorded before this are removed: `2026-09-01` (midnight UTC) or an RFC 3339
+        /// time.
         #[arg(long)]
         before: String,
     },

@@ -8,6 +8,7 @@ mod args;
 mod backup;
 mod check;
 mod company;
+pub mod config_file;
 mod operator;
 mod person;
 mod serve;

@@ -8,6 +8,7 @@ mod backup;
 mod caches;
 mod checks;
 mod cli;
+mod config_file;
 mod decisions;
 mod faults;
 mod fidelity;

@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_unkeyed_accounts.sql"),
         postgres: include_str!("../migrations/postgres/0009_unkeyed_accounts.sql"),
     },
+    Migration {
+        name: "0011_position_in_notifications",
+        sqlite: include_str!("../migrations/sqlite/0011_position_in_notifications.sql"),
+        postgres: include_str!("../migrations/postgres/0011_position_in_notifications.sql"),
+    },
 ];
 
 #[cfg(test)]

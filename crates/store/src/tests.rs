@@ -6,7 +6,7 @@ use deadbolt_core::{Reason, UnenrolledPolicy};
 
 use crate::test_support::{k, t0};
 
-async fn app(store: &Store, issuer: &str) -> Application {
+pub(crate) async fn app(store: &Store, issuer: &str) -> Application {
     let c = store
         .create_company(&format!("co {issuer}"), t0())
         .await

@@ -43,6 +43,10 @@ pub struct Config {
     pub attempt_queue: usize,
     /// How long a request may wait on the store before it is answered 503.
     pub store_timeout: std::time::Duration,
+    /// PostgreSQL: connections in the pool (the change listener has one more of its own).
+    pub pg_pool_size: usize,
+    /// PostgreSQL: how long opening a connection may take.
+    pub pg_connect_timeout: std::time::Duration,
     /// Where `/metrics` is served: its own address, never the public one. `None`: not served.
     pub metrics_listen: Option<String>,
     /// Connection caps and timeouts of every listener.
@@ -61,9 +65,20 @@ impl Config {
             rate_limit: 10_000,
             attempt_queue: 100_000,
             store_timeout: deadbolt_store::DEFAULT_TIMEOUT,
+            pg_pool_size: deadbolt_store::StoreOptions::default().pg_pool_size,
+            pg_connect_timeout: deadbolt_store::StoreOptions::default().pg_connect_timeout,
             metrics_listen: None,
             connections: conn::Limits::default(),
             portal: portal::PortalConfig::default(),
+        }
+    }
+
+    /// How the store is opened.
+    pub fn store_options(&self) -> deadbolt_store::StoreOptions {
+        deadbolt_store::StoreOptions {
+            pg_pool_size: self.pg_pool_size,
+            pg_connect_timeout: self.pg_connect_timeout,
+            ..deadbolt_store::StoreOptions::default()
         }
     }
 }
@@ -90,7 +105,13 @@ const CHANGES_KEPT: i64 = 100_000;
 
 impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let db = Deadbolt::open(&config.db_url, &config.master_key, clock).await?;
+        let db = Deadbolt::open_with(
+            &config.db_url,
+            &config.store_options(),
+            &config.master_key,
+            clock,
+        )
+        .await?;
         Self::build_with(config, db).await
     }
 
@@ -134,7 +155,7 @@ impl Application {
                 tokio::net::TcpListener::bind(at)
                     .await
                     .with_context(|| format!("cannot listen on {at} for metrics"))?,
-                app::metrics_router(metrics.clone()),
+                app::metrics_router(metrics.clone(), db.store.clone()),
             )),
             None => None,
         };

@@ -68,7 +68,9 @@ impl TestApp {
         // Tests read the server's counters: metrics on their own listener, as in production.
         config.metrics_listen = Some("127.0.0.1:0".into());
         adjust(&mut config);
-        let db = Deadbolt::open(&db_url, &key, clock.clone()).await.unwrap();
+        let db = Deadbolt::open_with(&db_url, &config.store_options(), &key, clock.clone())
+            .await
+            .unwrap();
         let app = Application::build_with(config, db.clone()).await.unwrap();
         let port = app.port();
         let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));

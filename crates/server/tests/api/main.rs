@@ -16,6 +16,7 @@ mod isolation;
 mod logs;
 mod openapi;
 mod portal;
+mod replicas;
 mod sdk;
 mod served;
 #[path = "../support/smtp.rs"]

@@ -192,6 +192,12 @@ pub fn render_store(out: &mut String, store: &deadbolt_store::Store) {
     if let Some(up) = store.listening() {
         let _ = writeln!(out, "# HELP deadbolt_store_listener_up Whether the PostgreSQL change listener is connected and trusted (1), or checks read the position through (0).\n# TYPE deadbolt_store_listener_up gauge");
         let _ = writeln!(out, "deadbolt_store_listener_up {}", u8::from(up));
+        let _ = writeln!(out, "# HELP deadbolt_store_writes_unconfirmed_total Changes acknowledged before every replica's change listener was seen to apply them (200 ms passed).\n# TYPE deadbolt_store_writes_unconfirmed_total counter");
+        let _ = writeln!(
+            out,
+            "deadbolt_store_writes_unconfirmed_total {}",
+            store.unconfirmed_writes()
+        );
     }
 }
 

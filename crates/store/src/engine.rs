@@ -131,6 +131,8 @@ pub struct Engine {
     /// Reads of the change counter from the database made for `change_counter` (the check
     /// path), as opposed to those it found at hand.
     position_reads: AtomicU64,
+    /// PostgreSQL writes acknowledged before every change listener was seen to apply them.
+    unconfirmed_writes: AtomicU64,
 }
 
 enum Kind {
@@ -247,7 +249,14 @@ impl Engine {
             },
             listener: None,
             position_reads: AtomicU64::new(0),
+            unconfirmed_writes: AtomicU64::new(0),
         }
+    }
+
+    /// How many PostgreSQL writes were acknowledged before every change listener connected to
+    /// the database was seen to apply them (the wait's bound passed, or its read failed).
+    pub fn unconfirmed_writes(&self) -> u64 {
+        self.unconfirmed_writes.load(Ordering::Relaxed)
     }
 
     /// The PostgreSQL change listener, when the store has one.
@@ -551,16 +560,18 @@ impl Engine {
                     // smaller sequence number is committed before it), else the last committed.
                     let position = scalar(&pg_query(&tx, COMMIT_POSITION_SQL, &[]).await?)?;
                     tx.commit().await.map_err(pg_err)?;
-                    Ok((out, position, client))
+                    Ok((out, position))
                 })
                 .await;
-                let (out, position, client) = self.note_write(r)?;
+                let (out, position) = self.note_write(r)?;
                 // Committed. This process's checks see it at once; every replica's once their
                 // listeners have applied it, which is waited for (bounded) before answering.
                 if let Some(listener) = &self.listener {
                     listener.committed(position);
                 }
-                crate::listen::wait_until_applied(&client, position).await;
+                if !crate::listen::wait_until_applied(pool, position).await {
+                    self.unconfirmed_writes.fetch_add(1, Ordering::Relaxed);
+                }
                 return Ok(out);
             }
         };

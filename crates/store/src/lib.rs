@@ -210,6 +210,13 @@ impl Store {
         self.engine.position_reads()
     }
 
+    /// PostgreSQL: how many changes were acknowledged before every replica's change listener
+    /// was seen to apply them (a listener slower than 200 ms, or PostgreSQL failing right after
+    /// the commit). Until those listeners apply them, their replicas may answer from before.
+    pub fn unconfirmed_writes(&self) -> u64 {
+        self.engine.unconfirmed_writes()
+    }
+
     /// On PostgreSQL, whether the change listener is connected and trusted now (then
     /// [`Store::version_at_hand`] answers without a read); `None` on SQLite or without one.
     pub fn listening(&self) -> Option<bool> {

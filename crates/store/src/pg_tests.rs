@@ -184,6 +184,61 @@ async fn stores_started_together_on_a_new_database_migrate_once() {
     }
 }
 
+/// A listener that never applies anything (its replica frozen): a write waits for it only a
+/// bounded while, is acknowledged all the same and counted as unconfirmed; once the listener
+/// has been silent for seconds (its own replica no longer trusts it) it is not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_never_applies_delays_writes_only_a_bounded_while() {
+    let Some(url) = fresh().await else { return };
+    let store = Store::open(&url).await.unwrap();
+    let app = app(&store, "listen.example.com").await;
+    store.enroll(&app.id, "dee", None, t0()).await.unwrap();
+    assert_eq!(store.unconfirmed_writes(), 0);
+    // A session that looks like a listener and records that it applied nothing.
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.application_name("deadbolt-listen");
+    let (frozen, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    frozen
+        .execute(
+            "INSERT INTO change_listeners (pid, heard, seen_at) VALUES (pg_backend_pid(), 0, clock_timestamp())",
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .set_account_state(&app.id, &k("dee"), AccountState::Locked, None, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unconfirmed_writes(),
+        1,
+        "acknowledged after the bound"
+    );
+    assert_eq!(
+        store
+            .account(&app.id, &k("dee"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        AccountState::Locked
+    );
+    // Silent for longer than any process trusts its listener: not waited for.
+    frozen
+        .execute(
+            "UPDATE change_listeners SET seen_at = clock_timestamp() - interval '10 seconds' WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .set_account_state(&app.id, &k("dee"), AccountState::Unlocked, None, t0())
+        .await
+        .unwrap();
+    assert_eq!(store.unconfirmed_writes(), 1);
+}
+
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -234,6 +289,7 @@ async fn a_replica_applies_another_replicas_commit_before_it_is_acknowledged() {
             "write {i}: acknowledged before the other replica applied it"
         );
     }
+    assert_eq!(a.unconfirmed_writes(), 0);
     eprintln!(
         "write p50 {:?} (p99 {:?}) with two replicas' listeners to wait for; {:?} (p99 {:?}) with no listener connected",
         percentile(&mut with_listeners, 0.5),

@@ -10,12 +10,15 @@ BEGIN
     RETURN NULL;
 END
 $$;
--- Each connected change listener's last position applied, written by the listener itself: a
--- write is acknowledged only once every listener connected to the database has applied it (or
--- after a short bound), so that a change acknowledged through one replica is enforced by the
--- next check on every other. Rows of listeners gone are ignored (joined with pg_stat_activity)
--- and cleared by the next listener to connect. UNLOGGED: it describes live sessions only.
+-- Each connected change listener's last position applied, written by the listener itself as it
+-- applies one and at least every second: a write is acknowledged only once every listener
+-- connected to the database has applied it (or after a short bound), so that a change
+-- acknowledged through one replica is enforced by the next check on every other. Rows of
+-- listeners gone are ignored (joined with pg_stat_activity) and cleared by the next listener to
+-- connect; a listener silent for seconds (its process frozen) is not waited for, as its own
+-- process no longer trusts it. UNLOGGED: it describes live sessions only.
 CREATE UNLOGGED TABLE change_listeners (
     pid INTEGER PRIMARY KEY,
-    heard BIGINT NOT NULL
+    heard BIGINT NOT NULL,
+    seen_at TIMESTAMPTZ NOT NULL
 );

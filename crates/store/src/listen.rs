@@ -39,8 +39,12 @@
 //!
 //! What it costs: a write reads the position inside its transaction and the table once or a
 //! few times after; the notification's trip to every listener and their records are waited
-//! for. Figures (`pg_tests::a_replica_applies_another_replicas_commit_before_it_is_acknowledged`)
-//! are in BENCHMARKS.md. Checks pay nothing.
+//! for. Measured (`pg_tests::a_replica_applies_another_replicas_commit_before_it_is_acknowledged`,
+//! release build, PostgreSQL 15 on the same 2-core machine, other builds running): a write's
+//! median 0.94 ms (p99 4.7 ms) with two replicas' listeners to wait for, against 0.51 ms
+//! (p99 0.81 ms) with no listener connected; the other replica had applied every one of the 200
+//! writes when it returned (delay from acknowledgement to applied: none, by construction).
+//! Checks pay nothing; more in BENCHMARKS.md.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -159,7 +159,7 @@ const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Engine {
     /// Opens the engine at `url`; `position_sql` reads the change counter (the PostgreSQL
-    /// change listener reads it after each notification).
+    /// change listener reads it when it connects and at each ping).
     pub async fn connect(
         url: &str,
         options: &StoreOptions,

@@ -1,9 +1,11 @@
-//! `deadbolt-bench`: seeds a store through `importUsers`, then loads the check path of
-//! `deadbolt serve` and of a do-nothing axum baseline with wrk, alternating A B A B, and prints
-//! throughput, latency percentiles, the ratio to the baseline and the server's peak memory.
+//! `deadbolt-bench`: seeds a store (SQLite, or a fresh PostgreSQL database) through
+//! `importUsers`, then loads the check path of `deadbolt serve` (one process, or several on the
+//! one store with the load split between them) and of a do-nothing axum baseline with wrk,
+//! alternating A B A B, and prints throughput, latency percentiles, the ratio to the baseline
+//! and the servers' peak memory.
 
 use anyhow::{bail, Context, Result};
-use base64::Engine;
+use base64::Engine as _;
 use clap::Parser;
 use deadbolt::{MasterKeySource, Service};
 use deadbolt_core::{AccountState, Clock, SystemClock, UnenrolledPolicy};
@@ -46,6 +48,44 @@ struct Args {
     /// Also append the results, as Markdown, to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Stores to run on, one after the other (comma-separated): sqlite, postgres.
+    #[arg(long, default_value = "sqlite")]
+    engine: String,
+    /// For postgres: the URL of a database on the cluster to use (its admin's, such as
+    /// postgres://postgres@127.0.0.1:54329/postgres); each run creates a fresh database there
+    /// and drops it afterwards.
+    #[arg(long, env = "DEADBOLT_BENCH_PG")]
+    pg_url: Option<String>,
+    /// `deadbolt serve` processes on the one store (comma-separated for several runs: 1,2).
+    /// With two, each wrk run is two wrk processes, half the connections each, one per server
+    /// (the baseline's runs too, against its one process), and their figures are summed.
+    #[arg(long, default_value = "1")]
+    replicas: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Store::Sqlite => "SQLite",
+            Store::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+fn engines(s: &str) -> Result<Vec<Store>> {
+    s.split(',')
+        .map(|e| match e.trim() {
+            "sqlite" => Ok(Store::Sqlite),
+            "postgres" | "postgresql" => Ok(Store::Postgres),
+            other => bail!("unknown engine {other:?}: sqlite or postgres"),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default)]
@@ -56,6 +96,8 @@ struct Run {
     requests: u64,
     non_2xx: u64,
     socket_errors: u64,
+    /// Changes made during the run, a second.
+    changes_per_sec: f64,
 }
 
 fn list(s: &str) -> Result<Vec<usize>> {
@@ -90,13 +132,23 @@ async fn main() -> Result<()> {
             .unwrap_or(0),
         cpu_model()
     ));
-    report.push_str("| accounts | connections | changes/s | baseline req/s | deadbolt req/s | ratio | deadbolt p50 | deadbolt p99 | baseline p99 | non-2xx | attempts recorded | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for accounts in list(&args.accounts)? {
-        let rows = bench_size(&args, accounts).await?;
-        for r in rows {
-            println!("{r}");
-            report.push_str(&r);
-            report.push('\n');
+    report.push_str("| store | servers | accounts | connections | changes/s (made) | baseline req/s | deadbolt req/s | ratio | deadbolt p50 | deadbolt p99 | baseline p99 | non-2xx | attempts recorded | peak RSS per server |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for engine in engines(&args.engine)? {
+        if engine == Store::Postgres && args.pg_url.is_none() {
+            bail!("--engine postgres needs --pg-url or DEADBOLT_BENCH_PG");
+        }
+        for replicas in list(&args.replicas)? {
+            if replicas == 0 {
+                bail!("--replicas: at least one server");
+            }
+            for accounts in list(&args.accounts)? {
+                let rows = bench_size(&args, engine, replicas, accounts).await?;
+                for r in rows {
+                    println!("{r}");
+                    report.push_str(&r);
+                    report.push('\n');
+                }
+            }
         }
     }
     if let Some(path) = &args.markdown {
@@ -113,6 +165,9 @@ async fn main() -> Result<()> {
 struct Seeded {
     dir: tempfile_dir::Dir,
     db_url: String,
+    /// PostgreSQL: the cluster URL it was created through, and the database's name (dropped
+    /// at the end).
+    pg: Option<(String, String)>,
     master_key: String,
     sdk: String,
     /// (issuer, key base64) per application.
@@ -129,11 +184,24 @@ mod tempfile_dir {
     }
 }
 
-async fn seed_setup(args: &Args) -> Result<Seeded> {
+async fn seed_setup(args: &Args, engine: Store) -> Result<Seeded> {
     let dir = std::env::temp_dir().join(format!("deadbolt-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let db_url = format!("sqlite://{}", dir.join("bench.db").display());
+    let (db_url, pg) = match engine {
+        Store::Sqlite => (format!("sqlite://{}", dir.join("bench.db").display()), None),
+        Store::Postgres => {
+            let admin = args.pg_url.clone().context("a PostgreSQL URL")?;
+            let name = format!(
+                "deadbolt_bench_{}_{}",
+                std::process::id(),
+                rand::thread_rng().gen::<u32>()
+            );
+            pg_admin(&admin, &format!("CREATE DATABASE {name}")).await?;
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            (format!("{base}/{name}"), Some((admin.clone(), name)))
+        }
+    };
     let master_key =
         base64::engine::general_purpose::STANDARD.encode(rand::thread_rng().gen::<[u8; 32]>());
     let key_source = MasterKeySource {
@@ -161,6 +229,7 @@ async fn seed_setup(args: &Args) -> Result<Seeded> {
     Ok(Seeded {
         dir: tempfile_dir::Dir(dir),
         db_url,
+        pg,
         master_key,
         sdk,
         apps,
@@ -207,31 +276,58 @@ impl Server {
     }
 }
 
-async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
-    let seeded = seed_setup(args).await?;
-    let deadbolt = Server::start(
-        Command::new(args.bin_dir.join("deadbolt"))
-            .args([
-                "--db",
-                &seeded.db_url,
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--public-url",
-                "https://api.bench.example",
-                "--rate-limit",
-                "0",
-            ])
-            .env("DEADBOLT_MASTER_KEY", &seeded.master_key)
-            .env("RUST_LOG", "warn"),
-    )?;
+/// Runs one statement on the PostgreSQL cluster at `admin`.
+async fn pg_admin(admin: &str, sql: &str) -> Result<()> {
+    let (client, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .with_context(|| "cannot connect to the PostgreSQL given with --pg-url".to_string())?;
+    tokio::spawn(conn);
+    client.batch_execute(sql).await.context(sql.to_string())?;
+    Ok(())
+}
+
+async fn bench_size(
+    args: &Args,
+    engine: Store,
+    replicas: usize,
+    accounts: usize,
+) -> Result<Vec<String>> {
+    let seeded = seed_setup(args, engine).await?;
+    let servers = (0..replicas)
+        .map(|_| {
+            Server::start(
+                Command::new(args.bin_dir.join("deadbolt"))
+                    .args([
+                        "--db",
+                        &seeded.db_url,
+                        "serve",
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--public-url",
+                        "https://api.bench.example",
+                        "--rate-limit",
+                        "0",
+                    ])
+                    .env("DEADBOLT_MASTER_KEY", &seeded.master_key)
+                    .env("RUST_LOG", "warn"),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let deadbolt = &servers[0];
     let http = reqwest::Client::new();
 
-    // Seed through the SDK API, 10,000 rows a request, two requests in flight (the server
-    // parses one while SQLite writes the other), as a company back end would.
+    // Seed through the SDK API, two requests in flight (the server parses one while the store
+    // writes the other), as a company back end would: 10,000 rows a request on SQLite; 2,000 on
+    // PostgreSQL, where a row costs several round trips and its triggers and the two requests
+    // take turns, so that a request stays well inside the store deadline on a busy machine.
+    let rows_per_request = match engine {
+        Store::Sqlite => 10_000,
+        Store::Postgres => 2_000,
+    };
     let per_app = accounts.div_ceil(seeded.apps.len());
     let started = Instant::now();
-    let mut batches: Vec<Vec<Value>> = vec![Vec::with_capacity(10_000)];
+    let mut batches: Vec<Vec<Value>> = vec![Vec::with_capacity(rows_per_request)];
     let mut sent = 0usize;
     'outer: for (a, (issuer, _)) in seeded.apps.iter().enumerate() {
         for i in 0..per_app {
@@ -242,8 +338,8 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
             batch.push(json!({"first_name": "Bench", "last_name": format!("User {i}"), "email": format!("u{i}.a{a}@bench.example"),
                               "domain": issuer, "phone": "+1 555 0100", "userAccountId": format!("user{i}")}));
             sent += 1;
-            if batch.len() == 10_000 {
-                batches.push(Vec::with_capacity(10_000));
+            if batch.len() == rows_per_request {
+                batches.push(Vec::with_capacity(rows_per_request));
             }
         }
     }
@@ -276,12 +372,14 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
         .filter(|t| !asked.contains(t))
         .collect();
     let baseline = Server::start(Command::new(args.bin_dir.join("baseline")).arg("127.0.0.1:0"))?;
+    // The baseline is loaded as the servers are: by as many wrk processes.
+    let baseline_urls = vec![baseline.url.clone(); replicas];
 
     let mut rows = Vec::new();
     // Warm up both servers (Deadbolt's cache fills with the accounts the load asks about; the
     // first seconds would otherwise measure store reads, not the steady state). Not reported.
-    let warm = wrk(&deadbolt.url, &script, 16, 3)?;
-    wrk(&baseline.url, &script, 16, 1)?;
+    let warm = wrk(&urls, &script, 16, 3)?;
+    wrk(&baseline_urls, &script, 16, 1)?;
     let mut total_requests = warm.requests;
     let mut per_conn = Vec::new();
     let churns = list(&args.churn)?;
@@ -289,18 +387,19 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
         let mut a = Vec::new();
         let mut b: Vec<Vec<Run>> = vec![Vec::new(); churns.len()];
         for round in 0..args.rounds {
-            let ra = wrk(&baseline.url, &script, conns, args.duration)?;
+            let ra = wrk(&baseline_urls, &script, conns, args.duration)?;
             eprintln!(
                 "  c={conns} round {round}: baseline {:.0} req/s p99 {:.2} ms",
                 ra.rps, ra.p99_ms
             );
             a.push(ra);
             for (c, &rate) in churns.iter().enumerate() {
-                let changes = Churn::start(&http, &deadbolt.url, &seeded.sdk, &quiet, rate);
-                let rb = wrk(&deadbolt.url, &script, conns, args.duration)?;
+                let changes = Churn::start(&http, &urls, &seeded.sdk, &quiet, rate);
+                let mut rb = wrk(&urls, &script, conns, args.duration)?;
                 let made = changes.stop().await?;
-                eprintln!("  c={conns} round {round}: deadbolt with {rate} changes/s ({made} made) {:.0} req/s p99 {:.2} ms, non-2xx {}",
-                    rb.rps, rb.p99_ms, rb.non_2xx);
+                rb.changes_per_sec = made as f64 / args.duration as f64;
+                eprintln!("  c={conns} round {round}: deadbolt ({} on {replicas} servers) with {rate} changes/s ({made} made) {:.0} req/s p99 {:.2} ms, non-2xx {}",
+                    engine.name(), rb.rps, rb.p99_ms, rb.non_2xx);
                 total_requests += rb.requests;
                 b[c].push(rb);
             }
@@ -309,19 +408,26 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
             per_conn.push((conns, churns[c], a.clone(), runs));
         }
     }
-    let rss = deadbolt.peak_rss_kib();
-    deadbolt.terminate()?;
+    let rss = servers.iter().filter_map(Server::peak_rss_kib).max();
+    for s in servers {
+        s.terminate()?;
+    }
     baseline.terminate()?;
     // Graceful stop drained the attempt queue: every answered check is a row.
     let store = deadbolt_store::Store::open(&seeded.db_url).await?;
     let recorded = store.attempt_count().await?;
     drop(store);
+    if let Some((admin, name)) = &seeded.pg {
+        pg_admin(admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await?;
+    }
     for (conns, churn, a, b) in per_conn {
         let mean = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
         let worst = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).fold(0.0, f64::max);
         let non_2xx: u64 = b.iter().map(|r| r.non_2xx + r.socket_errors).sum();
         rows.push(format!(
-            "| {accounts} | {conns} | {churn} | {:.0} | {:.0} | **{:.2}** | {:.2} ms | {:.2} ms | {:.2} ms | {non_2xx} | {} | {} |",
+            "| {} | {replicas} | {accounts} | {conns} | {churn} ({:.0}) | {:.0} | {:.0} | **{:.2}** | {:.2} ms | {:.2} ms | {:.2} ms | {non_2xx} | {} | {} |",
+            engine.name(),
+            mean(&b, |r| r.changes_per_sec),
             mean(&a, |r| r.rps),
             mean(&b, |r| r.rps),
             mean(&b, |r| r.rps) / mean(&a, |r| r.rps),
@@ -334,7 +440,8 @@ async fn bench_size(args: &Args, accounts: usize) -> Result<Vec<String>> {
         ));
     }
     rows.push(format!(
-        "| {accounts} | import | | seeded in {seed_secs:.1} s | | | | | | | | |"
+        "| {} | {replicas} | {accounts} | import | | seeded in {seed_secs:.1} s | | | | | | | | |",
+        engine.name()
     ));
     drop(seeded.dir);
     Ok(rows)
@@ -403,17 +510,20 @@ struct Churn {
 }
 
 impl Churn {
+    /// Changes at `per_sec` a second, sent through each of `urls` in turn, each without waiting
+    /// for the one before (up to 64 in flight: one change waits for its commit, and on
+    /// PostgreSQL for every server to apply it, so one at a time would fall behind the rate).
     fn start(
         http: &reqwest::Client,
-        url: &str,
+        urls: &[String],
         sdk: &str,
         targets: &[(String, String)],
         per_sec: usize,
     ) -> Self {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let (http, url, sdk, targets) = (
+        let (http, urls, sdk, targets) = (
             http.clone(),
-            url.to_string(),
+            urls.to_vec(),
             sdk.to_string(),
             targets.to_vec(),
         );
@@ -424,15 +534,22 @@ impl Churn {
             let mut tick =
                 tokio::time::interval(std::time::Duration::from_secs_f64(1.0 / per_sec as f64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut in_flight = tokio::task::JoinSet::new();
             let mut made = 0u64;
-            loop {
+            for n in 0u64.. {
                 tokio::select! {
-                    _ = stopped.changed() => return Ok(made),
+                    _ = stopped.changed() => break,
                     _ = tick.tick() => {}
+                }
+                while in_flight.len() >= 64 {
+                    made += in_flight.join_next().await.context("a change")???;
+                }
+                while let Some(done) = in_flight.try_join_next() {
+                    made += done??;
                 }
                 let (issuer, account) = &targets[rand::thread_rng().gen_range(0..targets.len())];
                 // Lock, unlock for a while, lock, unlock: what people do all day.
-                let (path, body) = match made % 4 {
+                let (path, body) = match n % 4 {
                     0 | 2 => ("lock", json!({"domain": issuer, "userAccountId": account})),
                     1 => (
                         "unlock",
@@ -443,17 +560,26 @@ impl Churn {
                         json!({"domain": issuer, "userAccountId": account}),
                     ),
                 };
-                let resp = http
-                    .post(format!("{url}/nl3/api/v1/sdk/{path}"))
-                    .header("x-nl3-server-api-token", &sdk)
-                    .json(&body)
-                    .send()
-                    .await?;
-                if !resp.status().is_success() {
-                    bail!("sdk/{path} answered {}", resp.status());
-                }
-                made += 1;
+                let url = format!("{}/nl3/api/v1/sdk/{path}", urls[n as usize % urls.len()]);
+                let (http, sdk) = (http.clone(), sdk.clone());
+                in_flight.spawn(async move {
+                    let resp = http
+                        .post(url)
+                        .header("x-nl3-server-api-token", &sdk)
+                        .json(&body)
+                        .send()
+                        .await?;
+                    if !resp.status().is_success() {
+                        bail!("sdk/{path} answered {}", resp.status());
+                    }
+                    Ok::<_, anyhow::Error>(1u64)
+                });
             }
+            // Changes sent before the stop count once answered.
+            while let Some(done) = in_flight.join_next().await {
+                made += done??;
+            }
+            Ok(made)
         });
         Self { stop, task }
     }
@@ -465,24 +591,52 @@ impl Churn {
     }
 }
 
-fn wrk(url: &str, script: &Path, conns: usize, secs: u64) -> Result<Run> {
-    let threads = conns.clamp(1, 2);
-    let out = Command::new("wrk")
-        .args([
-            "-t",
-            &threads.to_string(),
-            "-c",
-            &conns.to_string(),
-            "-d",
-            &format!("{secs}s"),
-            "--latency",
-            "-s",
-        ])
-        .arg(script)
-        .arg(url)
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    parse_wrk(&text).with_context(|| format!("wrk output: {text}"))
+/// One wrk run per URL at once, the connections split between them, their figures summed
+/// (latency percentiles: the median's mean weighted by requests, the worst p99).
+fn wrk(urls: &[String], script: &Path, conns: usize, secs: u64) -> Result<Run> {
+    let each = (conns / urls.len()).max(1);
+    let threads = each.clamp(1, 2);
+    let children = urls
+        .iter()
+        .map(|url| {
+            Command::new("wrk")
+                .args([
+                    "-t",
+                    &threads.to_string(),
+                    "-c",
+                    &each.to_string(),
+                    "-d",
+                    &format!("{secs}s"),
+                    "--latency",
+                    "-s",
+                ])
+                .arg(script)
+                .arg(url)
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("wrk")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut runs = Vec::new();
+    for child in children {
+        let out = child.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        runs.push(parse_wrk(&text).with_context(|| format!("wrk output: {text}"))?);
+    }
+    let requests: u64 = runs.iter().map(|r| r.requests).sum();
+    Ok(Run {
+        rps: runs.iter().map(|r| r.rps).sum(),
+        p50_ms: runs
+            .iter()
+            .map(|r| r.p50_ms * r.requests as f64)
+            .sum::<f64>()
+            / requests.max(1) as f64,
+        p99_ms: runs.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
+        requests,
+        non_2xx: runs.iter().map(|r| r.non_2xx).sum(),
+        socket_errors: runs.iter().map(|r| r.socket_errors).sum(),
+        changes_per_sec: 0.0,
+    })
 }
 
 fn parse_wrk(text: &str) -> Result<Run> {

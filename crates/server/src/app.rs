@@ -160,12 +160,16 @@ async fn ready(State(s): State<AppState>) -> Response {
 
 /// `/metrics`, served on its own listener: what it tells (traffic, queue depths) is for the
 /// operator's monitoring, not for whoever reaches the public port.
-pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+pub fn metrics_router(metrics: Arc<Metrics>, store: Arc<deadbolt_store::Store>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
-        .with_state(metrics)
+        .with_state((metrics, store))
 }
 
-async fn render_metrics(State(m): State<Arc<Metrics>>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4")], m.render()).into_response()
+async fn render_metrics(
+    State((m, store)): State<(Arc<Metrics>, Arc<deadbolt_store::Store>)>,
+) -> Response {
+    let mut text = m.render();
+    crate::metrics::render_store(&mut text, &store);
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }

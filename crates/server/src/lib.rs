@@ -48,6 +48,10 @@ pub struct Config {
     /// How often the background housekeeping runs (the change log, the throttle's forgotten
     /// counts, used form tokens, attempts past the retention): a minute; tests shorten it.
     pub housekeeping_every: std::time::Duration,
+    /// PostgreSQL: connections in the pool (the change listener has one more of its own).
+    pub pg_pool_size: usize,
+    /// PostgreSQL: how long opening a connection may take.
+    pub pg_connect_timeout: std::time::Duration,
     /// Where `/metrics` is served: its own address, never the public one. `None`: not served.
     pub metrics_listen: Option<String>,
     /// Connection caps and timeouts of every listener.
@@ -68,9 +72,20 @@ impl Config {
             store_timeout: deadbolt_store::DEFAULT_TIMEOUT,
             attempts_retention: Some(DEFAULT_RETENTION),
             housekeeping_every: PRUNE_EVERY,
+            pg_pool_size: deadbolt_store::StoreOptions::default().pg_pool_size,
+            pg_connect_timeout: deadbolt_store::StoreOptions::default().pg_connect_timeout,
             metrics_listen: None,
             connections: conn::Limits::default(),
             portal: portal::PortalConfig::default(),
+        }
+    }
+
+    /// How the store is opened.
+    pub fn store_options(&self) -> deadbolt_store::StoreOptions {
+        deadbolt_store::StoreOptions {
+            pg_pool_size: self.pg_pool_size,
+            pg_connect_timeout: self.pg_connect_timeout,
+            ..deadbolt_store::StoreOptions::default()
         }
     }
 }
@@ -131,7 +146,13 @@ const PRUNE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Server {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let service = Service::open(&config.db_url, &config.master_key, clock).await?;
+        let service = Service::open_with(
+            &config.db_url,
+            &config.store_options(),
+            &config.master_key,
+            clock,
+        )
+        .await?;
         Self::build_with(config, service).await
     }
 
@@ -180,7 +201,7 @@ impl Server {
                 tokio::net::TcpListener::bind(at)
                     .await
                     .with_context(|| format!("cannot listen on {at} for metrics"))?,
-                app::metrics_router(metrics.clone()),
+                app::metrics_router(metrics.clone(), store.clone()),
             )),
             None => None,
         };

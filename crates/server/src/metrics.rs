@@ -179,6 +179,28 @@ impl Metrics {
     }
 }
 
+/// The store's counters: how often the check path had to read the change log's position from
+/// the database (on PostgreSQL, only while the change listener is not connected), and whether
+/// the listener is.
+pub fn render_store(out: &mut String, store: &deadbolt_store::Store) {
+    let _ = writeln!(out, "# HELP deadbolt_store_position_reads_total Reads of the change log's position from the database by the check path (the rest were at hand: the change signal on SQLite, the change listener on PostgreSQL).\n# TYPE deadbolt_store_position_reads_total counter");
+    let _ = writeln!(
+        out,
+        "deadbolt_store_position_reads_total {}",
+        store.position_reads()
+    );
+    if let Some(up) = store.listening() {
+        let _ = writeln!(out, "# HELP deadbolt_store_listener_up Whether the PostgreSQL change listener is connected and trusted (1), or checks read the position through (0).\n# TYPE deadbolt_store_listener_up gauge");
+        let _ = writeln!(out, "deadbolt_store_listener_up {}", u8::from(up));
+        let _ = writeln!(out, "# HELP deadbolt_store_writes_unconfirmed_total Changes acknowledged before every replica's change listener was seen to apply them (200 ms passed).\n# TYPE deadbolt_store_writes_unconfirmed_total counter");
+        let _ = writeln!(
+            out,
+            "deadbolt_store_writes_unconfirmed_total {}",
+            store.unconfirmed_writes()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,10 @@
 //! that SQLite and PostgreSQL share, with `$1`, `$2`, … placeholders numbered in order of first use
 //! (SQLite binds `$N` by order of appearance, PostgreSQL by number: the same text works for both).
 
+use crate::listen::Listener;
 use crate::migrations::MIGRATIONS;
 use crate::signal::ChangeSignal;
-use crate::StoreError;
+use crate::{StoreError, StoreOptions};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -125,6 +126,13 @@ pub type Stmt = (&'static str, Vec<Val>);
 pub struct Engine {
     kind: Kind,
     limits: Limits,
+    /// PostgreSQL: the change listener that keeps the change log's position at hand.
+    listener: Option<Listener>,
+    /// Reads of the change counter from the database made for `change_counter` (the check
+    /// path), as opposed to those it found at hand.
+    position_reads: AtomicU64,
+    /// PostgreSQL writes acknowledged before every change listener was seen to apply them.
+    unconfirmed_writes: AtomicU64,
 }
 
 enum Kind {
@@ -140,6 +148,9 @@ struct Limits {
     write_fault: Mutex<Option<(String, Instant)>>,
 }
 
+/// The change log's last position, read inside a PostgreSQL write transaction before its commit.
+const COMMIT_POSITION_SQL: &str = "SELECT COALESCE(MAX(seq), 0) FROM change_log";
+
 /// How long anything may wait on the store unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The attempt writer is not answering anybody: it may wait longer than a request, so that a
@@ -147,24 +158,41 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Engine {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Opens the engine at `url`; `position_sql` reads the change counter (the PostgreSQL
+    /// change listener reads it when it connects and at each ping).
+    pub async fn connect(
+        url: &str,
+        options: &StoreOptions,
+        position_sql: &'static str,
+    ) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let mut config: tokio_postgres::Config = url
                 .parse()
                 .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
-            // A server that accepts the connection and then says nothing (frozen, or a SYN
-            // backlog in front of a dead one) must not hold a pool slot for ever.
-            if config.get_connect_timeout().is_none() {
-                config.connect_timeout(Duration::from_secs(5));
+            if options.pg_pool_size == 0 {
+                return Err(StoreError::Config(
+                    "the PostgreSQL pool needs at least one connection".into(),
+                ));
             }
+            // A server that accepts the connection and then says nothing (frozen, or a SYN
+            // backlog in front of a dead one) must not hold a pool slot for ever. A
+            // connect_timeout written in the URL wins.
+            if config.get_connect_timeout().is_none() {
+                config.connect_timeout(options.pg_connect_timeout);
+            }
+            let connect_timeout = config
+                .get_connect_timeout()
+                .copied()
+                .unwrap_or(options.pg_connect_timeout);
+            let listen_config = config.clone();
             // A change acknowledged to a person must survive a crash of PostgreSQL too, whatever
             // the cluster's default: commits wait for the WAL flush. (Attempts, written in bulk,
             // opt out per transaction, as they do on SQLite.)
-            let options = match config.get_options() {
+            let server_options = match config.get_options() {
                 Some(o) if !o.is_empty() => format!("{o} -c synchronous_commit=on"),
                 _ => "-c synchronous_commit=on".to_string(),
             };
-            config.options(&options);
+            config.options(&server_options);
             let manager = deadpool_postgres::Manager::from_config(
                 config,
                 tokio_postgres::NoTls,
@@ -173,14 +201,21 @@ impl Engine {
                 },
             );
             let pool = deadpool_postgres::Pool::builder(manager)
-                .max_size(16)
+                .max_size(options.pg_pool_size)
                 .wait_timeout(Some(Duration::from_secs(5)))
-                .create_timeout(Some(Duration::from_secs(5)))
+                .create_timeout(Some(connect_timeout))
                 .runtime(deadpool_postgres::Runtime::Tokio1)
                 .build()
                 .map_err(|e| StoreError::Config(e.to_string()))?;
-            let engine = Engine::new(Kind::Postgres(pool));
+            let mut engine = Engine::new(Kind::Postgres(pool));
             engine.migrate().await?;
+            if options.listen {
+                engine.listener = Some(Listener::start(
+                    listen_config,
+                    connect_timeout,
+                    position_sql,
+                ));
+            }
             Ok(engine)
         } else if let Some(rest) = url.strip_prefix("sqlite:") {
             let target = match rest.trim_start_matches("//") {
@@ -212,7 +247,26 @@ impl Engine {
                 timeout_ms: AtomicU64::new(DEFAULT_TIMEOUT.as_millis() as u64),
                 write_fault: Mutex::new(None),
             },
+            listener: None,
+            position_reads: AtomicU64::new(0),
+            unconfirmed_writes: AtomicU64::new(0),
         }
+    }
+
+    /// How many PostgreSQL writes were acknowledged before every change listener connected to
+    /// the database was seen to apply them (the wait's bound passed, or its read failed).
+    pub fn unconfirmed_writes(&self) -> u64 {
+        self.unconfirmed_writes.load(Ordering::Relaxed)
+    }
+
+    /// The PostgreSQL change listener, when the store has one.
+    pub fn listener(&self) -> Option<&Listener> {
+        self.listener.as_ref()
+    }
+
+    /// How many times `change_counter` read the counter from the database.
+    pub fn position_reads(&self) -> u64 {
+        self.position_reads.load(Ordering::Relaxed)
     }
 
     /// The SQLite file, when the store is one.
@@ -377,20 +431,26 @@ impl Engine {
     }
 
     /// The store's change counter (`store_version`). On SQLite it is read from the file only
-    /// when the change signal moved (or once a second); otherwise it is remembered.
+    /// when the change signal moved (or once a second); on PostgreSQL only while the change
+    /// listener is not trusted; otherwise it is remembered.
     pub async fn change_counter(&self, sql: &'static str) -> Result<i64, StoreError> {
         match self.change_counter_at_hand(sql) {
             Some(v) => v,
-            None => scalar(&self.query(sql, vec![]).await?),
+            None => {
+                self.position_reads.fetch_add(1, Ordering::Relaxed);
+                scalar(&self.query(sql, vec![]).await?)
+            }
         }
     }
 
     /// The change counter when it can be had without waiting: on SQLite, from the change signal
-    /// or the local file (a read of a few pages at most); `None` on PostgreSQL, and when the
-    /// probe connection is busy or fails (the caller then asks with the deadline).
+    /// or the local file (a read of a few pages at most); on PostgreSQL, from the change
+    /// listener while it is connected and trusted. `None` otherwise, and when the SQLite probe
+    /// connection is busy or fails (the caller then asks with the deadline).
     pub fn change_counter_at_hand(&self, sql: &'static str) -> Option<Result<i64, StoreError>> {
-        let Kind::Sqlite(s) = &self.kind else {
-            return None;
+        let s = match &self.kind {
+            Kind::Sqlite(s) => s,
+            Kind::Postgres(_) => return self.listener.as_ref()?.at_hand().map(Ok),
         };
         if let Err(e) = s.identity.check_now_and_then() {
             return Some(Err(e));
@@ -402,6 +462,7 @@ impl Engine {
         // Never wait on a runtime thread: another check holding the probe is reading the same
         // counter, and a probe that fails is retried below the deadline.
         let probe = s.probe.try_lock().ok()?;
+        self.position_reads.fetch_add(1, Ordering::Relaxed);
         let v = sqlite_query(&probe, sql, &[])
             .and_then(|rows| scalar(&rows))
             .ok()?;
@@ -567,7 +628,7 @@ impl Engine {
                 .await
             }
             Kind::Postgres(pool) => {
-                Self::bounded(limit, async {
+                let r = Self::bounded(limit, async {
                     let mut client = pool.get().await.map_err(pg_pool)?;
                     let tx = client.transaction().await.map_err(pg_err)?;
                     let mut read = Vec::with_capacity(first.len());
@@ -578,10 +639,24 @@ impl Engine {
                     for (sql, params) in &writes {
                         pg_query(&tx, sql, params).await?;
                     }
+                    // The change log's position as this transaction leaves it: its own rows
+                    // when it logged any (it holds the log's turn until it commits, so every
+                    // smaller sequence number is committed before it), else the last committed.
+                    let position = scalar(&pg_query(&tx, COMMIT_POSITION_SQL, &[]).await?)?;
                     tx.commit().await.map_err(pg_err)?;
-                    Ok(out)
+                    Ok((out, position))
                 })
-                .await
+                .await;
+                let (out, position) = self.note_write(r)?;
+                // Committed. This process's checks see it at once; every replica's once their
+                // listeners have applied it, which is waited for (bounded) before answering.
+                if let Some(listener) = &self.listener {
+                    listener.committed(position);
+                }
+                if !crate::listen::wait_until_applied(pool, position).await {
+                    self.unconfirmed_writes.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(out);
             }
         };
         self.note_write(r)

@@ -11,6 +11,7 @@ macro_rules! sql {
 }
 
 mod engine;
+mod listen;
 pub mod migrations;
 mod model;
 mod signal;
@@ -31,6 +32,8 @@ mod companies;
 mod identity;
 mod import;
 mod persons;
+#[cfg(test)]
+mod pg_tests;
 mod portal;
 #[cfg(test)]
 mod retention_tests;
@@ -70,6 +73,30 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How a store is opened, beyond its URL. The PostgreSQL settings do nothing on SQLite.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections in the PostgreSQL pool (the change listener has one more of its own).
+    pub pg_pool_size: usize,
+    /// How long a new PostgreSQL connection may take to open; a `connect_timeout` in the URL
+    /// wins.
+    pub pg_connect_timeout: std::time::Duration,
+    /// Whether a PostgreSQL store listens for changes (`LISTEN deadbolt_changes`), so that
+    /// checks learn the change log's position without a read. A server does; a one-shot
+    /// command may not.
+    pub listen: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            pg_pool_size: 16,
+            pg_connect_timeout: std::time::Duration::from_secs(5),
+            listen: true,
+        }
+    }
+}
 
 /// A write failure this recent makes the store not ready without trying another write.
 const WRITE_FAULT_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
@@ -156,8 +183,13 @@ impl Store {
     /// Opens (and creates, and migrates) the store at `url`: `sqlite://FILE`, `sqlite::memory:`
     /// or `postgres://…`.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`Store::open`] with options (the PostgreSQL pool's size and connect timeout).
+    pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Self> {
         let store = Self {
-            engine: Engine::connect(url).await?,
+            engine: Engine::connect(url, options, VERSION_SQL).await?,
         };
         // What SQL cannot compute: the lookup keys of accounts that lack one (rows from before
         // account identity, or written by hand) and issuers normalised by older rules.
@@ -175,15 +207,37 @@ impl Store {
 
     /// A number that grows with every committed change to what a check reads, by any process:
     /// the change log's last sequence number. On SQLite it is at hand without a read while the
-    /// change signal has not moved.
+    /// change signal has not moved; on PostgreSQL while the change listener is connected.
     pub async fn version(&self) -> Result<i64> {
         self.engine.change_counter(VERSION_SQL).await
     }
 
-    /// [`Store::version`] when it is at hand without waiting (SQLite); `None` means: await
-    /// [`Store::version`]. Lets the check path skip building a future on the embedded store.
+    /// [`Store::version`] when it is at hand without waiting (SQLite: the change signal;
+    /// PostgreSQL: the change listener, while connected); `None` means: await
+    /// [`Store::version`]. Lets the check path skip building a future, and on PostgreSQL a
+    /// round trip. A write of this process is at hand as soon as it returns.
     pub fn version_at_hand(&self) -> Option<Result<i64>> {
         self.engine.change_counter_at_hand(VERSION_SQL)
+    }
+
+    /// How many times the change counter was read from the database for [`Store::version`] and
+    /// [`Store::version_at_hand`], rather than found at hand (SQLite: the change signal moved or
+    /// a second passed; PostgreSQL: the change listener was not trusted).
+    pub fn position_reads(&self) -> u64 {
+        self.engine.position_reads()
+    }
+
+    /// PostgreSQL: how many changes were acknowledged before every replica's change listener
+    /// was seen to apply them (a listener slower than 200 ms, or PostgreSQL failing right after
+    /// the commit). Until those listeners apply them, their replicas may answer from before.
+    pub fn unconfirmed_writes(&self) -> u64 {
+        self.engine.unconfirmed_writes()
+    }
+
+    /// On PostgreSQL, whether the change listener is connected and trusted now (then
+    /// [`Store::version_at_hand`] answers without a read); `None` on SQLite or without one.
+    pub fn listening(&self) -> Option<bool> {
+        self.engine.listener().map(|l| l.trusted())
     }
 
     /// Reads the change counter from the store itself, whatever is remembered: a health probe.
@@ -355,6 +409,26 @@ pub mod testing {
             .map_err(|e| StoreError::Config(e.to_string()))?;
         let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
         Ok(format!("{base}/{name}"))
+    }
+
+    /// Ends every change listener connected to the database at `url`, as an operator's
+    /// `pg_terminate_backend` would; how many there were.
+    pub async fn end_change_listeners(url: &str) -> usize {
+        #[allow(clippy::expect_used)]
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(conn);
+        #[allow(clippy::expect_used)]
+        client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'deadbolt-listen' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .expect("end the listeners")
+            .len()
     }
 
     /// A fresh SQLite store in a new temporary directory (kept alive by the returned guard).

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0010_throttle.sql"),
     },
     Migration {
+        name: "0011_position_in_notifications",
+        sqlite: include_str!("../migrations/sqlite/0011_position_in_notifications.sql"),
+        postgres: include_str!("../migrations/postgres/0011_position_in_notifications.sql"),
+    },
+    Migration {
         name: "0012_form_tokens",
         sqlite: include_str!("../migrations/sqlite/0012_form_tokens.sql"),
         postgres: include_str!("../migrations/postgres/0012_form_tokens.sql"),

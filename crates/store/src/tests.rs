@@ -6,7 +6,7 @@ use deadbolt_core::{AccountState, Enrolment, PersonLocks, Reason, Schedule, Unen
 
 use crate::test_support::{by, k, t0};
 
-async fn app(store: &Store, issuer: &str) -> Application {
+pub(crate) async fn app(store: &Store, issuer: &str) -> Application {
     let c = store
         .create_company(&format!("co {issuer}"), t0())
         .await

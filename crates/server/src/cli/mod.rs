@@ -35,8 +35,21 @@ impl Cli {
         }
     }
 
+    /// The store for a one-shot command. It does not listen for changes (it answers no checks,
+    /// and a listener would be one more session for the servers' writes to wait for); its own
+    /// writes still wait for the servers' listeners to apply them.
     async fn open(&self) -> anyhow::Result<Service> {
-        Ok(Service::open(&self.db, &self.key_source(), Arc::new(SystemClock)).await?)
+        let options = deadbolt_store::StoreOptions {
+            listen: false,
+            ..deadbolt_store::StoreOptions::default()
+        };
+        Ok(Service::open_with(
+            &self.db,
+            &options,
+            &self.key_source(),
+            Arc::new(SystemClock),
+        )
+        .await?)
     }
 
     /// Runs the command; the JSON it prints on success.

@@ -26,6 +26,14 @@ pub struct ServeArgs {
     /// How long a request may wait on the store before it is answered 503 (`2s`, `500ms`).
     #[arg(long, env = "DEADBOLT_STORE_TIMEOUT", default_value = "2s", value_parser = parse_store_timeout)]
     pub store_timeout: std::time::Duration,
+    /// PostgreSQL: connections in the pool, per server process (the change listener takes one
+    /// more). Keep replicas × (this + 1) under the database's max_connections.
+    #[arg(long, env = "DEADBOLT_PG_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub pg_pool_size: u16,
+    /// PostgreSQL: how long opening a connection may take (`5s`); a `connect_timeout` in the
+    /// URL wins.
+    #[arg(long, env = "DEADBOLT_PG_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub pg_connect_timeout: std::time::Duration,
     /// Serve Prometheus metrics at /metrics on this address (such as 127.0.0.1:9090); off
     /// when not given. Never on the public address.
     #[arg(long, env = "DEADBOLT_METRICS_LISTEN")]
@@ -117,6 +125,8 @@ impl Cli {
             rate_limit: args.rate_limit,
             store_timeout: args.store_timeout,
             attempts_retention: args.attempts_retention.0,
+            pg_pool_size: args.pg_pool_size.into(),
+            pg_connect_timeout: args.pg_connect_timeout,
             metrics_listen: args.metrics_listen.clone(),
             connections: crate::conn::Limits {
                 max_connections: args.max_connections,

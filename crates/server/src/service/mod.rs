@@ -11,7 +11,7 @@ use deadbolt_core::{
 };
 use deadbolt_store::{
     Account, Application, Attempt, AuditAction, Collision, Company, ImportRow, LockInputs,
-    NewApplication, NewPerson, Person, ScheduleOwner, ScheduleRecord, Store,
+    NewApplication, NewPerson, Person, ScheduleOwner, ScheduleRecord, Store, StoreOptions,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,7 +54,17 @@ impl Service {
     }
 
     pub async fn open(db_url: &str, key: &MasterKeySource, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Store::open(db_url).await?;
+        Self::open_with(db_url, &StoreOptions::default(), key, clock).await
+    }
+
+    /// [`Deadbolt::open`] with the store's options (PostgreSQL pool size and connect timeout).
+    pub async fn open_with(
+        db_url: &str,
+        options: &StoreOptions,
+        key: &MasterKeySource,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let store = Store::open_with(db_url, options).await?;
         let master_key = if let Some(v) = &key.value {
             MasterKey::from_base64(v)?
         } else if let Some(f) = &key.file {

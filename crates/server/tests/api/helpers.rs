@@ -75,7 +75,9 @@ impl TestApp {
         // Tests read the server's counters: metrics on their own listener, as in production.
         config.metrics_listen = Some("127.0.0.1:0".into());
         adjust(&mut config);
-        let service = Service::open(&db_url, &key, clock.clone()).await.unwrap();
+        let service = Service::open_with(&db_url, &config.store_options(), &key, clock.clone())
+            .await
+            .unwrap();
         #[allow(clippy::disallowed_methods)] // the tests look inside the store
         let store = service.store().clone();
         let app = Server::build_with(config, service.clone()).await.unwrap();

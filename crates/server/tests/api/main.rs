@@ -21,6 +21,7 @@ mod logs;
 mod openapi;
 mod people;
 mod portal;
+mod replicas;
 mod retention;
 mod sdk;
 mod served;

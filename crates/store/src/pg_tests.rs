@@ -1,0 +1,361 @@
+//! What only PostgreSQL has: the change listener that keeps the change log's position at hand
+//! (and is distrusted while its connection is gone), and several stores starting on one
+//! database at once.
+
+use super::*;
+use deadbolt_core::AccountState;
+use std::time::{Duration, Instant};
+
+use crate::test_support::{by, k, t0};
+use crate::tests::app;
+
+/// A fresh database on the test cluster, or `None` (skipped) without one.
+async fn fresh() -> Option<String> {
+    let admin = testing::pg_admin_url()?;
+    Some(testing::fresh_pg_url(&admin).await.unwrap())
+}
+
+/// Polls `f` every millisecond until it holds, for at most `limit`.
+async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn without_listener() -> StoreOptions {
+    StoreOptions {
+        listen: false,
+        ..StoreOptions::default()
+    }
+}
+
+fn at_hand(s: &Store) -> Option<i64> {
+    s.version_at_hand().map(|v| v.unwrap())
+}
+
+/// Another process's commit reaches this store's position through the notification alone (no
+/// read of the position by the store's caller), and this store's own commit is at hand at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_advances_the_position_at_hand() {
+    let Some(url) = fresh().await else { return };
+    let a = Store::open(&url).await.unwrap();
+    let other = Store::open_with(&url, &without_listener()).await.unwrap();
+    assert_eq!(other.listening(), None, "no listener was asked for");
+    until(Duration::from_secs(5), "the listener trusted", || {
+        a.listening() == Some(true)
+    })
+    .await;
+    let start = at_hand(&a).unwrap();
+    assert_eq!(start, other.version().await.unwrap());
+
+    let app = app(&other, "listen.example.com").await;
+    other
+        .enroll(&app.id, "ann", None, t0(), &by())
+        .await
+        .unwrap();
+    let moved = other.version().await.unwrap();
+    assert!(moved > start);
+    let reads = a.position_reads();
+    until(Duration::from_secs(5), "the notification heard", || {
+        at_hand(&a) == Some(moved)
+    })
+    .await;
+    assert_eq!(
+        a.position_reads(),
+        reads,
+        "the position came from the listener"
+    );
+
+    // Its own write: at hand as soon as the write returns, whatever the listener heard.
+    a.set_account_state(
+        &app.id,
+        &k("ann"),
+        AccountState::Locked,
+        None,
+        t0(),
+        AuditAction::Lock,
+        &by(),
+    )
+    .await
+    .unwrap();
+    let after = other.version().await.unwrap();
+    assert!(after > moved);
+    assert_eq!(at_hand(&a), Some(after));
+    assert_eq!(a.version().await.unwrap(), after);
+    assert_eq!(a.position_reads(), reads);
+}
+
+/// The listener's connection killed: the position is not at hand (callers read it) until the
+/// listener is back by itself, and a change made meanwhile is not missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_listener_is_distrusted_until_it_reconnects() {
+    let Some(url) = fresh().await else { return };
+    let a = Store::open(&url).await.unwrap();
+    let other = Store::open_with(&url, &without_listener()).await.unwrap();
+    let app = app(&other, "listen.example.com").await;
+    other
+        .enroll(&app.id, "bea", None, t0(), &by())
+        .await
+        .unwrap();
+    until(Duration::from_secs(5), "the listener trusted", || {
+        at_hand(&a).is_some()
+    })
+    .await;
+    for round in 0..3u32 {
+        assert_eq!(
+            testing::end_change_listeners(&url).await,
+            1,
+            "round {round}"
+        );
+        // The reconnection waits at least 50 ms: polled every millisecond, the gap is seen.
+        until(Duration::from_secs(5), "distrusted", || {
+            at_hand(&a).is_none()
+        })
+        .await;
+        assert_eq!(a.listening(), Some(false));
+        let reads = a.position_reads();
+        let read = a.version().await.unwrap();
+        assert_eq!(
+            a.position_reads(),
+            reads + 1,
+            "read through while distrusted"
+        );
+        assert_eq!(read, other.version().await.unwrap());
+        // A change while (probably) disconnected.
+        let state = if round.is_multiple_of(2) {
+            AccountState::Locked
+        } else {
+            AccountState::Unlocked
+        };
+        other
+            .set_account_state(
+                &app.id,
+                &k("bea"),
+                state,
+                None,
+                t0(),
+                AuditAction::Lock,
+                &by(),
+            )
+            .await
+            .unwrap();
+        let moved = other.version().await.unwrap();
+        until(Duration::from_secs(10), "trusted again, current", || {
+            at_hand(&a) == Some(moved)
+        })
+        .await;
+        assert_eq!(a.listening(), Some(true));
+    }
+}
+
+/// Several servers started at once on a new database: every one opens, and each migration is
+/// applied once (they take turns under an advisory lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_started_together_on_a_new_database_migrate_once() {
+    let Some(url) = fresh().await else { return };
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::open(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for o in opens {
+        stores.push(o.await.unwrap().unwrap());
+    }
+    let applied = stores[0]
+        .engine
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.text(0).unwrap())
+        .collect::<Vec<_>>();
+    let names: Vec<String> = migrations::MIGRATIONS
+        .iter()
+        .map(|m| m.name.to_string())
+        .collect();
+    assert_eq!(applied, names);
+    // 0008 starts the change log with one row: applied twice, it would hold two.
+    let rows = engine::scalar(
+        &stores[0]
+            .engine
+            .query("SELECT count(*) FROM change_log", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rows, 1);
+    // And they all work on it.
+    let app = app(&stores[1], "listen.example.com").await;
+    for (i, s) in stores.iter().enumerate() {
+        s.enroll(&app.id, &format!("s{i}"), None, t0(), &by())
+            .await
+            .unwrap();
+    }
+    for i in 0..4 {
+        assert!(stores[3]
+            .account(&app.id, &k(&format!("s{i}")))
+            .await
+            .unwrap()
+            .is_some());
+    }
+}
+
+/// A listener that never applies anything (its replica frozen): a write waits for it only a
+/// bounded while, is acknowledged all the same and counted as unconfirmed; once the listener
+/// has been silent for seconds (its own replica no longer trusts it) it is not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_never_applies_delays_writes_only_a_bounded_while() {
+    let Some(url) = fresh().await else { return };
+    let store = Store::open(&url).await.unwrap();
+    let app = app(&store, "listen.example.com").await;
+    store
+        .enroll(&app.id, "dee", None, t0(), &by())
+        .await
+        .unwrap();
+    assert_eq!(store.unconfirmed_writes(), 0);
+    // A session that looks like a listener and records that it applied nothing.
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.application_name("deadbolt-listen");
+    let (frozen, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    frozen
+        .execute(
+            "INSERT INTO change_listeners (pid, heard, seen_at) VALUES (pg_backend_pid(), 0, clock_timestamp())",
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .set_account_state(
+            &app.id,
+            &k("dee"),
+            AccountState::Locked,
+            None,
+            t0(),
+            AuditAction::Lock,
+            &by(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unconfirmed_writes(),
+        1,
+        "acknowledged after the bound"
+    );
+    assert_eq!(
+        store
+            .account(&app.id, &k("dee"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        AccountState::Locked
+    );
+    // Silent for longer than any process trusts its listener: not waited for.
+    frozen
+        .execute(
+            "UPDATE change_listeners SET seen_at = clock_timestamp() - interval '10 seconds' WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .set_account_state(
+            &app.id,
+            &k("dee"),
+            AccountState::Unlocked,
+            None,
+            t0(),
+            AuditAction::Lock,
+            &by(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.unconfirmed_writes(), 1);
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Two replicas, each with its listener: every write through one has been applied by the other
+/// by the time it returns (the other's next check would see it). Prints what a write costs
+/// without any listener connected and with both waiting to apply it; asserts only the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_applies_another_replicas_commit_before_it_is_acknowledged() {
+    let Some(url) = fresh().await else { return };
+    let plain = Store::open_with(&url, &without_listener()).await.unwrap();
+    let app = app(&plain, "listen.example.com").await;
+    plain
+        .enroll(&app.id, "cyd", None, t0(), &by())
+        .await
+        .unwrap();
+    let state = |i: usize| {
+        if i.is_multiple_of(2) {
+            AccountState::Locked
+        } else {
+            AccountState::Unlocked
+        }
+    };
+    let mut alone = Vec::new();
+    for i in 0..200 {
+        let started = Instant::now();
+        plain
+            .set_account_state(
+                &app.id,
+                &k("cyd"),
+                state(i),
+                None,
+                t0(),
+                AuditAction::Lock,
+                &by(),
+            )
+            .await
+            .unwrap();
+        alone.push(started.elapsed());
+    }
+    let a = Store::open(&url).await.unwrap();
+    let b = Store::open(&url).await.unwrap();
+    until(Duration::from_secs(5), "both listeners trusted", || {
+        at_hand(&a).is_some() && at_hand(&b).is_some()
+    })
+    .await;
+    let mut with_listeners = Vec::new();
+    for i in 0..200 {
+        let started = Instant::now();
+        a.set_account_state(
+            &app.id,
+            &k("cyd"),
+            state(i),
+            None,
+            t0(),
+            AuditAction::Lock,
+            &by(),
+        )
+        .await
+        .unwrap();
+        with_listeners.push(started.elapsed());
+        let position = at_hand(&a).unwrap();
+        assert_eq!(position, plain.version().await.unwrap(), "write {i}");
+        assert!(
+            at_hand(&b).is_some_and(|p| p >= position),
+            "write {i}: acknowledged before the other replica applied it"
+        );
+    }
+    assert_eq!(a.unconfirmed_writes(), 0);
+    eprintln!(
+        "write p50 {:?} (p99 {:?}) with two replicas' listeners to wait for; {:?} (p99 {:?}) with no listener connected",
+        percentile(&mut with_listeners, 0.5),
+        percentile(&mut with_listeners, 0.99),
+        percentile(&mut alone, 0.5),
+        percentile(&mut alone, 0.99),
+    );
+}

@@ -417,6 +417,27 @@ async fn bench_size(
     let store = deadbolt_store::Store::open(&seeded.db_url).await?;
     let recorded = store.attempt_count().await?;
     drop(store);
+    if seeded.pg.is_none() {
+        // `deadbolt backup` of the store as the run left it (its accounts and every attempt).
+        let to = seeded.dir.0.join("backup.db");
+        let started = std::time::Instant::now();
+        let out = Command::new(args.bin_dir.join("deadbolt"))
+            .args(["--db", &seeded.db_url, "backup", "--to"])
+            .arg(&to)
+            .env("DEADBOLT_MASTER_KEY", &seeded.master_key)
+            .output()?;
+        if !out.status.success() {
+            bail!("backup failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let took = started.elapsed();
+        let bytes = std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
+        eprintln!(
+            "backup of the store ({accounts} accounts, {recorded} attempts): {:.1} s, {:.0} MiB",
+            took.as_secs_f64(),
+            bytes as f64 / 1048576.0
+        );
+        let _ = std::fs::remove_file(&to);
+    }
     if let Some((admin, name)) = &seeded.pg {
         pg_admin(admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await?;
     }

@@ -18,6 +18,8 @@ mod isolation;
 mod logs;
 mod openapi;
 mod people;
+#[path = "../support/pki.rs"]
+mod pki;
 mod portal;
 mod sdk;
 mod served;
@@ -25,3 +27,4 @@ mod served;
 mod smtp;
 mod tenant;
 mod throttling;
+mod tls;

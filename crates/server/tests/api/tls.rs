@@ -6,12 +6,13 @@ use crate::pki::Ca;
 use crate::portal::Http;
 use deadbolt::tls::TlsConfig;
 use deadbolt::Config;
+use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ISSUER: &str = "app.example.com";
 
@@ -241,6 +242,67 @@ async fn a_connection_that_never_completes_its_handshake_is_closed_and_frees_its
     );
     // The slots came back.
     assert!(served_certificate(&ca, &t.url).await.is_some());
+}
+
+/// A TLS client made by hand, speaking HTTP/1.1 to the server, trusting `ca`.
+async fn tls_connect(ca: &Ca, port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(ca.root_pem.as_bytes()).unwrap();
+    roots.add(der).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes; what it sent, and when it closed.
+async fn until_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (String, Instant) {
+    let mut got = Vec::new();
+    // A close without close_notify is an error to rustls: the connection ended all the same.
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("the server closes the connection");
+    (String::from_utf8_lossy(&got).into_owned(), Instant::now())
+}
+
+#[tokio::test]
+async fn over_tls_a_slow_head_and_an_idle_connection_are_closed_in_time() {
+    let (header, idle) = (Duration::from_millis(600), Duration::from_millis(1500));
+    let (t, ca, _files) = https(|c| {
+        c.connections.header_timeout = header;
+        c.connections.idle_timeout = idle;
+    })
+    .await;
+
+    // Half a request head, then nothing: closed at the header timeout, unanswered.
+    let mut slow = tls_connect(&ca, t.port).await;
+    let began = Instant::now();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
+    let (got, closed) = until_closed(&mut slow).await;
+    assert_eq!(got, "", "no answer to half a head");
+    assert!(closed - began >= header, "not before the header timeout");
+
+    // One whole request on a kept-alive connection, then silence: closed at the idle timeout.
+    let mut kept = tls_connect(&ca, t.port).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = Instant::now();
+    let (got, closed) = until_closed(&mut kept).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(closed - answered >= idle, "not before the idle timeout");
 }
 
 /// `deadbolt serve` with TLS flags: each mistake is a clear error at start; a good pair serves

@@ -248,6 +248,25 @@ mod tests {
     }
 
     #[test]
+    fn sec1_and_pkcs1_keys_load_as_well_as_pkcs8() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls");
+        for (cert, key) in [
+            ("ec-cert.pem", "ec-sec1-key.pem"),
+            ("rsa-cert.pem", "rsa-pkcs1-key.pem"),
+        ] {
+            load(&dir.join(cert), &dir.join(key), &provider())
+                .unwrap_or_else(|e| panic!("{key}: {e:#}"));
+        }
+        let err = load(
+            &dir.join("ec-cert.pem"),
+            &dir.join("rsa-pkcs1-key.pem"),
+            &provider(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
+    #[test]
     fn a_broken_change_is_reported_once_and_a_good_one_loads() {
         let dir = tempfile::tempdir().unwrap();
         let (_, config) = pair(dir.path());

@@ -16,6 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ISSUER: &str = "app.example.com";
 
+/// The server keeps a connection's times in whole milliseconds: it may close one a millisecond
+/// before a timeout measured here from the outside.
+const SLACK: Duration = Duration::from_millis(5);
+
 /// A client that trusts `ca`'s root and nothing else, and reports the server's certificate.
 fn trusting(ca: &Ca) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
@@ -244,8 +248,12 @@ async fn a_connection_that_never_completes_its_handshake_is_closed_and_frees_its
     assert!(served_certificate(&ca, &t.url).await.is_some());
 }
 
-/// A TLS client made by hand, speaking HTTP/1.1 to the server, trusting `ca`.
-async fn tls_connect(ca: &Ca, port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+/// A TLS client made by hand, offering `alpn` to the server, trusting `ca`.
+async fn tls_connect(
+    ca: &Ca,
+    port: u16,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     let der = rustls_pki_types::CertificateDer::from_pem_slice(ca.root_pem.as_bytes()).unwrap();
     roots.add(der).unwrap();
@@ -255,7 +263,7 @@ async fn tls_connect(ca: &Ca, port: u16) -> tokio_rustls::client::TlsStream<toki
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -285,24 +293,76 @@ async fn over_tls_a_slow_head_and_an_idle_connection_are_closed_in_time() {
     .await;
 
     // Half a request head, then nothing: closed at the header timeout, unanswered.
-    let mut slow = tls_connect(&ca, t.port).await;
+    let mut slow = tls_connect(&ca, t.port, b"http/1.1").await;
     let began = Instant::now();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n")
         .await
         .unwrap();
     let (got, closed) = until_closed(&mut slow).await;
     assert_eq!(got, "", "no answer to half a head");
-    assert!(closed - began >= header, "not before the header timeout");
+    assert!(
+        closed - began + SLACK >= header,
+        "not before the header timeout"
+    );
 
     // One whole request on a kept-alive connection, then silence: closed at the idle timeout.
-    let mut kept = tls_connect(&ca, t.port).await;
+    let mut kept = tls_connect(&ca, t.port, b"http/1.1").await;
     kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
         .unwrap();
     let answered = Instant::now();
     let (got, closed) = until_closed(&mut kept).await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
-    assert!(closed - answered >= idle, "not before the idle timeout");
+    assert!(
+        closed - answered + SLACK >= idle,
+        "not before the idle timeout"
+    );
+}
+
+/// On HTTP/2 the client's own frames between requests do not start the header timeout: a
+/// connection with no request in progress lasts the idle timeout.
+#[tokio::test]
+async fn an_idle_http2_connection_lasts_the_idle_timeout() {
+    let (header, idle) = (Duration::from_millis(300), Duration::from_millis(2000));
+    let (t, ca, _files) = https(|c| {
+        c.connections.header_timeout = header;
+        c.connections.idle_timeout = idle;
+    })
+    .await;
+    let tls = tls_connect(&ca, t.port, b"h2").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let get = || {
+        hyper::Request::get(format!("https://localhost:{}/healthz", t.port))
+            .body(String::new())
+            .unwrap()
+    };
+    assert_eq!(sender.send_request(get()).await.unwrap().status(), 200);
+    let answered = Instant::now();
+    // Past several header timeouts, well within the idle one: the same connection answers.
+    tokio::time::sleep(header * 3).await;
+    // Noted before asking: the server's idle time starts after this.
+    let asked_again = Instant::now();
+    assert_eq!(sender.send_request(get()).await.unwrap().status(), 200);
+    let answered_again = Instant::now();
+    // Then silence: the server closes it once idle.
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("closed at the idle timeout")
+        .unwrap()
+        .ok();
+    assert!(answered_again - answered < idle);
+    assert!(
+        asked_again.elapsed() + SLACK >= idle,
+        "closed {:?} after the last request, before the idle timeout",
+        asked_again.elapsed()
+    );
 }
 
 /// `deadbolt serve` with TLS flags: each mistake is a clear error at start; a good pair serves

@@ -43,6 +43,9 @@ pub struct CheckerConfig {
     pub signing_key_b64: String,
     /// Deadline for one whole check (connect, send, answer).
     pub timeout: Duration,
+    /// PEM certificates of authorities trusted for the API besides the public ones (a private
+    /// CA that signed the server's certificate).
+    pub extra_roots_pem: Option<Vec<u8>>,
 }
 
 /// The sign-in context sent with a check.
@@ -96,11 +99,24 @@ impl Checker {
         if key.is_empty() {
             return Err(ClientError::EmptyKey);
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(300))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(pem) = &config.extra_roots_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Build(format!("the extra CA certificates: {e}")))?;
+            if roots.is_empty() {
+                return Err(ClientError::Build(
+                    "the extra CA certificates hold no PEM certificate".into(),
+                ));
+            }
+            for root in roots {
+                http = http.add_root_certificate(root);
+            }
+        }
+        let http = http
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         let base = config.api_uri.trim_end_matches('/');
@@ -278,7 +294,15 @@ mod tests {
             issuer: "app.example.com".into(),
             signing_key_b64: base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
             timeout: Duration::from_millis(500),
+            extra_roots_pem: None,
         }
+    }
+
+    #[test]
+    fn extra_roots_must_be_pem_certificates() {
+        let mut c = config();
+        c.extra_roots_pem = Some(b"not a certificate".to_vec());
+        assert!(matches!(Checker::new(c), Err(ClientError::Build(_))));
     }
 
     #[test]

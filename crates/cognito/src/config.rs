@@ -91,6 +91,9 @@ pub struct Settings {
     pub fail_open: bool,
     /// Deadline of one check; the Lambda deadline shortens it further.
     pub timeout: Duration,
+    /// `API_CA_FILE`: PEM certificates of a private authority trusted for the API, besides
+    /// the public ones (a Deadbolt serving HTTPS with a company CA's certificate).
+    pub api_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -196,6 +199,7 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_UNAVAILABLE_MESSAGE.to_string()),
             fail_open,
             timeout,
+            api_ca_file: var("API_CA_FILE").map(Into::into),
         })
     }
 }
@@ -254,6 +258,9 @@ mod tests {
         assert_eq!(s.locked_message, DEFAULT_LOCKED_MESSAGE);
         assert!(!s.fail_open, "fail-closed unless asked");
         assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(s.api_ca_file, None, "the public roots only");
+        let s = Settings::from_lookup(lookup(&with(&[("API_CA_FILE", "/opt/ca.pem")]))).unwrap();
+        assert_eq!(s.api_ca_file, Some("/opt/ca.pem".into()));
     }
 
     #[test]

@@ -118,12 +118,29 @@ pub struct Trigger {
 impl Trigger {
     /// Builds the trigger from settings and the base64 signing key.
     pub fn new(settings: Settings, signing_key_b64: String) -> Result<Self, ConfigError> {
+        let extra_roots_pem = match &settings.api_ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| ConfigError::Invalid {
+                name: "API_CA_FILE",
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?),
+        };
         let checker = Checker::new(CheckerConfig {
             api_uri: settings.api_uri,
             api_path: settings.api_path,
             issuer: settings.issuer,
             signing_key_b64,
             timeout: settings.timeout,
+            extra_roots_pem,
+        })
+        .map_err(|e| match e {
+            // With API_CA_FILE set, a client that does not build is almost always its
+            // certificates: name the setting to look at.
+            ClientError::Build(reason) if settings.api_ca_file.is_some() => ConfigError::Invalid {
+                name: "API_CA_FILE",
+                reason,
+            },
+            e => e.into(),
         })?;
         Ok(Self {
             checker,
@@ -157,12 +174,17 @@ impl Trigger {
         let clients = format!("{:?}", settings.clients);
         let key_source = format!("{:?}", settings.key);
         let (fail_open, timeout) = (settings.fail_open, settings.timeout);
+        let api_ca_file = settings
+            .api_ca_file
+            .as_ref()
+            .map(|p| p.display().to_string());
         let trigger = Self::new(settings, key)?;
         tracing::info!(
             api,
             issuer,
             clients,
             key_source,
+            api_ca_file,
             fail_open,
             timeout_ms = timeout.as_millis() as u64,
             "Deadbolt trigger ready"

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::events::{pre_authentication, CLIENT_ID};
 use support::function::{lambda_environment, Function};
+use support::pki::Ca;
 use support::runtime_api::{Answer, RuntimeApi};
 use support::server::{Server, ISSUER};
 
@@ -47,6 +48,17 @@ impl Lambda {
             settings.push((k, v));
         }
         Self::start(&settings).await
+    }
+
+    /// The init error the function reported before it stopped.
+    async fn init_error(&mut self) -> Value {
+        let status = self
+            .function
+            .wait_exit(Duration::from_secs(10))
+            .await
+            .expect("the function stops");
+        assert!(!status.success());
+        self.api.init_error().expect("an init error was reported")
     }
 
     async fn invoke(&self, event: &Value) -> Answer {
@@ -418,6 +430,44 @@ async fn the_key_can_come_from_secrets_manager_through_the_extension() {
     assert!(!lambda.function.output().contains(&server.signing_key));
 }
 
+/// Deadbolt over HTTPS with a certificate of a private authority, which `API_CA_FILE` trusts.
+#[tokio::test]
+async fn over_https_with_a_private_ca_a_locked_users_sign_in_is_refused() {
+    let ca = Ca::root("Example Ltd root");
+    let server = Server::start_https(&ca).await;
+    assert!(server.api_uri.starts_with("https://"), "{}", server.api_uri);
+    server.enrol("alice", true).await;
+    server.enrol("bob", false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.root_pem).unwrap();
+
+    let lambda = Lambda::against(&server, &[("API_CA_FILE", ca_file.to_str().unwrap())]).await;
+    lambda
+        .expect_refused(&pre_authentication("alice"), LOCKED_MESSAGE)
+        .await;
+    lambda.expect_allowed(&pre_authentication("bob")).await;
+    assert_eq!(server.attempts(2, Duration::from_secs(5)).await.len(), 2);
+
+    // Without it the certificate is not trusted: no answer, and the sign-in is refused.
+    let untrusting = Lambda::against(&server, &[]).await;
+    untrusting
+        .expect_refused(&pre_authentication("bob"), UNAVAILABLE_MESSAGE)
+        .await;
+}
+
+#[tokio::test]
+async fn an_api_ca_file_that_cannot_be_read_is_reported_as_an_init_error() {
+    let server = Server::start().await;
+    let mut lambda = Lambda::against(&server, &[("API_CA_FILE", "/nonexistent/ca.pem")]).await;
+    let reported = lambda.init_error().await;
+    let message = reported["errorMessage"].as_str().unwrap();
+    assert!(
+        message.starts_with("API_CA_FILE is not valid: cannot read /nonexistent/ca.pem"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn a_secret_that_cannot_be_read_is_reported_as_an_init_error() {
     let nothing_there = closed_port();
@@ -430,13 +480,7 @@ async fn a_secret_that_cannot_be_read_is_reported_as_an_init_error() {
         ("API_URI", "https://deadbolt.example.com"),
     ])
     .await;
-    let status = lambda
-        .function
-        .wait_exit(Duration::from_secs(10))
-        .await
-        .expect("the function stops");
-    assert!(!status.success());
-    let reported = lambda.api.init_error().expect("an init error was reported");
+    let reported = lambda.init_error().await;
     let message = reported["errorMessage"].as_str().unwrap();
     assert!(
         message.starts_with("the signing key could not be read from Secrets Manager"),
@@ -452,13 +496,7 @@ async fn a_bad_configuration_is_reported_as_an_init_error() {
         ("CLIENT_ID", CLIENT_ID),
     ])
     .await;
-    let status = lambda
-        .function
-        .wait_exit(Duration::from_secs(10))
-        .await
-        .expect("the function stops");
-    assert!(!status.success());
-    let reported = lambda.api.init_error().expect("an init error was reported");
+    let reported = lambda.init_error().await;
     assert_eq!(reported["errorType"], "Deadbolt.ConfigError");
     assert_eq!(reported["errorMessage"], "API_URI is not set");
 }

@@ -1,11 +1,11 @@
 //! Connections: the accept loop of every listener, with a cap on open connections (overall and
 //! per client address), header, body and idle timeouts, and accept errors that back off. Idle or
 //! slow clients hold a bounded number of descriptors for a bounded time, so they cannot starve
-//! the check API.
+//! the check API. The same holds over TLS, whose handshake has the header timeout.
 
 use axum::body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 /// How many connections a listener keeps open and for how long.
@@ -174,10 +175,13 @@ content-length: 38\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"message\":\"
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets open
 /// requests finish (idle connections close at once) and returns when every connection closed.
+/// With `tls`, every connection first completes a TLS handshake within the header timeout, then
+/// speaks HTTP/2 or HTTP/1.1 (as ALPN chose); without it, HTTP/1.1 in the clear.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let shared = Arc::new(Shared {
@@ -192,6 +196,11 @@ pub async fn serve(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.keep_alive(true);
     let builder = Arc::new(builder);
+    // Over TLS, HTTP/2 as well (ALPN `h2`); HTTP/2 streams run on tasks of their own.
+    let mut auto = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    auto.http1().keep_alive(true);
+    auto.http2().max_concurrent_streams(MAX_STREAMS);
+    let auto = Arc::new(auto);
     tokio::pin!(shutdown);
     let mut last_accept_error: Option<Instant> = None;
     loop {
@@ -216,7 +225,7 @@ pub async fn serve(
         };
         let Some(slot) = shared.admit(peer.ip()) else {
             tracing::debug!(%peer, "connection refused: over a connection cap");
-            refuse(stream);
+            refuse(stream, tls.is_none());
             continue;
         };
         tracing::trace!(%peer, "connection accepted");
@@ -224,10 +233,14 @@ pub async fn serve(
         let conn = Connection {
             router: router.clone(),
             builder: builder.clone(),
+            auto: auto.clone(),
             stop: stop_rx.clone(),
             limits,
         };
-        tokio::spawn(conn.run(stream, peer, slot));
+        match &tls {
+            None => tokio::spawn(conn.run(stream, peer, slot)),
+            Some(acceptor) => tokio::spawn(conn.run_tls(acceptor.clone(), stream, peer, slot)),
+        };
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -250,9 +263,12 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Tells a client over a cap why, without waiting on it, and closes its connection.
-fn refuse(stream: TcpStream) {
-    let _ = stream.try_write(REFUSAL);
+/// Tells a client over a cap why, without waiting on it, and closes its connection. A TLS client
+/// is not answered: telling it would take a handshake, the work the cap is there to refuse.
+fn refuse(stream: TcpStream, plain: bool) {
+    if plain {
+        let _ = stream.try_write(REFUSAL);
+    }
     if let Ok(std) = stream.into_std() {
         let _ = std.shutdown(std::net::Shutdown::Write);
     }
@@ -274,6 +290,17 @@ struct Activity {
 }
 
 impl Activity {
+    /// A new connection owes its first request at once: until it arrives, it is timed as a
+    /// request head (a silent connection is closed after the header timeout, not the idle one).
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            born: Instant::now(),
+            phase: AtomicU8::new(HEAD),
+            since: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+        })
+    }
+
     fn ms(&self) -> u64 {
         self.born.elapsed().as_millis() as u64
     }
@@ -303,13 +330,17 @@ impl Drop for InFlight {
     }
 }
 
-/// The socket, noting the first byte of each request.
-struct Watched {
-    stream: TcpStream,
+/// The connection (the socket, or TLS over it), noting the first byte of each request.
+struct Watched<S> {
+    stream: S,
     activity: Arc<Activity>,
+    /// Whether bytes from the client begin a request. Not on HTTP/2, where the client also
+    /// sends frames of its own (window updates, settings, pings) between requests: there a
+    /// request begins when hyper hands it over, and an idle connection has the idle timeout.
+    heads: bool,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -318,14 +349,17 @@ impl AsyncRead for Watched {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if buf.filled().len() > before && this.activity.phase.load(Ordering::Relaxed) == IDLE {
+        if this.heads
+            && buf.filled().len() > before
+            && this.activity.phase.load(Ordering::Relaxed) == IDLE
+        {
             this.activity.set(HEAD);
         }
         res
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -355,44 +389,169 @@ impl AsyncWrite for Watched {
     }
 }
 
+/// Streams one HTTP/2 connection may carry at once.
+const MAX_STREAMS: u32 = 200;
+
 struct Connection {
     router: axum::Router,
     builder: Arc<hyper::server::conn::http1::Builder>,
+    auto: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
     stop: watch::Receiver<bool>,
     limits: Limits,
 }
 
+/// A connection being served by hyper, which can be asked to finish its requests and close.
+trait Serving: Future<Output = Result<(), Self::Error>> {
+    type Error: std::fmt::Display;
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> Serving for hyper::server::conn::http1::Connection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Error = hyper::Error;
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http1::Connection::graceful_shutdown(self)
+    }
+}
+
+impl<I, S, B> Serving for hyper_util::server::conn::auto::Connection<'_, I, S, TokioExecutor>
+where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper_util::server::conn::auto::Connection::graceful_shutdown(self)
+    }
+}
+
+/// The router as a hyper service: each request is counted in progress until answered, its body
+/// has the body timeout, and handlers see the client's address.
+#[derive(Clone)]
+struct Handler {
+    router: axum::Router,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+    body_timeout: Duration,
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = Answer;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Answer {
+        let busy = InFlight::enter(&self.activity);
+        let mut req = req.map(|b| Body::new(BodyDeadline::new(b, self.body_timeout)));
+        // The client's address, for handlers that need it (as axum's `ConnectInfo`).
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        Answer {
+            inner: self.router.clone().call(req),
+            busy: Some(busy),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer; the request stops counting as in progress once it is ready.
+    struct Answer {
+        #[pin]
+        inner: axum::routing::future::RouteFuture<std::convert::Infallible>,
+        busy: Option<InFlight>,
+    }
+}
+
+impl Future for Answer {
+    type Output = Result<axum::response::Response, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.inner.poll(cx));
+        this.busy.take();
+        Poll::Ready(res)
+    }
+}
+
 impl Connection {
-    async fn run(mut self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
-        // A new connection owes its first request at once: until it arrives, it is timed as a
-        // request head (a silent connection is closed after the header timeout, not the idle one).
-        let activity = Arc::new(Activity {
-            born: Instant::now(),
-            phase: AtomicU8::new(HEAD),
-            since: AtomicU64::new(0),
-            in_flight: AtomicU32::new(0),
-        });
+    /// Plain HTTP/1.1.
+    async fn run(self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+        let activity = Activity::new();
         let io = TokioIo::new(Watched {
             stream,
             activity: activity.clone(),
+            heads: true,
         });
-        let body_timeout = self.limits.body_timeout;
-        let router = self.router.clone();
-        let requests = activity.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let busy = InFlight::enter(&requests);
-            let mut req = req.map(|b| Body::new(BodyDeadline::new(b, body_timeout)));
-            // The client's address, for handlers that need it (as axum's `ConnectInfo`).
-            req.extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            let answer = router.clone().call(req);
-            async move {
-                let res = answer.await;
-                drop(busy);
-                res
-            }
+        let service = self.service(&activity, peer);
+        let conn = self.builder.clone();
+        let conn = conn.serve_connection(io, service);
+        self.watch(conn, &activity, peer).await;
+        drop(slot);
+    }
+
+    /// TLS, then HTTP/2 or HTTP/1.1 as ALPN chose.
+    async fn run_tls(
+        mut self,
+        acceptor: TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: Slot,
+    ) {
+        // The handshake has the header timeout: a client that connects and never completes it
+        // gives its slot back then. A stop meanwhile drops it (no request is in progress).
+        let handshake = tokio::time::timeout(self.limits.header_timeout, acceptor.accept(stream));
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "closing a connection whose TLS handshake did not complete within the header timeout");
+                    return;
+                }
+            },
+            _ = self.stop.wait_for(|stop| *stop) => return,
+        };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        // The first request is owed within the header timeout of the handshake's end.
+        let activity = Activity::new();
+        let io = TokioIo::new(Watched {
+            stream,
+            activity: activity.clone(),
+            heads: !h2,
         });
-        let conn = self.builder.serve_connection(io, service);
+        let service = self.service(&activity, peer);
+        let auto = self.auto.clone();
+        let conn = auto.serve_connection(io, service);
+        self.watch(conn, &activity, peer).await;
+        drop(slot);
+    }
+
+    fn service(&self, activity: &Arc<Activity>, peer: SocketAddr) -> Handler {
+        Handler {
+            router: self.router.clone(),
+            activity: activity.clone(),
+            peer,
+            body_timeout: self.limits.body_timeout,
+        }
+    }
+
+    /// Drives `conn` until it ends, is past its header or idle timeout, or the server stops.
+    async fn watch<C: Serving>(mut self, conn: C, activity: &Activity, peer: SocketAddr) {
         tokio::pin!(conn);
         let header = self.limits.header_timeout;
         let idle = self.limits.idle_timeout;
@@ -437,7 +596,6 @@ impl Connection {
                 }
             }
         }
-        drop(slot);
     }
 }
 

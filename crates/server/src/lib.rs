@@ -16,6 +16,7 @@ pub mod rate;
 pub mod request;
 pub mod request_id;
 pub mod service;
+pub mod tls;
 
 use anyhow::Context;
 use deadbolt_core::token::TokenPolicy;
@@ -58,6 +59,8 @@ pub struct Config {
     pub connections: conn::Limits,
     /// The portal's public URL and mail settings.
     pub portal: portal::PortalConfig,
+    /// HTTPS on the public listener (never on the metrics one); `None`: plain HTTP.
+    pub tls: Option<tls::TlsConfig>,
 }
 
 impl Config {
@@ -77,6 +80,7 @@ impl Config {
             metrics_listen: None,
             connections: conn::Limits::default(),
             portal: portal::PortalConfig::default(),
+            tls: None,
         }
     }
 
@@ -105,6 +109,7 @@ pub struct Server {
     checks: Arc<check::CheckService>,
     portal: Arc<portal::Portal>,
     housekeeping: (std::time::Duration, Option<std::time::Duration>),
+    tls: Option<tls::Tls>,
 }
 
 /// How often the change log (and the sign-in throttle's forgotten counts) are pruned, and how
@@ -162,16 +167,22 @@ impl Server {
         // connections to what fits.
         let connections = config.connections.fitted(conn::raise_fd_limit());
         tracing::debug!(?connections, "connection limits");
+        // Before binding: a certificate that does not load stops the start with its reason.
+        let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
+        let https = tls.is_some();
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        // Under TLS a URL written without a scheme is an https one: the portal's links and its
+        // cookies' `Secure` follow the scheme of the first audience.
+        let scheme = if https { "https://" } else { "" };
         let audiences = match &config.public_url {
-            Some(u) => vec![u.clone()],
+            Some(u) => vec![with_scheme(u, https)],
             None => {
                 let mut v = vec![
-                    format!("127.0.0.1:{}", addr.port()),
-                    format!("localhost:{}", addr.port()),
+                    format!("{scheme}127.0.0.1:{}", addr.port()),
+                    format!("{scheme}localhost:{}", addr.port()),
                 ];
                 if !v.contains(&addr.to_string()) {
                     v.push(addr.to_string());
@@ -206,10 +217,12 @@ impl Server {
             None => None,
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
+        let mut portal_config = config.portal.clone();
+        portal_config.public_url = portal_config.public_url.map(|u| with_scheme(&u, https));
         let portal = Arc::new(portal::Portal::new(
             &service,
             store.clone(),
-            config.portal.clone(),
+            portal_config,
             audiences.clone(),
             closing_rx,
         ));
@@ -232,6 +245,7 @@ impl Server {
             checks,
             portal,
             housekeeping: (config.housekeeping_every, config.attempts_retention),
+            tls,
         })
     }
 
@@ -247,6 +261,17 @@ impl Server {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The bound address as a URL: `https://` when TLS is on.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The pair the public listener serves now, when TLS is on.
+    pub fn certificates(&self) -> Option<Arc<tls::Certificates>> {
+        self.tls.as_ref().map(tls::Tls::certificates)
     }
 
     /// Where `/metrics` is served, if anywhere.
@@ -284,8 +309,12 @@ impl Server {
             checks,
             portal,
             housekeeping: (every_period, retention),
+            tls,
             ..
         } = self;
+        let acceptor = tls.as_ref().map(tls::Tls::acceptor);
+        // New certificates from the files are served without a restart.
+        let reloads = tls.map(|tls| tokio::spawn(tls.watch()));
         // The router holds the check path (and the attempt queue) from here on.
         drop(checks);
         let pruner = tokio::spawn(async move {
@@ -319,7 +348,8 @@ impl Server {
                 let until = async move {
                     let _ = stopped.changed().await;
                 };
-                conn::serve(listener, router, limits, until).await;
+                // Plain HTTP: it is meant for a private address.
+                conn::serve(listener, router, limits, None, until).await;
             })
         });
         // The accept loop gives handlers the client's address (`ConnectInfo`): the portal
@@ -328,8 +358,11 @@ impl Server {
             shutdown.await;
             let _ = closing.send(true);
         };
-        conn::serve(listener, router, connections, shutdown).await;
+        conn::serve(listener, router, connections, acceptor, shutdown).await;
         pruner.abort();
+        if let Some(r) = reloads {
+            r.abort();
+        }
         let _ = stop_metrics.send(true);
         if let Some(m) = metrics {
             let _ = m.await;
@@ -338,6 +371,16 @@ impl Server {
         writer.await.context("attempt writer")?;
         Ok(())
     }
+}
+
+/// `url` as given when it has a scheme; else `https://url` under TLS (and as given without).
+pub fn with_scheme(url: &str, https: bool) -> String {
+    let u = url.trim();
+    let lower = u.to_ascii_lowercase();
+    if !https || lower.starts_with("http://") || lower.starts_with("https://") {
+        return u.to_string();
+    }
+    format!("https://{u}")
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

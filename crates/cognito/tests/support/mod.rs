@@ -4,5 +4,7 @@
 
 pub mod events;
 pub mod function;
+#[path = "../../../server/tests/support/pki.rs"]
+pub mod pki;
 pub mod runtime_api;
 pub mod server;

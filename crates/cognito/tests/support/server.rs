@@ -31,6 +31,15 @@ impl Server {
     /// Started with `public_url` as the API's public URL (the audience tokens must name), for a
     /// server reached through something in front of it.
     pub async fn start_as(public_url: Option<String>) -> Self {
+        Self::start_configured(public_url, None).await
+    }
+
+    /// Serving HTTPS with a certificate of `ca` for `127.0.0.1`.
+    pub async fn start_https(ca: &super::pki::Ca) -> Self {
+        Self::start_configured(None, Some(ca)).await
+    }
+
+    async fn start_configured(public_url: Option<String>, ca: Option<&super::pki::Ca>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db_url = format!("sqlite://{}", dir.path().join("deadbolt.service").display());
         let key = MasterKeySource::default();
@@ -42,10 +51,14 @@ impl Server {
         config.master_key = key;
         config.rate_limit = 0;
         config.public_url = public_url.clone();
+        config.tls = ca.map(|ca| {
+            let (cert, key) = ca.server().write(dir.path());
+            deadbolt::tls::TlsConfig::new(cert, key)
+        });
         let app = deadbolt::Server::build_with(config, service.clone())
             .await
             .expect("build the server");
-        let api_uri = public_url.unwrap_or_else(|| format!("http://127.0.0.1:{}", app.port()));
+        let api_uri = public_url.unwrap_or_else(|| app.url());
         let addr = app.addr();
         let (shutdown, stop) = oneshot::channel::<()>();
         tokio::spawn(async move {

@@ -71,6 +71,7 @@ pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<Answer> {
         issuer: args.issuer.clone(),
         signing_key_b64: args.key.clone(),
         timeout,
+        extra_roots_pem: None,
     })?;
     let sign_in = deadbolt_client::SignIn {
         ip: args.ip.clone(),

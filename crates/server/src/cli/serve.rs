@@ -55,6 +55,13 @@ pub struct ServeArgs {
     /// A connection with no request in progress is closed after this time.
     #[arg(long, env = "DEADBOLT_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
     pub idle_timeout: std::time::Duration,
+    /// Serve HTTPS with this PEM certificate (the server's first, then its intermediates);
+    /// needs --tls-key. Reloaded when the file changes.
+    #[arg(long, env = "DEADBOLT_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// The PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, env = "DEADBOLT_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<String>,
     /// The SMTP relay for the portal's emails (`smtp://host:port`, no TLS); without it, emails
     /// are written to the log.
     #[arg(long, env = "DEADBOLT_SMTP_URL")]
@@ -117,6 +124,17 @@ fn parse_store_timeout(s: &str) -> Result<std::time::Duration, String> {
 
 impl Cli {
     pub(super) async fn serve(&self, args: &ServeArgs, demo: Option<Demo>) -> anyhow::Result<()> {
+        let tls = match (given(&args.tls_cert), given(&args.tls_key)) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsConfig::new(cert, key)),
+            (None, None) => None,
+            (Some(_), None) => anyhow::bail!(
+                "--tls-cert (DEADBOLT_TLS_CERT) needs --tls-key (DEADBOLT_TLS_KEY): give both for HTTPS, or neither"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "--tls-key (DEADBOLT_TLS_KEY) needs --tls-cert (DEADBOLT_TLS_CERT): give both for HTTPS, or neither"
+            ),
+        };
+        let https = tls.is_some();
         let config = Config {
             db_url: self.db.clone(),
             listen: args.listen.clone(),
@@ -142,11 +160,12 @@ impl Cli {
                     from: given(&args.mail_from),
                 },
             },
+            tls,
             ..Config::new(&self.db)
         };
         let app = Server::build(config, Arc::new(SystemClock)).await?;
         warn_collisions(app.deadbolt()).await;
-        let url = format!("http://{}", app.addr());
+        let url = app.url();
         let mut out = json!({"listening": app.addr().to_string(), "url": url, "audiences": app.audiences(),
                    "max_connections": app.connection_limits().max_connections,
                    "max_connections_per_ip": app.connection_limits().max_per_ip});
@@ -196,7 +215,9 @@ impl Cli {
         }
         // The address line is for whoever started the server; a closed stdout must not stop it.
         let _ = writeln!(std::io::stdout().lock(), "{out}");
-        let base = args.public_url.clone().unwrap_or_else(|| url.clone());
+        let base = given(&args.public_url)
+            .map(|u| crate::with_scheme(&u, https))
+            .unwrap_or_else(|| url.clone());
         if let Some(link) = crate::portal::first_run_link(app.deadbolt(), &base).await? {
             crate::logs::to_stderr(&format!(
                 "\nNo portal operator yet: open {link} to create one (the link works once).\n"

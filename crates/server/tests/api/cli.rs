@@ -24,7 +24,8 @@ pub fn deadbolt(db_url: &str, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap()
 }
 
-fn deadbolt_fails(db_url: &str, args: &[&str]) -> String {
+/// Runs the CLI expecting it to fail; its standard error.
+pub fn deadbolt_fails(db_url: &str, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
         .arg("--db")
         .arg(db_url)

@@ -13,13 +13,7 @@ const ISSUER: &str = "app.example.com";
 async fn setup_public(public_url: &str) -> (TestApp, String) {
     let url = public_url.to_string();
     let t = TestApp::spawn_with(move |c| c.public_url = Some(url)).await;
-    let app = t.app(ISSUER).await;
-    let key = t.key(&app).await;
-    t.service
-        .enroll(&By::CLI, &app.id, "alice", None)
-        .await
-        .unwrap();
-    t.service.lock(&By::CLI, &app.id, "alice").await.unwrap();
+    let key = t.locked_account(ISSUER, "alice").await;
     (t, key)
 }
 

@@ -82,6 +82,8 @@ impl TestApp {
         let store = service.store().clone();
         let app = Server::build_with(config, service.clone()).await.unwrap();
         let port = app.port();
+        // `https://127.0.0.1:…` when the test turned TLS on.
+        let url = app.url();
         let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
         let checks = app.checks();
         let (tx, rx) = oneshot::channel::<()>();
@@ -93,7 +95,7 @@ impl TestApp {
             .unwrap();
         });
         Self {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             port,
             metrics_url,
             service,
@@ -153,6 +155,19 @@ impl TestApp {
 
     pub async fn key(&self, app: &App) -> String {
         self.service.create_signing_key(&app.id).await.unwrap().1
+    }
+
+    /// An application of that issuer with `account` enrolled and locked; its signing key.
+    pub async fn locked_account(&self, issuer: &str, account: &str) -> String {
+        let app = self.app(issuer).await;
+        let key = self.key(&app).await;
+        let by = &deadbolt::service::By::CLI;
+        self.service
+            .enroll(by, &app.id, account, None)
+            .await
+            .unwrap();
+        self.service.lock(by, &app.id, account).await.unwrap();
+        key
     }
 
     pub fn audience(&self) -> String {

@@ -20,6 +20,8 @@ mod isolation;
 mod logs;
 mod openapi;
 mod people;
+#[path = "../support/pki.rs"]
+mod pki;
 mod portal;
 mod replicas;
 mod retention;
@@ -29,3 +31,4 @@ mod served;
 mod smtp;
 mod tenant;
 mod throttling;
+mod tls;

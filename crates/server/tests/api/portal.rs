@@ -40,6 +40,15 @@ impl Http {
         Self::from(base, "127.0.0.1")
     }
 
+    /// Over `client` (one that trusts a test certificate authority, say).
+    pub fn with_client(base: &str, client: reqwest::Client) -> Self {
+        Self {
+            base: base.to_string(),
+            client,
+            cookies: HashMap::new(),
+        }
+    }
+
     /// A client whose connections come from `ip` (any of 127.0.0.0/8 on loopback).
     pub fn from(base: &str, ip: &str) -> Self {
         Self {

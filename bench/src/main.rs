@@ -590,6 +590,12 @@ impl Churn {
                         .json(&body)
                         .send()
                         .await?;
+                    // A change the server could not commit in time (503) is not made: counted
+                    // out, as its client would retry; anything else is a failure of the run.
+                    if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                        eprintln!("  a change was refused with 503 (not counted as made)");
+                        return Ok(0);
+                    }
                     if !resp.status().is_success() {
                         bail!("sdk/{path} answered {}", resp.status());
                     }

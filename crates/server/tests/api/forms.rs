@@ -265,6 +265,8 @@ async fn a_notice_is_one_of_the_fixed_list() {
     assert_eq!(pat.login(PERSON, PASSWORD).await.status, 303);
     let page = pat.get("/me?done=locked").await.body;
     assert!(page.contains("id=\"notice\">Locked.</p>"), "{page}");
+    // The live list of blocked sign-ins is announced by screen readers as it grows.
+    assert!(page.contains("id=\"attempts\" class=\"feed\" aria-live=\"polite\""));
     for q in ["done=%3Cscript%3E", "done=Locked.", "done=", "x=locked"] {
         let page = pat.get(&format!("/me?{q}")).await.body;
         assert!(!page.contains("id=\"notice\""), "{q}: {page}");

@@ -2,6 +2,9 @@
 //! per client address), header, body and idle timeouts, and accept errors that back off. Idle or
 //! slow clients hold a bounded number of descriptors for a bounded time, so they cannot starve
 //! the check API. The same holds over TLS, whose handshake has the header timeout.
+//!
+//! Over 600 lines on purpose: the plain and TLS accept paths, the caps and the timers are one
+//! state machine per connection; apart, each would need the others' internals.
 
 use axum::body::Body;
 use hyper::body::Incoming;

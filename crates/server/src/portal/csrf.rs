@@ -20,32 +20,19 @@ use axum::extract::FromRef;
 use axum::response::Redirect;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rand::RngCore;
 
 use super::error::PageError;
-use super::pages::{with_notice, Notice};
+use super::form_token::form_mac;
+use super::notice::{with_notice, Notice};
 use super::session::{cookie, random_token, safe_return, secure, set_cookie, Me};
 use super::{Portal, PortalState};
-use crate::crypto::{hmac_sha256, token_hash};
+use crate::crypto::token_hash;
 
 /// The CSRF token of forms shown before signing in (double-submit: cookie and form field).
 pub const PRE_CSRF_COOKIE: &str = "deadbolt_csrf";
 
 pub(super) fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
-/// A new one-time form token of the session whose CSRF secret is `session_csrf`.
-pub(super) fn form_token(session_csrf: &str) -> String {
-    let mut nonce = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let nonce = URL_SAFE_NO_PAD.encode(nonce);
-    let mac = URL_SAFE_NO_PAD.encode(form_mac(session_csrf, &nonce));
-    format!("{nonce}.{mac}")
-}
-
-fn form_mac(session_csrf: &str, nonce: &str) -> [u8; 32] {
-    hmac_sha256(session_csrf.as_bytes(), format!("form {nonce}").as_bytes())
 }
 
 impl Me {
@@ -253,6 +240,7 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::super::form_token::form_token;
     use super::*;
 
     #[test]

@@ -9,13 +9,16 @@ mod company;
 mod company_pages;
 mod csrf;
 mod error;
+mod form_token;
 mod links;
 mod live;
 mod mail;
+mod notice;
 mod operator;
 mod pages;
 mod password;
 mod person;
+mod schedules;
 mod session;
 mod throttle;
 
@@ -144,13 +147,16 @@ where
         .route("/me/attempts/{id}/not-me", post(person::not_me))
         .route(
             "/me/schedules",
-            get(person::schedules_page).post(person::add_schedule),
+            get(schedules::schedules_page).post(schedules::add_schedule),
         )
-        .route("/me/schedules/{id}/delete", post(person::delete_schedule))
-        .route("/me/time-zone", post(person::set_time_zone))
+        .route(
+            "/me/schedules/{id}/delete",
+            post(schedules::delete_schedule),
+        )
+        .route("/me/time-zone", post(schedules::set_time_zone))
         .route(
             "/me/pairing",
-            get(person::pairing_page).post(person::create_pairing_code),
+            get(schedules::pairing_page).post(schedules::create_pairing_code),
         )
         .route("/operator", get(operator::page))
         .route("/operator/companies", post(operator::create_company))

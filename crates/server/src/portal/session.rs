@@ -10,9 +10,9 @@ use chrono::Duration;
 use deadbolt_store::Person;
 use rand::RngCore;
 
-use super::csrf::form_token;
 use super::error::PageError;
-use super::pages::Notice;
+use super::form_token::form_token;
+use super::notice::Notice;
 use super::{base_url, Portal, PortalState};
 use crate::crypto::token_hash;
 

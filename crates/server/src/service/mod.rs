@@ -3,6 +3,9 @@
 //! portal session's roles); the rules about how (valid names, the decision, what a lock or an
 //! unlock writes) live here. The store is private to it: `records.rs` and `portal.rs` are the
 //! plain look-ups and keeps the surfaces need, this file the operations with rules.
+//!
+//! Over 600 lines on purpose: every operation that changes an account is here, beside the
+//! others, so that a rule (validation, the audit trail, what a lock writes) is seen whole.
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;

@@ -117,37 +117,23 @@ pub struct Server {
 /// a process that stopped looking (one that falls further behind forgets its whole cache, once).
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const CHANGES_KEPT: i64 = 100_000;
-/// Removes the attempts older than `keep`, a few hundred runs a transaction with a pause
-/// between: a backlog (a first start with retention on a store of years) is worked off without
-/// holding the store's writer for long at a time.
+/// Removes the attempts older than `keep` (see [`Service::remove_attempts_before`]).
 async fn prune_attempts_past(service: &Service, keep: std::time::Duration) {
     let Ok(keep) = chrono::Duration::from_std(keep) else {
         return;
     };
     let before = service.now() - keep;
-    let mut removed = 0u64;
-    loop {
-        match service.prune_attempts(before, PRUNE_RUNS).await {
-            Ok(0) => break,
-            Ok(n) => removed += n,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot remove attempts past the retention");
-                break;
-            }
+    match service.remove_attempts_before(before).await {
+        Ok(0) => {}
+        Ok(removed) => {
+            tracing::info!(removed, before = %before, "attempts past the retention removed")
         }
-        tokio::time::sleep(PRUNE_PAUSE).await;
-    }
-    if removed > 0 {
-        tracing::info!(removed, before = %before, "attempts past the retention removed");
+        Err(e) => tracing::warn!(error = %e, "cannot remove attempts past the retention"),
     }
 }
 
 /// Attempts are kept 90 days unless configured otherwise.
 pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
-/// Runs removed per retention transaction, and the pause between two: the check path's writer
-/// and readers take turns with the pruning instead of waiting behind one long delete.
-const PRUNE_RUNS: i64 = 500;
-const PRUNE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Server {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {

@@ -260,12 +260,6 @@ fn parse_before(s: &str) -> anyhow::Result<DateTime<Utc>> {
 /// same store goes on answering).
 pub(super) async fn prune_attempts(service: &Service, before: &str) -> anyhow::Result<Pruned> {
     let before = parse_before(before)?;
-    let mut removed = 0;
-    loop {
-        match service.prune_attempts(before, 500).await? {
-            0 => break,
-            n => removed += n,
-        }
-    }
+    let removed = service.remove_attempts_before(before).await?;
     Ok(Pruned { before, removed })
 }

@@ -27,9 +27,22 @@ impl Service {
         Ok(self.store.backup_to(dest).await?)
     }
 
-    /// Removes up to `runs` whole runs of attempts all older than `before`; how many attempts.
-    pub async fn prune_attempts(&self, before: DateTime<Utc>, runs: i64) -> Result<u64> {
-        Ok(self.store.prune_attempts(before, runs).await?)
+    /// Removes every attempt older than `before` (whole stored runs), a few hundred runs a
+    /// transaction with a pause between: a backlog (retention turned on over a store of years)
+    /// is worked off without holding the store's writer for long at a time, so checks and the
+    /// attempt writer go on. How many attempts went. For the server's retention and the CLI.
+    pub async fn remove_attempts_before(&self, before: DateTime<Utc>) -> Result<u64> {
+        /// Runs a transaction, and the pause between two.
+        const RUNS: i64 = 500;
+        const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+        let mut removed = 0;
+        loop {
+            match self.store.prune_attempts(before, RUNS).await? {
+                0 => return Ok(removed),
+                n => removed += n,
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
     }
 
     /// An application's attempts with ids above `after`, oldest first (the SDK's feed).

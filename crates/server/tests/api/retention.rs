@@ -4,8 +4,8 @@
 use chrono::Duration;
 use reqwest::Method;
 use serde_json::Value;
-use std::process::Command;
 
+use crate::cli::{deadbolt, deadbolt_fails};
 use crate::helpers::{eventually, TestApp};
 use deadbolt::service::By;
 
@@ -116,20 +116,6 @@ async fn without_retention_nothing_is_removed() {
     t.stop().await;
 }
 
-fn deadbolt(db: &str, args: &[&str]) -> (bool, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_deadbolt"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 #[tokio::test]
 async fn attempts_are_pruned_by_hand_before_a_date() {
     let t = TestApp::spawn_with(|c| c.attempts_retention = None).await;
@@ -144,8 +130,7 @@ async fn attempts_are_pruned_by_hand_before_a_date() {
         t.locked(ISSUER, &key, "alice").await;
     }
     recorded(&t, 15).await;
-    let (ok, out, err) = deadbolt(&t.db_url, &["attempts", "prune", "--before", "2026-12-01"]);
-    assert!(ok, "{err}");
+    let out = deadbolt(&t.db_url, &["attempts", "prune", "--before", "2026-12-01"]);
     assert_eq!(out["removed"], 10);
     assert_eq!(out["before"], "2026-12-01T00:00:00Z");
     assert_eq!(
@@ -156,17 +141,14 @@ async fn attempts_are_pruned_by_hand_before_a_date() {
             .len(),
         5
     );
-    let (ok, _, err) = deadbolt(
+    let err = deadbolt_fails(
         &t.db_url,
         &["attempts", "prune", "--before", "last tuesday"],
     );
-    assert!(!ok);
     assert!(err.contains("2026-09-01"), "{err}");
-    let (ok, _, err) = deadbolt(&t.db_url, &["attempts"]);
-    assert!(!ok);
+    let err = deadbolt_fails(&t.db_url, &["attempts"]);
     assert!(err.contains("--app"), "{err}");
-    let (ok, out, err) = deadbolt(&t.db_url, &["attempts", "--app", &app.id]);
-    assert!(ok, "{err}");
+    let out = deadbolt(&t.db_url, &["attempts", "--app", &app.id]);
     assert_eq!(out["attempts"].as_array().unwrap().len(), 5);
     t.stop().await;
 }

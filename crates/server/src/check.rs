@@ -129,7 +129,17 @@ impl CheckCache {
 
     /// Brings the cache to `position` (or past it), evicting what the log names since the last
     /// position applied. Returns the position the cache is now current at.
-    async fn catch_up(&self, store: &deadbolt_store::Store, position: i64) -> Result<i64> {
+    async fn catch_up(
+        &self,
+        store: &deadbolt_store::Store,
+        position: i64,
+        metrics: &Metrics,
+    ) -> Result<i64> {
+        // Changes this process committed itself (an SDK call, a portal form, a relock) are at
+        // hand: applied at once, without a read and without making other checks wait.
+        if let Some(applied) = self.catch_up_at_hand(store, position) {
+            return Ok(applied);
+        }
         let _one = self.catching_up.lock().await;
         let from = {
             let mut s = self.state();
@@ -146,6 +156,7 @@ impl CheckCache {
             }
             s.applied
         };
+        metrics.log_read();
         let changes = store.changes(from, position).await?;
         let mut s = self.state();
         match changes {
@@ -157,8 +168,24 @@ impl CheckCache {
             // Rows this process needed were pruned: it cannot know what changed.
             None => s.forget_all(),
         }
+        // A catch-up at hand may have gone further meanwhile (it applied these rows too).
+        s.applied = s.applied.max(position);
+        Ok(s.applied)
+    }
+
+    /// [`CheckCache::catch_up`] when every change up to `position` is one of this process's
+    /// own; `None` when the log must be read.
+    fn catch_up_at_hand(&self, store: &deadbolt_store::Store, position: i64) -> Option<i64> {
+        let mut s = self.state();
+        if s.applied >= position {
+            return Some(s.applied);
+        }
+        let changes = store.changes_at_hand(s.applied, position)?;
+        for c in &changes {
+            s.apply(c);
+        }
         s.applied = position;
-        Ok(position)
+        Some(position)
     }
 
     /// The position the cache is current at, and the application if cached: one lock for both.
@@ -244,7 +271,7 @@ impl CheckService {
         };
         let (mut version, mut cached) = self.cache.app(parsed.issuer());
         if position > version {
-            version = Box::pin(self.cache.catch_up(&self.store, position)).await?;
+            version = Box::pin(self.cache.catch_up(&self.store, position, &self.metrics)).await?;
             cached = self.cache.app(parsed.issuer()).1;
         }
         let entry = match cached {

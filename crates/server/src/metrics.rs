@@ -20,7 +20,8 @@ const LATENCY_SUM_US: usize = LATENCY + BUCKETS.len() + 1;
 const QUEUE_DEPTH: usize = LATENCY_SUM_US + 1;
 const ATTEMPTS_WRITTEN: usize = QUEUE_DEPTH + 1;
 const ATTEMPTS_DROPPED: usize = ATTEMPTS_WRITTEN + 1;
-const COUNTERS: usize = ATTEMPTS_DROPPED + 1;
+const LOG_READS: usize = ATTEMPTS_DROPPED + 1;
+const COUNTERS: usize = LOG_READS + 1;
 
 /// Slots per [`Metrics`]: threads beyond this many share one.
 const SHARDS: usize = 16;
@@ -103,6 +104,15 @@ impl Metrics {
         self.add(ATTEMPTS_DROPPED, n);
     }
 
+    /// The check path read the change log: a change made by another process (the CLI, another
+    /// replica, SQL by hand); this process's own changes are applied without a read.
+    pub fn log_read(&self) {
+        self.add(LOG_READS, 1);
+    }
+    pub fn log_reads(&self) -> i64 {
+        self.get(LOG_READS)
+    }
+
     /// Attempts waiting to be written (queued, or in a write not yet committed).
     pub fn queue_depth(&self) -> i64 {
         self.get(QUEUE_DEPTH)
@@ -169,6 +179,8 @@ impl Metrics {
             "deadbolt_attempts_written_total {}",
             g(ATTEMPTS_WRITTEN)
         );
+        let _ = writeln!(out, "# HELP deadbolt_check_log_reads_total Reads of the change log by the check path: changes made by another process (the CLI, another replica, SQL by hand). This server's own changes are applied without one.\n# TYPE deadbolt_check_log_reads_total counter");
+        let _ = writeln!(out, "deadbolt_check_log_reads_total {}", g(LOG_READS));
         let _ = writeln!(out, "# HELP deadbolt_attempts_dropped_total Attempts answered but not recorded (queue full past its wait, or shutdown with the store failing).\n# TYPE deadbolt_attempts_dropped_total counter");
         let _ = writeln!(
             out,

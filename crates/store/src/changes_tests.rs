@@ -234,3 +234,82 @@ both_engines!(
         assert!(store.version().await.unwrap() > end);
     }
 );
+
+/// A server's own commits are at hand for its check path, exactly as the log has them; a
+/// commit by anyone else (here a second store on the same file, as the CLI would be) is not,
+/// and neither is anything after it: the check path then reads the log.
+#[tokio::test]
+async fn own_commits_are_at_hand_and_anothers_are_not() {
+    let (store, dir) = crate::testing::fresh_sqlite().await;
+    let a = app(&store, "hand.example.com").await;
+    let start = store.version().await.unwrap();
+    for name in ["Alice", "Bob"] {
+        store.enroll(&a.id, name, None, t0(), &by()).await.unwrap();
+    }
+    store
+        .set_account_state(
+            &a.id,
+            &k("alice"),
+            AccountState::Locked,
+            None,
+            t0(),
+            crate::AuditAction::Lock,
+            &by(),
+        )
+        .await
+        .unwrap();
+    let mine = store.version().await.unwrap();
+    let at_hand = store
+        .changes_at_hand(start, mine)
+        .expect("all this process's own");
+    assert_eq!(Some(at_hand), store.changes(start, mine).await.unwrap());
+    assert_eq!(
+        store.version_at_hand().map(Result::unwrap),
+        Some(mine),
+        "the position after an own commit is at hand too"
+    );
+
+    let other = Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("deadbolt.db").display()
+    ))
+    .await
+    .unwrap();
+    other
+        .enroll(&a.id, "Carol", None, t0(), &by())
+        .await
+        .unwrap();
+    let carol = other.version().await.unwrap();
+    store
+        .enroll(&a.id, "Dave", None, t0(), &by())
+        .await
+        .unwrap();
+    let end = store.version().await.unwrap();
+    assert_eq!(
+        store.changes_at_hand(mine, end),
+        None,
+        "Carol's rows are not at hand"
+    );
+    assert_eq!(store.changes_at_hand(start, end), None);
+    let dave = store.changes_at_hand(carol, end).expect("Dave's are");
+    assert_eq!(Some(dave), store.changes(carol, end).await.unwrap());
+}
+
+both_engines!(
+    nothing_to_apply_is_always_at_hand_and_postgres_reads,
+    |store| {
+        let v = store.version().await.unwrap();
+        assert_eq!(store.changes_at_hand(v, v), Some(vec![]));
+        let a = app(store, "pg-hand.example.com").await;
+        let end = store.version().await.unwrap();
+        let at_hand = store.changes_at_hand(v, end);
+        if store.is_postgres() {
+            assert_eq!(
+                at_hand, None,
+                "replicas learn from the listener and the log"
+            );
+        } else {
+            assert_eq!(at_hand.map(|c| c[0].app_id.clone()), Some(Some(a.id)));
+        }
+    }
+);

@@ -4,8 +4,9 @@
 
 use crate::listen::Listener;
 use crate::migrations::MIGRATIONS;
+use crate::recent::RecentChanges;
 use crate::signal::ChangeSignal;
-use crate::{StoreError, StoreOptions};
+use crate::{Change, StoreError, StoreOptions};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -111,6 +112,20 @@ impl Row {
 }
 
 /// The integer in the first column of the first row (a count, a counter).
+/// Change-log rows (`seq, app_id, account_key, person_id`) as changes.
+pub fn changes_of(rows: &[Row]) -> Result<Vec<Change>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok(Change {
+                seq: r.int(0)?,
+                app_id: r.opt_text(1)?,
+                account_key: r.opt_text(2)?,
+                person_id: r.opt_text(3)?,
+            })
+        })
+        .collect()
+}
+
 pub fn scalar(rows: &[Row]) -> Result<i64, StoreError> {
     rows.first()
         .ok_or(StoreError::Corrupt(
@@ -150,6 +165,9 @@ struct Limits {
 
 /// The change log's last position, read inside a PostgreSQL write transaction before its commit.
 const COMMIT_POSITION_SQL: &str = "SELECT COALESCE(MAX(seq), 0) FROM change_log";
+/// The rows a transaction logged, read back before its commit.
+const LOGGED_SINCE_SQL: &str =
+    "SELECT seq, app_id, account_key, person_id FROM change_log WHERE seq > $1 ORDER BY seq";
 
 /// How long anything may wait on the store unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -447,6 +465,14 @@ impl Engine {
     /// or the local file (a read of a few pages at most); on PostgreSQL, from the change
     /// listener while it is connected and trusted. `None` otherwise, and when the SQLite probe
     /// connection is busy or fails (the caller then asks with the deadline).
+    /// See [`crate::Store::changes_at_hand`].
+    pub fn changes_at_hand(&self, after: i64, until: i64) -> Option<Vec<Change>> {
+        match &self.kind {
+            Kind::Sqlite(s) => s.recent.between(after, until),
+            Kind::Postgres(_) => None,
+        }
+    }
+
     pub fn change_counter_at_hand(&self, sql: &'static str) -> Option<Result<i64, StoreError>> {
         let s = match &self.kind {
             Kind::Sqlite(s) => s,
@@ -595,6 +621,7 @@ impl Engine {
             Kind::Sqlite(s) => {
                 let conn = s.writer.clone();
                 let signal = s.signal.clone();
+                let recent = s.recent.clone();
                 let identity = s.identity.clone();
                 let started = Instant::now();
                 let wait_until = started + self.timeout();
@@ -606,6 +633,9 @@ impl Engine {
                         let tx = conn
                             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                             .map_err(sqlite_err)?;
+                        // The write lock is held from here to the commit: every log row after
+                        // this position is this transaction's.
+                        let before = scalar(&sqlite_query(&tx, COMMIT_POSITION_SQL, &[])?)?;
                         let mut read = Vec::with_capacity(first.len());
                         for (sql, params) in &first {
                             read.push(sqlite_query(&tx, sql, params)?);
@@ -614,11 +644,22 @@ impl Engine {
                         for (sql, params) in &writes {
                             sqlite_query(&tx, sql, params)?;
                         }
+                        let logged = sqlite_query(&tx, LOGGED_SINCE_SQL, &[Val::Int(before)])?;
                         // The caller was told "unavailable" at the deadline: then nothing is
                         // committed (dropping the transaction rolls it back).
                         past(started + limit)?;
                         tx.commit().map_err(sqlite_err)?;
+                        recent.committed(before, changes_of(&logged)?);
                         signal.bump();
+                        // The position as of the signal just given, for this process's checks
+                        // to find at hand: read after the signal, so that it covers every
+                        // commit signalled up to it (another program's too).
+                        let at = signal.load();
+                        if let Ok(v) = sqlite_query(&conn, COMMIT_POSITION_SQL, &[])
+                            .and_then(|rows| scalar(&rows))
+                        {
+                            signal.remember(at, v);
+                        }
                         // The path may have been pointed elsewhere while we wrote: then what was
                         // committed is in a file this store will never be opened on again.
                         identity.check()?;
@@ -747,6 +788,8 @@ pub struct Sqlite {
     probe: Arc<Mutex<rusqlite::Connection>>,
     /// Tells every process using this file that something was committed.
     pub signal: Arc<ChangeSignal>,
+    /// What this process's own commits logged, for its check path to apply without a read.
+    recent: Arc<RecentChanges>,
     /// For bulk records (attempts): commits are written but not fsync'd one by one
     /// (`synchronous=NORMAL`): a crash of the process loses nothing, a power cut the last batches.
     bulk: Arc<Mutex<rusqlite::Connection>>,
@@ -780,6 +823,7 @@ impl Sqlite {
                     probe: writer.clone(),
                     bulk: writer.clone(),
                     signal: Arc::new(ChangeSignal::local()),
+                    recent: Arc::default(),
                     writer,
                     next: AtomicUsize::new(0),
                     identity: Arc::new(FileIdentity::none()),
@@ -824,6 +868,7 @@ impl Sqlite {
                     probe: Arc::new(Mutex::new(probe)),
                     bulk: Arc::new(Mutex::new(bulk)),
                     signal,
+                    recent: Arc::default(),
                     next: AtomicUsize::new(0),
                     identity,
                     created,

@@ -14,6 +14,7 @@ mod engine;
 mod listen;
 pub mod migrations;
 mod model;
+mod recent;
 mod signal;
 #[cfg(test)]
 #[macro_use]
@@ -304,17 +305,17 @@ impl Store {
         if pruned > after {
             return Ok(None);
         }
-        rows.iter()
-            .map(|r| {
-                Ok(Change {
-                    seq: r.int(0)?,
-                    app_id: r.opt_text(1)?,
-                    account_key: r.opt_text(2)?,
-                    person_id: r.opt_text(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        engine::changes_of(&rows).map(Some)
+    }
+
+    /// The change log after `after` up to `until` without a read, when this process committed
+    /// all of it itself (SQLite; on PostgreSQL `None`, the listener tells). `None`: read it with
+    /// [`Store::changes`].
+    pub fn changes_at_hand(&self, after: i64, until: i64) -> Option<Vec<Change>> {
+        if until <= after {
+            return Some(Vec::new());
+        }
+        self.engine.changes_at_hand(after, until)
     }
 
     /// Deletes all but the last `keep` rows of the change log (at least one stays: the log's

@@ -97,6 +97,58 @@ async fn a_change_evicts_exactly_what_it_changed_postgres() {
     }
 }
 
+fn log_reads(t: &TestApp) -> i64 {
+    t.checks
+        .upgrade()
+        .expect("the server runs")
+        .metrics
+        .log_reads()
+}
+
+/// A change made through this server (the SDK, the portal, a relock after one sign-in) is
+/// applied to its cache without reading the change log back, and without making other checks
+/// wait; a change by another process is read from the log. Either way the next check sees it.
+#[tokio::test]
+async fn own_changes_apply_without_a_log_read_and_others_with_one() {
+    let t = TestApp::spawn().await;
+    let app = t.app("own.example.com").await;
+    let key = t.key(&app).await;
+    for name in ["erin", "frank", "gus"] {
+        t.service
+            .enroll(&By::CLI, &app.id, name, None)
+            .await
+            .unwrap();
+        assert!(!t.locked("own.example.com", &key, name).await);
+    }
+    let reads = log_reads(&t);
+    t.service.lock(&By::CLI, &app.id, "Erin").await.unwrap();
+    t.service
+        .unlock_once(&By::CLI, &app.id, "gus")
+        .await
+        .unwrap();
+    assert!(t.locked("own.example.com", &key, "erin").await);
+    assert!(cached(&t, &app.id, "frank"), "frank stays cached");
+    // Unlocked for one sign-in: this one; the relock is this server's own change too.
+    assert!(!t.locked("own.example.com", &key, "gus").await);
+    assert!(t.locked("own.example.com", &key, "gus").await);
+    assert!(!t.locked("own.example.com", &key, "frank").await);
+    assert_eq!(
+        log_reads(&t),
+        reads,
+        "no log read for this server's own changes"
+    );
+
+    elsewhere(&t)
+        .await
+        .unlock(&By::CLI, &app.id, "erin", None)
+        .await
+        .unwrap();
+    assert!(!t.locked("own.example.com", &key, "erin").await);
+    assert_eq!(log_reads(&t), reads + 1, "another process's change is read");
+    assert!(cached(&t, &app.id, "frank"));
+    t.stop().await;
+}
+
 /// The CLI is another process: its change is enforced by the next check, and other cached
 /// accounts stay cached.
 #[tokio::test]

@@ -1,0 +1,128 @@
+//! The changes this process committed itself, kept in memory for a moment so that its own check
+//! path can apply them without reading the change log back (SQLite).
+//!
+//! A write holds SQLite's write lock from its first read to its commit, so the log rows it
+//! wrote are exactly the sequence numbers after the one it found on starting: each commit is
+//! known whole, as a span `(before, after]` with its rows. A catch-up from `a` to `b` is at hand
+//! when spans of this process cover `(a, b]` without a gap; any row written by another program
+//! (the CLI, a second server, `sqlite3` by hand) leaves a gap, and the caller reads the log.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use crate::Change;
+
+/// Spans kept: a check path that is more than this many own commits behind reads the log.
+const KEPT: usize = 4096;
+
+struct Span {
+    before: i64,
+    after: i64,
+    changes: Vec<Change>,
+}
+
+#[derive(Default)]
+pub struct RecentChanges {
+    /// In commit order, which is sequence order (one writer at a time).
+    spans: Mutex<VecDeque<Span>>,
+}
+
+impl RecentChanges {
+    /// Records a commit: the log's position before it and the rows it logged, in order.
+    pub fn committed(&self, before: i64, changes: Vec<Change>) {
+        let Some(after) = changes.last().map(|c| c.seq) else {
+            return;
+        };
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        if spans.len() >= KEPT {
+            spans.pop_front();
+        }
+        spans.push_back(Span {
+            before,
+            after,
+            changes,
+        });
+    }
+
+    /// The changes after position `from` up to `until`, if this process made them all.
+    pub fn between(&self, from: i64, until: i64) -> Option<Vec<Change>> {
+        if until <= from {
+            return Some(Vec::new());
+        }
+        let spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        // The first span that ends after `from`; it must start exactly there.
+        let first = spans.partition_point(|s| s.after <= from);
+        let mut at = from;
+        let mut out = Vec::new();
+        for s in spans.range(first..) {
+            if s.before != at {
+                return None;
+            }
+            out.extend(s.changes.iter().cloned());
+            at = s.after;
+            if at >= until {
+                return (at == until).then_some(out);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(seq: i64, account: &str) -> Change {
+        Change {
+            seq,
+            app_id: Some("app".into()),
+            account_key: Some(account.into()),
+            person_id: None,
+        }
+    }
+
+    fn seqs(c: Option<Vec<Change>>) -> Option<Vec<i64>> {
+        c.map(|c| c.iter().map(|c| c.seq).collect())
+    }
+
+    #[test]
+    fn contiguous_own_commits_are_at_hand() {
+        let r = RecentChanges::default();
+        r.committed(10, vec![change(11, "a")]);
+        r.committed(11, vec![change(12, "b"), change(13, "c")]);
+        assert_eq!(seqs(r.between(10, 13)), Some(vec![11, 12, 13]));
+        assert_eq!(seqs(r.between(11, 13)), Some(vec![12, 13]));
+        assert_eq!(seqs(r.between(13, 13)), Some(vec![]));
+    }
+
+    #[test]
+    fn a_gap_means_another_writer_and_is_not_at_hand() {
+        let r = RecentChanges::default();
+        r.committed(10, vec![change(11, "a")]);
+        // Sequence number 12 was written by another process.
+        r.committed(12, vec![change(13, "b")]);
+        assert_eq!(r.between(10, 13), None);
+        assert_eq!(seqs(r.between(12, 13)), Some(vec![13]));
+        assert_eq!(r.between(9, 11), None, "before the first span kept");
+        assert_eq!(r.between(13, 14), None, "past the last span");
+    }
+
+    #[test]
+    fn a_position_inside_a_span_is_not_at_hand() {
+        let r = RecentChanges::default();
+        r.committed(10, vec![change(11, "a"), change(12, "b")]);
+        // Nobody can have stopped half-way through one commit; refuse rather than guess.
+        assert_eq!(r.between(10, 11), None);
+        assert_eq!(r.between(11, 12), None);
+    }
+
+    #[test]
+    fn old_spans_are_forgotten() {
+        let r = RecentChanges::default();
+        for i in 0..(KEPT as i64 + 10) {
+            r.committed(i, vec![change(i + 1, "a")]);
+        }
+        assert_eq!(r.between(0, 5), None);
+        assert!(r.between(KEPT as i64, KEPT as i64 + 10).is_some());
+    }
+}

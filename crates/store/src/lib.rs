@@ -31,6 +31,7 @@ mod changes_tests;
 mod companies;
 mod identity;
 mod import;
+mod passkeys;
 mod persons;
 #[cfg(test)]
 mod pg_tests;
@@ -52,6 +53,7 @@ pub use audit::{AuditAction, AuditBy, AuditEntry, AuditState};
 pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};
 pub use identity::Collision;
 pub use model::*;
+pub use passkeys::{Ceremony, NewPasskey, PasskeyRecord, SecondFactor};
 pub use portal::{PendingLink, PortalLink, RoleRecord, SessionRecord};
 pub use throttle::{ThrottleEntry, ThrottleKey};
 

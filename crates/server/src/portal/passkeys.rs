@@ -118,6 +118,14 @@ impl JsonError {
             "That passkey is not known here, or its answer could not be verified.".into(),
         )
     }
+    fn copied() -> Self {
+        JsonError(
+            StatusCode::UNAUTHORIZED,
+            "This passkey's counter went backwards: it may have been copied, and is refused. \
+             Sign in another way and remove it."
+                .into(),
+        )
+    }
     fn sign_in() -> Self {
         JsonError(StatusCode::UNAUTHORIZED, "Sign in first.".into())
     }
@@ -256,13 +264,22 @@ async fn record_use(
         Ok(())
     } else {
         tracing::warn!(passkey = %record.id, "passkey refused: its counter did not move forward");
-        Err(JsonError(
-            StatusCode::UNAUTHORIZED,
-            "This passkey's counter went backwards: it may have been copied, and is refused. \
-             Sign in another way and remove it."
-                .into(),
-        ))
+        Err(JsonError::copied())
     }
+}
+
+/// A verification that failed: a copied authenticator (its counter is behind the one kept) says
+/// so; anything else is a plain refusal.
+fn verification_failed(e: webauthn_rs::prelude::WebauthnError) -> JsonError {
+    if matches!(
+        e,
+        webauthn_rs::prelude::WebauthnError::CredentialPossibleCompromise
+    ) {
+        tracing::warn!("passkey refused: its counter did not move forward");
+        return JsonError::copied();
+    }
+    tracing::info!(error = %e, "passkey refused");
+    JsonError::refused()
 }
 
 // ---- the person's passkeys page ----
@@ -559,10 +576,7 @@ pub async fn sign_in_finish(
     let passkey = stored_passkey(&record)?;
     let result = webauthn
         .finish_discoverable_authentication(&cred, state, &[DiscoverableKey::from(&passkey)])
-        .map_err(|e| {
-            tracing::info!(error = %e, "passkey sign-in refused");
-            JsonError::refused()
-        })?;
+        .map_err(verification_failed)?;
     record_use(&s, &record, passkey, &result).await?;
     let now = s.service.now();
     portal
@@ -722,10 +736,7 @@ pub async fn second_factor_finish(
     let cred: PublicKeyCredential = parse(b.credential)?;
     let result = webauthn
         .finish_passkey_authentication(&cred, &state)
-        .map_err(|e| {
-            tracing::info!(error = %e, "second factor refused");
-            JsonError::refused()
-        })?;
+        .map_err(verification_failed)?;
     let used = credential_id(result.cred_id().as_ref());
     let record = s
         .service

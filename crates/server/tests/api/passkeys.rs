@@ -238,3 +238,28 @@ async fn one_person_cannot_remove_another_persons_passkey() {
     assert_eq!(t.store.passkeys(&ann.id).await.unwrap(), vec![anns]);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn passkey_sign_ins_go_through_the_sign_in_throttle() {
+    let t = TestApp::spawn().await;
+    let mut http = Http::new(&t.url);
+    let token = http.pre_csrf().await;
+    // Each challenge counts as a try of this client until a sign-in succeeds: after the free
+    // ones, a wait.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let page = http
+            .post_json("/login/passkey/options", &token, &json!({}))
+            .await;
+        statuses.push(page.status);
+        if page.status == 429 {
+            assert!(body(&page)["message"]
+                .as_str()
+                .unwrap()
+                .contains("Too many"));
+        }
+    }
+    assert_eq!(&statuses[..10], &[200; 10], "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    t.stop().await;
+}

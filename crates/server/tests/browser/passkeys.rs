@@ -325,3 +325,59 @@ async fn the_last_passkey_goes_after_a_fresh_sign_in_and_the_reset_link_recovers
     b.close().await;
     portal.stop().await;
 }
+
+/// Puts a credential (as `credentials` lists it) into an authenticator: a copy of a passkey.
+async fn add_credential(b: &Browser, authenticator: &str, credential: &Value) {
+    b.client
+        .issue_cmd(WebAuthn {
+            method: Method::POST,
+            path: format!("authenticator/{authenticator}/credential"),
+            body: Some(credential.clone()),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_copied_authenticator_whose_counter_went_back_is_refused() {
+    if skipped() {
+        return;
+    }
+    let portal = TestPortal::spawn().await;
+    let base = local(&portal);
+    let cat = portal.person("cat@passkeys.test", PASSWORD).await;
+    let b = Browser::start().await;
+    let original = add_authenticator(&b).await;
+    b.sign_in(&base, "cat@passkeys.test", PASSWORD).await;
+    register(&b, &base, "Security key").await;
+    b.sign_out().await;
+
+    // A copy taken now, then the original is used once more: the store's counter moves on.
+    sign_in_with_passkey(&b, &base).await;
+    let copy = credentials(&b, &original).await.remove(0);
+    let copied_count = copy["signCount"].as_i64().unwrap();
+    assert!(copied_count > 0, "the virtual authenticator counts: {copy}");
+    b.sign_out().await;
+    sign_in_with_passkey(&b, &base).await;
+    let stored = portal.store.passkeys(&cat.id).await.unwrap().remove(0);
+    assert!(stored.counter > copied_count, "{stored:?}");
+    b.sign_out().await;
+
+    // The copy, in another authenticator, shows a count already seen: refused, no session.
+    remove_authenticator(&b, &original).await;
+    let clone = add_authenticator(&b).await;
+    add_credential(&b, &clone, &copy).await;
+    b.goto(&format!("{base}/login")).await;
+    b.click("#passkey-sign-in").await;
+    b.wait_text("#passkey-error", "counter went backwards")
+        .await;
+    assert!(b.url().await.contains("/login"), "{}", b.url().await);
+    let kept = portal.store.passkeys(&cat.id).await.unwrap().remove(0);
+    assert_eq!(
+        kept.counter, stored.counter,
+        "the refused use changed nothing"
+    );
+
+    b.close().await;
+    portal.stop().await;
+}

@@ -48,6 +48,7 @@
 
   function creation(options) {
     var pk = options.publicKey;
+    site = (pk.rp && pk.rp.id) || "";
     pk.challenge = toBuffer(pk.challenge);
     pk.user.id = toBuffer(pk.user.id);
     (pk.excludeCredentials || []).forEach(function (c) {
@@ -58,6 +59,7 @@
 
   function request(options) {
     var pk = options.publicKey;
+    site = pk.rpId || "";
     pk.challenge = toBuffer(pk.challenge);
     (pk.allowCredentials || []).forEach(function (c) {
       c.id = toBuffer(c.id);
@@ -93,14 +95,23 @@
     };
   }
 
+  // The site the server's passkeys belong to, once the server named it.
+  var site = "";
+
   function show(error) {
     var out = document.getElementById("passkey-error");
-    if (out) {
-      out.textContent = error.name === "NotAllowedError"
-        ? "The passkey was not used (cancelled, or none for this site). Try again."
-        : error.message;
-      out.hidden = false;
+    if (!out) {
+      return;
     }
+    if (error.name === "NotAllowedError") {
+      out.textContent = "The passkey was not used (cancelled, or none for this site). Try again.";
+    } else if (error.name === "SecurityError" && site && site !== window.location.hostname) {
+      // A server without a public URL offers passkeys at localhost, not at 127.0.0.1.
+      out.textContent = "Passkeys of this portal belong to " + site + ": open the portal at that address.";
+    } else {
+      out.textContent = error.message;
+    }
+    out.hidden = false;
   }
 
   function busy(button, on) {

@@ -171,6 +171,12 @@ async fn a_person_signs_in_with_a_passkey_alone_and_after_the_password() {
     assert!(!http.cookies.contains_key("deadbolt_session"));
     assert_eq!(http.get("/me").await.location(), "/login");
 
+    // At 127.0.0.1 the browser refuses the server's passkeys, and the page says where they work.
+    b.sign_out().await;
+    b.goto(&format!("{}/login", portal.url)).await;
+    b.click("#passkey-sign-in").await;
+    b.wait_text("#passkey-error", "belong to localhost").await;
+
     b.close().await;
     portal.stop().await;
 }
@@ -246,6 +252,24 @@ async fn the_operator_requires_a_second_factor_and_an_admin_adds_a_passkey_first
     b.wait_text("#passkey-remove-error", "add another passkey")
         .await;
     assert_eq!(portal.store.passkeys(&admin.id).await.unwrap().len(), 1);
+    b.sign_out().await;
+
+    // The operator, with a passkey of their own, sees the setting and who changed it.
+    b.sign_in(&base, operator, PASSWORD).await;
+    register(&b, &base, "Operator key").await;
+    b.goto(&format!("{base}/operator")).await;
+    b.wait_text(
+        "#second-factor-changed",
+        "Turned on by operator@passkeys.test",
+    )
+    .await;
+    assert!(b
+        .find("#second-factor-required")
+        .await
+        .is_selected()
+        .await
+        .unwrap());
+    b.shot("passkeys-operator-setting").await;
 
     b.close().await;
     portal.stop().await;

@@ -47,9 +47,15 @@ pub enum AuditAction {
     LockAllOff,
     ScheduleAdded,
     ScheduleRemoved,
+    /// A portal user registered a passkey (its name in `detail`).
+    PasskeyAdded,
+    PasskeyRemoved,
+    /// The operator turned the second-factor requirement on or off (`on`/`off` before and
+    /// after).
+    SecondFactorRequired,
 }
 
-const ACTIONS: [(AuditAction, &str); 12] = [
+const ACTIONS: [(AuditAction, &str); 15] = [
     (AuditAction::Lock, "lock"),
     (AuditAction::Unlock, "unlock"),
     (AuditAction::UnlockWindow, "unlock_window"),
@@ -62,6 +68,9 @@ const ACTIONS: [(AuditAction, &str); 12] = [
     (AuditAction::LockAllOff, "lock_all_off"),
     (AuditAction::ScheduleAdded, "schedule_added"),
     (AuditAction::ScheduleRemoved, "schedule_removed"),
+    (AuditAction::PasskeyAdded, "passkey_added"),
+    (AuditAction::PasskeyRemoved, "passkey_removed"),
+    (AuditAction::SecondFactorRequired, "second_factor_required"),
 ];
 
 impl AuditAction {
@@ -320,6 +329,26 @@ impl Store {
                 " FROM audit_trail WHERE id < $1 AND app_id = $2 ORDER BY id DESC LIMIT $3"
             ),
             vec![below(before), app_id.into(), limit.into()],
+            entry,
+        )
+        .await
+    }
+}
+
+impl Store {
+    /// The rows of one action that name no account: newest first.
+    pub(crate) async fn audit_of_action(
+        &self,
+        action: AuditAction,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        self.all(
+            sql!(
+                "SELECT ",
+                COLS,
+                " FROM audit_trail WHERE action = $1 AND account_id IS NULL ORDER BY id DESC LIMIT $2"
+            ),
+            vec![action.as_str().into(), limit.into()],
             entry,
         )
         .await

@@ -32,6 +32,7 @@ mod changes_tests;
 mod companies;
 mod identity;
 mod import;
+mod passkeys;
 mod persons;
 #[cfg(test)]
 mod pg_tests;
@@ -53,6 +54,7 @@ pub use audit::{AuditAction, AuditBy, AuditEntry, AuditState};
 pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};
 pub use identity::Collision;
 pub use model::*;
+pub use passkeys::{Ceremony, NewPasskey, PasskeyRecord, SecondFactor};
 pub use portal::{PendingLink, PortalLink, RoleRecord, SessionRecord};
 pub use throttle::{ThrottleEntry, ThrottleKey};
 

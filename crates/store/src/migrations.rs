@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_attempt_retention.sql"),
         postgres: include_str!("../migrations/postgres/0015_attempt_retention.sql"),
     },
+    Migration {
+        name: "0017_passkeys",
+        sqlite: include_str!("../migrations/sqlite/0017_passkeys.sql"),
+        postgres: include_str!("../migrations/postgres/0017_passkeys.sql"),
+    },
 ];
 
 #[cfg(test)]

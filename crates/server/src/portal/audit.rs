@@ -79,6 +79,9 @@ fn what_text(e: &AuditEntry) -> String {
         AuditAction::LockAllOff => "Lock everything turned off".into(),
         AuditAction::ScheduleAdded => format!("Schedule added: {detail}"),
         AuditAction::ScheduleRemoved => format!("Schedule removed: {detail}"),
+        AuditAction::PasskeyAdded => format!("Passkey added: {detail}"),
+        AuditAction::PasskeyRemoved => format!("Passkey removed: {detail}"),
+        AuditAction::SecondFactorRequired => "Second factor requirement changed".into(),
     }
 }
 

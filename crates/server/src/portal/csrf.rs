@@ -31,6 +31,9 @@ use crate::crypto::token_hash;
 /// The CSRF token of forms shown before signing in (double-submit: cookie and form field).
 pub const PRE_CSRF_COOKIE: &str = "deadbolt_csrf";
 
+/// The header a page script's JSON request carries its form token in (it has no form fields).
+pub const CSRF_HEADER: &str = "x-deadbolt-csrf";
+
 pub(super) fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && a.as_bytes().ct_eq(b.as_bytes()).into()
 }
@@ -69,6 +72,30 @@ impl Me {
             .and_then(referer_path)
             .unwrap_or("/me");
         Err(Redirect::to(&with_notice(back, Notice::Again)).into_response())
+    }
+}
+
+impl Me {
+    /// A page script's request: its form token, in the [`CSRF_HEADER`] header, is checked and
+    /// used up as a form's would be. A token sent before is refused (no page to go back to).
+    pub(super) async fn use_header_token(
+        &self,
+        s: &PortalState,
+        headers: &HeaderMap,
+    ) -> Result<(), PageError> {
+        let token = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let nonce = self.check_csrf(token)?;
+        if s.service
+            .use_form_token(&token_hash(&nonce), self.session_expires)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(PageError::csrf())
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod mail;
 mod notice;
 mod operator;
 mod pages;
+mod passkeys;
 mod password;
 mod person;
 mod schedules;
@@ -54,6 +55,9 @@ pub struct Portal {
     /// Sign-in tries, reset requests and emails sent, per address and per client.
     throttle: throttle::Throttle,
     passwords: throttle::PasswordWork,
+    /// The WebAuthn relying party, or why passkeys are off (the portal's URL is not a secure
+    /// origin).
+    passkeys: Result<webauthn_rs::Webauthn, String>,
     /// Signs device cookies; derived from the master key, so that a browser known to one
     /// replica is known to all, and still after a restart (which forgets no throttle count
     /// either: a known browser must keep its own count wherever it lands).
@@ -77,15 +81,21 @@ impl Portal {
         closing: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let mailer = Mailer::new(&config.mail);
-        Self {
+        let mut portal = Self {
             config,
             audiences,
             mailer,
             throttle: throttle::Throttle::new(store, service.derive_key("portal throttle keys")),
             passwords: throttle::PasswordWork::default(),
+            passkeys: Err(String::new()),
             device_key: service.derive_key("portal device cookies"),
             closing,
+        };
+        portal.passkeys = passkeys::relying_party(&base_url(&portal));
+        if let Err(why) = &portal.passkeys {
+            tracing::warn!("{why}");
         }
+        portal
     }
 
     /// Prunes the sign-in throttle's counts in the store (forgotten keys, and any over its
@@ -127,6 +137,21 @@ where
         .route("/", get(home))
         .route("/login", get(password::login_page).post(password::login))
         .route("/logout", post(password::logout))
+        .route("/login/passkey/options", post(passkeys::sign_in_options))
+        .route("/login/passkey/finish", post(passkeys::sign_in_finish))
+        .route("/login/second-factor", get(passkeys::second_factor_page))
+        .route(
+            "/login/second-factor/options",
+            post(passkeys::second_factor_options),
+        )
+        .route(
+            "/login/second-factor/finish",
+            post(passkeys::second_factor_finish),
+        )
+        .route("/me/passkeys", get(passkeys::passkeys_page))
+        .route("/me/passkeys/options", post(passkeys::registration_options))
+        .route("/me/passkeys/finish", post(passkeys::registration_finish))
+        .route("/me/passkeys/{id}/delete", post(passkeys::remove))
         .route("/signup", get(password::signup_page).post(password::signup))
         .route("/reset", get(password::reset_page).post(password::reset))
         .route(
@@ -160,6 +185,7 @@ where
         )
         .route("/operator", get(operator::page))
         .route("/operator/companies", post(operator::create_company))
+        .route("/operator/second-factor", post(passkeys::set_second_factor))
         .route("/operator/companies/{cid}", get(operator::company_page))
         .route(
             "/operator/companies/{cid}/rename",
@@ -262,6 +288,7 @@ fn security_headers_on(mut res: Response, is_static: bool) -> Response {
 
 const CSS: &str = include_str!("../../static/portal.css");
 const JS: &str = include_str!("../../static/portal.js");
+const PASSKEYS_JS: &str = include_str!("../../static/passkeys.js");
 const FAVICON: &str = include_str!("../../static/favicon.svg");
 
 async fn favicon() -> Response {
@@ -272,6 +299,7 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
     let (body, ty) = match file.as_str() {
         "portal.css" => (CSS, "text/css; charset=utf-8"),
         "portal.js" => (JS, "text/javascript; charset=utf-8"),
+        "passkeys.js" => (PASSKEYS_JS, "text/javascript; charset=utf-8"),
         "favicon.svg" => (FAVICON, "image/svg+xml"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };

@@ -39,6 +39,12 @@ struct OperatorPage {
     pager: Pager,
     f: CompanyForm,
     error: Option<String>,
+    /// Whether operators and company admins must sign in with a passkey.
+    second_factor: bool,
+    /// Who changed that last, and when.
+    second_factor_changed: Option<String>,
+    /// Why passkeys are off, when they are.
+    passkeys_off: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -78,7 +84,19 @@ async fn page_with(
     let pager = Pager::new(page, COMPANIES_PAGE, total, companies.len(), |n| {
         format!("/operator?page={n}")
     });
+    let second_factor = s.service.second_factor(&me.person.id).await?.required;
+    let second_factor_changed = s.service.settings_audit(1).await?.first().map(|e| {
+        format!(
+            "Turned {} by {} on {}.",
+            e.new.as_ref().map_or("", |n| n.state.as_str()),
+            e.by.actor_name.as_deref().unwrap_or(&e.by.actor),
+            when(e.at, me.person.time_zone).local
+        )
+    });
     let page = OperatorPage {
+        second_factor,
+        second_factor_changed,
+        passkeys_off: portal_passkeys_off(s),
         l: Layout::signed_in("Companies", me, "/operator"),
         csrf: me.csrf.clone(),
         companies,
@@ -87,6 +105,10 @@ async fn page_with(
         error,
     };
     Ok((status, render(&page)?).into_response())
+}
+
+fn portal_passkeys_off(s: &PortalState) -> Option<String> {
+    s.portal.passkeys.as_ref().err().cloned()
 }
 
 pub async fn page(

@@ -55,6 +55,7 @@ impl Layout {
                 )),
             }
         }
+        links.push(("/me/passkeys".into(), "Passkeys".into()));
         links.push(("/password".into(), "Password".into()));
         let links = links
             .into_iter()

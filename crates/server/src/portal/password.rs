@@ -32,15 +32,20 @@ const DEVICE_DAYS: i64 = 180;
 /// The counts a sign-in try (or a current-password check) for `email` goes through. A browser
 /// that signed in to this address before has a count of its own, so that a guesser elsewhere
 /// cannot make the owner wait; any other try counts against the address and the client.
-struct Tries {
-    keys: Vec<Key>,
+pub(super) struct Tries {
+    pub(super) keys: Vec<Key>,
     /// Forgotten when the password is right.
-    forget: Vec<Key>,
+    pub(super) forget: Vec<Key>,
     /// The try taken back when the password is right.
-    undo: Vec<Key>,
+    pub(super) undo: Vec<Key>,
 }
 
-fn login_tries(portal: &Portal, headers: &HeaderMap, email: &str, client: &ClientAddr) -> Tries {
+pub(super) fn login_tries(
+    portal: &Portal,
+    headers: &HeaderMap,
+    email: &str,
+    client: &ClientAddr,
+) -> Tries {
     if let Some(nonce) = known_device(portal, headers, email) {
         let device = portal.throttle.key("login-device", nonce, Policy::EMAIL);
         return Tries {
@@ -107,6 +112,8 @@ struct LoginPage {
     error: Option<String>,
     /// Where the sign-in leads: the page that was asked for (a path of this site), or empty.
     next: String,
+    /// Whether the "Sign in with a passkey" button is offered.
+    passkeys: bool,
 }
 
 #[derive(Deserialize)]
@@ -116,7 +123,7 @@ pub struct LoginQuery {
 }
 
 /// Where a sign-in leads: the page asked for when it is a page of this site, else the start.
-fn after_sign_in(next: &str) -> &str {
+pub(super) fn after_sign_in(next: &str) -> &str {
     safe_return(next).unwrap_or("/")
 }
 
@@ -136,6 +143,7 @@ pub async fn login_page(
         email: String::new(),
         error: None,
         next: safe_return(&q.next).unwrap_or_default().to_string(),
+        passkeys: portal.passkeys.is_ok(),
     };
     anonymous_page(&portal, StatusCode::OK, render(&page), csrf)
 }
@@ -168,6 +176,7 @@ pub async fn login(
             email: f.email.clone(),
             error: Some(msg.to_string()),
             next: safe_return(&f.next).unwrap_or_default().to_string(),
+            passkeys: portal.passkeys.is_ok(),
         };
         anonymous_page(&portal, status, render(&page), (f.csrf.clone(), false))
     };
@@ -195,7 +204,14 @@ pub async fn login(
                 .succeeded(&tries.forget, &tries.undo, now)
                 .await?;
             let to = after_sign_in(&f.next);
-            let mut res = start_session(&s, &portal, &headers, &person_id, to).await?;
+            // Someone with a passkey signs in with it too: the password alone opens nothing.
+            let mut res = if portal.passkeys.is_ok()
+                && s.service.second_factor(&person_id).await?.passkeys > 0
+            {
+                super::passkeys::second_factor_step(&s, &portal, &person_id, to).await?
+            } else {
+                start_session(&s, &portal, &headers, &person_id, to).await?
+            };
             if known_device(&portal, &headers, &email).is_none() {
                 res.headers_mut()
                     .append(header::SET_COOKIE, device_cookie(&portal, &email));
@@ -321,13 +337,20 @@ async fn email_request(
     Ok(render(&page)?.into_response())
 }
 
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    /// Where to come back after signing in again (a fresh sign-in asked for), if anywhere.
+    #[serde(default)]
+    next: String,
+}
+
 pub async fn logout(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
-    CsrfForm(me, _): CsrfForm,
+    CsrfForm(me, f): CsrfForm<LogoutForm>,
 ) -> Result<Response, PageError> {
     s.service.delete_session(&me.session_hash).await?;
-    let mut res = Redirect::to("/login").into_response();
+    let mut res = Redirect::to(&super::session::sign_in_to(&f.next)).into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SESSION_COOKIE, "", 0, secure(&portal)),

@@ -84,6 +84,11 @@ pub struct Me {
     /// The session's own CSRF secret, which form tokens are made and checked with.
     pub(super) session_csrf: String,
     pub(super) session_expires: chrono::DateTime<chrono::Utc>,
+    /// When this session signed in (removing one's last passkey needs a recent one).
+    pub(super) session_started: chrono::DateTime<chrono::Utc>,
+    /// The operator requires a second factor of this operator or admin, who has no passkey
+    /// yet: nothing but registering one (or signing out) until they do.
+    pub(super) needs_passkey: bool,
     pub session_hash: String,
     /// What the page says about the action that led to it (`?done=…`).
     pub notice: Option<Notice>,
@@ -119,13 +124,19 @@ impl Me {
                     company_name: r.company_name,
                 })
             })
-            .collect();
+            .collect::<Vec<Membership>>();
+        let needs_passkey = !roles.is_empty() && s.portal.passkeys.is_ok() && {
+            let f = s.service.second_factor(&person.id).await?;
+            f.required && f.passkeys == 0
+        };
         Ok(Some(Me {
             person,
             roles,
             csrf: form_token(&session.csrf),
             session_csrf: session.csrf,
             session_expires: session.expires_at,
+            session_started: session.created_at,
+            needs_passkey,
             session_hash: hash,
             notice: Notice::from_query(parts.uri.query()),
         }))
@@ -164,6 +175,24 @@ where
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Response> {
         match Me::load(parts, &PortalState::from_ref(s)).await {
+            Ok(Some(me)) if me.needs_passkey => {
+                // Nested routers see their own part of the path: the whole one decides.
+                let path = parts
+                    .extensions
+                    .get::<axum::extract::OriginalUri>()
+                    .map_or(parts.uri.path(), |u| u.0.path());
+                if super::passkeys::open_before_passkey(path) {
+                    Ok(me)
+                } else if parts.method == axum::http::Method::GET {
+                    Err(Redirect::to("/me/passkeys").into_response())
+                } else {
+                    Err(PageError::Status(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "Register a passkey first: your server requires one of operators and company admins.".into(),
+                    )
+                    .into_response())
+                }
+            }
             Ok(Some(me)) => Ok(me),
             // A page asked for while signed out is where the sign-in leads back to.
             Ok(None) if parts.method == axum::http::Method::GET => {
@@ -188,7 +217,7 @@ where
 }
 
 /// The sign-in page that leads back to `next` once signed in.
-fn sign_in_to(next: &str) -> String {
+pub(super) fn sign_in_to(next: &str) -> String {
     match safe_return(next) {
         Some(n) if n != "/" && n != "/me" => {
             format!(

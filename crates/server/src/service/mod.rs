@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::crypto::{self, MasterKey};
 
 mod audit;
+mod passkeys;
 mod portal;
 mod records;
 use crate::error::{Error, Result};

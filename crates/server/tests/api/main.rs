@@ -19,6 +19,7 @@ mod hostile;
 mod isolation;
 mod logs;
 mod openapi;
+mod passkeys;
 mod people;
 #[path = "../support/pki.rs"]
 mod pki;

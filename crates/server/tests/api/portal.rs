@@ -119,6 +119,20 @@ impl Http {
         self.finish(resp).await
     }
 
+    /// A page script's JSON request, its form token in the `x-deadbolt-csrf` header.
+    pub async fn post_json(&mut self, path: &str, token: &str, body: &serde_json::Value) -> Page {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("cookie", self.cookie_header())
+            .header("x-deadbolt-csrf", token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        self.finish(resp).await
+    }
+
     /// The pre-sign-in CSRF token (and its cookie).
     pub async fn pre_csrf(&mut self) -> String {
         self.get("/login").await.csrf()

@@ -94,6 +94,43 @@ const NAMES_NO_OBJECT: &[(&str, &str, &str)] = &[
     ("GET", "/me/schedules", "one's own schedules"),
     ("POST", "/me/time-zone", "one's own time zone"),
     ("GET", "/me/pairing", "one's own pairing codes"),
+    ("GET", "/me/passkeys", "one's own passkeys"),
+    (
+        "POST",
+        "/me/passkeys/options",
+        "one's own passkeys (a JSON request, tested in passkeys.rs)",
+    ),
+    (
+        "POST",
+        "/me/passkeys/finish",
+        "one's own passkeys: the challenge is bound to its person",
+    ),
+    (
+        "POST",
+        "/login/passkey/options",
+        "anonymous passkey sign-in",
+    ),
+    ("POST", "/login/passkey/finish", "anonymous passkey sign-in"),
+    (
+        "GET",
+        "/login/second-factor",
+        "a sign-in in progress, named by its cookie",
+    ),
+    (
+        "POST",
+        "/login/second-factor/options",
+        "a sign-in in progress, named by its cookie",
+    ),
+    (
+        "POST",
+        "/login/second-factor/finish",
+        "a sign-in in progress, named by its cookie",
+    ),
+    (
+        "POST",
+        "/operator/second-factor",
+        "the operator's (no company role reaches it)",
+    ),
     ("POST", "/me/pairing", "one's own pairing codes"),
     (
         "GET",
@@ -126,6 +163,7 @@ struct B {
     account: String,
     attempt_id: i64,
     schedule_id: String,
+    passkey_id: String,
 }
 
 /// A signed-in browser: cookies kept by hand, redirects not followed.
@@ -503,6 +541,12 @@ fn portal_rows(a_cid: &str, a_aid: &str, b: &B) -> Vec<PortalRow> {
         ),
         row(
             "POST",
+            "/me/passkeys/{id}/delete",
+            format!("/me/passkeys/{}/delete", b.passkey_id),
+            vec![],
+        ),
+        row(
+            "POST",
             "/me/schedules/{id}/delete",
             format!("/me/schedules/{}/delete", b.schedule_id),
             vec![],
@@ -639,8 +683,9 @@ async fn snapshot(t: &TestApp, b: &B, b_person: &str) -> String {
     out += &format!("{:?}\n", s.company_admins(&b.cid).await.unwrap());
     let person = s.person_by_email(b_person).await.unwrap().unwrap();
     out += &format!(
-        "{person:?}\n{:?}\n",
-        s.person_schedules(&person.id).await.unwrap()
+        "{person:?}\n{:?}\n{:?}\n",
+        s.person_schedules(&person.id).await.unwrap(),
+        s.passkeys(&person.id).await.unwrap()
     );
     out
 }
@@ -694,8 +739,25 @@ async fn matrix(t: TestApp) {
         .grant_role(&b_admin.id, "admin", &b_app.company_id, now)
         .await
         .unwrap();
-    t.service
+    let b_person = t
+        .service
         .create_person("person@b.example.com", None, None)
+        .await
+        .unwrap();
+    let b_passkey = t
+        .store
+        .add_passkey(
+            &deadbolt_store::NewPasskey {
+                person_id: &b_person.id,
+                user_handle: "00000000-0000-4000-8000-00000000000b",
+                credential_id: "b's credential",
+                name: "B's laptop",
+                credential: "{}",
+                counter: 0,
+            },
+            &deadbolt_store::AuditBy::default(),
+            now,
+        )
         .await
         .unwrap();
     t.service
@@ -745,6 +807,7 @@ async fn matrix(t: TestApp) {
         account: "pb".into(),
         attempt_id,
         schedule_id: schedule.id,
+        passkey_id: b_passkey.id,
     };
     let before = snapshot(&t, &b, "person@b.example.com").await;
 

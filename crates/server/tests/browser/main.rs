@@ -8,6 +8,7 @@ mod admin_pages;
 mod harness;
 mod journey;
 mod layout;
+mod passkeys;
 mod people;
 mod security;
 #[path = "../support/smtp.rs"]

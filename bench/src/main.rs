@@ -393,7 +393,14 @@ async fn bench_size(
                 ra.rps, ra.p99_ms
             );
             a.push(ra);
-            for (c, &rate) in churns.iter().enumerate() {
+            // Every other round runs the change rates in the opposite order: the store grows by
+            // every attempt recorded, so a rate always run last would also be measured on the
+            // larger store.
+            let mut order: Vec<(usize, usize)> = churns.iter().copied().enumerate().collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for (c, rate) in order {
                 let changes = Churn::start(&http, &urls, &seeded.sdk, &quiet, rate);
                 let mut rb = wrk(&urls, &script, conns, args.duration)?;
                 let made = changes.stop().await?;

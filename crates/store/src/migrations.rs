@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_attempt_retention.sql"),
         postgres: include_str!("../migrations/postgres/0015_attempt_retention.sql"),
     },
+    Migration {
+        name: "0016_alerts",
+        sqlite: include_str!("../migrations/sqlite/0016_alerts.sql"),
+        postgres: include_str!("../migrations/postgres/0016_alerts.sql"),
+    },
 ];
 
 #[cfg(test)]

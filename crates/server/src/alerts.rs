@@ -50,6 +50,10 @@ const RUNS_PER_PASS: i64 = 64;
 const CLAIM: i64 = 20;
 /// A webhook delivery is given up after this many tries (about a day with the backoff).
 const WEBHOOK_TRIES: i64 = 12;
+/// How long sent emails and finished deliveries are kept (the delivery log shows them).
+const KEEP_DAYS: i64 = 30;
+/// How often they are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 /// How long a webhook receiver has to answer.
 const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -107,6 +111,7 @@ impl AlertWorker {
             tasks.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(me.poll_every);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut pruned = std::time::Instant::now();
                 loop {
                     tokio::select! {
                         _ = every.tick() => {}
@@ -114,6 +119,17 @@ impl AlertWorker {
                     }
                     if *closing.borrow() {
                         return;
+                    }
+                    if matches!(job, Job::Queue) && pruned.elapsed() >= PRUNE_EVERY {
+                        pruned = std::time::Instant::now();
+                        match me.service.prune_alerts(Duration::days(KEEP_DAYS)).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(
+                                removed = n,
+                                "alerts: old emails, links and deliveries removed"
+                            ),
+                            Err(e) => tracing::warn!(error = %e, "alerts: cannot prune"),
+                        }
                     }
                     // Work off a backlog without waiting a tick between passes.
                     loop {

@@ -555,6 +555,34 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets what alerts no longer need: links expired by `now`, and emails sent and
+    /// deliveries finished before `before` (the log keeps the rest). How many rows went.
+    pub async fn prune_alerts(&self, now: DateTime<Utc>, before: DateTime<Utc>) -> Result<u64> {
+        let out = self
+            .engine
+            .transaction(vec![
+                (
+                    "DELETE FROM alert_links WHERE expires_at < $1 RETURNING token_hash",
+                    vec![ms(now)],
+                ),
+                (
+                    "DELETE FROM alert_events WHERE mail_id IN \
+                     (SELECT id FROM alert_mails WHERE sent_at < $1) RETURNING attempt_id",
+                    vec![ms(before)],
+                ),
+                (
+                    "DELETE FROM alert_mails WHERE sent_at < $1 RETURNING id",
+                    vec![ms(before)],
+                ),
+                (
+                    "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1 RETURNING id",
+                    vec![ms(before)],
+                ),
+            ])
+            .await?;
+        Ok(out.iter().map(|rows| rows.len() as u64).sum())
+    }
+
     /// A company's deliveries, newest first: the delivery log.
     pub async fn deliveries(&self, company_id: &str, limit: i64) -> Result<Vec<Delivery>> {
         self.all(
@@ -573,8 +601,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::fresh_sqlite;
-    use chrono::TimeZone;
+    use crate::test_support::t0;
 
     fn ev(id: i64) -> AlertEvent {
         AlertEvent {
@@ -582,53 +609,169 @@ mod tests {
             person_id: "p".into(),
             account_id: "a".into(),
             app_id: "app".into(),
-            at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            at: t0(),
             account: "pat".into(),
             reason: "account_locked".into(),
-            ip: None,
+            ip: Some("192.0.2.1".into()),
             device: None,
             location: None,
         }
     }
 
-    /// One email waits per account; a second worker with a stale cursor writes nothing; what
-    /// arrives while an email is out goes into the next one, due when the window ends.
-    #[tokio::test]
-    async fn an_account_has_one_waiting_email_and_nothing_is_queued_twice() {
-        let (s, _dir) = fresh_sqlite().await;
-        let now = Utc.timestamp_opt(1_700_000_100, 0).unwrap();
-        let w = Duration::minutes(10);
+    // One email waits per account; a second worker with a stale cursor writes nothing; a
+    // claimed email is not claimed again within its lease; what arrives while an email is out
+    // goes into the next one, due when the window ends; a failure keeps the email.
+    both_engines!(
+        an_account_has_one_waiting_email_and_nothing_is_sent_twice,
+        |s| {
+            let now = t0();
+            let w = Duration::minutes(10);
+            let lease = now + Duration::seconds(60);
+            assert!(s
+                .queue_alerts((0, 2), &[ev(1), ev(2)], &[], now, w)
+                .await
+                .unwrap());
+            assert!(!s.queue_alerts((0, 2), &[ev(1)], &[], now, w).await.unwrap());
+            assert_eq!(s.alert_cursor().await.unwrap(), 2);
+            let mails = s.claim_alert_mails(now, lease, 10).await.unwrap();
+            assert_eq!(mails.len(), 1);
+            assert!(s
+                .claim_alert_mails(now, lease, 10)
+                .await
+                .unwrap()
+                .is_empty());
+            let events = s.alert_mail_events(&mails[0]).await.unwrap();
+            assert_eq!(events.len(), 2);
+            assert_eq!(events[0], ev(1));
+            // The relay fails: kept, due again later, not before.
+            s.alert_mail_failed(&mails[0].id, "relay down", now + Duration::seconds(30))
+                .await
+                .unwrap();
+            assert!(s
+                .claim_alert_mails(now, lease, 10)
+                .await
+                .unwrap()
+                .is_empty());
+            let at = now + Duration::seconds(30);
+            let mails = s
+                .claim_alert_mails(at, at + Duration::seconds(60), 10)
+                .await
+                .unwrap();
+            assert_eq!((mails.len(), mails[0].tries), (1, 1));
+            // An attempt attached while the email is being sent.
+            assert!(s.queue_alerts((2, 3), &[ev(3)], &[], at, w).await.unwrap());
+            s.alert_mail_sent(&mails[0].id, 2, at, w).await.unwrap();
+            assert_eq!(s.unsent_alert_mails().await.unwrap(), 1);
+            assert!(s.claim_alert_mails(at, lease, 10).await.unwrap().is_empty());
+            // Another within the window joins the waiting digest.
+            assert!(s.queue_alerts((3, 4), &[ev(4)], &[], at, w).await.unwrap());
+            let later = at + w;
+            let next = s
+                .claim_alert_mails(later, later + Duration::seconds(60), 10)
+                .await
+                .unwrap();
+            assert_eq!(next.len(), 1);
+            let events = s.alert_mail_events(&next[0]).await.unwrap();
+            assert_eq!(
+                events.iter().map(|e| e.attempt_id).collect::<Vec<_>>(),
+                [3, 4]
+            );
+            s.alert_mail_sent(&next[0].id, 4, later, w).await.unwrap();
+            assert_eq!(s.unsent_alert_mails().await.unwrap(), 0);
+            // Long after: pruned.
+            let far = later + Duration::days(40);
+            assert!(s.prune_alerts(far, far - Duration::days(30)).await.unwrap() >= 6);
+        }
+    );
+
+    both_engines!(deliveries_are_claimed_once_and_logged, |s| {
+        let now = t0();
+        let d = |c: &str, id| NewDelivery {
+            company_id: c.into(),
+            attempt_id: id,
+            payload: format!("{{\"id\":{id}}}"),
+        };
         assert!(s
-            .queue_alerts((0, 2), &[ev(1), ev(2)], &[], now, w)
+            .queue_alerts(
+                (0, 2),
+                &[],
+                &[d("c1", 1), d("c2", 2)],
+                now,
+                Duration::minutes(10)
+            )
             .await
             .unwrap());
-        assert!(!s.queue_alerts((0, 2), &[ev(1)], &[], now, w).await.unwrap());
-        assert_eq!(s.alert_cursor().await.unwrap(), 2);
         let lease = now + Duration::seconds(60);
-        let mails = s.claim_alert_mails(now, lease, 10).await.unwrap();
-        assert_eq!(mails.len(), 1);
-        // Claimed: not claimed again within the lease.
-        assert!(s
-            .claim_alert_mails(now, lease, 10)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(s.alert_mail_events(&mails[0]).await.unwrap().len(), 2);
-        // An attempt attached while the email is being sent.
-        assert!(s.queue_alerts((2, 3), &[ev(3)], &[], now, w).await.unwrap());
-        s.alert_mail_sent(&mails[0].id, 2, now, w).await.unwrap();
-        assert!(s
-            .claim_alert_mails(now, lease, 10)
-            .await
-            .unwrap()
-            .is_empty());
-        let later = now + w;
-        let next = s
-            .claim_alert_mails(later, later + Duration::seconds(60), 10)
+        let due = s.claim_deliveries(now, lease, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(s.claim_deliveries(now, lease, 10).await.unwrap().is_empty());
+        let c1 = due.iter().find(|x| x.company_id == "c1").unwrap();
+        s.delivery_tried(
+            &c1.id,
+            "pending",
+            Some(500),
+            Some("answered HTTP 500"),
+            now,
+            now + Duration::seconds(30),
+        )
+        .await
+        .unwrap();
+        let at = now + Duration::seconds(30);
+        let again = s
+            .claim_deliveries(at, at + Duration::seconds(60), 10)
             .await
             .unwrap();
-        assert_eq!(next.len(), 1);
-        let events = s.alert_mail_events(&next[0]).await.unwrap();
-        assert_eq!(events.iter().map(|e| e.attempt_id).collect::<Vec<_>>(), [3]);
-    }
+        assert_eq!(again.len(), 1);
+        s.delivery_tried(&c1.id, "delivered", Some(200), None, at, at)
+            .await
+            .unwrap();
+        let log = s.deliveries("c1", 10).await.unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (
+                log[0].state.as_str(),
+                log[0].tries,
+                log[0].last_status,
+                log[0].last_error.as_deref()
+            ),
+            ("delivered", 2, Some(200), Some("answered HTTP 500"))
+        );
+        // Each company's log is its own.
+        assert!(s
+            .deliveries("c2", 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.company_id == "c2"));
+        assert!(s.deliveries("c3", 10).await.unwrap().is_empty());
+    });
+
+    both_engines!(alert_links_work_once_and_alerts_switch_per_account, |s| {
+        let now = t0();
+        s.create_alert_link("h1", "not_me", "p", "a", 7, now, now + Duration::days(3))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.alert_link("h1", now).await.unwrap().unwrap().attempt_id,
+            7
+        );
+        assert!(s.take_alert_link("h1", now).await.unwrap().is_some());
+        assert!(s.take_alert_link("h1", now).await.unwrap().is_none());
+        assert!(s.alert_link("h1", now).await.unwrap().is_none());
+        s.create_alert_link("h2", "was_me", "p", "a", 7, now, now + Duration::days(3))
+            .await
+            .unwrap();
+        assert!(s
+            .take_alert_link("h2", now + Duration::days(4))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s.alerts_on("a").await.unwrap());
+        s.set_alerts("a", false, now).await.unwrap();
+        s.set_alerts("a", false, now).await.unwrap();
+        assert!(!s.alerts_on("a").await.unwrap());
+        assert!(s.alerts_on("b").await.unwrap());
+        s.set_alerts("a", true, now).await.unwrap();
+        assert!(s.alerts_on("a").await.unwrap());
+    });
 }

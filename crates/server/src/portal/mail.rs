@@ -48,7 +48,8 @@ pub fn redacted_url(url: &str) -> String {
 pub enum Mailer {
     Log,
     Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        /// Boxed: with TLS the transport is large, and `Log` is the other variant.
+        transport: Box<AsyncSmtpTransport<Tokio1Executor>>,
         from: Mailbox,
     },
 }
@@ -68,7 +69,10 @@ impl Mailer {
             .parse::<Mailbox>();
         let transport = smtp_transport(url, config.user.as_deref(), config.password.as_deref());
         match (transport, from) {
-            (Ok(transport), Ok(from)) => Mailer::Smtp { transport, from },
+            (Ok(transport), Ok(from)) => Mailer::Smtp {
+                transport: Box::new(transport),
+                from,
+            },
             (Err(e), _) => {
                 tracing::error!(error = %e, "invalid DEADBOLT_SMTP_URL: emails are written to the log");
                 Mailer::Log

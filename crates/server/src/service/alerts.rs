@@ -231,6 +231,12 @@ impl Service {
             .await?)
     }
 
+    /// Forgets expired alert links, and emails and deliveries done more than `keep` ago.
+    pub async fn prune_alerts(&self, keep: Duration) -> Result<u64> {
+        let now = self.now();
+        Ok(self.store.prune_alerts(now, now - keep).await?)
+    }
+
     pub async fn deliveries(&self, company_id: &str, limit: i64) -> Result<Vec<Delivery>> {
         Ok(self
             .store

@@ -262,6 +262,7 @@ async fn blocked_checks_in_a_row_make_one_email_then_a_digest(t: TestApp, smtp: 
     assert!(check_from(&t, &app, &key, "alex", "198.51.100.1").await);
     let first = nth_email(&smtp, PERSON, 1).await;
     assert!(first.contains("IP: 198.51.100.1"), "{first}");
+    eventually(|| async { t.service.unsent_alert_mails().await.unwrap() == 0 }).await;
     // Two more within the window: queued for the digest, not sent while the window lasts
     // (the server's clock does not move by itself).
     assert!(check_from(&t, &app, &key, "alex", "198.51.100.2").await);
@@ -449,4 +450,103 @@ async fn the_relay_is_given_its_credentials() {
         "{:?}",
         smtp.auths.lock().unwrap()
     );
+}
+
+/// Two replicas on one PostgreSQL database, each with its alert worker: every blocked attempt
+/// is emailed once and delivered to the webhook once, whichever replica answered the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_send_each_alert_and_delivery_once() {
+    let Some(admin) = deadbolt_store::testing::pg_admin_url() else {
+        return;
+    };
+    let url = deadbolt_store::testing::fresh_pg_url(&admin).await.unwrap();
+    let smtp = SmtpReceiver::start();
+    let port = smtp.port;
+    let set = move |c: &mut deadbolt::Config| {
+        c.portal.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.alerts.poll_every = std::time::Duration::from_millis(10);
+        c.alerts.window = std::time::Duration::from_secs(60);
+    };
+    let key_source = crate::faults::master_key();
+    let a = TestApp::spawn_on(
+        url.clone(),
+        tempfile::tempdir().unwrap(),
+        key_source.clone(),
+        set,
+    )
+    .await;
+    let b = TestApp::spawn_on(url, tempfile::tempdir().unwrap(), key_source, set).await;
+    let (app, key) = person_with_accounts(&a).await;
+    let secret = a
+        .service
+        .set_webhook(&app.company_id, "http://127.0.0.1:9/unused")
+        .await;
+    assert!(secret.is_ok());
+    // The webhook goes to a receiver counting what it gets.
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let g = got.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push(body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    a.service
+        .set_webhook(&app.company_id, &hook_url)
+        .await
+        .unwrap();
+    let n = 8;
+    for i in 0..n {
+        let t = if i % 2 == 0 { &a } else { &b };
+        assert!(check_from(t, &app, &key, "alex", &format!("198.51.100.{}", 100 + i)).await);
+    }
+    worker_caught_up(&a, &app, n).await;
+    // Windows end on both replicas' clocks until nothing waits: the digest (if any) goes too.
+    // (The first email may still be on its way when the clock first moves: then the digest's
+    // window starts later, and a second move ends it.)
+    for _ in 0..20 {
+        if a.service.unsent_alert_mails().await.unwrap() == 0 {
+            break;
+        }
+        a.clock.advance(Duration::seconds(61));
+        b.clock.advance(Duration::seconds(61));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(a.service.unsent_alert_mails().await.unwrap(), 0);
+    eventually(|| async { got.lock().unwrap().len() >= n }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mails = smtp.to(PERSON);
+    assert!(
+        !mails.is_empty() && mails.len() <= 2,
+        "{} emails",
+        mails.len()
+    );
+    for i in 0..n {
+        let ip = format!("IP: 198.51.100.{}\r", 100 + i);
+        let times = mails.iter().map(|m| m.matches(&ip).count()).sum::<usize>();
+        assert_eq!(times, 1, "{ip:?} told {times} times");
+    }
+    let mut ids: Vec<i64> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["attempt"]["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!((before, ids.len()), (n, n), "each attempt delivered once");
+    b.stop().await;
+    a.stop().await;
 }

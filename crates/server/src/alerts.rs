@@ -12,7 +12,7 @@
 
 use chrono::Duration;
 use deadbolt_core::Reason;
-use deadbolt_store::{AlertEvent, AlertMail, Application, Attempt, Delivery, NewDelivery};
+use deadbolt_store::{Account, AlertEvent, AlertMail, Application, Attempt, Delivery, NewDelivery};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -45,6 +45,8 @@ impl Default for AlertsConfig {
 pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// How long a sender holds the rows it claimed before another may take them.
 const LEASE_SECS: i64 = 120;
+/// The blocked sign-ins an email lists; a digest of more says how many more there were.
+const LISTED: usize = 20;
 /// Stored attempt batches read per pass.
 const RUNS_PER_PASS: i64 = 64;
 const CLAIM: i64 = 20;
@@ -163,6 +165,9 @@ impl AlertWorker {
         }
         let mut apps: HashMap<String, Option<Application>> = HashMap::new();
         let mut hooks: HashMap<String, bool> = HashMap::new();
+        // A guesser hammering one locked account makes many blocked attempts of it: its
+        // account (and whether its alerts are on) is looked up once a pass.
+        let mut accounts: HashMap<(String, String), Option<(Account, bool)>> = HashMap::new();
         let mut events = Vec::new();
         let mut deliveries = Vec::new();
         for a in attempts.iter().filter(|a| a.locked) {
@@ -177,13 +182,23 @@ impl AlertWorker {
             if valid_account(&a.account).is_err() {
                 continue;
             }
-            let acc = match self.service.account(&app.id, &a.account).await {
-                Ok(acc) => acc,
-                Err(Error::NotFound(_)) => continue,
-                Err(e) => return Err(e),
+            let slot = (app.id.clone(), a.account.clone());
+            if !accounts.contains_key(&slot) {
+                let found = match self.service.account(&app.id, &a.account).await {
+                    Ok(acc) => {
+                        let on = self.service.alerts_on(&acc.id).await?;
+                        Some((acc, on))
+                    }
+                    Err(Error::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                accounts.insert(slot.clone(), found);
+            }
+            let Some(Some((acc, alerts_on))) = accounts.get(&slot) else {
+                continue;
             };
             if let Some(person_id) = &acc.person_id {
-                if self.service.alerts_on(&acc.id).await? {
+                if *alerts_on {
                     events.push(AlertEvent {
                         attempt_id: a.id,
                         person_id: person_id.clone(),
@@ -489,7 +504,7 @@ fn alert_email(
             app.issuer
         )
     };
-    for e in events {
+    for e in events.iter().take(LISTED) {
         let local = e.at.with_timezone(&tz);
         body.push_str(&format!(
             "When: {} ({})\nIP: {}\nDevice: {}\nLocation: {}\nWhy it was blocked: {}\n\n",
@@ -499,6 +514,12 @@ fn alert_email(
             field(&e.device),
             field(&e.location),
             why(&e.reason),
+        ));
+    }
+    if events.len() > LISTED {
+        body.push_str(&format!(
+            "...and {} more blocked sign-ins since; all of them are on your accounts page.\n\n",
+            events.len() - LISTED
         ));
     }
     body.push_str(&format!(

@@ -452,6 +452,32 @@ async fn the_relay_is_given_its_credentials() {
     );
 }
 
+/// `smtp+starttls://` requires STARTTLS: a relay that does not offer it (as the test relay
+/// does not) is given neither the credentials nor the message, and the alert waits.
+#[tokio::test]
+async fn starttls_is_required_and_credentials_never_go_in_the_clear() {
+    let smtp = SmtpReceiver::start();
+    let port = smtp.port;
+    let t = TestApp::spawn_with(move |c| {
+        c.portal.mail.smtp_url = Some(format!(
+            "smtp+starttls://deadbolt:relay-secret-pw@127.0.0.1:{port}"
+        ));
+        c.alerts.poll_every = std::time::Duration::from_millis(50);
+    })
+    .await;
+    let (app, key) = person_with_accounts(&t).await;
+    assert!(check_from(&t, &app, &key, "alex", "203.0.113.2").await);
+    worker_caught_up(&t, &app, 1).await;
+    eventually(|| async { smtp.connections.load(Ordering::SeqCst) > 0 }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        smtp.auths.lock().unwrap().is_empty(),
+        "credentials sent in the clear"
+    );
+    assert!(smtp.to(PERSON).is_empty());
+    assert_eq!(t.service.unsent_alert_mails().await.unwrap(), 1, "kept");
+}
+
 /// Two replicas on one PostgreSQL database, each with its alert worker: every blocked attempt
 /// is emailed once and delivered to the webhook once, whichever replica answered the check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,8 @@ pub struct SmtpReceiver {
     pub down: Arc<AtomicBool>,
     /// Connections refused while down.
     pub refused: Arc<AtomicUsize>,
+    /// Connections made, refused or not.
+    pub connections: Arc<AtomicUsize>,
     /// The credentials given with AUTH, as `user:password`.
     pub auths: Arc<Mutex<Vec<String>>>,
 }
@@ -36,6 +38,7 @@ impl SmtpReceiver {
             inbox: Arc::default(),
             down: Arc::default(),
             refused: Arc::default(),
+            connections: Arc::default(),
             auths: Arc::default(),
         };
         let shared = r.clone();
@@ -64,6 +67,7 @@ impl SmtpReceiver {
     fn session(&self, conn: std::net::TcpStream) -> std::io::Result<()> {
         conn.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut out = conn.try_clone()?;
+        self.connections.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
             self.refused.fetch_add(1, Ordering::SeqCst);
             out.write_all(b"421 4.3.2 test.example service not available\r\n")?;

@@ -30,6 +30,9 @@ pub struct AlertsConfig {
     /// At most one email per person and account in this window; the attempts after the first
     /// go together into one digest when it ends.
     pub window: std::time::Duration,
+    /// How often the cursor is stored when there was nothing to queue (see
+    /// [`AlertWorker::queue_pass`]): 10 s; a restart may look again at that much of the past.
+    pub save_cursor_every: std::time::Duration,
 }
 
 impl Default for AlertsConfig {
@@ -37,6 +40,7 @@ impl Default for AlertsConfig {
         Self {
             poll_every: std::time::Duration::from_secs(1),
             window: DEFAULT_WINDOW,
+            save_cursor_every: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -45,6 +49,21 @@ impl Default for AlertsConfig {
 pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// How long a sender holds the rows it claimed before another may take them.
 const LEASE_SECS: i64 = 120;
+/// How far the queueing loop has looked, and when it last stored the cursor.
+pub struct Seen {
+    through: i64,
+    saved: std::time::Instant,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            through: 0,
+            saved: std::time::Instant::now(),
+        }
+    }
+}
+
 /// The blocked sign-ins an email lists; a digest of more says how many more there were.
 const LISTED: usize = 20;
 /// Stored attempt batches read per pass.
@@ -72,6 +91,7 @@ pub struct AlertWorker {
     base_url: String,
     window: Duration,
     poll_every: std::time::Duration,
+    save_cursor_every: std::time::Duration,
     http: reqwest::Client,
 }
 
@@ -96,6 +116,7 @@ impl AlertWorker {
             base_url: base_url.trim_end_matches('/').to_string(),
             window: Duration::from_std(config.window).unwrap_or(Duration::minutes(10)),
             poll_every: config.poll_every,
+            save_cursor_every: config.save_cursor_every,
             http,
         }))
     }
@@ -114,10 +135,16 @@ impl AlertWorker {
                 let mut every = tokio::time::interval(me.poll_every);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut pruned = std::time::Instant::now();
+                let mut seen = Seen::default();
                 loop {
                     tokio::select! {
                         _ = every.tick() => {}
-                        _ = closing.changed() => {}
+                        changed = closing.changed() => {
+                            // The server is gone without saying so: nothing to run for.
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
                     }
                     if *closing.borrow() {
                         return;
@@ -136,7 +163,7 @@ impl AlertWorker {
                     // Work off a backlog without waiting a tick between passes.
                     loop {
                         let more = match job {
-                            Job::Queue => me.queue_pass().await,
+                            Job::Queue => me.queue_pass(&mut seen).await,
                             Job::Mail => me.mail_pass().await,
                             Job::Webhook => me.webhook_pass().await,
                         };
@@ -157,10 +184,20 @@ impl AlertWorker {
 
     /// Reads the attempts after the cursor and queues their alerts and deliveries; `true`
     /// when there may be more.
-    pub async fn queue_pass(&self) -> Result<bool> {
-        let from = self.service.alert_cursor().await?;
+    ///
+    /// Most attempts are allowed ones and need nothing: the stored cursor is only written with
+    /// something to queue, or every `save_cursor_every` (a write is a synced commit, and on
+    /// SQLite it wakes every check's change signal). Between saves `seen` remembers how far
+    /// this worker looked; the range from the stored cursor to it held nothing to queue, so a
+    /// save moves the stored cursor across it at once. A save is a compare-and-set from the
+    /// stored value read in this pass: two replicas never queue one attempt twice.
+    pub async fn queue_pass(&self, seen: &mut Seen) -> Result<bool> {
+        let stored = self.service.alert_cursor().await?;
+        // Another replica (or this one before a restart) may be further on.
+        seen.through = seen.through.max(stored);
+        let from = seen.through;
         let (attempts, through) = self.service.attempts_after_id(from, RUNS_PER_PASS).await?;
-        if through == from {
+        if through == stored {
             return Ok(false);
         }
         let mut apps: HashMap<String, Option<Application>> = HashMap::new();
@@ -225,18 +262,29 @@ impl AlertWorker {
                 });
             }
         }
+        let nothing = events.is_empty() && deliveries.is_empty();
+        if nothing && seen.saved.elapsed() < self.save_cursor_every {
+            seen.through = through;
+            return Ok(through != from);
+        }
         let queued = self
             .service
-            .queue_alerts((from, through), &events, &deliveries, self.window)
+            .queue_alerts((stored, through), &events, &deliveries, self.window)
             .await?;
-        if queued && !(events.is_empty() && deliveries.is_empty()) {
+        if !queued {
+            // Another worker moved the cursor meanwhile: read again from where it is.
+            return Ok(true);
+        }
+        seen.through = through;
+        seen.saved = std::time::Instant::now();
+        if !nothing {
             tracing::debug!(
                 emails = events.len(),
                 webhooks = deliveries.len(),
                 "alerts: blocked attempts queued"
             );
         }
-        Ok(true)
+        Ok(through != from)
     }
 
     /// Sends the alert emails that are due; `true` when there may be more.

@@ -250,6 +250,19 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<AlertMail>> {
+        // A read first: the senders poll every second, and a write (a synced commit, which on
+        // SQLite also wakes the checks' change signal) only when something is due.
+        let due = self
+            .one(
+                "SELECT 1 FROM alert_mails WHERE sent_at IS NULL AND due_at <= $1 \
+                 AND (claimed_until IS NULL OR claimed_until <= $1) LIMIT 1",
+                vec![ms(now)],
+                |_| Ok(()),
+            )
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let rows = self
             .engine
             .write(
@@ -507,6 +520,18 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Delivery>> {
+        // A read first, as for emails.
+        let due = self
+            .one(
+                "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND due_at <= $1 \
+                 AND (claimed_until IS NULL OR claimed_until <= $1) LIMIT 1",
+                vec![ms(now)],
+                |_| Ok(()),
+            )
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         self.engine
             .write(
                 const_format::concatcp!(

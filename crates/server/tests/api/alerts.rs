@@ -225,6 +225,17 @@ async fn a_blocked_check_is_emailed_and_its_links_work(t: TestApp, smtp: SmtpRec
     let r = anon.post(&not_me, &[("csrf", &csrf)]).await;
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(smtp.to(ADMIN).len(), 1);
+    // The blocked check of the account that was open is emailed too (its own account, its
+    // own window), after allowed checks the worker stored no cursor for.
+    let second = nth_email(&smtp, PERSON, 2).await;
+    assert!(
+        second.contains("Subject: Blocked sign-in to Alerts App (alex2)"),
+        "{second}"
+    );
+    assert!(
+        second.contains("Why it was blocked: lock everything was on"),
+        "{second}"
+    );
     // A made-up link is refused the same way.
     assert_eq!(
         anon.get(&format!("{}/alerts/nothing-here", t.url))
@@ -310,7 +321,12 @@ async fn blocked_checks_in_a_row_make_one_email_then_a_digest_postgres() {
 /// emailed; turned on again, they are.
 #[tokio::test]
 async fn an_account_with_alerts_off_is_not_emailed() {
-    let (t, smtp) = spawn(false, |_| {}).await.unwrap();
+    // The cursor stored at every pass, to see that the worker has looked at the attempt.
+    let (t, smtp) = spawn(false, |c| {
+        c.alerts.save_cursor_every = std::time::Duration::ZERO
+    })
+    .await
+    .unwrap();
     let (app, key) = person_with_accounts(&t).await;
     let acc = t.service.account(&app.id, "alex").await.unwrap();
     let mut http = Http::new(&t.url);

@@ -75,6 +75,8 @@ const WEBHOOK_TRIES: i64 = 12;
 const KEEP_DAYS: i64 = 30;
 /// How often they are pruned.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often a failing pass is logged.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a webhook receiver has to answer.
 const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -136,6 +138,8 @@ impl AlertWorker {
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut pruned = std::time::Instant::now();
                 let mut seen = Seen::default();
+                // While the store is down every pass fails: said once every 10 s, not each time.
+                let mut warned: Option<std::time::Instant> = None;
                 loop {
                     tokio::select! {
                         _ = every.tick() => {}
@@ -171,7 +175,10 @@ impl AlertWorker {
                             Ok(true) if !*closing.borrow() => continue,
                             Ok(_) => break,
                             Err(e) => {
-                                tracing::warn!(error = %e, job = job.name(), "alerts: pass failed");
+                                if warned.is_none_or(|w| w.elapsed() >= WARN_EVERY) {
+                                    warned = Some(std::time::Instant::now());
+                                    tracing::warn!(error = %e, job = job.name(), "alerts: pass failed (tried again each second)");
+                                }
                                 break;
                             }
                         }
@@ -294,12 +301,17 @@ impl AlertWorker {
             .claim_alert_mails(Duration::seconds(LEASE_SECS), CLAIM)
             .await?;
         for m in &mails {
-            self.send_mail(m).await?;
+            if !self.send_mail(m).await? {
+                // The relay failed: the rest of this batch is not tried against it now. Their
+                // claims run out with the lease, and they are tried again after it.
+                return Ok(false);
+            }
         }
         Ok(mails.len() as i64 == CLAIM)
     }
 
-    async fn send_mail(&self, m: &AlertMail) -> Result<()> {
+    /// Sends one email; `false` when the relay failed (the email waits for its next try).
+    async fn send_mail(&self, m: &AlertMail) -> Result<bool> {
         let events = self.service.alert_mail_events(m).await?;
         let through = events.iter().map(|e| e.attempt_id).max().unwrap_or(0);
         let person = self.service.person(&m.person_id).await?;
@@ -308,16 +320,16 @@ impl AlertWorker {
         // Nothing to tell, or nobody to tell it to any more (the account left the person).
         let (Some(person), Some(app), Some(acc), Some(last)) = (person, app, acc, events.last())
         else {
-            return self
-                .service
+            self.service
                 .alert_mail_sent(&m.id, through, self.window)
-                .await;
+                .await?;
+            return Ok(true);
         };
         if acc.person_id.as_deref() != Some(person.id.as_str()) {
-            return self
-                .service
+            self.service
                 .alert_mail_sent(&m.id, through, self.window)
-                .await;
+                .await?;
+            return Ok(true);
         }
         let was_me = self
             .service
@@ -351,14 +363,16 @@ impl AlertWorker {
                 tracing::info!(events = events.len(), "alerts: email sent");
                 self.service
                     .alert_mail_sent(&m.id, through, self.window)
-                    .await
+                    .await?;
+                Ok(true)
             }
             Err(e) => {
                 let retry_at = self.service.now() + backoff(m.tries);
                 tracing::warn!(error = %e, tries = m.tries + 1, retry_at = %retry_at, "alerts: email not sent, will try again");
                 self.service
                     .alert_mail_failed(&m.id, &e.to_string(), retry_at)
-                    .await
+                    .await?;
+                Ok(false)
             }
         }
     }
@@ -369,8 +383,11 @@ impl AlertWorker {
             .service
             .claim_deliveries(Duration::seconds(LEASE_SECS), CLAIM)
             .await?;
-        for d in &due {
-            self.deliver(d).await?;
+        // Side by side: one company's slow receiver (up to the timeout) does not hold up the
+        // others' deliveries.
+        let results = futures_util::future::join_all(due.iter().map(|d| self.deliver(d))).await;
+        for r in results {
+            r?;
         }
         Ok(due.len() as i64 == CLAIM)
     }

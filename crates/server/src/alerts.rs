@@ -222,6 +222,11 @@ impl AlertWorker {
             let Some(Some(app)) = apps.get(&a.app_id) else {
                 continue;
             };
+            // In audit mode a "locked" decision is recorded but the sign-in was let in:
+            // nothing was blocked, nobody is told it was.
+            if app.audit_mode {
+                continue;
+            }
             // Only enrolled accounts: a name enrolment would refuse is no account's.
             if valid_account(&a.account).is_err() {
                 continue;

@@ -379,6 +379,45 @@ async fn an_account_with_alerts_off_is_not_emailed() {
     assert_eq!(r.status, 404);
 }
 
+/// An application in audit mode lets every sign-in in (it only records what it would have
+/// decided): no "blocked sign-in" email for a decision that blocked nothing.
+#[tokio::test]
+async fn no_alert_for_an_application_in_audit_mode() {
+    let (t, smtp) = spawn(false, |c| {
+        c.alerts.save_cursor_every = std::time::Duration::ZERO
+    })
+    .await
+    .unwrap();
+    let (app, key) = person_with_accounts(&t).await;
+    let settings = deadbolt_store::AppSettings {
+        unenrolled: app.unenrolled,
+        default_state: app.default_state,
+        audit_mode: true,
+    };
+    t.service
+        .update_application(&app.id, &settings)
+        .await
+        .unwrap();
+    assert!(!check_from(&t, &app, &key, "alex", "192.0.2.9").await);
+    worker_caught_up(&t, &app, 1).await;
+    assert_eq!(t.service.unsent_alert_mails().await.unwrap(), 0);
+    // Out of audit mode, the same check is blocked and emailed.
+    let settings = deadbolt_store::AppSettings {
+        audit_mode: false,
+        ..settings
+    };
+    t.service
+        .update_application(&app.id, &settings)
+        .await
+        .unwrap();
+    assert!(check_from(&t, &app, &key, "alex", "192.0.2.10").await);
+    let mail = nth_email(&smtp, PERSON, 1).await;
+    assert!(
+        mail.contains("IP: 192.0.2.10") && !mail.contains("IP: 192.0.2.9"),
+        "{mail}"
+    );
+}
+
 async fn an_alert_sent_while_the_mail_server_is_down_arrives_later(t: TestApp, smtp: SmtpReceiver) {
     let (app, key) = person_with_accounts(&t).await;
     smtp.down.store(true, Ordering::SeqCst);

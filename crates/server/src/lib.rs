@@ -1,6 +1,7 @@
 //! The Deadbolt server: the check API, the SDK API and the operator CLI, built as a library so
 //! that `main`, the tests and the benchmarks all start the same application.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod attempts;
@@ -61,6 +62,8 @@ pub struct Config {
     pub portal: portal::PortalConfig,
     /// HTTPS on the public listener (never on the metrics one); `None`: plain HTTP.
     pub tls: Option<tls::TlsConfig>,
+    /// Alerts to people and webhooks to companies on blocked checks.
+    pub alerts: alerts::AlertsConfig,
 }
 
 impl Config {
@@ -81,6 +84,7 @@ impl Config {
             connections: conn::Limits::default(),
             portal: portal::PortalConfig::default(),
             tls: None,
+            alerts: alerts::AlertsConfig::default(),
         }
     }
 
@@ -110,6 +114,8 @@ pub struct Server {
     portal: Arc<portal::Portal>,
     housekeeping: (std::time::Duration, Option<std::time::Duration>),
     tls: Option<tls::Tls>,
+    /// Sends alerts and webhook deliveries in the background until the server stops.
+    alerts: Arc<alerts::AlertWorker>,
 }
 
 /// How often the change log (and the sign-in throttle's forgotten counts) are pruned, and how
@@ -212,6 +218,12 @@ impl Server {
             audiences.clone(),
             closing_rx,
         ));
+        let alerts = alerts::AlertWorker::new(
+            service.clone(),
+            portal::Mailer::new(&config.portal.mail),
+            portal.link_base(),
+            &config.alerts,
+        )?;
         let router = app::router(app::AppState {
             service: service.clone(),
             checks: checks.clone(),
@@ -232,6 +244,7 @@ impl Server {
             portal,
             housekeeping: (config.housekeeping_every, config.attempts_retention),
             tls,
+            alerts,
         })
     }
 
@@ -296,8 +309,12 @@ impl Server {
             portal,
             housekeeping: (every_period, retention),
             tls,
+            alerts,
             ..
         } = self;
+        // Ends on the same signal as the portal's live streams; what it has not sent yet is
+        // in the store, and the next start sends it.
+        let alert_tasks = alerts.spawn(closing.subscribe());
         let acceptor = tls.as_ref().map(tls::Tls::acceptor);
         // New certificates from the files are served without a restart.
         let reloads = tls.map(|tls| tokio::spawn(tls.watch()));
@@ -354,6 +371,9 @@ impl Server {
             let _ = m.await;
         }
         // The router (and with it every queue handle) is gone: the writer drains and ends.
+        for t in alert_tasks {
+            let _ = t.await;
+        }
         writer.await.context("attempt writer")?;
         Ok(())
     }

@@ -130,9 +130,9 @@ impl AttemptBatch {
 }
 
 /// A run as read: its first id, application and attempts.
-struct StoredRun {
+pub(crate) struct StoredRun {
     first_id: i64,
-    last_id: i64,
+    pub(crate) last_id: i64,
     until_at: i64,
     app_id: String,
     data: String,
@@ -140,7 +140,7 @@ struct StoredRun {
 
 const RUN_COLS: &str = "first_id, last_id, until_at, app_id, data";
 
-fn stored_run(r: &Row) -> Result<StoredRun> {
+pub(crate) fn stored_run(r: &Row) -> Result<StoredRun> {
     Ok(StoredRun {
         first_id: r.int(0)?,
         last_id: r.int(1)?,
@@ -152,7 +152,7 @@ fn stored_run(r: &Row) -> Result<StoredRun> {
 
 impl StoredRun {
     /// The run's attempts, oldest first.
-    fn attempts(&self) -> Result<Vec<Attempt>> {
+    pub(crate) fn attempts(&self) -> Result<Vec<Attempt>> {
         let stored: Vec<Stored<String>> = serde_json::from_str(&self.data)
             .map_err(|e| StoreError::Corrupt(format!("attempt run {}: {e}", self.last_id)))?;
         stored

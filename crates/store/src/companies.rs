@@ -108,6 +108,9 @@ impl Store {
                 ("DELETE FROM sdk_keys WHERE company_id = $1", p()),
                 ("DELETE FROM portal_roles WHERE company_id = $1", p()),
                 ("DELETE FROM portal_links WHERE company_id = $1", p()),
+                // Its webhook (and secret) and their log go with it.
+                ("DELETE FROM webhook_deliveries WHERE company_id = $1", p()),
+                ("DELETE FROM webhooks WHERE company_id = $1", p()),
                 ("DELETE FROM companies WHERE id = $1 RETURNING id", p()),
             ])
             .await?;

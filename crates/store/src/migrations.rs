@@ -79,6 +79,11 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0015_attempt_retention.sql"),
     },
     Migration {
+        name: "0016_alerts",
+        sqlite: include_str!("../migrations/sqlite/0016_alerts.sql"),
+        postgres: include_str!("../migrations/postgres/0016_alerts.sql"),
+    },
+    Migration {
         name: "0017_passkeys",
         sqlite: include_str!("../migrations/sqlite/0017_passkeys.sql"),
         postgres: include_str!("../migrations/postgres/0017_passkeys.sql"),

@@ -62,10 +62,21 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert (PKCS#8, RSA or EC).
     #[arg(long, env = "DEADBOLT_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<String>,
-    /// The SMTP relay for the portal's emails (`smtp://host:port`, no TLS); without it, emails
-    /// are written to the log.
-    #[arg(long, env = "DEADBOLT_SMTP_URL")]
+    /// The SMTP relay for the portal's emails: `smtp://host:port` (no TLS),
+    /// `smtp+starttls://user:password@host:587` or `smtps://user:password@host:465`; without
+    /// it, emails are written to the log.
+    #[arg(long, env = "DEADBOLT_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
+    /// The SMTP relay's user name, when not in --smtp-url.
+    #[arg(long, env = "DEADBOLT_SMTP_USER")]
+    pub smtp_user: Option<String>,
+    /// The SMTP relay's password, when not in --smtp-url (better in the environment).
+    #[arg(long, env = "DEADBOLT_SMTP_PASSWORD", hide_env_values = true, value_parser = redacted)]
+    pub smtp_password: Option<Redacted>,
+    /// At most one alert email per person and account in this time; later blocked sign-ins
+    /// go into one digest when it ends.
+    #[arg(long, env = "DEADBOLT_ALERT_WINDOW", default_value = "10m", value_parser = duration)]
+    pub alert_window: std::time::Duration,
     /// The sender of the portal's emails (`Deadbolt <deadbolt@example.com>`).
     #[arg(long, env = "DEADBOLT_MAIL_FROM")]
     pub mail_from: Option<String>,
@@ -73,6 +84,20 @@ pub struct ServeArgs {
     /// `0` keeps them for ever.
     #[arg(long, env = "DEADBOLT_ATTEMPTS_RETENTION", default_value = "90d", value_parser = retention)]
     pub attempts_retention: Retention,
+}
+
+/// A secret flag's value: never printed by `Debug`.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn redacted(s: &str) -> Result<Redacted, String> {
+    Ok(Redacted(s.to_string()))
 }
 
 /// How long attempts are kept; `None`: for ever.
@@ -158,9 +183,15 @@ impl Cli {
                 mail: crate::portal::MailConfig {
                     smtp_url: given(&args.smtp_url),
                     from: given(&args.mail_from),
+                    user: given(&args.smtp_user),
+                    password: args.smtp_password.as_ref().map(|p| p.0.clone()),
                 },
             },
             tls,
+            alerts: crate::alerts::AlertsConfig {
+                window: args.alert_window,
+                ..crate::alerts::AlertsConfig::default()
+            },
             ..Config::new(&self.db)
         };
         let app = Server::build(config, Arc::new(SystemClock)).await?;

@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 
-use super::{accounts, admin, attempts, audit, Portal, PortalState};
+use super::{accounts, admin, alerts, attempts, audit, Portal, PortalState};
 
 /// The company's pages, relative to `/companies/{cid}`.
 pub fn routes<S>() -> Router<S>
@@ -48,4 +48,9 @@ where
         .route("/apps/{aid}/attempts.csv", get(attempts::attempts_csv))
         .route("/apps/{aid}/integration", get(admin::integration_page))
         .route("/apps/{aid}/audit", get(audit::app_audit_page))
+        .route(
+            "/webhook",
+            get(alerts::webhook_page).post(alerts::set_webhook),
+        )
+        .route("/webhook/delete", post(alerts::delete_webhook))
 }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod alerts;
 mod attempts;
 mod audit;
 mod company;
@@ -107,6 +108,11 @@ impl Portal {
         self.throttle.prune(now).await
     }
 
+    /// The portal's base URL, for links in emails sent from outside the portal (alerts).
+    pub fn link_base(&self) -> String {
+        base_url(self)
+    }
+
     /// Whether a live stream started at `started` should end now.
     fn stream_over(&self, started: std::time::Instant) -> bool {
         *self.closing.borrow() || started.elapsed().as_secs() >= LIVE_STREAM_SECS
@@ -167,6 +173,11 @@ where
         .route("/me/accounts/{id}", get(person::account_page))
         .route("/me/accounts/{id}/lock", post(person::lock))
         .route("/me/accounts/{id}/unlock", post(person::unlock))
+        .route("/me/accounts/{id}/alerts", post(alerts::set_alerts))
+        .route(
+            "/alerts/{token}",
+            get(alerts::alert_link).post(alerts::not_me),
+        )
         .route("/me/lock-all", post(person::lock_all))
         .route("/me/attempts/{id}/this-was-me", post(person::this_was_me))
         .route("/me/attempts/{id}/not-me", post(person::not_me))

@@ -494,6 +494,19 @@ pub async fn not_me(
     s.service
         .set_master_lock_of(&by_person(&me, &addr), &me.person.id, true)
         .await?;
+    tell_admins(&s, &portal, &me.person.email, &attempt, &acc).await?;
+    Ok(Redirect::to("/me"))
+}
+
+/// Tells the admins of the account's company that its person reported `attempt` as not
+/// theirs (and locked everything): from the attempts page and from an alert email's link.
+pub(super) async fn tell_admins(
+    s: &PortalState,
+    portal: &Portal,
+    person_email: &str,
+    attempt: &Attempt,
+    acc: &Account,
+) -> Result<(), PageError> {
     let app = s.service.application(&acc.app_id).await?;
     let admins = s.service.company_admins(&app.company_id).await?;
     let body = format!(
@@ -505,12 +518,12 @@ pub async fn not_me(
         app_name = app.name,
         issuer = app.issuer,
         account = acc.account,
-        email = me.person.email,
+        email = person_email,
         at = super::pages::utc_time(attempt.at),
         ip = mail_field(&attempt.ip),
         device = mail_field(&attempt.device),
         location = mail_field(&attempt.location),
-        base = base_url(&portal),
+        base = base_url(portal),
         cid = app.company_id,
         aid = app.id,
     );
@@ -525,7 +538,7 @@ pub async fn not_me(
             tracing::warn!(error = %e, "cannot tell a company admin of a reported sign-in");
         }
     }
-    Ok(Redirect::to("/me"))
+    Ok(())
 }
 
 /// A value the signing-in client chose, for a plain-text email: one line, bounded.
@@ -546,6 +559,12 @@ fn mail_field(v: &Option<String>) -> String {
 #[template(path = "me_account.html")]
 struct AccountPage {
     l: Layout,
+    csrf: String,
+    id: String,
+    account: String,
+    /// Whether a blocked sign-in is emailed to the person.
+    alerts_on: bool,
+    master_locked: bool,
     locked: bool,
     why: String,
     next_lock: Option<String>,
@@ -571,8 +590,19 @@ pub async fn account_page(
         .service
         .account_audit(&acc.id, Some(&me.person.id), q.before, TRAIL_PAGE)
         .await?;
+    let alerts_on = s.service.alerts_on(&acc.id).await?;
+    let master_locked = s
+        .service
+        .person(&me.person.id)
+        .await?
+        .is_some_and(|p| p.master_locked);
     let page = AccountPage {
         l: Layout::signed_in(&format!("{} at {}", acc.account, app.name), &me, "/me"),
+        csrf: me.csrf.clone(),
+        id: acc.id.clone(),
+        account: acc.account.clone(),
+        alerts_on,
+        master_locked,
         locked: d.locked,
         why: explain(d.reason, &acc, tz),
         next_lock: next_lock(&schedules, &acc, s.service.now(), tz),

@@ -21,11 +21,13 @@ use std::sync::Arc;
 
 use crate::crypto::{self, MasterKey};
 
+mod alerts;
 mod audit;
 mod passkeys;
 mod portal;
 mod records;
 use crate::error::{Error, Result};
+pub use alerts::{valid_webhook_url, AlertLinkPurpose, ALERT_LINK_DAYS, MAX_WEBHOOK_URL};
 pub use audit::{Actor, By, AUDIT_PAGE_MAX};
 
 /// Longest account name (`sub`) accepted.

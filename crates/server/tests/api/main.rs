@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_pages;
+mod alerts;
 mod backup;
 mod caches;
 mod checks;
@@ -33,3 +34,4 @@ mod smtp;
 mod tenant;
 mod throttling;
 mod tls;
+mod webhooks;

@@ -21,6 +21,7 @@ async fn spawn(pg: bool) -> Option<(TestApp, Inbox)> {
     let mail = deadbolt::portal::MailConfig {
         smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
         from: None,
+        ..Default::default()
     };
     let t = if pg {
         TestApp::spawn_pg_with(move |c| c.portal.mail = mail).await?

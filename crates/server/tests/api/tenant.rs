@@ -86,6 +86,16 @@ const NAMES_NO_OBJECT: &[(&str, &str, &str)] = &[
         "/welcome/{token}",
         "an emailed one-time link, not an object id",
     ),
+    (
+        "GET",
+        "/alerts/{token}",
+        "an alert email's one-time link, not an object id",
+    ),
+    (
+        "POST",
+        "/alerts/{token}",
+        "an alert email's one-time link, not an object id",
+    ),
     ("GET", "/password", "one's own password"),
     ("POST", "/password", "one's own password"),
     ("GET", "/me", "one's own accounts"),
@@ -513,6 +523,30 @@ fn portal_rows(a_cid: &str, a_aid: &str, b: &B) -> Vec<PortalRow> {
             "POST",
             "/me/attempts/{id}/not-me",
             format!("/me/attempts/{}/not-me", b.attempt_id),
+            vec![],
+        ),
+        row(
+            "POST",
+            "/me/accounts/{id}/alerts",
+            format!("/me/accounts/{}/alerts", b.account_id),
+            vec![("on", "0".into())],
+        ),
+        row(
+            "GET",
+            "/companies/{cid}/webhook",
+            format!("/companies/{cb}/webhook"),
+            vec![],
+        ),
+        row(
+            "POST",
+            "/companies/{cid}/webhook",
+            format!("/companies/{cb}/webhook"),
+            vec![("url", "https://planted.example.com/".into())],
+        ),
+        row(
+            "POST",
+            "/companies/{cid}/webhook/delete",
+            format!("/companies/{cb}/webhook/delete"),
             vec![],
         ),
         row(

@@ -95,6 +95,7 @@ impl TestPortal {
         config.portal.mail = MailConfig {
             smtp_url: Some(format!("smtp://127.0.0.1:{smtp_port}")),
             from: Some("Deadbolt <deadbolt@test.example>".into()),
+            ..MailConfig::default()
         };
         let service = Service::open(&db_url, &key, clock.clone()).await.unwrap();
         #[allow(clippy::disallowed_methods)] // the tests look inside the store

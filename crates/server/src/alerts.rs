@@ -1,0 +1,626 @@
+//! The alert worker: tells people when a sign-in to one of their locked accounts was blocked,
+//! and companies' webhooks of the blocked attempts of their applications.
+//!
+//! The check path is not touched: a check only records its attempt, as before. This worker
+//! reads the attempts after a cursor kept in the store (attempt ids are given in commit order),
+//! and in one transaction queues what to send (alert emails, webhook deliveries) and moves the
+//! cursor, so a restart or a mail server outage loses nothing and repeats nothing. Two more
+//! loops send what is due: each claims rows with a lease first, so that with several replicas
+//! on PostgreSQL a row is sent by one of them; a failure is kept with the row and tried again
+//! later, waiting longer each time (capped), for ever for emails, a bounded number of times
+//! for webhooks (a receiver that answers 4xx does not want it).
+
+use chrono::Duration;
+use deadbolt_core::Reason;
+use deadbolt_store::{Account, AlertEvent, AlertMail, Application, Attempt, Delivery, NewDelivery};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::portal::Mailer;
+use crate::service::{valid_account, AlertLinkPurpose, Service, ALERT_LINK_DAYS};
+
+/// What the worker is told at start.
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    /// How often the worker looks for new blocked attempts and for what is due to send.
+    pub poll_every: std::time::Duration,
+    /// At most one email per person and account in this window; the attempts after the first
+    /// go together into one digest when it ends.
+    pub window: std::time::Duration,
+    /// How often the cursor is stored when there was nothing to queue (see
+    /// [`AlertWorker::queue_pass`]): 10 s; a restart may look again at that much of the past.
+    pub save_cursor_every: std::time::Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            poll_every: std::time::Duration::from_secs(1),
+            window: DEFAULT_WINDOW,
+            save_cursor_every: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Ten minutes: one email at once, then at most one more every ten minutes.
+pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long a sender holds the rows it claimed before another may take them.
+const LEASE_SECS: i64 = 120;
+/// How far the queueing loop has looked, and when it last stored the cursor.
+pub struct Seen {
+    through: i64,
+    saved: std::time::Instant,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            through: 0,
+            saved: std::time::Instant::now(),
+        }
+    }
+}
+
+/// The blocked sign-ins an email lists; a digest of more says how many more there were.
+const LISTED: usize = 20;
+/// Stored attempt batches read per pass.
+const RUNS_PER_PASS: i64 = 64;
+const CLAIM: i64 = 20;
+/// A webhook delivery is given up after this many tries (about a day with the backoff).
+const WEBHOOK_TRIES: i64 = 12;
+/// How long sent emails and finished deliveries are kept (the delivery log shows them).
+const KEEP_DAYS: i64 = 30;
+/// How often they are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often a failing pass is logged.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a webhook receiver has to answer.
+const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The wait before try `tries + 1`: 30 s, doubling, at most an hour.
+pub fn backoff(tries: i64) -> Duration {
+    let secs = 30i64.saturating_mul(1 << tries.clamp(0, 7));
+    Duration::seconds(secs.min(3600))
+}
+
+pub struct AlertWorker {
+    service: Service,
+    mailer: Mailer,
+    /// The portal's base URL, for the links in emails.
+    base_url: String,
+    window: Duration,
+    poll_every: std::time::Duration,
+    save_cursor_every: std::time::Duration,
+    http: reqwest::Client,
+}
+
+impl AlertWorker {
+    pub fn new(
+        service: Service,
+        mailer: Mailer,
+        base_url: String,
+        config: &AlertsConfig,
+    ) -> Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .timeout(WEBHOOK_TIMEOUT)
+            // A receiver's redirect is not followed: the URL the company gave is where its
+            // events go, and nowhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("Deadbolt-Webhook/1")
+            .build()
+            .map_err(|e| Error::Unavailable(format!("webhook client: {e}")))?;
+        Ok(Arc::new(Self {
+            service,
+            mailer,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            window: Duration::from_std(config.window).unwrap_or(Duration::minutes(10)),
+            poll_every: config.poll_every,
+            save_cursor_every: config.save_cursor_every,
+            http,
+        }))
+    }
+
+    /// Runs the three loops until `closing` turns true. Each pass's errors are logged and the
+    /// next pass tries again: the store or the mail server coming back is all it takes.
+    pub fn spawn(
+        self: Arc<Self>,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for job in [Job::Queue, Job::Mail, Job::Webhook] {
+            let me = self.clone();
+            let mut closing = closing.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(me.poll_every);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut pruned = std::time::Instant::now();
+                let mut seen = Seen::default();
+                // While the store is down every pass fails: said once every 10 s, not each time.
+                let mut warned: Option<std::time::Instant> = None;
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        changed = closing.changed() => {
+                            // The server is gone without saying so: nothing to run for.
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    if *closing.borrow() {
+                        return;
+                    }
+                    if matches!(job, Job::Queue) && pruned.elapsed() >= PRUNE_EVERY {
+                        pruned = std::time::Instant::now();
+                        match me.service.prune_alerts(Duration::days(KEEP_DAYS)).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(
+                                removed = n,
+                                "alerts: old emails, links and deliveries removed"
+                            ),
+                            Err(e) => tracing::warn!(error = %e, "alerts: cannot prune"),
+                        }
+                    }
+                    // Work off a backlog without waiting a tick between passes.
+                    loop {
+                        let more = match job {
+                            Job::Queue => me.queue_pass(&mut seen).await,
+                            Job::Mail => me.mail_pass().await,
+                            Job::Webhook => me.webhook_pass().await,
+                        };
+                        match more {
+                            Ok(true) if !*closing.borrow() => continue,
+                            Ok(_) => break,
+                            Err(e) => {
+                                if warned.is_none_or(|w| w.elapsed() >= WARN_EVERY) {
+                                    warned = Some(std::time::Instant::now());
+                                    tracing::warn!(error = %e, job = job.name(), "alerts: pass failed (tried again each second)");
+                                }
+                                break;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        tasks
+    }
+
+    /// Reads the attempts after the cursor and queues their alerts and deliveries; `true`
+    /// when there may be more.
+    ///
+    /// Most attempts are allowed ones and need nothing: the stored cursor is only written with
+    /// something to queue, or every `save_cursor_every` (a write is a synced commit, and on
+    /// SQLite it wakes every check's change signal). Between saves `seen` remembers how far
+    /// this worker looked; the range from the stored cursor to it held nothing to queue, so a
+    /// save moves the stored cursor across it at once. A save is a compare-and-set from the
+    /// stored value read in this pass: two replicas never queue one attempt twice.
+    pub async fn queue_pass(&self, seen: &mut Seen) -> Result<bool> {
+        let stored = self.service.alert_cursor().await?;
+        // Another replica (or this one before a restart) may be further on.
+        seen.through = seen.through.max(stored);
+        let from = seen.through;
+        let (attempts, through) = self.service.attempts_after_id(from, RUNS_PER_PASS).await?;
+        if through == stored {
+            return Ok(false);
+        }
+        let mut apps: HashMap<String, Option<Application>> = HashMap::new();
+        let mut hooks: HashMap<String, bool> = HashMap::new();
+        // A guesser hammering one locked account makes many blocked attempts of it: its
+        // account (and whether its alerts are on) is looked up once a pass.
+        let mut accounts: HashMap<(String, String), Option<(Account, bool)>> = HashMap::new();
+        let mut events = Vec::new();
+        let mut deliveries = Vec::new();
+        for a in attempts.iter().filter(|a| a.locked) {
+            if !apps.contains_key(&a.app_id) {
+                let app = self.service.find_application(&a.app_id).await?;
+                apps.insert(a.app_id.clone(), app);
+            }
+            let Some(Some(app)) = apps.get(&a.app_id) else {
+                continue;
+            };
+            // In audit mode a "locked" decision is recorded but the sign-in was let in:
+            // nothing was blocked, nobody is told it was.
+            if app.audit_mode {
+                continue;
+            }
+            // Only enrolled accounts: a name enrolment would refuse is no account's.
+            if valid_account(&a.account).is_err() {
+                continue;
+            }
+            let slot = (app.id.clone(), a.account.clone());
+            if !accounts.contains_key(&slot) {
+                let found = match self.service.account(&app.id, &a.account).await {
+                    Ok(acc) => {
+                        let on = self.service.alerts_on(&acc.id).await?;
+                        Some((acc, on))
+                    }
+                    Err(Error::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                accounts.insert(slot.clone(), found);
+            }
+            let Some(Some((acc, alerts_on))) = accounts.get(&slot) else {
+                continue;
+            };
+            if let Some(person_id) = &acc.person_id {
+                if *alerts_on {
+                    events.push(AlertEvent {
+                        attempt_id: a.id,
+                        person_id: person_id.clone(),
+                        account_id: acc.id.clone(),
+                        app_id: app.id.clone(),
+                        at: a.at,
+                        account: acc.account.clone(),
+                        reason: a.reason.clone(),
+                        ip: a.ip.clone(),
+                        device: a.device.clone(),
+                        location: a.location.clone(),
+                    });
+                }
+            }
+            if !hooks.contains_key(&app.company_id) {
+                let has = self.service.webhook(&app.company_id).await?.is_some();
+                hooks.insert(app.company_id.clone(), has);
+            }
+            if hooks.get(&app.company_id) == Some(&true) {
+                deliveries.push(NewDelivery {
+                    company_id: app.company_id.clone(),
+                    attempt_id: a.id,
+                    payload: webhook_payload(a, app, acc.person_id.is_some()),
+                });
+            }
+        }
+        let nothing = events.is_empty() && deliveries.is_empty();
+        if nothing && seen.saved.elapsed() < self.save_cursor_every {
+            seen.through = through;
+            return Ok(through != from);
+        }
+        let queued = self
+            .service
+            .queue_alerts((stored, through), &events, &deliveries, self.window)
+            .await?;
+        if !queued {
+            // Another worker moved the cursor meanwhile: read again from where it is.
+            return Ok(true);
+        }
+        seen.through = through;
+        seen.saved = std::time::Instant::now();
+        if !nothing {
+            tracing::debug!(
+                emails = events.len(),
+                webhooks = deliveries.len(),
+                "alerts: blocked attempts queued"
+            );
+        }
+        Ok(through != from)
+    }
+
+    /// Sends the alert emails that are due; `true` when there may be more.
+    pub async fn mail_pass(&self) -> Result<bool> {
+        let mails = self
+            .service
+            .claim_alert_mails(Duration::seconds(LEASE_SECS), CLAIM)
+            .await?;
+        for m in &mails {
+            if !self.send_mail(m).await? {
+                // The relay failed: the rest of this batch is not tried against it now. Their
+                // claims run out with the lease, and they are tried again after it.
+                return Ok(false);
+            }
+        }
+        Ok(mails.len() as i64 == CLAIM)
+    }
+
+    /// Sends one email; `false` when the relay failed (the email waits for its next try).
+    async fn send_mail(&self, m: &AlertMail) -> Result<bool> {
+        let events = self.service.alert_mail_events(m).await?;
+        let through = events.iter().map(|e| e.attempt_id).max().unwrap_or(0);
+        let person = self.service.person(&m.person_id).await?;
+        let app = self.service.find_application(&m.app_id).await?;
+        let acc = self.service.account_by_id(&m.account_id).await?;
+        // Nothing to tell, or nobody to tell it to any more (the account left the person).
+        let (Some(person), Some(app), Some(acc), Some(last)) = (person, app, acc, events.last())
+        else {
+            self.service
+                .alert_mail_sent(&m.id, through, self.window)
+                .await?;
+            return Ok(true);
+        };
+        if acc.person_id.as_deref() != Some(person.id.as_str()) {
+            self.service
+                .alert_mail_sent(&m.id, through, self.window)
+                .await?;
+            return Ok(true);
+        }
+        let was_me = self
+            .service
+            .create_alert_link(
+                AlertLinkPurpose::WasMe,
+                &person.id,
+                &acc.id,
+                last.attempt_id,
+            )
+            .await?;
+        let not_me = self
+            .service
+            .create_alert_link(
+                AlertLinkPurpose::NotMe,
+                &person.id,
+                &acc.id,
+                last.attempt_id,
+            )
+            .await?;
+        let (subject, body) = alert_email(
+            &app,
+            &acc.account,
+            &events,
+            person.time_zone,
+            &format!("{}/alerts/{was_me}", self.base_url),
+            &format!("{}/alerts/{not_me}", self.base_url),
+            &format!("{}/me/accounts/{}", self.base_url, acc.id),
+        );
+        match self.mailer.send(&person.email, &subject, body).await {
+            Ok(()) => {
+                tracing::info!(events = events.len(), "alerts: email sent");
+                self.service
+                    .alert_mail_sent(&m.id, through, self.window)
+                    .await?;
+                Ok(true)
+            }
+            Err(e) => {
+                let retry_at = self.service.now() + backoff(m.tries);
+                tracing::warn!(error = %e, tries = m.tries + 1, retry_at = %retry_at, "alerts: email not sent, will try again");
+                self.service
+                    .alert_mail_failed(&m.id, &e.to_string(), retry_at)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Posts the webhook deliveries that are due; `true` when there may be more.
+    pub async fn webhook_pass(&self) -> Result<bool> {
+        let due = self
+            .service
+            .claim_deliveries(Duration::seconds(LEASE_SECS), CLAIM)
+            .await?;
+        // Side by side: one company's slow receiver (up to the timeout) does not hold up the
+        // others' deliveries.
+        let results = futures_util::future::join_all(due.iter().map(|d| self.deliver(d))).await;
+        for r in results {
+            r?;
+        }
+        Ok(due.len() as i64 == CLAIM)
+    }
+
+    async fn deliver(&self, d: &Delivery) -> Result<()> {
+        let now = self.service.now();
+        let Some((url, secret)) = self.service.webhook_signing(&d.company_id).await? else {
+            return self
+                .service
+                .delivery_tried(&d.id, "failed", None, Some("the webhook was removed"), now)
+                .await;
+        };
+        let timestamp = now.timestamp().to_string();
+        let signature = sign(&secret, &timestamp, &d.payload);
+        let sent = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-deadbolt-timestamp", &timestamp)
+            .header("x-deadbolt-signature", format!("sha256={signature}"))
+            .body(d.payload.clone())
+            .send()
+            .await;
+        let last_try = d.tries + 1 >= WEBHOOK_TRIES;
+        let (state, status, error) = match sent {
+            Ok(r) if r.status().is_success() => ("delivered", Some(r.status().as_u16()), None),
+            Ok(r) => {
+                let s = r.status();
+                let again = s.is_server_error() || s.as_u16() == 429 || s.as_u16() == 408;
+                let state = if again && !last_try {
+                    "pending"
+                } else {
+                    "failed"
+                };
+                (
+                    state,
+                    Some(s.as_u16()),
+                    Some(format!("answered HTTP {}", s.as_u16())),
+                )
+            }
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    format!("no answer within {} s", WEBHOOK_TIMEOUT.as_secs())
+                } else if e.is_connect() {
+                    "cannot connect".to_string()
+                } else {
+                    "request failed".to_string()
+                };
+                (
+                    if last_try { "failed" } else { "pending" },
+                    None,
+                    Some(what),
+                )
+            }
+        };
+        if let Some(e) = &error {
+            tracing::warn!(error = %e, state, tries = d.tries + 1, "alerts: webhook delivery failed");
+        }
+        self.service
+            .delivery_tried(
+                &d.id,
+                state,
+                status.map(i64::from),
+                error.as_deref(),
+                now + backoff(d.tries),
+            )
+            .await
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Job {
+    Queue,
+    Mail,
+    Webhook,
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::Queue => "queue",
+            Job::Mail => "mail",
+            Job::Webhook => "webhook",
+        }
+    }
+}
+
+/// `hex(HMAC-SHA256(secret, "{timestamp}.{body}"))`: what `x-deadbolt-signature` carries
+/// after `sha256=`. The timestamp is signed too, so that a captured delivery cannot be
+/// replayed later under a new one.
+pub fn sign(secret: &[u8], timestamp: &str, body: &str) -> String {
+    #[allow(clippy::expect_used)] // HMAC takes a key of any length
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The JSON a webhook receives for a blocked attempt.
+fn webhook_payload(a: &Attempt, app: &Application, has_person: bool) -> String {
+    serde_json::json!({
+        "type": "attempt.blocked",
+        "attempt": {
+            "id": a.id,
+            "at": a.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "account": a.account,
+            "reason": a.reason,
+            "ip": a.ip,
+            "device": a.device,
+            "location": a.location,
+            "integration_type": a.integration_type,
+        },
+        "application": {"id": app.id, "issuer": app.issuer, "name": app.name},
+        "account_has_person": has_person,
+    })
+    .to_string()
+}
+
+/// Why a sign-in was blocked, in the person's words (as on their attempts page).
+fn why(reason: &str) -> &'static str {
+    match reason.parse::<Reason>() {
+        Ok(Reason::MasterLock) => "lock everything was on",
+        Ok(Reason::Schedule) => "a lock schedule covered that time",
+        Ok(Reason::AccountLocked) => "the account was locked",
+        Ok(Reason::UnenrolledDeny) => "the account is not enrolled",
+        _ => "the account was locked",
+    }
+}
+
+/// A value the signing-in client chose, for a plain-text email: one line, bounded.
+fn field(v: &Option<String>) -> String {
+    match v.as_deref() {
+        None | Some("") => "unknown".into(),
+        Some(v) => {
+            let line: String = v
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            deadbolt_core::body::bounded(&line, 200)
+        }
+    }
+}
+
+/// The subject and text of an alert: one blocked sign-in, or a digest of several.
+fn alert_email(
+    app: &Application,
+    account: &str,
+    events: &[AlertEvent],
+    tz: chrono_tz::Tz,
+    was_me: &str,
+    not_me: &str,
+    settings: &str,
+) -> (String, String) {
+    let account = field(&Some(account.to_string()));
+    let subject = if events.len() == 1 {
+        format!("Blocked sign-in to {} ({account})", app.name)
+    } else {
+        format!(
+            "{} blocked sign-ins to {} ({account})",
+            events.len(),
+            app.name
+        )
+    };
+    let mut body = if events.len() == 1 {
+        format!(
+            "Deadbolt blocked a sign-in to your account {account} at {} ({}).\n\n",
+            app.name, app.issuer
+        )
+    } else {
+        format!(
+            "Deadbolt blocked {} sign-ins to your account {account} at {} ({}).\n\n",
+            events.len(),
+            app.name,
+            app.issuer
+        )
+    };
+    for e in events.iter().take(LISTED) {
+        let local = e.at.with_timezone(&tz);
+        body.push_str(&format!(
+            "When: {} ({})\nIP: {}\nDevice: {}\nLocation: {}\nWhy it was blocked: {}\n\n",
+            local.format("%Y-%m-%d %H:%M:%S %Z"),
+            e.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            field(&e.ip),
+            field(&e.device),
+            field(&e.location),
+            why(&e.reason),
+        ));
+    }
+    if events.len() > LISTED {
+        body.push_str(&format!(
+            "...and {} more blocked sign-ins since; all of them are on your accounts page.\n\n",
+            events.len() - LISTED
+        ));
+    }
+    body.push_str(&format!(
+        "This was me: {was_me}\n(opens this account's unlock choices once you are signed in)\n\n\
+         This wasn't me: {not_me}\n(asks you to confirm, then locks all your accounts and tells \
+         the company's administrators)\n\n\
+         Each link works once, for {ALERT_LINK_DAYS} days. To stop these emails for this \
+         account, turn alerts off on its page: {settings}\n"
+    ));
+    (subject, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(0), Duration::seconds(30));
+        assert_eq!(backoff(1), Duration::seconds(60));
+        assert_eq!(backoff(6), Duration::seconds(1920));
+        assert_eq!(backoff(7), Duration::seconds(3600));
+        assert_eq!(backoff(1000), Duration::seconds(3600));
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // Python: hmac.new(b"key", b'1764230400.{"a":1}', hashlib.sha256).hexdigest()
+        assert_eq!(
+            sign(b"key", "1764230400", r#"{"a":1}"#),
+            "14448dff9f08c3532e1372f990e47bd6f596745b82322dfd62824ae851ef8b2d"
+        );
+    }
+}

@@ -1,0 +1,633 @@
+//! Alerts: a blocked sign-in to a person's account is emailed to them (what, where from, why,
+//! and two one-time links), batched per account, switchable per account, and never lost while
+//! the mail server is down. The links: "this was me" leads to the account's unlock choices,
+//! "this wasn't me" to a confirmation that locks everything and tells the company.
+//!
+//! The server's clock is the tests' fake clock: an email waiting for the end of a window or
+//! for its next try is sent when the test moves the clock, not when real time passes.
+
+use crate::helpers::*;
+use crate::portal::Http;
+use crate::smtp::SmtpReceiver;
+use chrono::Duration;
+use deadbolt::service::By;
+use deadbolt_store::Application as App;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+const PASSWORD: &str = "a long enough password";
+const PERSON: &str = "alex@example.com";
+const ADMIN: &str = "admin@alerts.example";
+
+/// A server whose emails go to a test receiver, on SQLite or PostgreSQL; its worker polls
+/// often, so that the tests wait little.
+async fn spawn(
+    pg: bool,
+    adjust: impl FnOnce(&mut deadbolt::Config),
+) -> Option<(TestApp, SmtpReceiver)> {
+    let smtp = SmtpReceiver::start();
+    let port = smtp.port;
+    let set = move |c: &mut deadbolt::Config| {
+        c.portal.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.alerts.poll_every = std::time::Duration::from_millis(50);
+        adjust(c);
+    };
+    let t = if pg {
+        TestApp::spawn_pg_with(set).await?
+    } else {
+        TestApp::spawn_with(set).await
+    };
+    Some((t, smtp))
+}
+
+/// An application "Alerts App" with a signing key, the person's locked account `alex` and
+/// unlocked account `alex2` in it, and a company admin.
+async fn person_with_accounts(t: &TestApp) -> (App, String) {
+    let c = t.service.create_company("Alerts Co").await.unwrap();
+    let app = t
+        .service
+        .create_application(
+            &c.id,
+            "alerts.example.com",
+            Some("Alerts App"),
+            deadbolt_core::UnenrolledPolicy::Allow,
+            deadbolt_core::AccountState::Unlocked,
+        )
+        .await
+        .unwrap();
+    let key = t.key(&app).await;
+    t.service
+        .create_person(PERSON, Some(PASSWORD), None)
+        .await
+        .unwrap();
+    for account in ["alex", "alex2"] {
+        t.service
+            .enroll(&By::CLI, &app.id, account, Some(PERSON))
+            .await
+            .unwrap();
+    }
+    t.service.lock(&By::CLI, &app.id, "alex").await.unwrap();
+    let admin = t.service.create_person(ADMIN, None, None).await.unwrap();
+    let now = deadbolt_core::Clock::now(&*t.clock);
+    t.store
+        .grant_role(&admin.id, "admin", &c.id, now)
+        .await
+        .unwrap();
+    (app, key)
+}
+
+/// A check of `account` from `ip`; returns `locked`.
+async fn check_from(t: &TestApp, app: &App, key: &str, account: &str, ip: &str) -> bool {
+    let body = json!({
+        "userIP": ip,
+        "userDevice": "Firefox 133 on Linux",
+        "userLocation": "Lyon, FR",
+        "integrationType": "cognito",
+    });
+    let (status, v) = t
+        .check_raw(Some(&t.token(&app.issuer, key, account)), body.to_string())
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v["locked"].as_bool().unwrap()
+}
+
+/// Waits (at most 10 s) for the `n`-th email to `to`.
+async fn nth_email(smtp: &SmtpReceiver, to: &str, n: usize) -> String {
+    for _ in 0..500 {
+        if let Some(m) = smtp.to(to).get(n - 1) {
+            return m.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no email #{n} to {to}: {:?}", smtp.to(to));
+}
+
+/// Waits until the application's `n` attempts are recorded (in the background) and the
+/// worker has examined them all.
+async fn worker_caught_up(t: &TestApp, app: &App, n: usize) {
+    let mut last = 0;
+    for _ in 0..500 {
+        let recorded = t.store.recent_attempts(&app.id, 1000).await.unwrap();
+        if recorded.len() >= n {
+            last = recorded[0].id;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(last > 0, "{n} attempts recorded");
+    for _ in 0..500 {
+        if t.store.alert_cursor().await.unwrap() >= last {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the alert worker did not reach attempt {last}");
+}
+
+/// The URL after `label` in an email.
+fn link(mail: &str, label: &str) -> String {
+    let i = mail
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in {mail}"));
+    mail[i + label.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn a_blocked_check_is_emailed_and_its_links_work(t: TestApp, smtp: SmtpReceiver) {
+    let (app, key) = person_with_accounts(&t).await;
+    let started = Instant::now();
+    assert!(check_from(&t, &app, &key, "alex", "203.0.113.7").await);
+    let mail = nth_email(&smtp, PERSON, 1).await;
+    let emailed = started.elapsed();
+    for want in [
+        "Subject: Blocked sign-in to Alerts App (alex)",
+        "your account alex at Alerts App (alerts.example.com)",
+        "IP: 203.0.113.7",
+        "Device: Firefox 133 on Linux",
+        "Location: Lyon, FR",
+        "Why it was blocked: the account was locked",
+        "2026-11-27 12:00:00 UTC",
+    ] {
+        assert!(mail.contains(want), "{want:?} not in {mail}");
+    }
+    let was_me = link(&mail, "This was me: ");
+    let not_me = link(&mail, "This wasn't me: ");
+    assert!(
+        was_me.starts_with(&format!("{}/alerts/", t.url)),
+        "{was_me}"
+    );
+    assert!(
+        not_me.starts_with(&format!("{}/alerts/", t.url)),
+        "{not_me}"
+    );
+    assert_ne!(was_me, not_me);
+    let acc = t.service.account(&app.id, "alex").await.unwrap();
+
+    // "This was me", without a session: used up, it leads to the account's page, which asks
+    // to sign in first; signed in, the page offers to unlock.
+    let mut anon = Http::new(&t.url);
+    let r = anon.get(&was_me).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), format!("/me/accounts/{}", acc.id));
+    let r = anon.get(&r.header("location")).await;
+    assert_eq!(r.status, 303);
+    assert!(
+        r.header("location").starts_with("/login"),
+        "{}",
+        r.header("location")
+    );
+    let mut http = Http::new(&t.url);
+    assert_eq!(http.login(PERSON, PASSWORD).await.status, 303);
+    let page = http.get(&format!("/me/accounts/{}", acc.id)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"unlock-choices\""), "{}", page.body);
+    assert!(page.body.contains("unlock-5"), "{}", page.body);
+    // Used: a second use is refused.
+    assert_eq!(anon.get(&was_me).await.status, 404);
+
+    // "This wasn't me": a GET only shows a confirmation; nothing is locked by it.
+    let page = anon.get(&not_me).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Lock everything and tell the company"));
+    assert!(
+        !t.service
+            .person_by_email(PERSON)
+            .await
+            .unwrap()
+            .master_locked
+    );
+    assert!(!t.locked(&app.issuer, &key, "alex2").await);
+    let csrf = page.csrf();
+    let r = anon.post(&not_me, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Everything is locked"), "{}", r.body);
+    let decided = started.elapsed();
+    assert!(
+        t.service
+            .person_by_email(PERSON)
+            .await
+            .unwrap()
+            .master_locked
+    );
+    // A check now answers locked, for the account that was open too.
+    assert!(t.locked(&app.issuer, &key, "alex2").await);
+    let told = nth_email(&smtp, ADMIN, 1).await;
+    assert!(told.contains("reported a blocked sign-in as not"), "{told}");
+    assert!(told.contains("Account: alex"), "{told}");
+    assert!(told.contains("IP: 203.0.113.7"), "{told}");
+    // Used: refused the second time, and the admins are not told twice.
+    let page = anon.get(&not_me).await;
+    assert_eq!(page.status, 404);
+    let r = anon.post(&not_me, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(smtp.to(ADMIN).len(), 1);
+    // The blocked check of the account that was open is emailed too (its own account, its
+    // own window), after allowed checks the worker stored no cursor for.
+    let second = nth_email(&smtp, PERSON, 2).await;
+    assert!(
+        second.contains("Subject: Blocked sign-in to Alerts App (alex2)"),
+        "{second}"
+    );
+    assert!(
+        second.contains("Why it was blocked: lock everything was on"),
+        "{second}"
+    );
+    // A made-up link is refused the same way.
+    assert_eq!(
+        anon.get(&format!("{}/alerts/nothing-here", t.url))
+            .await
+            .status,
+        404
+    );
+    eprintln!(
+        "alerts timing ({}): blocked check -> email received {:?} -> decision made (\"this wasn't me\" confirmed) {:?}",
+        if t.db_url.starts_with("postgres") { "postgres" } else { "sqlite" },
+        emailed,
+        decided
+    );
+    assert!(
+        emailed < std::time::Duration::from_secs(60),
+        "within a minute"
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_check_is_emailed_and_its_links_work_sqlite() {
+    let (t, smtp) = spawn(false, |_| {}).await.unwrap();
+    a_blocked_check_is_emailed_and_its_links_work(t, smtp).await;
+}
+
+#[tokio::test]
+async fn a_blocked_check_is_emailed_and_its_links_work_postgres() {
+    if let Some((t, smtp)) = spawn(true, |_| {}).await {
+        a_blocked_check_is_emailed_and_its_links_work(t, smtp).await;
+    }
+}
+
+async fn blocked_checks_in_a_row_make_one_email_then_a_digest(t: TestApp, smtp: SmtpReceiver) {
+    let (app, key) = person_with_accounts(&t).await;
+    assert!(check_from(&t, &app, &key, "alex", "198.51.100.1").await);
+    let first = nth_email(&smtp, PERSON, 1).await;
+    assert!(first.contains("IP: 198.51.100.1"), "{first}");
+    eventually(|| async { t.service.unsent_alert_mails().await.unwrap() == 0 }).await;
+    // Two more within the window: queued for the digest, not sent while the window lasts
+    // (the server's clock does not move by itself).
+    assert!(check_from(&t, &app, &key, "alex", "198.51.100.2").await);
+    assert!(check_from(&t, &app, &key, "alex", "198.51.100.3").await);
+    worker_caught_up(&t, &app, 3).await;
+    assert_eq!(t.service.unsent_alert_mails().await.unwrap(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(smtp.to(PERSON).len(), 1, "a second email within the window");
+    // The window (2 s here) ends: one digest with both.
+    t.clock.advance(Duration::seconds(2));
+    let digest = nth_email(&smtp, PERSON, 2).await;
+    assert!(
+        digest.contains("Subject: 2 blocked sign-ins to Alerts App (alex)"),
+        "{digest}"
+    );
+    assert!(digest.contains("IP: 198.51.100.2") && digest.contains("IP: 198.51.100.3"));
+    assert!(!digest.contains("IP: 198.51.100.1"), "{digest}");
+    // Recorded as sent once the relay took it (just after it arrived there).
+    eventually(|| async { t.service.unsent_alert_mails().await.unwrap() == 0 }).await;
+    assert_eq!(smtp.to(PERSON).len(), 2);
+}
+
+#[tokio::test]
+async fn blocked_checks_in_a_row_make_one_email_then_a_digest_sqlite() {
+    let (t, smtp) = spawn(false, |c| {
+        c.alerts.window = std::time::Duration::from_secs(2)
+    })
+    .await
+    .unwrap();
+    blocked_checks_in_a_row_make_one_email_then_a_digest(t, smtp).await;
+}
+
+#[tokio::test]
+async fn blocked_checks_in_a_row_make_one_email_then_a_digest_postgres() {
+    if let Some((t, smtp)) = spawn(true, |c| {
+        c.alerts.window = std::time::Duration::from_secs(2)
+    })
+    .await
+    {
+        blocked_checks_in_a_row_make_one_email_then_a_digest(t, smtp).await;
+    }
+}
+
+/// The person turns alerts off for one account on its page: its blocked sign-ins are not
+/// emailed; turned on again, they are.
+#[tokio::test]
+async fn an_account_with_alerts_off_is_not_emailed() {
+    // The cursor stored at every pass, to see that the worker has looked at the attempt.
+    let (t, smtp) = spawn(false, |c| {
+        c.alerts.save_cursor_every = std::time::Duration::ZERO
+    })
+    .await
+    .unwrap();
+    let (app, key) = person_with_accounts(&t).await;
+    let acc = t.service.account(&app.id, "alex").await.unwrap();
+    let mut http = Http::new(&t.url);
+    assert_eq!(http.login(PERSON, PASSWORD).await.status, 303);
+    let page = http.get(&format!("/me/accounts/{}", acc.id)).await;
+    assert!(
+        page.body.contains("id=\"alerts-off\""),
+        "alerts are on by default"
+    );
+    let csrf = page.csrf();
+    let r = http
+        .post(
+            &format!("/me/accounts/{}/alerts", acc.id),
+            &[("csrf", &csrf), ("on", "0")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = http.get(&format!("/me/accounts/{}", acc.id)).await;
+    assert!(page.body.contains("Alerts are off"), "{}", page.body);
+    assert!(check_from(&t, &app, &key, "alex", "192.0.2.1").await);
+    worker_caught_up(&t, &app, 1).await;
+    assert_eq!(t.service.unsent_alert_mails().await.unwrap(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(smtp.to(PERSON).is_empty(), "{:?}", smtp.to(PERSON));
+    // On again: the next one is emailed.
+    let page = http.get(&format!("/me/accounts/{}", acc.id)).await;
+    let csrf = page.csrf();
+    http.post(
+        &format!("/me/accounts/{}/alerts", acc.id),
+        &[("csrf", &csrf), ("on", "1")],
+    )
+    .await;
+    assert!(check_from(&t, &app, &key, "alex", "192.0.2.2").await);
+    let mail = nth_email(&smtp, PERSON, 1).await;
+    assert!(mail.contains("IP: 192.0.2.2") && !mail.contains("IP: 192.0.2.1"));
+    // Another person's account is not theirs to switch.
+    let other = t.app("other.example.com").await;
+    t.service
+        .enroll(&By::CLI, &other.id, "someone", None)
+        .await
+        .unwrap();
+    let theirs = t.service.account(&other.id, "someone").await.unwrap();
+    let page = http.get(&format!("/me/accounts/{}", acc.id)).await;
+    let r = http
+        .post(
+            &format!("/me/accounts/{}/alerts", theirs.id),
+            &[("csrf", &page.csrf()), ("on", "0")],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+/// An application in audit mode lets every sign-in in (it only records what it would have
+/// decided): no "blocked sign-in" email for a decision that blocked nothing.
+#[tokio::test]
+async fn no_alert_for_an_application_in_audit_mode() {
+    let (t, smtp) = spawn(false, |c| {
+        c.alerts.save_cursor_every = std::time::Duration::ZERO
+    })
+    .await
+    .unwrap();
+    let (app, key) = person_with_accounts(&t).await;
+    let settings = deadbolt_store::AppSettings {
+        unenrolled: app.unenrolled,
+        default_state: app.default_state,
+        audit_mode: true,
+    };
+    t.service
+        .update_application(&app.id, &settings)
+        .await
+        .unwrap();
+    assert!(!check_from(&t, &app, &key, "alex", "192.0.2.9").await);
+    worker_caught_up(&t, &app, 1).await;
+    assert_eq!(t.service.unsent_alert_mails().await.unwrap(), 0);
+    // Out of audit mode, the same check is blocked and emailed.
+    let settings = deadbolt_store::AppSettings {
+        audit_mode: false,
+        ..settings
+    };
+    t.service
+        .update_application(&app.id, &settings)
+        .await
+        .unwrap();
+    assert!(check_from(&t, &app, &key, "alex", "192.0.2.10").await);
+    let mail = nth_email(&smtp, PERSON, 1).await;
+    assert!(
+        mail.contains("IP: 192.0.2.10") && !mail.contains("IP: 192.0.2.9"),
+        "{mail}"
+    );
+}
+
+async fn an_alert_sent_while_the_mail_server_is_down_arrives_later(t: TestApp, smtp: SmtpReceiver) {
+    let (app, key) = person_with_accounts(&t).await;
+    smtp.down.store(true, Ordering::SeqCst);
+    // The check is answered at once, whatever the mail server does.
+    let started = Instant::now();
+    assert!(check_from(&t, &app, &key, "alex", "203.0.113.99").await);
+    let answered = started.elapsed();
+    for _ in 0..500 {
+        if smtp.refused.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(smtp.refused.load(Ordering::SeqCst) > 0, "the worker tried");
+    // Kept, to be tried again after a wait (30 s on the server's clock).
+    assert_eq!(t.service.unsent_alert_mails().await.unwrap(), 1);
+    smtp.down.store(false, Ordering::SeqCst);
+    t.clock.advance(Duration::seconds(31));
+    let mail = nth_email(&smtp, PERSON, 1).await;
+    assert!(mail.contains("IP: 203.0.113.99"), "{mail}");
+    eventually(|| async { t.service.unsent_alert_mails().await.unwrap() == 0 }).await;
+    assert_eq!(smtp.to(PERSON).len(), 1, "sent once");
+    eprintln!("alerts: check answered in {answered:?} while the mail server was down");
+}
+
+#[tokio::test]
+async fn an_alert_sent_while_the_mail_server_is_down_arrives_later_sqlite() {
+    let (t, smtp) = spawn(false, |_| {}).await.unwrap();
+    an_alert_sent_while_the_mail_server_is_down_arrives_later(t, smtp).await;
+}
+
+#[tokio::test]
+async fn an_alert_sent_while_the_mail_server_is_down_arrives_later_postgres() {
+    if let Some((t, smtp)) = spawn(true, |_| {}).await {
+        an_alert_sent_while_the_mail_server_is_down_arrives_later(t, smtp).await;
+    }
+}
+
+/// What was queued survives a restart: a server stopped with an email still waiting sends it
+/// once started again on the same store.
+#[tokio::test]
+async fn a_queued_alert_survives_a_restart() {
+    let (t, smtp) = spawn(false, |_| {}).await.unwrap();
+    let (app, key) = person_with_accounts(&t).await;
+    smtp.down.store(true, Ordering::SeqCst);
+    assert!(check_from(&t, &app, &key, "alex", "203.0.113.50").await);
+    worker_caught_up(&t, &app, 1).await;
+    assert_eq!(t.service.unsent_alert_mails().await.unwrap(), 1);
+    // The first server goes (its shutdown handle with the rest of it); the store stays.
+    let (db, dir, key_source) = {
+        let t = t;
+        (t.db_url.clone(), t.dir, t.key.clone())
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    smtp.down.store(false, Ordering::SeqCst);
+    let port = smtp.port;
+    let t2 = TestApp::spawn_on(db, dir, key_source, move |c| {
+        c.portal.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.alerts.poll_every = std::time::Duration::from_millis(50);
+    })
+    .await;
+    // The new server's clock starts at the same time; its retry is 30 s on.
+    t2.clock.advance(Duration::seconds(31));
+    let mail = nth_email(&smtp, PERSON, 1).await;
+    assert!(mail.contains("IP: 203.0.113.50"), "{mail}");
+}
+
+/// The relay's credentials are sent with AUTH (here over the test relay's plain connection).
+#[tokio::test]
+async fn the_relay_is_given_its_credentials() {
+    let (t, smtp) = spawn(false, |c| {
+        c.portal.mail.user = Some("deadbolt".into());
+        c.portal.mail.password = Some("relay-secret-pw".into());
+    })
+    .await
+    .unwrap();
+    let (app, key) = person_with_accounts(&t).await;
+    assert!(check_from(&t, &app, &key, "alex", "203.0.113.1").await);
+    nth_email(&smtp, PERSON, 1).await;
+    assert!(
+        smtp.auths
+            .lock()
+            .unwrap()
+            .contains(&"deadbolt:relay-secret-pw".to_string()),
+        "{:?}",
+        smtp.auths.lock().unwrap()
+    );
+}
+
+/// `smtp+starttls://` requires STARTTLS: a relay that does not offer it (as the test relay
+/// does not) is given neither the credentials nor the message, and the alert waits.
+#[tokio::test]
+async fn starttls_is_required_and_credentials_never_go_in_the_clear() {
+    let smtp = SmtpReceiver::start();
+    let port = smtp.port;
+    let t = TestApp::spawn_with(move |c| {
+        c.portal.mail.smtp_url = Some(format!(
+            "smtp+starttls://deadbolt:relay-secret-pw@127.0.0.1:{port}"
+        ));
+        c.alerts.poll_every = std::time::Duration::from_millis(50);
+    })
+    .await;
+    let (app, key) = person_with_accounts(&t).await;
+    assert!(check_from(&t, &app, &key, "alex", "203.0.113.2").await);
+    worker_caught_up(&t, &app, 1).await;
+    eventually(|| async { smtp.connections.load(Ordering::SeqCst) > 0 }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        smtp.auths.lock().unwrap().is_empty(),
+        "credentials sent in the clear"
+    );
+    assert!(smtp.to(PERSON).is_empty());
+    assert_eq!(t.service.unsent_alert_mails().await.unwrap(), 1, "kept");
+}
+
+/// Two replicas on one PostgreSQL database, each with its alert worker: every blocked attempt
+/// is emailed once and delivered to the webhook once, whichever replica answered the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_send_each_alert_and_delivery_once() {
+    let Some(admin) = deadbolt_store::testing::pg_admin_url() else {
+        return;
+    };
+    let url = deadbolt_store::testing::fresh_pg_url(&admin).await.unwrap();
+    let smtp = SmtpReceiver::start();
+    let port = smtp.port;
+    let set = move |c: &mut deadbolt::Config| {
+        c.portal.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.alerts.poll_every = std::time::Duration::from_millis(10);
+        c.alerts.window = std::time::Duration::from_secs(60);
+    };
+    let key_source = crate::faults::master_key();
+    let a = TestApp::spawn_on(
+        url.clone(),
+        tempfile::tempdir().unwrap(),
+        key_source.clone(),
+        set,
+    )
+    .await;
+    let b = TestApp::spawn_on(url, tempfile::tempdir().unwrap(), key_source, set).await;
+    let (app, key) = person_with_accounts(&a).await;
+    let secret = a
+        .service
+        .set_webhook(&app.company_id, "http://127.0.0.1:9/unused")
+        .await;
+    assert!(secret.is_ok());
+    // The webhook goes to a receiver counting what it gets.
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let g = got.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push(body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    a.service
+        .set_webhook(&app.company_id, &hook_url)
+        .await
+        .unwrap();
+    let n = 8;
+    for i in 0..n {
+        let t = if i % 2 == 0 { &a } else { &b };
+        assert!(check_from(t, &app, &key, "alex", &format!("198.51.100.{}", 100 + i)).await);
+    }
+    worker_caught_up(&a, &app, n).await;
+    // Windows end on both replicas' clocks until nothing waits: the digest (if any) goes too.
+    // (The first email may still be on its way when the clock first moves: then the digest's
+    // window starts later, and a second move ends it.)
+    for _ in 0..20 {
+        if a.service.unsent_alert_mails().await.unwrap() == 0 {
+            break;
+        }
+        a.clock.advance(Duration::seconds(61));
+        b.clock.advance(Duration::seconds(61));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(a.service.unsent_alert_mails().await.unwrap(), 0);
+    eventually(|| async { got.lock().unwrap().len() >= n }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mails = smtp.to(PERSON);
+    assert!(
+        !mails.is_empty() && mails.len() <= 2,
+        "{} emails",
+        mails.len()
+    );
+    for i in 0..n {
+        let ip = format!("IP: 198.51.100.{}\r", 100 + i);
+        let times = mails.iter().map(|m| m.matches(&ip).count()).sum::<usize>();
+        assert_eq!(times, 1, "{ip:?} told {times} times");
+    }
+    let mut ids: Vec<i64> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["attempt"]["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!((before, ids.len()), (n, n), "each attempt delivered once");
+    b.stop().await;
+    a.stop().await;
+}

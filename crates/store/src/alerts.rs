@@ -1,0 +1,802 @@
+//! Alerts and webhooks: the worker's cursor over attempts, the outbox of alert emails and of
+//! webhook deliveries, their one-time links, the per-account switch and companies' webhooks.
+//!
+//! Sending is at least once and never twice within a lease: a sender claims due rows by
+//! setting `claimed_until` in an `UPDATE … WHERE claimed_until <= now`, which on PostgreSQL
+//! re-checks the condition on the locked row, so two replicas never hold one row at once.
+//! Ingesting (attempts → outbox) and finishing an email both begin by writing the cursor row:
+//! on PostgreSQL that row lock puts them in turn, so an attempt is never attached to an email
+//! that has just been sent without it (SQLite has one writer anyway).
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::engine::{Row, Stmt, Val};
+use crate::{ms, new_id, time, Attempt, Result, Store};
+
+/// A blocked attempt on an account that has a person with alerts on, for an email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertEvent {
+    pub attempt_id: i64,
+    pub person_id: String,
+    pub account_id: String,
+    pub app_id: String,
+    pub at: DateTime<Utc>,
+    pub account: String,
+    pub reason: String,
+    pub ip: Option<String>,
+    pub device: Option<String>,
+    pub location: Option<String>,
+}
+
+/// A webhook delivery to queue: one blocked attempt, as the JSON body to post.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub company_id: String,
+    pub attempt_id: i64,
+    pub payload: String,
+}
+
+/// An alert email claimed for sending.
+#[derive(Debug, Clone)]
+pub struct AlertMail {
+    pub id: String,
+    pub person_id: String,
+    pub account_id: String,
+    pub app_id: String,
+    pub tries: i64,
+}
+
+/// A company's webhook, its secret still encrypted.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: String,
+    pub company_id: String,
+    pub url: String,
+    pub secret_enc: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A webhook delivery, claimed for sending or listed in the delivery log.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub company_id: String,
+    pub attempt_id: i64,
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub tries: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_try_at: Option<DateTime<Utc>>,
+}
+
+/// A one-time link of an alert email.
+#[derive(Debug, Clone)]
+pub struct AlertLink {
+    pub purpose: String,
+    pub person_id: String,
+    pub account_id: String,
+    pub attempt_id: i64,
+}
+
+const DELIVERY_COLS: &str = "id, company_id, attempt_id, payload, created_at, state, tries, \
+     last_status, last_error, last_try_at";
+
+fn delivery(r: &Row) -> Result<Delivery> {
+    Ok(Delivery {
+        id: r.text(0)?,
+        company_id: r.text(1)?,
+        attempt_id: r.int(2)?,
+        payload: r.text(3)?,
+        created_at: time(r.int(4)?)?,
+        state: r.text(5)?,
+        tries: r.int(6)?,
+        last_status: r.opt_int(7)?,
+        last_error: r.opt_text(8)?,
+        last_try_at: r.opt_int(9)?.map(time).transpose()?,
+    })
+}
+
+fn event(r: &Row) -> Result<AlertEvent> {
+    Ok(AlertEvent {
+        attempt_id: r.int(0)?,
+        person_id: r.text(1)?,
+        account_id: r.text(2)?,
+        app_id: r.text(3)?,
+        at: time(r.int(4)?)?,
+        account: r.text(5)?,
+        reason: r.text(6)?,
+        ip: r.opt_text(7)?,
+        device: r.opt_text(8)?,
+        location: r.opt_text(9)?,
+    })
+}
+
+fn alert_link(r: &Row) -> Result<AlertLink> {
+    Ok(AlertLink {
+        purpose: r.text(0)?,
+        person_id: r.text(1)?,
+        account_id: r.text(2)?,
+        attempt_id: r.int(3)?,
+    })
+}
+
+/// Moves the cursor to `$1` from `$2`; a row back only when it was still at `$2` (another
+/// replica's worker did not take these attempts first).
+const MOVE_CURSOR: &str = "UPDATE alert_cursor SET last_attempt_id = $1 WHERE id = 1 AND last_attempt_id = $2 RETURNING last_attempt_id";
+/// Takes the cursor row's lock without changing it (see the module's comment).
+const LOCK_CURSOR: &str =
+    "UPDATE alert_cursor SET last_attempt_id = last_attempt_id WHERE id = 1 RETURNING last_attempt_id";
+/// A new email for a person's account unless one is waiting: due now, or when the window after
+/// the last one sent ends. Parameters: id, person, account, app, now, window (ms).
+const NEW_MAIL: &str = "INSERT INTO alert_mails (id, person_id, account_id, app_id, created_at, due_at) \
+     SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS BIGINT), \
+     CASE WHEN s.last IS NULL OR s.last + CAST($6 AS BIGINT) <= CAST($5 AS BIGINT) THEN CAST($5 AS BIGINT) \
+     ELSE s.last + CAST($6 AS BIGINT) END \
+     FROM (SELECT MAX(sent_at) AS last FROM alert_mails WHERE person_id = $2 AND account_id = $3) s \
+     WHERE NOT EXISTS (SELECT 1 FROM alert_mails WHERE person_id = $2 AND account_id = $3 AND sent_at IS NULL)";
+/// Attaches an attempt to the email waiting for its person's account.
+const ATTACH_EVENT: &str = "INSERT INTO alert_events (attempt_id, mail_id, at, account, reason, ip, device, location) \
+     SELECT CAST($1 AS BIGINT), m.id, CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), \
+     CAST($6 AS TEXT), CAST($7 AS TEXT) FROM alert_mails m \
+     WHERE m.person_id = $8 AND m.account_id = $9 AND m.sent_at IS NULL ORDER BY m.due_at LIMIT 1";
+const NEW_DELIVERY: &str = "INSERT INTO webhook_deliveries (id, company_id, attempt_id, payload, created_at, due_at, state) \
+     VALUES ($1, $2, $3, $4, $5, $5, 'pending')";
+
+impl Store {
+    /// Where the alert worker stopped: the last attempt id it examined.
+    pub async fn alert_cursor(&self) -> Result<i64> {
+        crate::engine::scalar(
+            &self
+                .engine
+                .query(
+                    "SELECT last_attempt_id FROM alert_cursor WHERE id = 1",
+                    vec![],
+                )
+                .await?,
+        )
+    }
+
+    /// The attempts recorded after id `after`, oldest first, at most `runs` stored batches of
+    /// them, and the last id they reach (`after` when there are none). Ids are given in commit
+    /// order (one writer at a time takes the next ones), so none can appear later below it.
+    pub async fn attempts_after_id(&self, after: i64, runs: i64) -> Result<(Vec<Attempt>, i64)> {
+        let page = self
+            .all(
+                "SELECT first_id, last_id, until_at, app_id, data FROM attempt_runs \
+                 WHERE last_id > $1 ORDER BY last_id LIMIT $2",
+                vec![after.into(), runs.into()],
+                crate::attempts::stored_run,
+            )
+            .await?;
+        let mut out = Vec::new();
+        let mut through = after;
+        for run in &page {
+            through = through.max(run.last_id);
+            out.extend(run.attempts()?.into_iter().filter(|a| a.id > after));
+        }
+        Ok((out, through))
+    }
+
+    /// Queues alert emails and webhook deliveries for the attempts in `(from, through]` and
+    /// moves the cursor to `through`, in one transaction. `false` (nothing written) when the
+    /// cursor was not at `from`: another worker took these attempts.
+    pub async fn queue_alerts(
+        &self,
+        (from, through): (i64, i64),
+        events: &[AlertEvent],
+        deliveries: &[NewDelivery],
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<bool> {
+        let mut writes: Vec<Stmt> = Vec::new();
+        for e in events {
+            writes.push((
+                NEW_MAIL,
+                vec![
+                    new_id().into(),
+                    e.person_id.as_str().into(),
+                    e.account_id.as_str().into(),
+                    e.app_id.as_str().into(),
+                    ms(now),
+                    window.num_milliseconds().into(),
+                ],
+            ));
+            writes.push((
+                ATTACH_EVENT,
+                vec![
+                    e.attempt_id.into(),
+                    ms(e.at),
+                    e.account.as_str().into(),
+                    e.reason.as_str().into(),
+                    e.ip.clone().into(),
+                    e.device.clone().into(),
+                    e.location.clone().into(),
+                    e.person_id.as_str().into(),
+                    e.account_id.as_str().into(),
+                ],
+            ));
+        }
+        for d in deliveries {
+            writes.push((
+                NEW_DELIVERY,
+                vec![
+                    new_id().into(),
+                    d.company_id.as_str().into(),
+                    d.attempt_id.into(),
+                    d.payload.as_str().into(),
+                    ms(now),
+                ],
+            ));
+        }
+        self.engine
+            .read_modify_write(
+                vec![(MOVE_CURSOR, vec![through.into(), from.into()])],
+                move |read| {
+                    let moved = read.first().is_some_and(|rows| !rows.is_empty());
+                    Ok((if moved { writes } else { Vec::new() }, moved))
+                },
+            )
+            .await
+    }
+
+    /// Claims up to `limit` due alert emails until `lease_until`: no other sender takes them
+    /// before then.
+    pub async fn claim_alert_mails(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<AlertMail>> {
+        // A read first: the senders poll every second, and a write (a synced commit, which on
+        // SQLite also wakes the checks' change signal) only when something is due.
+        let due = self
+            .one(
+                "SELECT 1 FROM alert_mails WHERE sent_at IS NULL AND due_at <= $1 \
+                 AND (claimed_until IS NULL OR claimed_until <= $1) LIMIT 1",
+                vec![ms(now)],
+                |_| Ok(()),
+            )
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .engine
+            .write(
+                "UPDATE alert_mails SET claimed_until = $1 WHERE id IN (SELECT id FROM alert_mails \
+                 WHERE sent_at IS NULL AND due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
+                 ORDER BY due_at LIMIT $3) AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $2) \
+                 RETURNING id, person_id, account_id, app_id, tries",
+                vec![ms(lease_until), ms(now), limit.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertMail {
+                    id: r.text(0)?,
+                    person_id: r.text(1)?,
+                    account_id: r.text(2)?,
+                    app_id: r.text(3)?,
+                    tries: r.int(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The attempts an email tells of, oldest first.
+    pub async fn alert_mail_events(&self, mail: &AlertMail) -> Result<Vec<AlertEvent>> {
+        self.all(
+            "SELECT e.attempt_id, m.person_id, m.account_id, m.app_id, e.at, e.account, e.reason, \
+             e.ip, e.device, e.location FROM alert_events e JOIN alert_mails m ON m.id = e.mail_id \
+             WHERE e.mail_id = $1 ORDER BY e.attempt_id",
+            vec![mail.id.as_str().into()],
+            event,
+        )
+        .await
+    }
+
+    /// Records an email as sent, telling of the attempts up to `through`; attempts attached
+    /// since it was read go into a new email, due when the window ends.
+    pub async fn alert_mail_sent(
+        &self,
+        mail_id: &str,
+        through: i64,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<()> {
+        let next = new_id();
+        self.engine
+            .transaction(vec![
+                (LOCK_CURSOR, vec![]),
+                (
+                    "INSERT INTO alert_mails (id, person_id, account_id, app_id, created_at, due_at) \
+                     SELECT CAST($1 AS TEXT), person_id, account_id, app_id, CAST($2 AS BIGINT), CAST($3 AS BIGINT) \
+                     FROM alert_mails WHERE id = $4 AND EXISTS \
+                     (SELECT 1 FROM alert_events WHERE mail_id = $4 AND attempt_id > $5)",
+                    vec![
+                        next.as_str().into(),
+                        ms(now),
+                        ms(now + window),
+                        mail_id.into(),
+                        through.into(),
+                    ],
+                ),
+                (
+                    "UPDATE alert_events SET mail_id = $1 WHERE mail_id = $2 AND attempt_id > $3",
+                    vec![next.as_str().into(), mail_id.into(), through.into()],
+                ),
+                (
+                    "UPDATE alert_mails SET sent_at = $1, claimed_until = NULL, tries = tries + 1 WHERE id = $2",
+                    vec![ms(now), mail_id.into()],
+                ),
+            ])
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed try of an email; it is tried again at `retry_at`.
+    pub async fn alert_mail_failed(
+        &self,
+        mail_id: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.engine
+            .write(
+                "UPDATE alert_mails SET tries = tries + 1, last_error = $1, due_at = $2, claimed_until = NULL WHERE id = $3",
+                vec![error.into(), ms(retry_at), mail_id.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Emails not sent yet (waiting, or failing and to be tried again).
+    pub async fn unsent_alert_mails(&self) -> Result<i64> {
+        crate::engine::scalar(
+            &self
+                .engine
+                .query(
+                    "SELECT COUNT(*) FROM alert_mails WHERE sent_at IS NULL",
+                    vec![],
+                )
+                .await?,
+        )
+    }
+
+    /// Turns alerts for an account on (the default) or off.
+    pub async fn set_alerts(&self, account_id: &str, on: bool, now: DateTime<Utc>) -> Result<()> {
+        if on {
+            self.engine
+                .write(
+                    "DELETE FROM alerts_off WHERE account_id = $1",
+                    vec![account_id.into()],
+                )
+                .await?;
+        } else {
+            self.engine
+                .write(
+                    "INSERT INTO alerts_off (account_id, changed_at) VALUES ($1, $2) ON CONFLICT (account_id) DO NOTHING",
+                    vec![account_id.into(), ms(now)],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether alerts are on for an account.
+    pub async fn alerts_on(&self, account_id: &str) -> Result<bool> {
+        Ok(self
+            .one(
+                "SELECT 1 FROM alerts_off WHERE account_id = $1",
+                vec![account_id.into()],
+                |_| Ok(()),
+            )
+            .await?
+            .is_none())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_alert_link(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        person_id: &str,
+        account_id: &str,
+        attempt_id: i64,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.engine
+            .write(
+                "INSERT INTO alert_links (token_hash, purpose, person_id, account_id, attempt_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                vec![
+                    token_hash.into(),
+                    purpose.into(),
+                    person_id.into(),
+                    account_id.into(),
+                    attempt_id.into(),
+                    ms(now),
+                    ms(expires_at),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// An alert link, if it is unused and unexpired.
+    pub async fn alert_link(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AlertLink>> {
+        self.one(
+            "SELECT purpose, person_id, account_id, attempt_id FROM alert_links \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+            vec![token_hash.into(), ms(now)],
+            alert_link,
+        )
+        .await
+    }
+
+    /// Uses an alert link up; `None` when it was used, expired or never existed.
+    pub async fn take_alert_link(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AlertLink>> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE alert_links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+                 RETURNING purpose, person_id, account_id, attempt_id",
+                vec![ms(now), token_hash.into()],
+            )
+            .await?;
+        rows.first().map(alert_link).transpose()
+    }
+
+    /// Sets (or replaces) a company's webhook.
+    pub async fn set_webhook(
+        &self,
+        company_id: &str,
+        id: &str,
+        url: &str,
+        secret_enc: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.engine
+            .write(
+                "INSERT INTO webhooks (company_id, id, url, secret_enc, created_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (company_id) DO UPDATE SET id = excluded.id, url = excluded.url, \
+                 secret_enc = excluded.secret_enc, created_at = excluded.created_at",
+                vec![
+                    company_id.into(),
+                    id.into(),
+                    url.into(),
+                    secret_enc.into(),
+                    ms(now),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn webhook(&self, company_id: &str) -> Result<Option<Webhook>> {
+        self.one(
+            "SELECT id, company_id, url, secret_enc, created_at FROM webhooks WHERE company_id = $1",
+            vec![company_id.into()],
+            |r| {
+                Ok(Webhook {
+                    id: r.text(0)?,
+                    company_id: r.text(1)?,
+                    url: r.text(2)?,
+                    secret_enc: r.text(3)?,
+                    created_at: time(r.int(4)?)?,
+                })
+            },
+        )
+        .await
+    }
+
+    /// Removes a company's webhook; its pending deliveries fail when their turn comes.
+    pub async fn delete_webhook(&self, company_id: &str) -> Result<()> {
+        self.engine
+            .write(
+                "DELETE FROM webhooks WHERE company_id = $1",
+                vec![company_id.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` due deliveries until `lease_until`.
+    pub async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Delivery>> {
+        // A read first, as for emails.
+        let due = self
+            .one(
+                "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND due_at <= $1 \
+                 AND (claimed_until IS NULL OR claimed_until <= $1) LIMIT 1",
+                vec![ms(now)],
+                |_| Ok(()),
+            )
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        self.engine
+            .write(
+                const_format::concatcp!(
+                    "UPDATE webhook_deliveries SET claimed_until = $1 WHERE id IN (SELECT id FROM webhook_deliveries \
+                     WHERE state = 'pending' AND due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
+                     ORDER BY due_at LIMIT $3) AND state = 'pending' AND (claimed_until IS NULL OR claimed_until <= $2) \
+                     RETURNING ",
+                    DELIVERY_COLS
+                ),
+                vec![ms(lease_until), ms(now), limit.into()],
+            )
+            .await?
+            .iter()
+            .map(delivery)
+            .collect()
+    }
+
+    /// Records a try of a delivery: its new state (`pending` again with `retry_at`, or
+    /// `delivered`, or `failed`), the answer's status and the error, if any (an earlier
+    /// error stays shown after a later success).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn delivery_tried(
+        &self,
+        id: &str,
+        state: &str,
+        status: Option<i64>,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.engine
+            .write(
+                "UPDATE webhook_deliveries SET state = $1, tries = tries + 1, last_status = $2, \
+                 last_error = COALESCE(CAST($3 AS TEXT), last_error), last_try_at = $4, due_at = $5, \
+                 claimed_until = NULL WHERE id = $6",
+                vec![
+                    state.into(),
+                    Val::from(status),
+                    error.map(str::to_string).into(),
+                    ms(now),
+                    ms(retry_at),
+                    id.into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets what alerts no longer need: links expired by `now`, and emails sent and
+    /// deliveries finished before `before` (the log keeps the rest). How many rows went.
+    pub async fn prune_alerts(&self, now: DateTime<Utc>, before: DateTime<Utc>) -> Result<u64> {
+        let out = self
+            .engine
+            .transaction(vec![
+                (
+                    "DELETE FROM alert_links WHERE expires_at < $1 RETURNING token_hash",
+                    vec![ms(now)],
+                ),
+                (
+                    "DELETE FROM alert_events WHERE mail_id IN \
+                     (SELECT id FROM alert_mails WHERE sent_at < $1) RETURNING attempt_id",
+                    vec![ms(before)],
+                ),
+                (
+                    "DELETE FROM alert_mails WHERE sent_at < $1 RETURNING id",
+                    vec![ms(before)],
+                ),
+                (
+                    "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1 RETURNING id",
+                    vec![ms(before)],
+                ),
+            ])
+            .await?;
+        Ok(out.iter().map(|rows| rows.len() as u64).sum())
+    }
+
+    /// A company's deliveries, newest first: the delivery log.
+    pub async fn deliveries(&self, company_id: &str, limit: i64) -> Result<Vec<Delivery>> {
+        self.all(
+            const_format::concatcp!(
+                "SELECT ",
+                DELIVERY_COLS,
+                " FROM webhook_deliveries WHERE company_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+            ),
+            vec![company_id.into(), limit.into()],
+            delivery,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::t0;
+
+    fn ev(id: i64) -> AlertEvent {
+        AlertEvent {
+            attempt_id: id,
+            person_id: "p".into(),
+            account_id: "a".into(),
+            app_id: "app".into(),
+            at: t0(),
+            account: "pat".into(),
+            reason: "account_locked".into(),
+            ip: Some("192.0.2.1".into()),
+            device: None,
+            location: None,
+        }
+    }
+
+    // One email waits per account; a second worker with a stale cursor writes nothing; a
+    // claimed email is not claimed again within its lease; what arrives while an email is out
+    // goes into the next one, due when the window ends; a failure keeps the email.
+    both_engines!(
+        an_account_has_one_waiting_email_and_nothing_is_sent_twice,
+        |s| {
+            let now = t0();
+            let w = Duration::minutes(10);
+            let lease = now + Duration::seconds(60);
+            assert!(s
+                .queue_alerts((0, 2), &[ev(1), ev(2)], &[], now, w)
+                .await
+                .unwrap());
+            assert!(!s.queue_alerts((0, 2), &[ev(1)], &[], now, w).await.unwrap());
+            assert_eq!(s.alert_cursor().await.unwrap(), 2);
+            let mails = s.claim_alert_mails(now, lease, 10).await.unwrap();
+            assert_eq!(mails.len(), 1);
+            assert!(s
+                .claim_alert_mails(now, lease, 10)
+                .await
+                .unwrap()
+                .is_empty());
+            let events = s.alert_mail_events(&mails[0]).await.unwrap();
+            assert_eq!(events.len(), 2);
+            assert_eq!(events[0], ev(1));
+            // The relay fails: kept, due again later, not before.
+            s.alert_mail_failed(&mails[0].id, "relay down", now + Duration::seconds(30))
+                .await
+                .unwrap();
+            assert!(s
+                .claim_alert_mails(now, lease, 10)
+                .await
+                .unwrap()
+                .is_empty());
+            let at = now + Duration::seconds(30);
+            let mails = s
+                .claim_alert_mails(at, at + Duration::seconds(60), 10)
+                .await
+                .unwrap();
+            assert_eq!((mails.len(), mails[0].tries), (1, 1));
+            // An attempt attached while the email is being sent.
+            assert!(s.queue_alerts((2, 3), &[ev(3)], &[], at, w).await.unwrap());
+            s.alert_mail_sent(&mails[0].id, 2, at, w).await.unwrap();
+            assert_eq!(s.unsent_alert_mails().await.unwrap(), 1);
+            assert!(s.claim_alert_mails(at, lease, 10).await.unwrap().is_empty());
+            // Another within the window joins the waiting digest.
+            assert!(s.queue_alerts((3, 4), &[ev(4)], &[], at, w).await.unwrap());
+            let later = at + w;
+            let next = s
+                .claim_alert_mails(later, later + Duration::seconds(60), 10)
+                .await
+                .unwrap();
+            assert_eq!(next.len(), 1);
+            let events = s.alert_mail_events(&next[0]).await.unwrap();
+            assert_eq!(
+                events.iter().map(|e| e.attempt_id).collect::<Vec<_>>(),
+                [3, 4]
+            );
+            s.alert_mail_sent(&next[0].id, 4, later, w).await.unwrap();
+            assert_eq!(s.unsent_alert_mails().await.unwrap(), 0);
+            // Long after: pruned.
+            let far = later + Duration::days(40);
+            assert!(s.prune_alerts(far, far - Duration::days(30)).await.unwrap() >= 6);
+        }
+    );
+
+    both_engines!(deliveries_are_claimed_once_and_logged, |s| {
+        let now = t0();
+        let d = |c: &str, id| NewDelivery {
+            company_id: c.into(),
+            attempt_id: id,
+            payload: format!("{{\"id\":{id}}}"),
+        };
+        assert!(s
+            .queue_alerts(
+                (0, 2),
+                &[],
+                &[d("c1", 1), d("c2", 2)],
+                now,
+                Duration::minutes(10)
+            )
+            .await
+            .unwrap());
+        let lease = now + Duration::seconds(60);
+        let due = s.claim_deliveries(now, lease, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(s.claim_deliveries(now, lease, 10).await.unwrap().is_empty());
+        let c1 = due.iter().find(|x| x.company_id == "c1").unwrap();
+        s.delivery_tried(
+            &c1.id,
+            "pending",
+            Some(500),
+            Some("answered HTTP 500"),
+            now,
+            now + Duration::seconds(30),
+        )
+        .await
+        .unwrap();
+        let at = now + Duration::seconds(30);
+        let again = s
+            .claim_deliveries(at, at + Duration::seconds(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        s.delivery_tried(&c1.id, "delivered", Some(200), None, at, at)
+            .await
+            .unwrap();
+        let log = s.deliveries("c1", 10).await.unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (
+                log[0].state.as_str(),
+                log[0].tries,
+                log[0].last_status,
+                log[0].last_error.as_deref()
+            ),
+            ("delivered", 2, Some(200), Some("answered HTTP 500"))
+        );
+        // Each company's log is its own.
+        assert!(s
+            .deliveries("c2", 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.company_id == "c2"));
+        assert!(s.deliveries("c3", 10).await.unwrap().is_empty());
+    });
+
+    both_engines!(alert_links_work_once_and_alerts_switch_per_account, |s| {
+        let now = t0();
+        s.create_alert_link("h1", "not_me", "p", "a", 7, now, now + Duration::days(3))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.alert_link("h1", now).await.unwrap().unwrap().attempt_id,
+            7
+        );
+        assert!(s.take_alert_link("h1", now).await.unwrap().is_some());
+        assert!(s.take_alert_link("h1", now).await.unwrap().is_none());
+        assert!(s.alert_link("h1", now).await.unwrap().is_none());
+        s.create_alert_link("h2", "was_me", "p", "a", 7, now, now + Duration::days(3))
+            .await
+            .unwrap();
+        assert!(s
+            .take_alert_link("h2", now + Duration::days(4))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s.alerts_on("a").await.unwrap());
+        s.set_alerts("a", false, now).await.unwrap();
+        s.set_alerts("a", false, now).await.unwrap();
+        assert!(!s.alerts_on("a").await.unwrap());
+        assert!(s.alerts_on("b").await.unwrap());
+        s.set_alerts("a", true, now).await.unwrap();
+        assert!(s.alerts_on("a").await.unwrap());
+    });
+}

@@ -9,6 +9,9 @@
 //! on PostgreSQL a row is sent by one of them; a failure is kept with the row and tried again
 //! later, waiting longer each time (capped), for ever for emails, a bounded number of times
 //! for webhooks (a receiver that answers 4xx does not want it).
+//!
+//! Over 600 lines: ingesting, the two senders and the messages they write share the worker's
+//! settings and its one clock; the email texts are the part to move out when this grows.
 
 use chrono::Duration;
 use deadbolt_core::Reason;

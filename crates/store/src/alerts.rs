@@ -7,6 +7,9 @@
 //! Ingesting (attempts → outbox) and finishing an email both begin by writing the cursor row:
 //! on PostgreSQL that row lock puts them in turn, so an attempt is never attached to an email
 //! that has just been sent without it (SQLite has one writer anyway).
+//!
+//! Over 600 lines: the outbox's claim, finish and prune statements for emails and deliveries
+//! are written side by side so that a change to one is seen against the other.
 
 use chrono::{DateTime, Duration, Utc};
 

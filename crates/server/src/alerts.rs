@@ -52,10 +52,36 @@ impl Default for AlertsConfig {
 pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// How long a sender holds the rows it claimed before another may take them.
 const LEASE_SECS: i64 = 120;
-/// How far the queueing loop has looked, and when it last stored the cursor.
+/// How long the queueing loop trusts what it looked up of an account (whether it has a person,
+/// whether its alerts are on). The sender looks the switch up again before sending.
+const LOOKUP_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+/// Accounts looked up and tallies kept beyond this many are forgotten (all at once).
+const MAX_REMEMBERED: usize = 100_000;
+
+/// What the queueing loop remembers between passes: how far it has looked, when it last
+/// stored the cursor, the accounts it looked up, and per account the blocked sign-ins of the
+/// current window. A guesser hammering thousands of locked accounts makes tens of thousands
+/// of blocked attempts a second: each account is looked up once every few seconds, its first
+/// sign-ins of a window are listed in its email, and the rest are only counted, and written as
+/// one number at each save of the cursor. (A crash loses at most those counts of the last
+/// seconds; the listed sign-ins are queued with the cursor they were read under.)
 pub struct Seen {
     through: i64,
     saved: std::time::Instant,
+    lookups: HashMap<(String, String), Lookup>,
+    tallies: HashMap<String, Tally>,
+}
+
+/// An account as looked up, when: the account (if enrolled) and whether its alerts are on.
+type Lookup = (std::time::Instant, Option<(Account, bool)>);
+
+/// One account's blocked sign-ins in the current window.
+struct Tally {
+    since: std::time::Instant,
+    listed: usize,
+    /// Counted since the last save, and the latest of them.
+    counted: i64,
+    latest: Option<AlertEvent>,
 }
 
 impl Default for Seen {
@@ -63,6 +89,8 @@ impl Default for Seen {
         Self {
             through: 0,
             saved: std::time::Instant::now(),
+            lookups: HashMap::new(),
+            tallies: HashMap::new(),
         }
     }
 }
@@ -212,9 +240,10 @@ impl AlertWorker {
         }
         let mut apps: HashMap<String, Option<Application>> = HashMap::new();
         let mut hooks: HashMap<String, bool> = HashMap::new();
-        // A guesser hammering one locked account makes many blocked attempts of it: its
-        // account (and whether its alerts are on) is looked up once a pass.
-        let mut accounts: HashMap<(String, String), Option<(Account, bool)>> = HashMap::new();
+        if seen.lookups.len() > MAX_REMEMBERED {
+            seen.lookups.clear();
+        }
+        let window = self.window.to_std().unwrap_or(std::time::Duration::ZERO);
         let mut events = Vec::new();
         let mut deliveries = Vec::new();
         for a in attempts.iter().filter(|a| a.locked) {
@@ -235,7 +264,13 @@ impl AlertWorker {
                 continue;
             }
             let slot = (app.id.clone(), a.account.clone());
-            if !accounts.contains_key(&slot) {
+            // An account whose alerts are off is looked up every pass: turned on, its next
+            // blocked sign-in is emailed (there are few such accounts; turned off, the sender
+            // looks again).
+            let fresh = seen.lookups.get(&slot).is_some_and(|(at, found)| {
+                at.elapsed() < LOOKUP_FOR && !matches!(found, Some((_, false)))
+            });
+            if !fresh {
                 let found = match self.service.account(&app.id, &a.account).await {
                     Ok(acc) => {
                         let on = self.service.alerts_on(&acc.id).await?;
@@ -244,14 +279,15 @@ impl AlertWorker {
                     Err(Error::NotFound(_)) => None,
                     Err(e) => return Err(e),
                 };
-                accounts.insert(slot.clone(), found);
+                seen.lookups
+                    .insert(slot.clone(), (std::time::Instant::now(), found));
             }
-            let Some(Some((acc, alerts_on))) = accounts.get(&slot) else {
+            let Some((_, Some((acc, alerts_on)))) = seen.lookups.get(&slot) else {
                 continue;
             };
             if let Some(person_id) = &acc.person_id {
                 if *alerts_on {
-                    events.push(AlertEvent {
+                    let event = AlertEvent {
                         attempt_id: a.id,
                         person_id: person_id.clone(),
                         account_id: acc.id.clone(),
@@ -262,7 +298,24 @@ impl AlertWorker {
                         ip: a.ip.clone(),
                         device: a.device.clone(),
                         location: a.location.clone(),
+                    };
+                    let tally = seen.tallies.entry(acc.id.clone()).or_insert(Tally {
+                        since: std::time::Instant::now(),
+                        listed: 0,
+                        counted: 0,
+                        latest: None,
                     });
+                    if tally.since.elapsed() >= window && tally.counted == 0 {
+                        tally.since = std::time::Instant::now();
+                        tally.listed = 0;
+                    }
+                    if tally.listed < LISTED {
+                        tally.listed += 1;
+                        events.push(event);
+                    } else {
+                        tally.counted += 1;
+                        tally.latest = Some(event);
+                    }
                 }
             }
             if !hooks.contains_key(&app.company_id) {
@@ -282,9 +335,21 @@ impl AlertWorker {
             seen.through = through;
             return Ok(through != from);
         }
+        // Counted sign-ins are written with each save of the cursor.
+        let counted: Vec<(AlertEvent, i64)> = seen
+            .tallies
+            .values()
+            .filter_map(|t| Some((t.latest.clone()?, t.counted)))
+            .collect();
         let queued = self
             .service
-            .queue_alerts((stored, through), &events, &deliveries, self.window)
+            .queue_alerts(
+                (stored, through),
+                &events,
+                &counted,
+                &deliveries,
+                self.window,
+            )
             .await?;
         if !queued {
             // Another worker moved the cursor meanwhile: read again from where it is.
@@ -292,6 +357,14 @@ impl AlertWorker {
         }
         seen.through = through;
         seen.saved = std::time::Instant::now();
+        for t in seen.tallies.values_mut() {
+            t.counted = 0;
+            t.latest = None;
+        }
+        seen.tallies.retain(|_, t| t.since.elapsed() < window);
+        if seen.tallies.len() > MAX_REMEMBERED {
+            seen.tallies.clear();
+        }
         if !nothing {
             tracing::debug!(
                 emails = events.len(),
@@ -333,7 +406,11 @@ impl AlertWorker {
                 .await?;
             return Ok(true);
         };
-        if acc.person_id.as_deref() != Some(person.id.as_str()) {
+        // Alerts turned off since this email was queued (queueing looks the switch up at most
+        // a few seconds late): not sent.
+        if acc.person_id.as_deref() != Some(person.id.as_str())
+            || !self.service.alerts_on(&acc.id).await?
+        {
             self.service
                 .alert_mail_sent(&m.id, through, self.window)
                 .await?;
@@ -360,7 +437,7 @@ impl AlertWorker {
         let (subject, body) = alert_email(
             &app,
             &acc.account,
-            &events,
+            (&events, usize::try_from(m.extra).unwrap_or(0)),
             person.time_zone,
             &format!("{}/alerts/{was_me}", self.base_url),
             &format!("{}/alerts/{not_me}", self.base_url),
@@ -548,33 +625,28 @@ fn field(v: &Option<String>) -> String {
 fn alert_email(
     app: &Application,
     account: &str,
-    events: &[AlertEvent],
+    (events, extra): (&[AlertEvent], usize),
     tz: chrono_tz::Tz,
     was_me: &str,
     not_me: &str,
     settings: &str,
 ) -> (String, String) {
     let account = field(&Some(account.to_string()));
-    let subject = if events.len() == 1 {
+    let total = events.len() + extra;
+    let subject = if total == 1 {
         format!("Blocked sign-in to {} ({account})", app.name)
     } else {
-        format!(
-            "{} blocked sign-ins to {} ({account})",
-            events.len(),
-            app.name
-        )
+        format!("{total} blocked sign-ins to {} ({account})", app.name)
     };
-    let mut body = if events.len() == 1 {
+    let mut body = if total == 1 {
         format!(
             "Deadbolt blocked a sign-in to your account {account} at {} ({}).\n\n",
             app.name, app.issuer
         )
     } else {
         format!(
-            "Deadbolt blocked {} sign-ins to your account {account} at {} ({}).\n\n",
-            events.len(),
-            app.name,
-            app.issuer
+            "Deadbolt blocked {total} sign-ins to your account {account} at {} ({}).\n\n",
+            app.name, app.issuer
         )
     };
     for e in events.iter().take(LISTED) {
@@ -589,10 +661,10 @@ fn alert_email(
             why(&e.reason),
         ));
     }
-    if events.len() > LISTED {
+    if total > LISTED.min(events.len()) {
         body.push_str(&format!(
             "...and {} more blocked sign-ins since; all of them are on your accounts page.\n\n",
-            events.len() - LISTED
+            total - LISTED.min(events.len())
         ));
     }
     body.push_str(&format!(

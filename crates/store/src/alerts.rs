@@ -47,6 +47,8 @@ pub struct AlertMail {
     pub account_id: String,
     pub app_id: String,
     pub tries: i64,
+    /// Blocked sign-ins it tells of only by their number (beyond those listed).
+    pub extra: i64,
 }
 
 /// A company's webhook, its secret still encrypted.
@@ -145,6 +147,9 @@ const ATTACH_EVENT: &str = "INSERT INTO alert_events (attempt_id, mail_id, at, a
      SELECT CAST($1 AS BIGINT), m.id, CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), \
      CAST($6 AS TEXT), CAST($7 AS TEXT) FROM alert_mails m \
      WHERE m.person_id = $8 AND m.account_id = $9 AND m.sent_at IS NULL ORDER BY m.due_at LIMIT 1";
+/// Adds to the number of blocked sign-ins the waiting email tells of without listing them.
+const ADD_EXTRA: &str = "UPDATE alert_mails SET extra = extra + $1 \
+     WHERE person_id = $2 AND account_id = $3 AND sent_at IS NULL";
 const NEW_DELIVERY: &str = "INSERT INTO webhook_deliveries (id, company_id, attempt_id, payload, created_at, due_at, state) \
      VALUES ($1, $2, $3, $4, $5, $5, 'pending')";
 
@@ -190,12 +195,15 @@ impl Store {
         &self,
         (from, through): (i64, i64),
         events: &[AlertEvent],
+        counted: &[(AlertEvent, i64)],
         deliveries: &[NewDelivery],
         now: DateTime<Utc>,
         window: Duration,
     ) -> Result<bool> {
         let mut writes: Vec<Stmt> = Vec::new();
-        for e in events {
+        // A counted tally arrives with its latest sign-in, listed, so that an email waits for
+        // it even when the one that listed the others has gone out meanwhile.
+        for e in events.iter().chain(counted.iter().map(|(e, _)| e)) {
             writes.push((
                 NEW_MAIL,
                 vec![
@@ -217,6 +225,16 @@ impl Store {
                     e.ip.clone().into(),
                     e.device.clone().into(),
                     e.location.clone().into(),
+                    e.person_id.as_str().into(),
+                    e.account_id.as_str().into(),
+                ],
+            ));
+        }
+        for (e, n) in counted {
+            writes.push((
+                ADD_EXTRA,
+                vec![
+                    (n - 1).into(),
                     e.person_id.as_str().into(),
                     e.account_id.as_str().into(),
                 ],
@@ -272,7 +290,7 @@ impl Store {
                 "UPDATE alert_mails SET claimed_until = $1 WHERE id IN (SELECT id FROM alert_mails \
                  WHERE sent_at IS NULL AND due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
                  ORDER BY due_at LIMIT $3) AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $2) \
-                 RETURNING id, person_id, account_id, app_id, tries",
+                 RETURNING id, person_id, account_id, app_id, tries, extra",
                 vec![ms(lease_until), ms(now), limit.into()],
             )
             .await?;
@@ -284,6 +302,7 @@ impl Store {
                     account_id: r.text(2)?,
                     app_id: r.text(3)?,
                     tries: r.int(4)?,
+                    extra: r.int(5)?,
                 })
             })
             .collect()
@@ -656,10 +675,13 @@ mod tests {
             let w = Duration::minutes(10);
             let lease = now + Duration::seconds(60);
             assert!(s
-                .queue_alerts((0, 2), &[ev(1), ev(2)], &[], now, w)
+                .queue_alerts((0, 2), &[ev(1), ev(2)], &[], &[], now, w)
                 .await
                 .unwrap());
-            assert!(!s.queue_alerts((0, 2), &[ev(1)], &[], now, w).await.unwrap());
+            assert!(!s
+                .queue_alerts((0, 2), &[ev(1)], &[], &[], now, w)
+                .await
+                .unwrap());
             assert_eq!(s.alert_cursor().await.unwrap(), 2);
             let mails = s.claim_alert_mails(now, lease, 10).await.unwrap();
             assert_eq!(mails.len(), 1);
@@ -687,12 +709,18 @@ mod tests {
                 .unwrap();
             assert_eq!((mails.len(), mails[0].tries), (1, 1));
             // An attempt attached while the email is being sent.
-            assert!(s.queue_alerts((2, 3), &[ev(3)], &[], at, w).await.unwrap());
+            assert!(s
+                .queue_alerts((2, 3), &[ev(3)], &[], &[], at, w)
+                .await
+                .unwrap());
             s.alert_mail_sent(&mails[0].id, 2, at, w).await.unwrap();
             assert_eq!(s.unsent_alert_mails().await.unwrap(), 1);
             assert!(s.claim_alert_mails(at, lease, 10).await.unwrap().is_empty());
             // Another within the window joins the waiting digest.
-            assert!(s.queue_alerts((3, 4), &[ev(4)], &[], at, w).await.unwrap());
+            assert!(s
+                .queue_alerts((3, 4), &[ev(4)], &[], &[], at, w)
+                .await
+                .unwrap());
             let later = at + w;
             let next = s
                 .claim_alert_mails(later, later + Duration::seconds(60), 10)
@@ -712,6 +740,32 @@ mod tests {
         }
     );
 
+    // A guesser's thousands of sign-ins of one account: the first are listed, the rest arrive
+    // as one number with the latest of them, and the waiting email tells of all of them.
+    both_engines!(sign_ins_beyond_the_listed_are_counted, |s| {
+        let now = t0();
+        let w = Duration::minutes(10);
+        assert!(s
+            .queue_alerts((0, 2), &[ev(1), ev(2)], &[], &[], now, w)
+            .await
+            .unwrap());
+        assert!(s
+            .queue_alerts((2, 1000), &[], &[(ev(1000), 998)], &[], now, w)
+            .await
+            .unwrap());
+        let mails = s
+            .claim_alert_mails(now, now + Duration::seconds(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(mails.len(), 1, "one email waits for the account");
+        assert_eq!(mails[0].extra, 997);
+        let events = s.alert_mail_events(&mails[0]).await.unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.attempt_id).collect::<Vec<_>>(),
+            [1, 2, 1000]
+        );
+    });
+
     both_engines!(deliveries_are_claimed_once_and_logged, |s| {
         let now = t0();
         let d = |c: &str, id| NewDelivery {
@@ -722,6 +776,7 @@ mod tests {
         assert!(s
             .queue_alerts(
                 (0, 2),
+                &[],
                 &[],
                 &[d("c1", 1), d("c2", 2)],
                 now,

@@ -89,17 +89,19 @@ impl Service {
     }
 
     /// Queues emails and deliveries for the attempts in `span` and moves the cursor past
-    /// them, in one transaction; `false` when another worker took them first.
+    /// them, in one transaction; `false` when another worker took them first. `counted`: per
+    /// account, the latest of sign-ins told of by their number only, and that number.
     pub async fn queue_alerts(
         &self,
         span: (i64, i64),
         events: &[AlertEvent],
+        counted: &[(AlertEvent, i64)],
         deliveries: &[NewDelivery],
         window: Duration,
     ) -> Result<bool> {
         Ok(self
             .store
-            .queue_alerts(span, events, deliveries, self.now(), window)
+            .queue_alerts(span, events, counted, deliveries, self.now(), window)
             .await?)
     }
 

@@ -317,6 +317,39 @@ async fn blocked_checks_in_a_row_make_one_email_then_a_digest_postgres() {
     }
 }
 
+/// A guesser hammers a locked account: the first email goes at once, and the digest after the
+/// window lists the first 20 sign-ins and counts the rest, without a row for each.
+#[tokio::test]
+async fn a_guessers_many_sign_ins_are_listed_up_to_20_and_counted() {
+    let (t, smtp) = spawn(false, |c| {
+        c.alerts.window = std::time::Duration::from_secs(2);
+        c.alerts.save_cursor_every = std::time::Duration::ZERO;
+    })
+    .await
+    .unwrap();
+    let (app, key) = person_with_accounts(&t).await;
+    assert!(check_from(&t, &app, &key, "alex", "203.0.113.1").await);
+    nth_email(&smtp, PERSON, 1).await;
+    eventually(|| async { t.service.unsent_alert_mails().await.unwrap() == 0 }).await;
+    for i in 2..=26 {
+        assert!(check_from(&t, &app, &key, "alex", &format!("203.0.113.{i}")).await);
+    }
+    worker_caught_up(&t, &app, 26).await;
+    t.clock.advance(Duration::seconds(2));
+    let digest = nth_email(&smtp, PERSON, 2).await;
+    assert!(
+        digest.contains("Subject: 25 blocked sign-ins to Alerts App (alex)"),
+        "{digest}"
+    );
+    assert!(digest.contains("IP: 203.0.113.2\r\n") || digest.contains("IP: 203.0.113.2\n"));
+    assert!(
+        digest.contains("...and 5 more blocked sign-ins"),
+        "{digest}"
+    );
+    assert_eq!(digest.matches("IP: ").count(), 20, "{digest}");
+    t.stop().await;
+}
+
 /// The person turns alerts off for one account on its page: its blocked sign-ins are not
 /// emailed; turned on again, they are.
 #[tokio::test]

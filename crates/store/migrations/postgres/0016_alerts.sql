@@ -29,7 +29,9 @@ CREATE TABLE alert_mails (
     tries BIGINT NOT NULL DEFAULT 0,
     last_error TEXT,
     claimed_until BIGINT,
-    sent_at BIGINT
+    sent_at BIGINT,
+    -- Blocked sign-ins counted but not listed (a guesser's thousands: the first are listed).
+    extra BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX alert_mails_due ON alert_mails (due_at) WHERE sent_at IS NULL;
 CREATE INDEX alert_mails_account ON alert_mails (person_id, account_id);

@@ -29,7 +29,9 @@ CREATE TABLE alert_mails (
     tries INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     claimed_until INTEGER,
-    sent_at INTEGER
+    sent_at INTEGER,
+    -- Blocked sign-ins counted but not listed (a guesser's thousands: the first are listed).
+    extra INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX alert_mails_due ON alert_mails (due_at) WHERE sent_at IS NULL;
 CREATE INDEX alert_mails_account ON alert_mails (person_id, account_id);

@@ -53,8 +53,10 @@ pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(6
 /// How long a sender holds the rows it claimed before another may take them.
 const LEASE_SECS: i64 = 120;
 /// How long the queueing loop trusts what it looked up of an account (whether it has a person,
-/// whether its alerts are on). The sender looks the switch up again before sending.
-const LOOKUP_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+/// whether its alerts are on) or an application. The sender looks the account, its person and
+/// the switch up again before sending; an application put in audit mode may still alert for
+/// this long.
+const LOOKUP_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 /// Accounts looked up and tallies kept beyond this many are forgotten (all at once).
 const MAX_REMEMBERED: usize = 100_000;
 
@@ -70,6 +72,10 @@ pub struct Seen {
     saved: std::time::Instant,
     lookups: HashMap<(String, String), Lookup>,
     tallies: HashMap<String, Tally>,
+    apps: HashMap<String, Option<Application>>,
+    /// Per company, whether it has a webhook.
+    hooks: HashMap<String, bool>,
+    looked_up: std::time::Instant,
 }
 
 /// An account as looked up, when: the account (if enrolled) and whether its alerts are on.
@@ -91,6 +97,9 @@ impl Default for Seen {
             saved: std::time::Instant::now(),
             lookups: HashMap::new(),
             tallies: HashMap::new(),
+            apps: HashMap::new(),
+            hooks: HashMap::new(),
+            looked_up: std::time::Instant::now(),
         }
     }
 }
@@ -238,20 +247,29 @@ impl AlertWorker {
         if through == stored {
             return Ok(false);
         }
-        let mut apps: HashMap<String, Option<Application>> = HashMap::new();
-        let mut hooks: HashMap<String, bool> = HashMap::new();
         if seen.lookups.len() > MAX_REMEMBERED {
             seen.lookups.clear();
         }
+        // Applications and webhooks are looked up again every LOOKUP_FOR; those whose answer
+        // would change what is sent when they change back (an application in audit mode, a
+        // company without a webhook) every pass.
+        if seen.looked_up.elapsed() >= LOOKUP_FOR {
+            seen.looked_up = std::time::Instant::now();
+            seen.apps.clear();
+            seen.hooks.clear();
+        }
+        seen.apps
+            .retain(|_, app| app.as_ref().is_some_and(|a| !a.audit_mode));
+        seen.hooks.retain(|_, has| *has);
         let window = self.window.to_std().unwrap_or(std::time::Duration::ZERO);
         let mut events = Vec::new();
         let mut deliveries = Vec::new();
         for a in attempts.iter().filter(|a| a.locked) {
-            if !apps.contains_key(&a.app_id) {
+            if !seen.apps.contains_key(&a.app_id) {
                 let app = self.service.find_application(&a.app_id).await?;
-                apps.insert(a.app_id.clone(), app);
+                seen.apps.insert(a.app_id.clone(), app);
             }
-            let Some(Some(app)) = apps.get(&a.app_id) else {
+            let Some(Some(app)) = seen.apps.get(&a.app_id) else {
                 continue;
             };
             // In audit mode a "locked" decision is recorded but the sign-in was let in:
@@ -318,11 +336,11 @@ impl AlertWorker {
                     }
                 }
             }
-            if !hooks.contains_key(&app.company_id) {
+            if !seen.hooks.contains_key(&app.company_id) {
                 let has = self.service.webhook(&app.company_id).await?.is_some();
-                hooks.insert(app.company_id.clone(), has);
+                seen.hooks.insert(app.company_id.clone(), has);
             }
-            if hooks.get(&app.company_id) == Some(&true) {
+            if seen.hooks.get(&app.company_id) == Some(&true) {
                 deliveries.push(NewDelivery {
                     company_id: app.company_id.clone(),
                     attempt_id: a.id,

@@ -243,7 +243,10 @@ impl AlertWorker {
         // Another replica (or this one before a restart) may be further on.
         seen.through = seen.through.max(stored);
         let from = seen.through;
-        let (attempts, through) = self.service.attempts_after_id(from, RUNS_PER_PASS).await?;
+        let (attempts, through) = self
+            .service
+            .blocked_attempts_after_id(from, RUNS_PER_PASS)
+            .await?;
         if through == stored {
             return Ok(false);
         }

@@ -167,10 +167,14 @@ impl Store {
         )
     }
 
-    /// The attempts recorded after id `after`, oldest first, at most `runs` stored batches of
+    /// The blocked attempts recorded after id `after`, oldest first, of at most `runs` stored batches of
     /// them, and the last id they reach (`after` when there are none). Ids are given in commit
     /// order (one writer at a time takes the next ones), so none can appear later below it.
-    pub async fn attempts_after_id(&self, after: i64, runs: i64) -> Result<(Vec<Attempt>, i64)> {
+    pub async fn blocked_attempts_after_id(
+        &self,
+        after: i64,
+        runs: i64,
+    ) -> Result<(Vec<Attempt>, i64)> {
         let page = self
             .all(
                 "SELECT first_id, last_id, until_at, app_id, data FROM attempt_runs \
@@ -183,7 +187,7 @@ impl Store {
         let mut through = after;
         for run in &page {
             through = through.max(run.last_id);
-            out.extend(run.attempts()?.into_iter().filter(|a| a.id > after));
+            out.extend(run.blocked_attempts()?.into_iter().filter(|a| a.id > after));
         }
         Ok((out, through))
     }
@@ -203,18 +207,22 @@ impl Store {
         let mut writes: Vec<Stmt> = Vec::new();
         // A counted tally arrives with its latest sign-in, listed, so that an email waits for
         // it even when the one that listed the others has gone out meanwhile.
+        // One email waits per account: asked for once per account here, not once per sign-in.
+        let mut asked = std::collections::HashSet::new();
         for e in events.iter().chain(counted.iter().map(|(e, _)| e)) {
-            writes.push((
-                NEW_MAIL,
-                vec![
-                    new_id().into(),
-                    e.person_id.as_str().into(),
-                    e.account_id.as_str().into(),
-                    e.app_id.as_str().into(),
-                    ms(now),
-                    window.num_milliseconds().into(),
-                ],
-            ));
+            if asked.insert((e.person_id.as_str(), e.account_id.as_str())) {
+                writes.push((
+                    NEW_MAIL,
+                    vec![
+                        new_id().into(),
+                        e.person_id.as_str().into(),
+                        e.account_id.as_str().into(),
+                        e.app_id.as_str().into(),
+                        ms(now),
+                        window.num_milliseconds().into(),
+                    ],
+                ));
+            }
             writes.push((
                 ATTACH_EVENT,
                 vec![
@@ -739,6 +747,37 @@ mod tests {
             assert!(s.prune_alerts(far, far - Duration::days(30)).await.unwrap() >= 6);
         }
     );
+
+    // The worker reads only blocked attempts, whole, whatever their strings hold.
+    both_engines!(only_blocked_attempts_are_read_for_alerts, |s| {
+        let app = "app-1".to_string();
+        let attempt = |n: i64, locked: bool| crate::NewAttempt {
+            at: t0() + Duration::seconds(n),
+            app_id: app.clone(),
+            key_id: None,
+            account: format!("user \"{n}\"\\"),
+            locked,
+            reason: deadbolt_core::Reason::AccountLocked,
+            ip: Some("192.0.2.1".into()),
+            device: Some("Agent \"quoted\" \u{e9}".into()),
+            location: None,
+            integration_type: Some("cognito".into()),
+            integration_data: Some("{\"a\":[1,\"x\"]}".into()),
+        };
+        s.record_attempts(&crate::AttemptBatch::new(
+            (0..6).map(|n| attempt(n, n % 3 == 0)).collect(),
+        ))
+        .await
+        .unwrap();
+        let (blocked, through) = s.blocked_attempts_after_id(0, 10).await.unwrap();
+        assert_eq!(
+            blocked.iter().map(|a| a.account.as_str()).collect::<Vec<_>>(),
+            ["user \"0\"\\", "user \"3\"\\"]
+        );
+        assert!(blocked.iter().all(|a| a.locked));
+        assert_eq!(blocked[1].device.as_deref(), Some("Agent \"quoted\" \u{e9}"));
+        assert_eq!(through, blocked[1].id + 2, "the cursor passes the allowed ones too");
+    });
 
     // A guesser's thousands of sign-ins of one account: the first are listed, the rest arrive
     // as one number with the latest of them, and the waiting email tells of all of them.

@@ -158,23 +158,57 @@ impl StoredRun {
         stored
             .into_iter()
             .enumerate()
-            .map(|(i, s)| {
-                Ok(Attempt {
-                    id: self.first_id + i as i64,
-                    at: time(s.0)?,
-                    app_id: self.app_id.clone(),
-                    key_id: s.1,
-                    account: s.2,
-                    locked: s.3 != 0,
-                    reason: s.4,
-                    ip: s.5,
-                    device: s.6,
-                    location: s.7,
-                    integration_type: s.8,
-                    integration_data: s.9,
-                })
-            })
+            .map(|(i, s)| self.attempt(i, s))
             .collect()
+    }
+
+    /// The run's blocked attempts, oldest first. Most attempts are allowed ones: each is looked
+    /// at without copying its strings, and only the blocked ones are read whole.
+    pub(crate) fn blocked_attempts(&self) -> Result<Vec<Attempt>> {
+        use serde::de::IgnoredAny;
+        use serde_json::value::RawValue;
+        type Flag = (
+            i64,
+            IgnoredAny,
+            IgnoredAny,
+            i64,
+            IgnoredAny,
+            IgnoredAny,
+            IgnoredAny,
+            IgnoredAny,
+            IgnoredAny,
+            IgnoredAny,
+        );
+        let corrupt = |e: serde_json::Error| {
+            StoreError::Corrupt(format!("attempt run {}: {e}", self.last_id))
+        };
+        let raw: Vec<&RawValue> = serde_json::from_str(&self.data).map_err(corrupt)?;
+        let mut out = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let flag: Flag = serde_json::from_str(r.get()).map_err(corrupt)?;
+            if flag.3 != 0 {
+                let s: Stored<String> = serde_json::from_str(r.get()).map_err(corrupt)?;
+                out.push(self.attempt(i, s)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn attempt(&self, i: usize, s: Stored<String>) -> Result<Attempt> {
+        Ok(Attempt {
+            id: self.first_id + i as i64,
+            at: time(s.0)?,
+            app_id: self.app_id.clone(),
+            key_id: s.1,
+            account: s.2,
+            locked: s.3 != 0,
+            reason: s.4,
+            ip: s.5,
+            device: s.6,
+            location: s.7,
+            integration_type: s.8,
+            integration_data: s.9,
+        })
     }
 }
 

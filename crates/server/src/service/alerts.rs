@@ -84,8 +84,12 @@ impl Service {
         Ok(self.store.alert_cursor().await?)
     }
 
-    pub async fn attempts_after_id(&self, after: i64, runs: i64) -> Result<(Vec<Attempt>, i64)> {
-        Ok(self.store.attempts_after_id(after, runs).await?)
+    pub async fn blocked_attempts_after_id(
+        &self,
+        after: i64,
+        runs: i64,
+    ) -> Result<(Vec<Attempt>, i64)> {
+        Ok(self.store.blocked_attempts_after_id(after, runs).await?)
     }
 
     /// Queues emails and deliveries for the attempts in `span` and moves the cursor past

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::portal::Mailer;
+use crate::portal::{mail_field as field, Mailer};
 use crate::service::{valid_account, AlertLinkPurpose, Service, ALERT_LINK_DAYS};
 
 /// What the worker is told at start.
@@ -625,20 +625,6 @@ fn why(reason: &str) -> &'static str {
         Ok(Reason::AccountLocked) => "the account was locked",
         Ok(Reason::UnenrolledDeny) => "the account is not enrolled",
         _ => "the account was locked",
-    }
-}
-
-/// A value the signing-in client chose, for a plain-text email: one line, bounded.
-fn field(v: &Option<String>) -> String {
-    match v.as_deref() {
-        None | Some("") => "unknown".into(),
-        Some(v) => {
-            let line: String = v
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            deadbolt_core::body::bounded(&line, 200)
-        }
     }
 }
 

@@ -771,12 +771,22 @@ mod tests {
         .unwrap();
         let (blocked, through) = s.blocked_attempts_after_id(0, 10).await.unwrap();
         assert_eq!(
-            blocked.iter().map(|a| a.account.as_str()).collect::<Vec<_>>(),
+            blocked
+                .iter()
+                .map(|a| a.account.as_str())
+                .collect::<Vec<_>>(),
             ["user \"0\"\\", "user \"3\"\\"]
         );
         assert!(blocked.iter().all(|a| a.locked));
-        assert_eq!(blocked[1].device.as_deref(), Some("Agent \"quoted\" \u{e9}"));
-        assert_eq!(through, blocked[1].id + 2, "the cursor passes the allowed ones too");
+        assert_eq!(
+            blocked[1].device.as_deref(),
+            Some("Agent \"quoted\" \u{e9}")
+        );
+        assert_eq!(
+            through,
+            blocked[1].id + 2,
+            "the cursor passes the allowed ones too"
+        );
     });
 
     // A guesser's thousands of sign-ins of one account: the first are listed, the rest arrive

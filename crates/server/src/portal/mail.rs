@@ -198,6 +198,20 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A value the signing-in client chose, for a plain-text email: one line, bounded.
+pub fn field(v: &Option<String>) -> String {
+    match v.as_deref() {
+        None | Some("") => "unknown".into(),
+        Some(v) => {
+            let line: String = v
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            deadbolt_core::body::bounded(&line, 200)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

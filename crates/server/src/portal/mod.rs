@@ -36,7 +36,7 @@ use crate::request_id;
 use crate::service::Service;
 
 pub use links::{create_operator, first_run_link, invite_operator};
-pub use mail::{MailConfig, Mailer};
+pub use mail::{field as mail_field, MailConfig, Mailer};
 
 /// What the portal is told at start.
 #[derive(Debug, Clone, Default)]

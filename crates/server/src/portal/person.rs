@@ -520,9 +520,9 @@ pub(super) async fn tell_admins(
         account = acc.account,
         email = person_email,
         at = super::pages::utc_time(attempt.at),
-        ip = mail_field(&attempt.ip),
-        device = mail_field(&attempt.device),
-        location = mail_field(&attempt.location),
+        ip = super::mail::field(&attempt.ip),
+        device = super::mail::field(&attempt.device),
+        location = super::mail::field(&attempt.location),
         base = base_url(portal),
         cid = app.company_id,
         aid = app.id,
@@ -539,20 +539,6 @@ pub(super) async fn tell_admins(
         }
     }
     Ok(())
-}
-
-/// A value the signing-in client chose, for a plain-text email: one line, bounded.
-fn mail_field(v: &Option<String>) -> String {
-    match v.as_deref() {
-        None | Some("") => "unknown".into(),
-        Some(v) => {
-            let line: String = v
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            deadbolt_core::body::bounded(&line, 200)
-        }
-    }
 }
 
 #[derive(Template)]

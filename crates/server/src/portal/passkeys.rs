@@ -39,19 +39,14 @@ use super::error::PageError;
 use super::form_token::form_token;
 use super::notice::{done, with_notice, Notice};
 use super::pages::{local_time, render, Layout};
-use super::password::{after_sign_in, login_tries};
+use super::password::{after_sign_in, login_tries, CEREMONY_MINUTES, SECOND_FACTOR_COOKIE};
 use super::session::{cookie, safe_return, secure, set_cookie, start_session, ClientAddr, Me};
 use super::{Portal, PortalState};
 use crate::crypto::token_hash;
 use crate::service::{Actor, By};
 
-/// How long a ceremony may take, from the challenge to the answer (the password step included,
-/// for the second factor).
-const CEREMONY_MINUTES: i64 = 5;
 /// Removing one's last passkey needs a sign-in this recent.
 pub const FRESH_MINUTES: i64 = 5;
-/// The cookie of a sign-in whose password was right and whose passkey is awaited.
-const SECOND_FACTOR_COOKIE: &str = "deadbolt_second_factor";
 const NAME_MAX: usize = 100;
 
 // ---- the relying party ----
@@ -594,40 +589,6 @@ pub async fn sign_in_finish(
 
 // ---- a passkey after the password ----
 
-/// The password was right and the person has a passkey: the sign-in waits for it, for a few
-/// minutes, in a cookie naming a ceremony (no session yet).
-pub(super) async fn second_factor_step(
-    s: &PortalState,
-    portal: &Portal,
-    person_id: &str,
-    to: &str,
-) -> Result<Response, PageError> {
-    let token = super::session::random_token();
-    s.service
-        .put_ceremony(
-            &token_hash(&token),
-            &Ceremony {
-                kind: "second_factor".into(),
-                person_id: Some(person_id.into()),
-                detail: Some(to.into()),
-                state: None,
-                expires_at: s.service.ceremony_expiry(CEREMONY_MINUTES),
-            },
-        )
-        .await?;
-    let mut res = Redirect::to("/login/second-factor").into_response();
-    res.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(
-            SECOND_FACTOR_COOKIE,
-            &token,
-            CEREMONY_MINUTES * 60,
-            secure(portal),
-        ),
-    );
-    Ok(res)
-}
-
 #[derive(Template)]
 #[template(path = "second_factor.html")]
 struct SecondFactorPage {
@@ -805,12 +766,6 @@ pub async fn set_second_factor(
     Ok(done("/operator", Notice::Saved))
 }
 
-/// Whether a signed-in page may be shown to someone who must register a passkey first: the
-/// passkeys page and what it posts, and signing out.
-pub(super) fn open_before_passkey(path: &str) -> bool {
-    path == "/logout" || path == "/me/passkeys" || path.starts_with("/me/passkeys/")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -826,16 +781,5 @@ mod tests {
         let why = relying_party("http://deadbolt.example.com").unwrap_err();
         assert!(why.contains("neither https nor localhost"), "{why}");
         assert!(relying_party("https://192.0.2.1").is_err());
-    }
-
-    #[test]
-    fn only_the_passkeys_page_is_open_before_registering_one() {
-        assert!(open_before_passkey("/me/passkeys"));
-        assert!(open_before_passkey("/me/passkeys/options"));
-        assert!(open_before_passkey("/logout"));
-        assert!(!open_before_passkey("/me"));
-        assert!(!open_before_passkey("/me/passkeysx"));
-        assert!(!open_before_passkey("/operator"));
-        assert!(!open_before_passkey("/companies/c1"));
     }
 }

@@ -22,7 +22,9 @@ use super::session::{
 };
 use super::throttle::{Key, Policy, Wait};
 use super::{Portal, PortalState};
+use crate::crypto::token_hash;
 use crate::service::{password_problem, valid_email};
+use deadbolt_store::Ceremony;
 
 /// The cookie of a browser that signed in to an address before: `<nonce>.<mac>`, the MAC over
 /// the nonce and the address under a key of this process.
@@ -208,7 +210,7 @@ pub async fn login(
             let mut res = if portal.passkeys.is_ok()
                 && s.service.second_factor(&person_id).await?.passkeys > 0
             {
-                super::passkeys::second_factor_step(&s, &portal, &person_id, to).await?
+                second_factor_step(&s, &portal, &person_id, to).await?
             } else {
                 start_session(&s, &portal, &headers, &person_id, to).await?
             };
@@ -445,6 +447,46 @@ pub async fn change_password(
         .delete_other_sessions(&me.person.id, &me.session_hash, now)
         .await?;
     Ok(render(&page(None, true))?.into_response())
+}
+
+/// How long a passkey ceremony may take, from the challenge to the answer (the password step
+/// included, for the second factor).
+pub(super) const CEREMONY_MINUTES: i64 = 5;
+/// The cookie of a sign-in whose password was right and whose passkey is awaited.
+pub(super) const SECOND_FACTOR_COOKIE: &str = "deadbolt_second_factor";
+
+/// The password was right and the person has a passkey: the sign-in waits for it, for a few
+/// minutes, in a cookie naming a ceremony (no session yet).
+pub(super) async fn second_factor_step(
+    s: &PortalState,
+    portal: &Portal,
+    person_id: &str,
+    to: &str,
+) -> Result<Response, PageError> {
+    let token = super::session::random_token();
+    s.service
+        .put_ceremony(
+            &token_hash(&token),
+            &Ceremony {
+                kind: "second_factor".into(),
+                person_id: Some(person_id.into()),
+                detail: Some(to.into()),
+                state: None,
+                expires_at: s.service.ceremony_expiry(CEREMONY_MINUTES),
+            },
+        )
+        .await?;
+    let mut res = Redirect::to("/login/second-factor").into_response();
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            SECOND_FACTOR_COOKIE,
+            &token,
+            CEREMONY_MINUTES * 60,
+            secure(portal),
+        ),
+    );
+    Ok(res)
 }
 
 #[cfg(test)]

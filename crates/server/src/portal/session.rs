@@ -181,7 +181,7 @@ where
                     .extensions
                     .get::<axum::extract::OriginalUri>()
                     .map_or(parts.uri.path(), |u| u.0.path());
-                if super::passkeys::open_before_passkey(path) {
+                if open_before_passkey(path) {
                     Ok(me)
                 } else if parts.method == axum::http::Method::GET {
                     Err(Redirect::to("/me/passkeys").into_response())
@@ -290,6 +290,12 @@ pub(super) async fn start_session(
     Ok(res)
 }
 
+/// Whether a signed-in page may be shown to someone who must register a passkey first: the
+/// passkeys page and what it posts, and signing out.
+pub(super) fn open_before_passkey(path: &str) -> bool {
+    path == "/logout" || path == "/me/passkeys" || path.starts_with("/me/passkeys/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +327,16 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
         assert_eq!(token_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn only_the_passkeys_page_is_open_before_registering_one() {
+        assert!(open_before_passkey("/me/passkeys"));
+        assert!(open_before_passkey("/me/passkeys/options"));
+        assert!(open_before_passkey("/logout"));
+        assert!(!open_before_passkey("/me"));
+        assert!(!open_before_passkey("/me/passkeysx"));
+        assert!(!open_before_passkey("/operator"));
+        assert!(!open_before_passkey("/companies/c1"));
     }
 }

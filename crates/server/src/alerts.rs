@@ -78,6 +78,22 @@ pub struct Seen {
     looked_up: std::time::Instant,
 }
 
+/// An email as it will be sent.
+struct ToSend {
+    events: Vec<AlertEvent>,
+    through: i64,
+    last_attempt: i64,
+    person: deadbolt_store::Person,
+    app: Application,
+    acc: Account,
+}
+
+enum Prepared {
+    /// Recorded as sent without sending, with the last attempt it held.
+    Nothing(i64),
+    Send(Box<ToSend>),
+}
+
 /// An account as looked up, when: the account (if enrolled) and whether its alerts are on.
 type Lookup = (std::time::Instant, Option<(Account, bool)>);
 
@@ -396,24 +412,73 @@ impl AlertWorker {
         Ok(through != from)
     }
 
-    /// Sends the alert emails that are due; `true` when there may be more.
+    /// Sends the alert emails that are due; `true` when there may be more. The links of a
+    /// claimed batch are stored in one transaction before any is sent, and the emails the
+    /// relay took are recorded as sent in one more: a flood of first alerts (a guesser trying
+    /// thousands of people's accounts) costs two synced commits a batch, not three an email.
     pub async fn mail_pass(&self) -> Result<bool> {
         let mails = self
             .service
             .claim_alert_mails(Duration::seconds(LEASE_SECS), CLAIM)
             .await?;
+        // Emails done with: sent, or with nothing to tell or nobody to tell it to.
+        let mut done: Vec<(String, i64)> = Vec::new();
+        let mut ready = Vec::new();
         for m in &mails {
-            if !self.send_mail(m).await? {
-                // The relay failed: the rest of this batch is not tried against it now. Their
-                // claims run out with the lease, and they are tried again after it.
-                return Ok(false);
+            match self.prepare(m).await? {
+                Prepared::Nothing(through) => done.push((m.id.clone(), through)),
+                Prepared::Send(p) => ready.push((m, p)),
             }
         }
-        Ok(mails.len() as i64 == CLAIM)
+        let links: Vec<(AlertLinkPurpose, &str, &str, i64)> = ready
+            .iter()
+            .flat_map(|(_, p)| {
+                [AlertLinkPurpose::WasMe, AlertLinkPurpose::NotMe].map(|purpose| {
+                    (
+                        purpose,
+                        p.person.id.as_str(),
+                        p.acc.id.as_str(),
+                        p.last_attempt,
+                    )
+                })
+            })
+            .collect();
+        let tokens = self.service.create_alert_links(&links).await?;
+        let mut relay_failed = false;
+        for ((m, p), pair) in ready.iter().zip(tokens.chunks(2)) {
+            let (subject, body) = alert_email(
+                &p.app,
+                &p.acc.account,
+                (&p.events, usize::try_from(m.extra).unwrap_or(0)),
+                p.person.time_zone,
+                &format!("{}/alerts/{}", self.base_url, pair[0]),
+                &format!("{}/alerts/{}", self.base_url, pair[1]),
+                &format!("{}/me/accounts/{}", self.base_url, p.acc.id),
+            );
+            match self.mailer.send(&p.person.email, &subject, body).await {
+                Ok(()) => {
+                    tracing::info!(events = p.events.len(), "alerts: email sent");
+                    done.push((m.id.clone(), p.through));
+                }
+                Err(e) => {
+                    let retry_at = self.service.now() + backoff(m.tries);
+                    tracing::warn!(error = %e, tries = m.tries + 1, retry_at = %retry_at, "alerts: email not sent, will try again");
+                    self.service
+                        .alert_mail_failed(&m.id, &e.to_string(), retry_at)
+                        .await?;
+                    // The rest of this batch is not tried against the failing relay now:
+                    // their claims run out with the lease, and they are tried after it.
+                    relay_failed = true;
+                    break;
+                }
+            }
+        }
+        self.service.alert_mails_sent(&done, self.window).await?;
+        Ok(!relay_failed && mails.len() as i64 == CLAIM)
     }
 
-    /// Sends one email; `false` when the relay failed (the email waits for its next try).
-    async fn send_mail(&self, m: &AlertMail) -> Result<bool> {
+    /// What an email will tell, looked up just before sending it.
+    async fn prepare(&self, m: &AlertMail) -> Result<Prepared> {
         let events = self.service.alert_mail_events(m).await?;
         let through = events.iter().map(|e| e.attempt_id).max().unwrap_or(0);
         let person = self.service.person(&m.person_id).await?;
@@ -422,65 +487,24 @@ impl AlertWorker {
         // Nothing to tell, or nobody to tell it to any more (the account left the person).
         let (Some(person), Some(app), Some(acc), Some(last)) = (person, app, acc, events.last())
         else {
-            self.service
-                .alert_mail_sent(&m.id, through, self.window)
-                .await?;
-            return Ok(true);
+            return Ok(Prepared::Nothing(through));
         };
         // Alerts turned off since this email was queued (queueing looks the switch up at most
         // a few seconds late): not sent.
         if acc.person_id.as_deref() != Some(person.id.as_str())
             || !self.service.alerts_on(&acc.id).await?
         {
-            self.service
-                .alert_mail_sent(&m.id, through, self.window)
-                .await?;
-            return Ok(true);
+            return Ok(Prepared::Nothing(through));
         }
-        let was_me = self
-            .service
-            .create_alert_link(
-                AlertLinkPurpose::WasMe,
-                &person.id,
-                &acc.id,
-                last.attempt_id,
-            )
-            .await?;
-        let not_me = self
-            .service
-            .create_alert_link(
-                AlertLinkPurpose::NotMe,
-                &person.id,
-                &acc.id,
-                last.attempt_id,
-            )
-            .await?;
-        let (subject, body) = alert_email(
-            &app,
-            &acc.account,
-            (&events, usize::try_from(m.extra).unwrap_or(0)),
-            person.time_zone,
-            &format!("{}/alerts/{was_me}", self.base_url),
-            &format!("{}/alerts/{not_me}", self.base_url),
-            &format!("{}/me/accounts/{}", self.base_url, acc.id),
-        );
-        match self.mailer.send(&person.email, &subject, body).await {
-            Ok(()) => {
-                tracing::info!(events = events.len(), "alerts: email sent");
-                self.service
-                    .alert_mail_sent(&m.id, through, self.window)
-                    .await?;
-                Ok(true)
-            }
-            Err(e) => {
-                let retry_at = self.service.now() + backoff(m.tries);
-                tracing::warn!(error = %e, tries = m.tries + 1, retry_at = %retry_at, "alerts: email not sent, will try again");
-                self.service
-                    .alert_mail_failed(&m.id, &e.to_string(), retry_at)
-                    .await?;
-                Ok(false)
-            }
-        }
+        let last_attempt = last.attempt_id;
+        Ok(Prepared::Send(Box::new(ToSend {
+            events,
+            through,
+            last_attempt,
+            person,
+            app,
+            acc,
+        })))
     }
 
     /// Posts the webhook deliveries that are due; `true` when there may be more.

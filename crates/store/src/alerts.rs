@@ -86,6 +86,18 @@ pub struct AlertLink {
     pub attempt_id: i64,
 }
 
+/// A one-time link of an alert email, to store.
+#[derive(Debug, Clone)]
+pub struct NewAlertLink {
+    pub token_hash: String,
+    pub purpose: &'static str,
+    pub person_id: String,
+    pub account_id: String,
+    pub attempt_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 const DELIVERY_COLS: &str = "id, company_id, attempt_id, payload, created_at, state, tries, \
      last_status, last_error, last_try_at";
 
@@ -328,8 +340,52 @@ impl Store {
         .await
     }
 
-    /// Records an email as sent, telling of the attempts up to `through`; attempts attached
-    /// since it was read go into a new email, due when the window ends.
+    /// Records emails as sent, each with the last attempt it told of (`through`), in one
+    /// transaction. Attempts attached to one while it was out move to a new email, due when
+    /// the window after this one ends.
+    pub async fn alert_mails_sent(
+        &self,
+        sent: &[(String, i64)],
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<()> {
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let mut stmts: Vec<Stmt> = vec![(LOCK_CURSOR, vec![])];
+        for (mail_id, through) in sent {
+            let next = new_id();
+            stmts.push((
+                "INSERT INTO alert_mails (id, person_id, account_id, app_id, created_at, due_at) \
+                 SELECT CAST($1 AS TEXT), person_id, account_id, app_id, CAST($2 AS BIGINT), CAST($3 AS BIGINT) \
+                 FROM alert_mails WHERE id = $4 AND EXISTS \
+                 (SELECT 1 FROM alert_events WHERE mail_id = $4 AND attempt_id > $5)",
+                vec![
+                    next.as_str().into(),
+                    ms(now),
+                    ms(now + window),
+                    mail_id.as_str().into(),
+                    (*through).into(),
+                ],
+            ));
+            stmts.push((
+                "UPDATE alert_events SET mail_id = $1 WHERE mail_id = $2 AND attempt_id > $3",
+                vec![
+                    next.as_str().into(),
+                    mail_id.as_str().into(),
+                    (*through).into(),
+                ],
+            ));
+            stmts.push((
+                "UPDATE alert_mails SET sent_at = $1, claimed_until = NULL, tries = tries + 1 WHERE id = $2",
+                vec![ms(now), mail_id.as_str().into()],
+            ));
+        }
+        self.engine.transaction(stmts).await?;
+        Ok(())
+    }
+
+    /// One email recorded as sent (see [`Store::alert_mails_sent`]).
     pub async fn alert_mail_sent(
         &self,
         mail_id: &str,
@@ -337,34 +393,8 @@ impl Store {
         now: DateTime<Utc>,
         window: Duration,
     ) -> Result<()> {
-        let next = new_id();
-        self.engine
-            .transaction(vec![
-                (LOCK_CURSOR, vec![]),
-                (
-                    "INSERT INTO alert_mails (id, person_id, account_id, app_id, created_at, due_at) \
-                     SELECT CAST($1 AS TEXT), person_id, account_id, app_id, CAST($2 AS BIGINT), CAST($3 AS BIGINT) \
-                     FROM alert_mails WHERE id = $4 AND EXISTS \
-                     (SELECT 1 FROM alert_events WHERE mail_id = $4 AND attempt_id > $5)",
-                    vec![
-                        next.as_str().into(),
-                        ms(now),
-                        ms(now + window),
-                        mail_id.into(),
-                        through.into(),
-                    ],
-                ),
-                (
-                    "UPDATE alert_events SET mail_id = $1 WHERE mail_id = $2 AND attempt_id > $3",
-                    vec![next.as_str().into(), mail_id.into(), through.into()],
-                ),
-                (
-                    "UPDATE alert_mails SET sent_at = $1, claimed_until = NULL, tries = tries + 1 WHERE id = $2",
-                    vec![ms(now), mail_id.into()],
-                ),
-            ])
-            .await?;
-        Ok(())
+        self.alert_mails_sent(&[(mail_id.to_string(), through)], now, window)
+            .await
     }
 
     /// Records a failed try of an email; it is tried again at `retry_at`.
@@ -428,32 +458,30 @@ impl Store {
             .is_none())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create_alert_link(
-        &self,
-        token_hash: &str,
-        purpose: &str,
-        person_id: &str,
-        account_id: &str,
-        attempt_id: i64,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<()> {
-        self.engine
-            .write(
-                "INSERT INTO alert_links (token_hash, purpose, person_id, account_id, attempt_id, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                vec![
-                    token_hash.into(),
-                    purpose.into(),
-                    person_id.into(),
-                    account_id.into(),
-                    attempt_id.into(),
-                    ms(now),
-                    ms(expires_at),
-                ],
-            )
-            .await?;
+    /// Stores one-time links (by the hash of their token), in one transaction.
+    pub async fn create_alert_links(&self, links: &[NewAlertLink]) -> Result<()> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let stmts: Vec<Stmt> = links
+            .iter()
+            .map(|l| {
+                (
+                    "INSERT INTO alert_links (token_hash, purpose, person_id, account_id, attempt_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    vec![
+                        l.token_hash.as_str().into(),
+                        l.purpose.into(),
+                        l.person_id.as_str().into(),
+                        l.account_id.as_str().into(),
+                        l.attempt_id.into(),
+                        ms(l.created_at),
+                        ms(l.expires_at),
+                    ],
+                )
+            })
+            .collect();
+        self.engine.transaction(stmts).await?;
         Ok(())
     }
 
@@ -880,7 +908,16 @@ mod tests {
 
     both_engines!(alert_links_work_once_and_alerts_switch_per_account, |s| {
         let now = t0();
-        s.create_alert_link("h1", "not_me", "p", "a", 7, now, now + Duration::days(3))
+        let link = |hash: &str, purpose: &'static str| NewAlertLink {
+            token_hash: hash.into(),
+            purpose,
+            person_id: "p".into(),
+            account_id: "a".into(),
+            attempt_id: 7,
+            created_at: now,
+            expires_at: now + Duration::days(3),
+        };
+        s.create_alert_links(&[link("h1", "not_me"), link("h2", "was_me")])
             .await
             .unwrap();
         assert_eq!(
@@ -890,9 +927,6 @@ mod tests {
         assert!(s.take_alert_link("h1", now).await.unwrap().is_some());
         assert!(s.take_alert_link("h1", now).await.unwrap().is_none());
         assert!(s.alert_link("h1", now).await.unwrap().is_none());
-        s.create_alert_link("h2", "was_me", "p", "a", 7, now, now + Duration::days(3))
-            .await
-            .unwrap();
         assert!(s
             .take_alert_link("h2", now + Duration::days(4))
             .await

@@ -50,7 +50,7 @@ use engine::{Engine, Row, Val};
 use thiserror::Error;
 
 use accounts::account_row;
-pub use alerts::{AlertEvent, AlertLink, AlertMail, Delivery, NewDelivery, Webhook};
+pub use alerts::{AlertEvent, AlertLink, AlertMail, Delivery, NewAlertLink, NewDelivery, Webhook};
 pub use attempts::{AttemptBatch, AttemptFilter};
 pub use audit::{AuditAction, AuditBy, AuditEntry, AuditState};
 pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};

@@ -5,7 +5,9 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use deadbolt_store::{AlertEvent, AlertLink, AlertMail, Attempt, Delivery, NewDelivery, Webhook};
+use deadbolt_store::{
+    AlertEvent, AlertLink, AlertMail, Attempt, Delivery, NewAlertLink, NewDelivery, Webhook,
+};
 use rand::RngCore;
 
 use super::Service;
@@ -121,10 +123,11 @@ impl Service {
         Ok(self.store.alert_mail_events(mail).await?)
     }
 
-    pub async fn alert_mail_sent(&self, id: &str, through: i64, window: Duration) -> Result<()> {
+    /// Emails sent, each with the last attempt it told of, recorded in one transaction.
+    pub async fn alert_mails_sent(&self, sent: &[(String, i64)], window: Duration) -> Result<()> {
         Ok(self
             .store
-            .alert_mail_sent(id, through, self.now(), window)
+            .alert_mails_sent(sent, self.now(), window)
             .await?)
     }
 
@@ -149,28 +152,31 @@ impl Service {
         Ok(self.store.alerts_on(account_id).await?)
     }
 
-    /// A one-time link for an alert email: the token to put in the URL (only its hash is kept).
-    pub async fn create_alert_link(
+    /// One-time links for alert emails, stored in one transaction: the tokens to put in the
+    /// URLs, in order (only their hashes are kept).
+    pub async fn create_alert_links(
         &self,
-        purpose: AlertLinkPurpose,
-        person_id: &str,
-        account_id: &str,
-        attempt_id: i64,
-    ) -> Result<String> {
-        let token = random_token();
+        links: &[(AlertLinkPurpose, &str, &str, i64)],
+    ) -> Result<Vec<String>> {
         let now = self.now();
-        self.store
-            .create_alert_link(
-                &token_hash(&token),
-                purpose.as_str(),
-                person_id,
-                account_id,
-                attempt_id,
-                now,
-                now + Duration::days(ALERT_LINK_DAYS),
+        let tokens: Vec<String> = links.iter().map(|_| random_token()).collect();
+        let rows: Vec<NewAlertLink> = links
+            .iter()
+            .zip(&tokens)
+            .map(
+                |((purpose, person_id, account_id, attempt_id), token)| NewAlertLink {
+                    token_hash: token_hash(token),
+                    purpose: purpose.as_str(),
+                    person_id: person_id.to_string(),
+                    account_id: account_id.to_string(),
+                    attempt_id: *attempt_id,
+                    created_at: now,
+                    expires_at: now + Duration::days(ALERT_LINK_DAYS),
+                },
             )
-            .await?;
-        Ok(token)
+            .collect();
+        self.store.create_alert_links(&rows).await?;
+        Ok(tokens)
     }
 
     /// The alert link of `token` while it can be used; `take` uses it up.

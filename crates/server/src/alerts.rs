@@ -249,8 +249,7 @@ impl AlertWorker {
     /// when there may be more.
     ///
     /// Most attempts are allowed ones and need nothing: the stored cursor is only written with
-    /// something to queue, or every `save_cursor_every` (a write is a synced commit, and on
-    /// SQLite it wakes every check's change signal). Between saves `seen` remembers how far
+    /// something to queue, or every `save_cursor_every` (a write is a synced commit). Between saves `seen` remembers how far
     /// this worker looked; the range from the stored cursor to it held nothing to queue, so a
     /// save moves the stored cursor across it at once. A save is a compare-and-set from the
     /// stored value read in this pass: two replicas never queue one attempt twice.

@@ -291,8 +291,8 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<AlertMail>> {
-        // A read first: the senders poll every second, and a write (a synced commit, which on
-        // SQLite also wakes the checks' change signal) only when something is due.
+        // A read first: the senders poll every second, and a write (a synced commit) only when
+        // something is due.
         let due = self
             .one(
                 "SELECT 1 FROM alert_mails WHERE sent_at IS NULL AND due_at <= $1 \

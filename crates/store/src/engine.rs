@@ -111,7 +111,6 @@ impl Row {
     }
 }
 
-/// The integer in the first column of the first row (a count, a counter).
 /// Change-log rows (`seq, app_id, account_key, person_id`) as changes.
 pub fn changes_of(rows: &[Row]) -> Result<Vec<Change>, StoreError> {
     rows.iter()
@@ -126,6 +125,7 @@ pub fn changes_of(rows: &[Row]) -> Result<Vec<Change>, StoreError> {
         .collect()
 }
 
+/// The integer in the first column of the first row (a count, a counter).
 pub fn scalar(rows: &[Row]) -> Result<i64, StoreError> {
     rows.first()
         .ok_or(StoreError::Corrupt(
@@ -461,10 +461,6 @@ impl Engine {
         }
     }
 
-    /// The change counter when it can be had without waiting: on SQLite, from the change signal
-    /// or the local file (a read of a few pages at most); on PostgreSQL, from the change
-    /// listener while it is connected and trusted. `None` otherwise, and when the SQLite probe
-    /// connection is busy or fails (the caller then asks with the deadline).
     /// See [`crate::Store::changes_at_hand`].
     pub fn changes_at_hand(&self, after: i64, until: i64) -> Option<Vec<Change>> {
         match &self.kind {
@@ -473,6 +469,10 @@ impl Engine {
         }
     }
 
+    /// The change counter when it can be had without waiting: on SQLite, from the change signal
+    /// or the local file (a read of a few pages at most); on PostgreSQL, from the change
+    /// listener while it is connected and trusted. `None` otherwise, and when the SQLite probe
+    /// connection is busy or fails (the caller then asks with the deadline).
     pub fn change_counter_at_hand(&self, sql: &'static str) -> Option<Result<i64, StoreError>> {
         let s = match &self.kind {
             Kind::Sqlite(s) => s,
@@ -649,16 +649,20 @@ impl Engine {
                         // committed (dropping the transaction rolls it back).
                         past(started + limit)?;
                         tx.commit().map_err(sqlite_err)?;
-                        recent.committed(before, changes_of(&logged)?);
-                        signal.bump();
-                        // The position as of the signal just given, for this process's checks
-                        // to find at hand: read after the signal, so that it covers every
-                        // commit signalled up to it (another program's too).
-                        let at = signal.load();
-                        if let Ok(v) = sqlite_query(&conn, COMMIT_POSITION_SQL, &[])
-                            .and_then(|rows| scalar(&rows))
-                        {
-                            signal.remember(at, v);
+                        // A write that logged nothing (a session, an alert's outbox, a throttle
+                        // count) changed nothing a check reads: no process is woken for it.
+                        if !logged.is_empty() {
+                            recent.committed(before, changes_of(&logged)?);
+                            signal.bump();
+                            // The position as of the signal just given, for this process's
+                            // checks to find at hand: read after the signal, so that it covers
+                            // every commit signalled up to it (another program's too).
+                            let at = signal.load();
+                            if let Ok(v) = sqlite_query(&conn, COMMIT_POSITION_SQL, &[])
+                                .and_then(|rows| scalar(&rows))
+                            {
+                                signal.remember(at, v);
+                            }
                         }
                         // The path may have been pointed elsewhere while we wrote: then what was
                         // committed is in a file this store will never be opened on again.
@@ -1287,7 +1291,35 @@ fn pg_pool(e: deadpool_postgres::PoolError) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::placeholders_in_order;
+    use super::{placeholders_in_order, Kind};
+
+    /// Only a write that logged a change wakes the checks of every process: the change signal
+    /// moves for it and for nothing else.
+    #[tokio::test]
+    async fn only_a_logged_change_moves_the_signal() {
+        let (store, _dir) = crate::testing::fresh_sqlite().await;
+        let Kind::Sqlite(s) = &store.engine.kind else {
+            unreachable!("a fresh SQLite store")
+        };
+        let before = s.signal.load();
+        store
+            .create_company("co", crate::test_support::t0())
+            .await
+            .unwrap();
+        assert_eq!(s.signal.load(), before, "a company changes no check");
+        store
+            .engine
+            .write("UPDATE store_version SET v = v WHERE id = 1", vec![])
+            .await
+            .unwrap();
+        assert_eq!(s.signal.load(), before, "a no-op write neither");
+        store
+            .engine
+            .write("INSERT INTO change_log (app_id) VALUES ('app-1')", vec![])
+            .await
+            .unwrap();
+        assert_eq!(s.signal.load(), before + 1, "a logged change moves it");
+    }
 
     #[test]
     fn placeholder_order_check() {

@@ -282,7 +282,7 @@ impl AlertWorker {
         let window = self.window.to_std().unwrap_or(std::time::Duration::ZERO);
         let mut events = Vec::new();
         let mut deliveries = Vec::new();
-        for a in attempts.iter().filter(|a| a.locked) {
+        for a in &attempts {
             if !seen.apps.contains_key(&a.app_id) {
                 let app = self.service.find_application(&a.app_id).await?;
                 seen.apps.insert(a.app_id.clone(), app);

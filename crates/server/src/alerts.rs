@@ -122,8 +122,11 @@ impl Default for Seen {
 
 /// The blocked sign-ins an email lists; a digest of more says how many more there were.
 const LISTED: usize = 20;
-/// Stored attempt batches read per pass.
-const RUNS_PER_PASS: i64 = 64;
+/// Stored attempt batches (one per application per write of the attempt writer) read at once.
+const RUNS_PER_PAGE: i64 = 64;
+/// A pass stops reading pages at this many blocked attempts (a backlog: the next pass follows
+/// at once).
+const BLOCKED_PER_PASS: usize = 50_000;
 const CLAIM: i64 = 20;
 /// A webhook delivery is given up after this many tries (about a day with the backoff).
 const WEBHOOK_TRIES: i64 = 12;
@@ -258,10 +261,25 @@ impl AlertWorker {
         // Another replica (or this one before a restart) may be further on.
         seen.through = seen.through.max(stored);
         let from = seen.through;
-        let (attempts, through) = self
-            .service
-            .blocked_attempts_after_id(from, RUNS_PER_PASS)
-            .await?;
+        // Pages of stored batches up to a budget of blocked attempts, then one transaction for
+        // all of them: a pass every poll rather than one every page, so that the emails' rows
+        // are written (and their index pages synced) once a second under a flood, not a dozen
+        // times.
+        let (mut attempts, mut through) = (Vec::new(), from);
+        let backlog = loop {
+            let (page, end, full) = self
+                .service
+                .blocked_attempts_after_id(through, RUNS_PER_PAGE)
+                .await?;
+            attempts.extend(page);
+            through = end;
+            if !full {
+                break false;
+            }
+            if attempts.len() >= BLOCKED_PER_PASS {
+                break true;
+            }
+        };
         if through == stored {
             return Ok(false);
         }
@@ -369,7 +387,7 @@ impl AlertWorker {
         let nothing = events.is_empty() && deliveries.is_empty();
         if nothing && seen.saved.elapsed() < self.save_cursor_every {
             seen.through = through;
-            return Ok(through != from);
+            return Ok(backlog);
         }
         // Counted sign-ins are written with each save of the cursor.
         let counted: Vec<(AlertEvent, i64)> = seen
@@ -408,7 +426,7 @@ impl AlertWorker {
                 "alerts: blocked attempts queued"
             );
         }
-        Ok(through != from)
+        Ok(backlog)
     }
 
     /// Sends the alert emails that are due; `true` when there may be more. The links of a

@@ -154,11 +154,69 @@ const NEW_MAIL: &str = "INSERT INTO alert_mails (id, person_id, account_id, app_
      ELSE s.last + CAST($6 AS BIGINT) END \
      FROM (SELECT MAX(sent_at) AS last FROM alert_mails WHERE person_id = $2 AND account_id = $3) s \
      WHERE NOT EXISTS (SELECT 1 FROM alert_mails WHERE person_id = $2 AND account_id = $3 AND sent_at IS NULL)";
-/// Attaches an attempt to the email waiting for its person's account.
-const ATTACH_EVENT: &str = "INSERT INTO alert_events (attempt_id, mail_id, at, account, reason, ip, device, location) \
-     SELECT CAST($1 AS BIGINT), m.id, CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), \
-     CAST($6 AS TEXT), CAST($7 AS TEXT) FROM alert_mails m \
-     WHERE m.person_id = $8 AND m.account_id = $9 AND m.sent_at IS NULL ORDER BY m.due_at LIMIT 1";
+/// At most this many attempts are attached by one statement (see [`attach_events`]).
+const ATTACH_AT_ONCE: usize = 8;
+
+/// Attaches attempts of one person's account to the email waiting for it: one statement for
+/// up to [`ATTACH_AT_ONCE`] of them, which finds the email once (a guesser's flood lists many
+/// sign-ins of each account a pass).
+fn attach_events(events: &[&AlertEvent]) -> Stmt {
+    let mut params: Vec<Val> = Vec::with_capacity(7 * events.len() + 2);
+    for e in events {
+        params.extend([
+            e.attempt_id.into(),
+            ms(e.at),
+            e.account.as_str().into(),
+            e.reason.as_str().into(),
+            e.ip.clone().into(),
+            e.device.clone().into(),
+            e.location.clone().into(),
+        ]);
+    }
+    let (person, account) = events
+        .first()
+        .map(|e| (e.person_id.as_str(), e.account_id.as_str()))
+        .unwrap_or_default();
+    params.extend([person.into(), account.into()]);
+    (
+        ATTACH_SQL[events.len().clamp(1, ATTACH_AT_ONCE) - 1].as_str(),
+        params,
+    )
+}
+
+/// The statements of [`attach_events`], for 1 to [`ATTACH_AT_ONCE`] attempts: a few texts, each
+/// prepared once.
+static ATTACH_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (1..=ATTACH_AT_ONCE)
+        .map(|n| {
+            let rows: Vec<String> = (0..n)
+                .map(|i| {
+                    let p = 7 * i;
+                    format!(
+                        "(CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS TEXT), \
+                         CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS TEXT))",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6,
+                        p + 7
+                    )
+                })
+                .collect();
+            format!(
+                "INSERT INTO alert_events (attempt_id, mail_id, at, account, reason, ip, device, location) \
+                 SELECT v.column1, m.id, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 \
+                 FROM (VALUES {}) v CROSS JOIN (SELECT id FROM alert_mails WHERE person_id = ${} \
+                 AND account_id = ${} AND sent_at IS NULL ORDER BY due_at LIMIT 1) m",
+                rows.join(", "),
+                7 * n + 1,
+                7 * n + 2
+            )
+        })
+        .collect()
+});
 /// Adds to the number of blocked sign-ins the waiting email tells of without listing them.
 const ADD_EXTRA: &str = "UPDATE alert_mails SET extra = extra + $1 \
      WHERE person_id = $2 AND account_id = $3 AND sent_at IS NULL";
@@ -180,13 +238,14 @@ impl Store {
     }
 
     /// The blocked attempts recorded after id `after`, oldest first, of at most `runs` stored batches of
-    /// them, and the last id they reach (`after` when there are none). Ids are given in commit
-    /// order (one writer at a time takes the next ones), so none can appear later below it.
+    /// them, the last id they reach (`after` when there are none), and whether `runs` batches
+    /// were read (more may follow). Ids are given in commit order (one writer at a time takes
+    /// the next ones), so none can appear later below it.
     pub async fn blocked_attempts_after_id(
         &self,
         after: i64,
         runs: i64,
-    ) -> Result<(Vec<Attempt>, i64)> {
+    ) -> Result<(Vec<Attempt>, i64, bool)> {
         let page = self
             .all(
                 "SELECT first_id, last_id, until_at, app_id, data FROM attempt_runs \
@@ -201,7 +260,8 @@ impl Store {
             through = through.max(run.last_id);
             out.extend(run.blocked_attempts()?.into_iter().filter(|a| a.id > after));
         }
-        Ok((out, through))
+        let full = i64::try_from(page.len()).is_ok_and(|n| n >= runs);
+        Ok((out, through, full))
     }
 
     /// Queues alert emails and webhook deliveries for the attempts in `(from, through]` and
@@ -220,35 +280,31 @@ impl Store {
         // A counted tally arrives with its latest sign-in, listed, so that an email waits for
         // it even when the one that listed the others has gone out meanwhile.
         // One email waits per account: asked for once per account here, not once per sign-in.
-        let mut asked = std::collections::HashSet::new();
+        // Its sign-ins are attached a few at once, in the order read.
+        let mut per_account: Vec<((&str, &str), Vec<&AlertEvent>)> = Vec::new();
+        let mut at = std::collections::HashMap::new();
         for e in events.iter().chain(counted.iter().map(|(e, _)| e)) {
-            if asked.insert((e.person_id.as_str(), e.account_id.as_str())) {
-                writes.push((
-                    NEW_MAIL,
-                    vec![
-                        new_id().into(),
-                        e.person_id.as_str().into(),
-                        e.account_id.as_str().into(),
-                        e.app_id.as_str().into(),
-                        ms(now),
-                        window.num_milliseconds().into(),
-                    ],
-                ));
-            }
+            let key = (e.person_id.as_str(), e.account_id.as_str());
+            let i = *at.entry(key).or_insert_with(|| {
+                per_account.push((key, Vec::new()));
+                per_account.len() - 1
+            });
+            per_account[i].1.push(e);
+        }
+        for (_, listed) in &per_account {
+            let e = listed[0];
             writes.push((
-                ATTACH_EVENT,
+                NEW_MAIL,
                 vec![
-                    e.attempt_id.into(),
-                    ms(e.at),
-                    e.account.as_str().into(),
-                    e.reason.as_str().into(),
-                    e.ip.clone().into(),
-                    e.device.clone().into(),
-                    e.location.clone().into(),
+                    new_id().into(),
                     e.person_id.as_str().into(),
                     e.account_id.as_str().into(),
+                    e.app_id.as_str().into(),
+                    ms(now),
+                    window.num_milliseconds().into(),
                 ],
             ));
+            writes.extend(listed.chunks(ATTACH_AT_ONCE).map(attach_events));
         }
         for (e, n) in counted {
             writes.push((
@@ -797,7 +853,8 @@ mod tests {
         ))
         .await
         .unwrap();
-        let (blocked, through) = s.blocked_attempts_after_id(0, 10).await.unwrap();
+        let (blocked, through, full) = s.blocked_attempts_after_id(0, 10).await.unwrap();
+        assert!(!full, "one stored batch of ten asked for");
         assert_eq!(
             blocked
                 .iter()
@@ -815,6 +872,23 @@ mod tests {
             blocked[1].id + 2,
             "the cursor passes the allowed ones too"
         );
+        // A second stored batch: asked for one batch at a time, the first page says more may
+        // follow and stops at its batch's end; the next page reads the rest.
+        s.record_attempts(&crate::AttemptBatch::new(
+            (6..9).map(|n| attempt(n, true)).collect(),
+        ))
+        .await
+        .unwrap();
+        let (_, first_end, full) = s.blocked_attempts_after_id(0, 1).await.unwrap();
+        assert!(full);
+        assert_eq!(first_end, through);
+        let (rest, end, full) = s.blocked_attempts_after_id(first_end, 1).await.unwrap();
+        assert!(full, "one batch asked for, one read");
+        assert_eq!(rest.len(), 3);
+        assert_eq!(end, rest[2].id);
+        let (none, still, full) = s.blocked_attempts_after_id(end, 1).await.unwrap();
+        assert!(none.is_empty() && !full);
+        assert_eq!(still, end);
     });
 
     // A guesser's thousands of sign-ins of one account: the first are listed, the rest arrive

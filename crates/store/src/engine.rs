@@ -808,6 +808,9 @@ impl Sqlite {
     fn open(target: SqliteTarget) -> Result<Self, StoreError> {
         let configure = |c: &rusqlite::Connection| -> Result<(), StoreError> {
             c.busy_timeout(DEFAULT_TIMEOUT).map_err(sqlite_err)?;
+            // Every statement stays prepared: the writer alone runs more distinct ones than
+            // rusqlite keeps by default (16), and a flood's loops would prepare them again.
+            c.set_prepared_statement_cache_capacity(128);
             // A 64 MiB page cache per connection: imports and lookups over millions of accounts
             // otherwise spend their time re-reading B-tree pages. Statement journals (an upsert
             // in a transaction writes one) stay in memory instead of a temporary file.

@@ -90,7 +90,7 @@ impl Service {
         &self,
         after: i64,
         runs: i64,
-    ) -> Result<(Vec<Attempt>, i64)> {
+    ) -> Result<(Vec<Attempt>, i64, bool)> {
         Ok(self.store.blocked_attempts_after_id(after, runs).await?)
     }
 

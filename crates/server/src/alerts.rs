@@ -33,8 +33,9 @@ pub struct AlertsConfig {
     /// At most one email per person and account in this window; the attempts after the first
     /// go together into one digest when it ends.
     pub window: std::time::Duration,
-    /// How often the cursor is stored when there was nothing to queue (see
+    /// How often the cursor is stored when there was nothing to queue at once (see
     /// [`AlertWorker::queue_pass`]): 10 s; a restart may look again at that much of the past.
+    /// Sign-ins that only add to an email already waiting wait this long to be written.
     pub save_cursor_every: std::time::Duration,
 }
 
@@ -64,11 +65,16 @@ const MAX_REMEMBERED: usize = 100_000;
 /// stored the cursor, the accounts it looked up, and per account the blocked sign-ins of the
 /// current window. A guesser hammering thousands of locked accounts makes tens of thousands
 /// of blocked attempts a second: each account is looked up once every few seconds, its first
-/// sign-ins of a window are listed in its email, and the rest are only counted, and written as
-/// one number at each save of the cursor. (A crash loses at most those counts of the last
-/// seconds; the listed sign-ins are queued with the cursor they were read under.)
+/// sign-ins of a window are listed in its email, and the rest are only counted. Everything held
+/// here is after the stored cursor and is written with the next save of it, so a crash loses
+/// nothing: the restarted worker reads those attempts again.
 pub struct Seen {
+    /// The stored cursor as this worker last read or wrote it.
+    stored: Option<i64>,
     through: i64,
+    /// Sign-ins read up to `through` and listed in emails already waiting, written at the next
+    /// save.
+    held: Vec<AlertEvent>,
     saved: std::time::Instant,
     lookups: HashMap<(String, String), Lookup>,
     tallies: HashMap<String, Tally>,
@@ -109,7 +115,9 @@ struct Tally {
 impl Default for Seen {
     fn default() -> Self {
         Self {
+            stored: None,
             through: 0,
+            held: Vec::new(),
             saved: std::time::Instant::now(),
             lookups: HashMap::new(),
             tallies: HashMap::new(),
@@ -252,14 +260,27 @@ impl AlertWorker {
     /// when there may be more.
     ///
     /// Most attempts are allowed ones and need nothing: the stored cursor is only written with
-    /// something to queue, or every `save_cursor_every` (a write is a synced commit). Between saves `seen` remembers how far
-    /// this worker looked; the range from the stored cursor to it held nothing to queue, so a
-    /// save moves the stored cursor across it at once. A save is a compare-and-set from the
-    /// stored value read in this pass: two replicas never queue one attempt twice.
+    /// something to queue at once (an account's first sign-in of a window, a webhook
+    /// delivery), or every `save_cursor_every` (a write is a synced commit). Between saves
+    /// `seen` remembers how far this worker looked and what it holds for emails already
+    /// waiting; a save writes all of it and moves the stored cursor across it at once. A save
+    /// is a compare-and-set from the stored value read in this pass: two replicas never queue
+    /// one attempt twice.
     pub async fn queue_pass(&self, seen: &mut Seen) -> Result<bool> {
         let stored = self.service.alert_cursor().await?;
-        // Another replica (or this one before a restart) may be further on.
-        seen.through = seen.through.max(stored);
+        if seen.stored != Some(stored) {
+            // The stored cursor is not where this worker left it: its first pass, or another
+            // replica's worker queued from it (a replica's own failed write leaves `None` too).
+            // What was queued there is not this worker's to queue again: what it held or
+            // counted is dropped, and it reads on from the stored cursor.
+            seen.stored = Some(stored);
+            seen.through = stored;
+            seen.held.clear();
+            for t in seen.tallies.values_mut() {
+                t.counted = 0;
+                t.latest = None;
+            }
+        }
         let from = seen.through;
         // Pages of stored batches up to a budget of blocked attempts, then one transaction for
         // all of them: a pass every poll rather than one every page, so that the emails' rows
@@ -299,6 +320,8 @@ impl AlertWorker {
         seen.hooks.retain(|_, has| *has);
         let window = self.window.to_std().unwrap_or(std::time::Duration::ZERO);
         let mut events = Vec::new();
+        // A sign-in that starts an account's window: its email is due now.
+        let mut urgent = false;
         let mut deliveries = Vec::new();
         for a in &attempts {
             if !seen.apps.contains_key(&a.app_id) {
@@ -364,6 +387,7 @@ impl AlertWorker {
                         tally.listed = 0;
                     }
                     if tally.listed < LISTED {
+                        urgent |= tally.listed == 0;
                         tally.listed += 1;
                         events.push(event);
                     } else {
@@ -384,11 +408,17 @@ impl AlertWorker {
                 });
             }
         }
-        let nothing = events.is_empty() && deliveries.is_empty();
-        if nothing && seen.saved.elapsed() < self.save_cursor_every {
+        // Sign-ins that only add to an email already waiting (its digest is due when the
+        // window ends) are held until the next save, with the counted ones: a flood's thousands
+        // of accounts each get one row a save instead of one a pass. The stored cursor stays
+        // before them until then, so a restart reads them again.
+        if !urgent && deliveries.is_empty() && seen.saved.elapsed() < self.save_cursor_every {
+            seen.held.append(&mut events);
             seen.through = through;
             return Ok(backlog);
         }
+        let mut listed = std::mem::take(&mut seen.held);
+        listed.append(&mut events);
         // Counted sign-ins are written with each save of the cursor.
         let counted: Vec<(AlertEvent, i64)> = seen
             .tallies
@@ -399,16 +429,19 @@ impl AlertWorker {
             .service
             .queue_alerts(
                 (stored, through),
-                &events,
+                &listed,
                 &counted,
                 &deliveries,
                 self.window,
             )
-            .await?;
-        if !queued {
-            // Another worker moved the cursor meanwhile: read again from where it is.
-            return Ok(true);
+            .await;
+        if !matches!(queued, Ok(true)) {
+            // Another worker moved the cursor meanwhile, or the store failed: read again from
+            // where the stored cursor is (what was held is read again with it).
+            seen.stored = None;
+            return queued.map(|_| true);
         }
+        seen.stored = Some(through);
         seen.through = through;
         seen.saved = std::time::Instant::now();
         for t in seen.tallies.values_mut() {
@@ -419,9 +452,9 @@ impl AlertWorker {
         if seen.tallies.len() > MAX_REMEMBERED {
             seen.tallies.clear();
         }
-        if !nothing {
+        if !listed.is_empty() || !deliveries.is_empty() {
             tracing::debug!(
-                emails = events.len(),
+                sign_ins = listed.len(),
                 webhooks = deliveries.len(),
                 "alerts: blocked attempts queued"
             );

@@ -154,69 +154,65 @@ const NEW_MAIL: &str = "INSERT INTO alert_mails (id, person_id, account_id, app_
      ELSE s.last + CAST($6 AS BIGINT) END \
      FROM (SELECT MAX(sent_at) AS last FROM alert_mails WHERE person_id = $2 AND account_id = $3) s \
      WHERE NOT EXISTS (SELECT 1 FROM alert_mails WHERE person_id = $2 AND account_id = $3 AND sent_at IS NULL)";
-/// At most this many attempts are attached by one statement (see [`attach_events`]).
-const ATTACH_AT_ONCE: usize = 8;
+/// Attaches sign-ins of one person's account, oldest first, to the email waiting for it, as one
+/// row (see the migration `0018_alert_event_packs`): the latest in the row's columns, the
+/// earlier ones in `earlier`.
+const ATTACH_EVENTS: &str = "INSERT INTO alert_events (attempt_id, mail_id, at, account, reason, ip, device, location, earlier) \
+     SELECT CAST($1 AS BIGINT), m.id, CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), \
+     CAST($6 AS TEXT), CAST($7 AS TEXT), CAST($8 AS TEXT) FROM alert_mails m \
+     WHERE m.person_id = $9 AND m.account_id = $10 AND m.sent_at IS NULL ORDER BY m.due_at LIMIT 1";
 
-/// Attaches attempts of one person's account to the email waiting for it: one statement for
-/// up to [`ATTACH_AT_ONCE`] of them, which finds the email once (a guesser's flood lists many
-/// sign-ins of each account a pass).
-fn attach_events(events: &[&AlertEvent]) -> Stmt {
-    let mut params: Vec<Val> = Vec::with_capacity(7 * events.len() + 2);
-    for e in events {
-        params.extend([
-            e.attempt_id.into(),
-            ms(e.at),
-            e.account.as_str().into(),
-            e.reason.as_str().into(),
-            e.ip.clone().into(),
-            e.device.clone().into(),
-            e.location.clone().into(),
-        ]);
-    }
-    let (person, account) = events
-        .first()
-        .map(|e| (e.person_id.as_str(), e.account_id.as_str()))
-        .unwrap_or_default();
-    params.extend([person.into(), account.into()]);
-    (
-        ATTACH_SQL[events.len().clamp(1, ATTACH_AT_ONCE) - 1].as_str(),
-        params,
-    )
+/// One of `earlier`'s entries: attempt id, time (ms), reason, IP, device, location.
+type Earlier = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn attach_events(events: &[&AlertEvent]) -> Result<Option<Stmt>> {
+    let Some((latest, before)) = events.split_last() else {
+        return Ok(None);
+    };
+    let earlier = if before.is_empty() {
+        None
+    } else {
+        let packed: Vec<Earlier> = before
+            .iter()
+            .map(|e| {
+                (
+                    e.attempt_id,
+                    e.at.timestamp_millis(),
+                    e.reason.clone(),
+                    e.ip.clone(),
+                    e.device.clone(),
+                    e.location.clone(),
+                )
+            })
+            .collect();
+        Some(
+            serde_json::to_string(&packed)
+                .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?,
+        )
+    };
+    Ok(Some((
+        ATTACH_EVENTS,
+        vec![
+            latest.attempt_id.into(),
+            ms(latest.at),
+            latest.account.as_str().into(),
+            latest.reason.as_str().into(),
+            latest.ip.clone().into(),
+            latest.device.clone().into(),
+            latest.location.clone().into(),
+            earlier.into(),
+            latest.person_id.as_str().into(),
+            latest.account_id.as_str().into(),
+        ],
+    )))
 }
-
-/// The statements of [`attach_events`], for 1 to [`ATTACH_AT_ONCE`] attempts: a few texts, each
-/// prepared once.
-static ATTACH_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-    (1..=ATTACH_AT_ONCE)
-        .map(|n| {
-            let rows: Vec<String> = (0..n)
-                .map(|i| {
-                    let p = 7 * i;
-                    format!(
-                        "(CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS TEXT), \
-                         CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS TEXT))",
-                        p + 1,
-                        p + 2,
-                        p + 3,
-                        p + 4,
-                        p + 5,
-                        p + 6,
-                        p + 7
-                    )
-                })
-                .collect();
-            format!(
-                "INSERT INTO alert_events (attempt_id, mail_id, at, account, reason, ip, device, location) \
-                 SELECT v.column1, m.id, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 \
-                 FROM (VALUES {}) v CROSS JOIN (SELECT id FROM alert_mails WHERE person_id = ${} \
-                 AND account_id = ${} AND sent_at IS NULL ORDER BY due_at LIMIT 1) m",
-                rows.join(", "),
-                7 * n + 1,
-                7 * n + 2
-            )
-        })
-        .collect()
-});
 /// Adds to the number of blocked sign-ins the waiting email tells of without listing them.
 const ADD_EXTRA: &str = "UPDATE alert_mails SET extra = extra + $1 \
      WHERE person_id = $2 AND account_id = $3 AND sent_at IS NULL";
@@ -304,7 +300,7 @@ impl Store {
                     window.num_milliseconds().into(),
                 ],
             ));
-            writes.extend(listed.chunks(ATTACH_AT_ONCE).map(attach_events));
+            writes.extend(attach_events(listed)?);
         }
         for (e, n) in counted {
             writes.push((
@@ -386,14 +382,36 @@ impl Store {
 
     /// The attempts an email tells of, oldest first.
     pub async fn alert_mail_events(&self, mail: &AlertMail) -> Result<Vec<AlertEvent>> {
-        self.all(
-            "SELECT e.attempt_id, m.person_id, m.account_id, m.app_id, e.at, e.account, e.reason, \
-             e.ip, e.device, e.location FROM alert_events e JOIN alert_mails m ON m.id = e.mail_id \
-             WHERE e.mail_id = $1 ORDER BY e.attempt_id",
-            vec![mail.id.as_str().into()],
-            event,
-        )
-        .await
+        let packs = self
+            .all(
+                "SELECT e.attempt_id, m.person_id, m.account_id, m.app_id, e.at, e.account, e.reason, \
+                 e.ip, e.device, e.location, e.earlier FROM alert_events e JOIN alert_mails m ON m.id = e.mail_id \
+                 WHERE e.mail_id = $1 ORDER BY e.attempt_id",
+                vec![mail.id.as_str().into()],
+                |r| Ok((event(r)?, r.opt_text(10)?)),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for (latest, earlier) in packs {
+            if let Some(earlier) = earlier {
+                let earlier: Vec<Earlier> = serde_json::from_str(&earlier).map_err(|e| {
+                    crate::StoreError::Corrupt(format!("alert_events.earlier: {e}"))
+                })?;
+                for (attempt_id, at, reason, ip, device, location) in earlier {
+                    out.push(AlertEvent {
+                        attempt_id,
+                        at: time(at)?,
+                        reason,
+                        ip,
+                        device,
+                        location,
+                        ..latest.clone()
+                    });
+                }
+            }
+            out.push(latest);
+        }
+        Ok(out)
     }
 
     /// Records emails as sent, each with the last attempt it told of (`through`), in one
@@ -826,9 +844,13 @@ mod tests {
             );
             s.alert_mail_sent(&next[0].id, 4, later, w).await.unwrap();
             assert_eq!(s.unsent_alert_mails().await.unwrap(), 0);
-            // Long after: pruned.
+            // Long after: pruned, the two emails and their three rows of sign-ins (1 and 2
+            // were attached together).
             let far = later + Duration::days(40);
-            assert!(s.prune_alerts(far, far - Duration::days(30)).await.unwrap() >= 6);
+            assert_eq!(
+                s.prune_alerts(far, far - Duration::days(30)).await.unwrap(),
+                5
+            );
         }
     );
 
@@ -889,6 +911,66 @@ mod tests {
         let (none, still, full) = s.blocked_attempts_after_id(end, 1).await.unwrap();
         assert!(none.is_empty() && !full);
         assert_eq!(still, end);
+    });
+
+    // Sign-ins of one account attached together are one row, and read back one by one, each as
+    // it was (strings with quotes and accents, missing fields, its own time), oldest first;
+    // another account's go to its own email. Those attached after an email was read (a pack
+    // whose latest id is past what it told) move to the next email whole.
+    both_engines!(sign_ins_attached_together_are_read_back_one_by_one, |s| {
+        let now = t0();
+        let w = Duration::minutes(10);
+        let mut a = ev(1);
+        a.device = Some("Agent \"quoted\" \u{e9} <b>".into());
+        let mut b = ev(2);
+        b.at = now + Duration::seconds(1);
+        b.ip = None;
+        b.location = Some("48.85,2.35".into());
+        let mut c = ev(3);
+        c.reason = "master_lock".into();
+        let mut other = ev(4);
+        other.account_id = "a2".into();
+        assert!(s
+            .queue_alerts(
+                (0, 4),
+                &[a.clone(), b.clone(), c.clone(), other.clone()],
+                &[],
+                &[],
+                now,
+                w
+            )
+            .await
+            .unwrap());
+        let mails = s
+            .claim_alert_mails(now, now + Duration::seconds(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(mails.len(), 2);
+        let mine = mails.iter().find(|m| m.account_id == "a").unwrap();
+        assert_eq!(s.alert_mail_events(mine).await.unwrap(), [a, b, c]);
+        let theirs = mails.iter().find(|m| m.account_id == "a2").unwrap();
+        assert_eq!(s.alert_mail_events(theirs).await.unwrap(), [other]);
+        // Two more while the email is out; it is recorded sent having told of 1..=3.
+        assert!(s
+            .queue_alerts((4, 6), &[ev(5), ev(6)], &[], &[], now, w)
+            .await
+            .unwrap());
+        s.alert_mail_sent(&mine.id, 3, now, w).await.unwrap();
+        let later = now + w;
+        let next = s
+            .claim_alert_mails(later, later + Duration::seconds(60), 10)
+            .await
+            .unwrap();
+        let next = next.iter().find(|m| m.account_id == "a").unwrap();
+        assert_eq!(
+            s.alert_mail_events(next)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.attempt_id)
+                .collect::<Vec<_>>(),
+            [5, 6]
+        );
     });
 
     // A guesser's thousands of sign-ins of one account: the first are listed, the rest arrive

@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0017_passkeys.sql"),
         postgres: include_str!("../migrations/postgres/0017_passkeys.sql"),
     },
+    Migration {
+        name: "0018_alert_event_packs",
+        sqlite: include_str!("../migrations/sqlite/0018_alert_event_packs.sql"),
+        postgres: include_str!("../migrations/postgres/0018_alert_event_packs.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -296,23 +296,119 @@ async fn blocked_checks_in_a_row_make_one_email_then_a_digest(t: TestApp, smtp: 
     assert_eq!(smtp.to(PERSON).len(), 2);
 }
 
+/// A 2-second window, and sign-ins for a waiting digest held by the worker for 300 ms before
+/// they are written (10 s by default).
+fn held_for_a_moment(c: &mut deadbolt::Config) {
+    c.alerts.window = std::time::Duration::from_secs(2);
+    c.alerts.save_cursor_every = std::time::Duration::from_millis(300);
+}
+
+/// Sign-ins that only add to a waiting digest are held by the worker, not written: the stored
+/// cursor stays before them. A worker that starts again without them (a restart) reads them
+/// again and the digest lists every one; the first worker, its cursor overtaken, drops what it
+/// held instead of writing it a second time.
 #[tokio::test]
-async fn blocked_checks_in_a_row_make_one_email_then_a_digest_sqlite() {
-    let (t, smtp) = spawn(false, |c| {
-        c.alerts.window = std::time::Duration::from_secs(2)
+async fn sign_ins_held_for_a_digest_are_read_again_after_a_restart() {
+    // The server's own worker looks once at start, then not for an hour: these tests drive
+    // two workers by hand.
+    let (t, _smtp) = spawn(false, |c| {
+        c.alerts.poll_every = std::time::Duration::from_secs(3600)
     })
     .await
     .unwrap();
+    let (app, key) = person_with_accounts(&t).await;
+    let config = deadbolt::alerts::AlertsConfig {
+        save_cursor_every: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let worker = || {
+        deadbolt::alerts::AlertWorker::new(
+            t.service.clone(),
+            deadbolt::portal::Mailer::Log,
+            t.url.clone(),
+            &config,
+        )
+        .unwrap()
+    };
+    let (first, restarted) = (worker(), worker());
+    let mut seen = deadbolt::alerts::Seen::default();
+    let recorded = |n: usize| {
+        let store = t.store.clone();
+        let app = app.id.clone();
+        async move {
+            for _ in 0..500 {
+                let all = store.recent_attempts(&app, 100).await.unwrap();
+                if all.len() >= n {
+                    return all[0].id;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("{n} attempts not recorded");
+        }
+    };
+    assert!(check_from(&t, &app, &key, "alex", "198.51.100.1").await);
+    let one = recorded(1).await;
+    first.queue_pass(&mut seen).await.unwrap();
+    assert_eq!(
+        t.store.alert_cursor().await.unwrap(),
+        one,
+        "a first sign-in is queued at once"
+    );
+    for i in 2..=4 {
+        assert!(check_from(&t, &app, &key, "alex", &format!("198.51.100.{i}")).await);
+    }
+    let four = recorded(4).await;
+    first.queue_pass(&mut seen).await.unwrap();
+    assert_eq!(
+        t.store.alert_cursor().await.unwrap(),
+        one,
+        "the next ones are held, the stored cursor before them"
+    );
+    // A restart: nothing remembered.
+    restarted
+        .queue_pass(&mut deadbolt::alerts::Seen::default())
+        .await
+        .unwrap();
+    assert_eq!(t.store.alert_cursor().await.unwrap(), four);
+    // The first worker sees its cursor overtaken: what it held is not written again (that
+    // would fail on the attempts already attached, for ever).
+    first.queue_pass(&mut seen).await.unwrap();
+    let now = deadbolt_core::Clock::now(&*t.clock);
+    let mails = t
+        .store
+        .claim_alert_mails(now, now + Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(mails.len(), 1);
+    let ips: Vec<_> = t
+        .store
+        .alert_mail_events(&mails[0])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.ip.unwrap_or_default())
+        .collect();
+    assert_eq!(
+        ips,
+        [
+            "198.51.100.1",
+            "198.51.100.2",
+            "198.51.100.3",
+            "198.51.100.4"
+        ]
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn blocked_checks_in_a_row_make_one_email_then_a_digest_sqlite() {
+    let (t, smtp) = spawn(false, held_for_a_moment).await.unwrap();
     blocked_checks_in_a_row_make_one_email_then_a_digest(t, smtp).await;
 }
 
 #[tokio::test]
 async fn blocked_checks_in_a_row_make_one_email_then_a_digest_postgres() {
-    if let Some((t, smtp)) = spawn(true, |c| {
-        c.alerts.window = std::time::Duration::from_secs(2)
-    })
-    .await
-    {
+    if let Some((t, smtp)) = spawn(true, held_for_a_moment).await {
         blocked_checks_in_a_row_make_one_email_then_a_digest(t, smtp).await;
     }
 }

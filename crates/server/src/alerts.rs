@@ -53,6 +53,9 @@ impl Default for AlertsConfig {
 pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// How long a sender holds the rows it claimed before another may take them.
 const LEASE_SECS: i64 = 120;
+/// How long a replica's lease on queueing alerts lasts (renewed after a third of it): a
+/// replica that stops without giving it up is taken over this long after its last renewal.
+const QUEUE_LEASE_SECS: i64 = 30;
 /// How long the queueing loop trusts what it looked up of an account (whether it has a person,
 /// whether its alerts are on) or an application. The sender looks the account, its person and
 /// the switch up again before sending; an application put in audit mode may still alert for
@@ -69,6 +72,8 @@ const MAX_REMEMBERED: usize = 100_000;
 /// here is after the stored cursor and is written with the next save of it, so a crash loses
 /// nothing: the restarted worker reads those attempts again.
 pub struct Seen {
+    /// Until when this worker holds the lease on queueing (the service's clock).
+    lease: Option<chrono::DateTime<chrono::Utc>>,
     /// The stored cursor as this worker last read or wrote it.
     stored: Option<i64>,
     through: i64,
@@ -115,6 +120,7 @@ struct Tally {
 impl Default for Seen {
     fn default() -> Self {
         Self {
+            lease: None,
             stored: None,
             through: 0,
             held: Vec::new(),
@@ -155,6 +161,8 @@ pub fn backoff(tries: i64) -> Duration {
 
 pub struct AlertWorker {
     service: Service,
+    /// This worker's name for the lease on queueing (new at each start).
+    id: String,
     mailer: Mailer,
     /// The portal's base URL, for the links in emails.
     base_url: String,
@@ -181,6 +189,10 @@ impl AlertWorker {
             .map_err(|e| Error::Unavailable(format!("webhook client: {e}")))?;
         Ok(Arc::new(Self {
             service,
+            id: {
+                use rand::Rng;
+                format!("{:032x}", rand::thread_rng().gen::<u128>())
+            },
             mailer,
             base_url: base_url.trim_end_matches('/').to_string(),
             window: Duration::from_std(config.window).unwrap_or(Duration::minutes(10)),
@@ -218,6 +230,12 @@ impl AlertWorker {
                         }
                     }
                     if *closing.borrow() {
+                        if matches!(job, Job::Queue) && seen.lease.is_some() {
+                            // Another replica takes over at once rather than after the lease.
+                            if let Err(e) = me.service.release_alert_queue(&me.id).await {
+                                tracing::warn!(error = %e, "alerts: cannot give the queueing up");
+                            }
+                        }
                         return;
                     }
                     if matches!(job, Job::Queue) && pruned.elapsed() >= PRUNE_EVERY {
@@ -267,6 +285,21 @@ impl AlertWorker {
     /// is a compare-and-set from the stored value read in this pass: two replicas never queue
     /// one attempt twice.
     pub async fn queue_pass(&self, seen: &mut Seen) -> Result<bool> {
+        // One replica queues at a time; the others only send. The lease is renewed after a
+        // third of it has gone (a write, so not every pass).
+        let lease = Duration::seconds(QUEUE_LEASE_SECS);
+        let now = self.service.now();
+        if seen.lease.is_none_or(|until| until - now < lease * 2 / 3) {
+            if self.service.take_alert_queue(&self.id, lease).await? {
+                seen.lease = Some(now + lease);
+            } else {
+                // Another replica queues; when this one takes over, it starts from the stored
+                // cursor.
+                seen.lease = None;
+                seen.stored = None;
+                return Ok(false);
+            }
+        }
         let stored = self.service.alert_cursor().await?;
         if seen.stored != Some(stored) {
             // The stored cursor is not where this worker left it: its first pass, or another

@@ -233,6 +233,49 @@ impl Store {
         )
     }
 
+    /// Takes or renews the lease on queueing alerts for `holder` until `until`: `true` when it
+    /// is `holder`'s (free, already its own, or run out at `now`).
+    pub async fn take_alert_queue(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let rows = self
+            .engine
+            .write(
+                "UPDATE alert_cursor SET holder = $1, held_until = $2 WHERE id = 1 \
+                 AND (holder IS NULL OR holder = $3 OR held_until <= $4) RETURNING id",
+                vec![holder.into(), ms(until), holder.into(), ms(now)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Gives the lease on queueing alerts up, if `holder` has it: another replica takes over
+    /// at once (a server stopping cleanly).
+    pub async fn release_alert_queue(&self, holder: &str) -> Result<()> {
+        self.engine
+            .write(
+                "UPDATE alert_cursor SET holder = NULL, held_until = NULL WHERE id = 1 AND holder = $1",
+                vec![holder.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Who holds the lease on queueing alerts, and until when.
+    pub async fn alert_queue_holder(&self) -> Result<Option<(String, DateTime<Utc>)>> {
+        let row = self
+            .one(
+                "SELECT holder, held_until FROM alert_cursor WHERE id = 1 AND holder IS NOT NULL",
+                vec![],
+                |r| Ok((r.text(0)?, time(r.int(1)?)?)),
+            )
+            .await?;
+        Ok(row)
+    }
+
     /// The blocked attempts recorded after id `after`, oldest first, of at most `runs` stored batches of
     /// them, the last id they reach (`after` when there are none), and whether `runs` batches
     /// were read (more may follow). Ids are given in commit order (one writer at a time takes
@@ -971,6 +1014,47 @@ mod tests {
                 .collect::<Vec<_>>(),
             [5, 6]
         );
+    });
+
+    // One holder at a time; the holder renews; another takes over once the lease ran out, or
+    // at once when the holder gave it up.
+    both_engines!(one_replica_at_a_time_queues_alerts, |s| {
+        let now = t0();
+        let later = now + Duration::seconds(30);
+        assert_eq!(s.alert_queue_holder().await.unwrap(), None);
+        assert!(s.take_alert_queue("a", now, later).await.unwrap());
+        assert!(!s.take_alert_queue("b", now, later).await.unwrap());
+        assert!(s
+            .take_alert_queue(
+                "a",
+                now + Duration::seconds(10),
+                later + Duration::seconds(10)
+            )
+            .await
+            .unwrap());
+        assert!(
+            !s.take_alert_queue("b", later, later).await.unwrap(),
+            "renewed"
+        );
+        let gone = later + Duration::seconds(10);
+        assert!(s
+            .take_alert_queue("b", gone, gone + Duration::seconds(30))
+            .await
+            .unwrap());
+        assert_eq!(
+            s.alert_queue_holder().await.unwrap(),
+            Some(("b".to_string(), gone + Duration::seconds(30)))
+        );
+        s.release_alert_queue("a").await.unwrap();
+        assert!(
+            !s.take_alert_queue("a", gone, gone).await.unwrap(),
+            "only its holder gives it up"
+        );
+        s.release_alert_queue("b").await.unwrap();
+        assert!(s
+            .take_alert_queue("a", gone, gone + Duration::seconds(30))
+            .await
+            .unwrap());
     });
 
     // A guesser's thousands of sign-ins of one account: the first are listed, the rest arrive

@@ -93,6 +93,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0018_alert_event_packs.sql"),
         postgres: include_str!("../migrations/postgres/0018_alert_event_packs.sql"),
     },
+    Migration {
+        name: "0019_alert_queue_lease",
+        sqlite: include_str!("../migrations/sqlite/0019_alert_queue_lease.sql"),
+        postgres: include_str!("../migrations/postgres/0019_alert_queue_lease.sql"),
+    },
 ];
 
 #[cfg(test)]

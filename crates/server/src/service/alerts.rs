@@ -86,6 +86,19 @@ impl Service {
         Ok(self.store.alert_cursor().await?)
     }
 
+    /// Takes or renews `holder`'s lease on queueing alerts for `lease` from now.
+    pub async fn take_alert_queue(&self, holder: &str, lease: chrono::Duration) -> Result<bool> {
+        let now = self.now();
+        Ok(self
+            .store
+            .take_alert_queue(holder, now, now + lease)
+            .await?)
+    }
+
+    pub async fn release_alert_queue(&self, holder: &str) -> Result<()> {
+        Ok(self.store.release_alert_queue(holder).await?)
+    }
+
     pub async fn blocked_attempts_after_id(
         &self,
         after: i64,

@@ -304,18 +304,23 @@ fn held_for_a_moment(c: &mut deadbolt::Config) {
 }
 
 /// Sign-ins that only add to a waiting digest are held by the worker, not written: the stored
-/// cursor stays before them. A worker that starts again without them (a restart) reads them
-/// again and the digest lists every one; the first worker, its cursor overtaken, drops what it
-/// held instead of writing it a second time.
+/// cursor stays before them. One replica queues at a time (a lease in the store): another's
+/// worker does nothing while it is held, takes over once it has run out (the first replica
+/// stopped renewing it: crashed) and reads the held sign-ins again, so the digest lists every
+/// one, once; the first worker, back, finds the lease taken and writes nothing.
 #[tokio::test]
-async fn sign_ins_held_for_a_digest_are_read_again_after_a_restart() {
-    // The server's own worker looks once at start, then not for an hour: these tests drive
-    // two workers by hand.
+async fn one_replica_queues_and_another_takes_over_without_losing_held_sign_ins() {
+    // The server's own worker looks once at start, then not for an hour: the test drives two
+    // workers by hand.
     let (t, _smtp) = spawn(false, |c| {
         c.alerts.poll_every = std::time::Duration::from_secs(3600)
     })
     .await
     .unwrap();
+    let lease_ends = || t.clock.advance(Duration::seconds(31));
+    // The server's worker took the lease at its first look; it will not renew it.
+    eventually(|| async { t.store.alert_queue_holder().await.unwrap().is_some() }).await;
+    lease_ends();
     let (app, key) = person_with_accounts(&t).await;
     let config = deadbolt::alerts::AlertsConfig {
         save_cursor_every: std::time::Duration::from_secs(3600),
@@ -330,8 +335,11 @@ async fn sign_ins_held_for_a_digest_are_read_again_after_a_restart() {
         )
         .unwrap()
     };
-    let (first, restarted) = (worker(), worker());
-    let mut seen = deadbolt::alerts::Seen::default();
+    let (first, second) = (worker(), worker());
+    let (mut seen, mut seen2) = (
+        deadbolt::alerts::Seen::default(),
+        deadbolt::alerts::Seen::default(),
+    );
     let recorded = |n: usize| {
         let store = t.store.clone();
         let app = app.id.clone();
@@ -349,30 +357,28 @@ async fn sign_ins_held_for_a_digest_are_read_again_after_a_restart() {
     assert!(check_from(&t, &app, &key, "alex", "198.51.100.1").await);
     let one = recorded(1).await;
     first.queue_pass(&mut seen).await.unwrap();
-    assert_eq!(
-        t.store.alert_cursor().await.unwrap(),
-        one,
-        "a first sign-in is queued at once"
-    );
+    let cursor = || async { t.store.alert_cursor().await.unwrap() };
+    assert_eq!(cursor().await, one, "a first sign-in is queued at once");
     for i in 2..=4 {
         assert!(check_from(&t, &app, &key, "alex", &format!("198.51.100.{i}")).await);
     }
     let four = recorded(4).await;
     first.queue_pass(&mut seen).await.unwrap();
     assert_eq!(
-        t.store.alert_cursor().await.unwrap(),
+        cursor().await,
         one,
-        "the next ones are held, the stored cursor before them"
+        "the next ones are held, the cursor before them"
     );
-    // A restart: nothing remembered.
-    restarted
-        .queue_pass(&mut deadbolt::alerts::Seen::default())
-        .await
-        .unwrap();
-    assert_eq!(t.store.alert_cursor().await.unwrap(), four);
-    // The first worker sees its cursor overtaken: what it held is not written again (that
-    // would fail on the attempts already attached, for ever).
-    first.queue_pass(&mut seen).await.unwrap();
+    assert!(!second.queue_pass(&mut seen2).await.unwrap());
+    assert_eq!(cursor().await, one, "the other replica does not queue");
+    // The first replica stops renewing its lease: the other takes over once it has run out.
+    lease_ends();
+    second.queue_pass(&mut seen2).await.unwrap();
+    assert_eq!(cursor().await, four);
+    // The first one back: the lease is taken, and what it held is not written again (that
+    // would fail on the sign-ins already attached, for ever).
+    assert!(!first.queue_pass(&mut seen).await.unwrap());
+    assert_eq!(cursor().await, four);
     let now = deadbolt_core::Clock::now(&*t.clock);
     let mails = t
         .store

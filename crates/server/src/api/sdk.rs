@@ -161,7 +161,7 @@ pub async fn lock(
     let (company, by) = company(&service, &headers, peer).await?;
     let t: Target = json_object(&read_body(&headers, body, 64 * 1024).await?)?;
     let app = service.company_application(&company, &t.domain).await?;
-    service.lock(&by, &app.id, &t.user_account_id).await?;
+    service.lock_in(&by, &app, &t.user_account_id).await?;
     Ok(Json(json!({"locked": true})))
 }
 
@@ -184,7 +184,7 @@ pub async fn unlock(
     };
     let app = service.company_application(&company, &t.domain).await?;
     let until = service
-        .unlock(&by, &app.id, &t.user_account_id, window)
+        .unlock_in(&by, &app, &t.user_account_id, window)
         .await?;
     Ok(Json(match until {
         Some(u) => json!({"locked": false, "unlocked_until": u}),

@@ -379,7 +379,14 @@ impl Service {
     /// Locks an enrolled account (closing any unlock window). Durable when it returns, and in
     /// the audit trail.
     pub async fn lock(&self, by: &By, app_id: &str, account: &str) -> Result<()> {
-        let (_, key) = self.key(app_id, account).await?;
+        let app = self.application(app_id).await?;
+        self.lock_in(by, &app, account).await
+    }
+
+    /// [`Service::lock`] in an application the caller has just read (the SDK API reads it by
+    /// its issuer to check the company): no second read of it.
+    pub async fn lock_in(&self, by: &By, app: &Application, account: &str) -> Result<()> {
+        let (app_id, key) = (app.id.as_str(), app.account_names.key(account));
         enrollable(account)?;
         self.refuse_under_master_lock(by).await?;
         self.store
@@ -406,7 +413,19 @@ impl Service {
         account: &str,
         window: Option<Duration>,
     ) -> Result<Option<DateTime<Utc>>> {
-        let (_, key) = self.key(app_id, account).await?;
+        let app = self.application(app_id).await?;
+        self.unlock_in(by, &app, account, window).await
+    }
+
+    /// [`Service::unlock`] in an application the caller has just read.
+    pub async fn unlock_in(
+        &self,
+        by: &By,
+        app: &Application,
+        account: &str,
+        window: Option<Duration>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let (app_id, key) = (app.id.as_str(), app.account_names.key(account));
         enrollable(account)?;
         self.refuse_under_master_lock(by).await?;
         let now = self.now();

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::portal::{mail_field as field, Mailer};
+use crate::mail::{field, Mailer};
 use crate::service::{valid_account, AlertLinkPurpose, Service, ALERT_LINK_DAYS};
 
 /// What the worker is told at start.

@@ -11,6 +11,7 @@ pub mod conn;
 pub mod crypto;
 pub mod error;
 pub mod logs;
+pub mod mail;
 pub mod metrics;
 pub mod portal;
 pub mod rate;
@@ -220,7 +221,7 @@ impl Server {
         ));
         let alerts = alerts::AlertWorker::new(
             service.clone(),
-            portal::Mailer::new(&config.portal.mail),
+            portal.mailer(),
             portal.link_base(),
             &config.alerts,
         )?;

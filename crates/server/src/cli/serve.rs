@@ -180,7 +180,7 @@ impl Cli {
             },
             portal: crate::portal::PortalConfig {
                 public_url: given(&args.public_url),
-                mail: crate::portal::MailConfig {
+                mail: crate::mail::MailConfig {
                     smtp_url: given(&args.smtp_url),
                     from: given(&args.mail_from),
                     user: given(&args.smtp_user),

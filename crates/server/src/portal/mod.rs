@@ -13,7 +13,6 @@ mod error;
 mod form_token;
 mod links;
 mod live;
-mod mail;
 mod notice;
 mod operator;
 mod pages;
@@ -35,8 +34,8 @@ use std::sync::Arc;
 use crate::request_id;
 use crate::service::Service;
 
+use crate::mail::{MailConfig, Mailer};
 pub use links::{create_operator, first_run_link, invite_operator};
-pub use mail::{field as mail_field, MailConfig, Mailer};
 
 /// What the portal is told at start.
 #[derive(Debug, Clone, Default)]
@@ -97,6 +96,12 @@ impl Portal {
             tracing::warn!("{why}");
         }
         portal
+    }
+
+    /// The portal's mailer, for the alert worker to send with: one SMTP client, and one
+    /// "no SMTP server configured" line in the log.
+    pub fn mailer(&self) -> Mailer {
+        self.mailer.clone()
     }
 
     /// Prunes the sign-in throttle's counts in the store (forgotten keys, and any over its

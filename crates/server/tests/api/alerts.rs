@@ -329,7 +329,7 @@ async fn one_replica_queues_and_another_takes_over_without_losing_held_sign_ins(
     let worker = || {
         deadbolt::alerts::AlertWorker::new(
             t.service.clone(),
-            deadbolt::portal::Mailer::Log,
+            deadbolt::mail::Mailer::Log,
             t.url.clone(),
             &config,
         )

@@ -18,7 +18,7 @@ const PERSON: &str = "pat@example.com";
 /// A server with an SMTP receiver, on SQLite or PostgreSQL.
 async fn spawn(pg: bool) -> Option<(TestApp, Inbox)> {
     let (port, inbox) = smtp_receiver();
-    let mail = deadbolt::portal::MailConfig {
+    let mail = deadbolt::mail::MailConfig {
         smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
         from: None,
         ..Default::default()

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
-use deadbolt::portal::MailConfig;
+use deadbolt::mail::MailConfig;
 use deadbolt::{Config, MasterKeySource, Server, Service};
 use deadbolt_core::FakeClock;
 use fantoccini::{Client, ClientBuilder, Locator};

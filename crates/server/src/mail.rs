@@ -1,5 +1,6 @@
-//! Outgoing email: sign-up links, invitations and password resets. Without SMTP settings the
-//! messages go to the server log, so a fresh install can still be set up.
+//! Outgoing email: the portal's sign-up links, invitations and password resets, and the alert
+//! worker's alerts (one mailer, made once, shared by both). Without SMTP settings the messages
+//! go to the server log, so a fresh install can still be set up.
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -45,6 +46,7 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
+#[derive(Clone)]
 pub enum Mailer {
     Log,
     Smtp {

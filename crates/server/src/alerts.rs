@@ -161,6 +161,7 @@ pub fn backoff(tries: i64) -> Duration {
 
 pub struct AlertWorker {
     service: Service,
+    metrics: Arc<crate::metrics::Metrics>,
     /// This worker's name for the lease on queueing (new at each start).
     id: String,
     mailer: Mailer,
@@ -178,6 +179,7 @@ impl AlertWorker {
         mailer: Mailer,
         base_url: String,
         config: &AlertsConfig,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .timeout(WEBHOOK_TIMEOUT)
@@ -189,6 +191,7 @@ impl AlertWorker {
             .map_err(|e| Error::Unavailable(format!("webhook client: {e}")))?;
         Ok(Arc::new(Self {
             service,
+            metrics,
             id: {
                 use rand::Rng;
                 format!("{:032x}", rand::thread_rng().gen::<u128>())
@@ -540,10 +543,12 @@ impl AlertWorker {
             );
             match self.mailer.send(&p.person.email, &subject, body).await {
                 Ok(()) => {
+                    self.metrics.alert_email(true);
                     tracing::info!(events = p.events.len(), "alerts: email sent");
                     done.push((m.id.clone(), p.through));
                 }
                 Err(e) => {
+                    self.metrics.alert_email(false);
                     let retry_at = self.service.now() + backoff(m.tries);
                     tracing::warn!(error = %e, tries = m.tries + 1, retry_at = %retry_at, "alerts: email not sent, will try again");
                     self.service
@@ -656,6 +661,7 @@ impl AlertWorker {
                 )
             }
         };
+        self.metrics.webhook(state == "delivered");
         if let Some(e) = &error {
             tracing::warn!(error = %e, state, tries = d.tries + 1, "alerts: webhook delivery failed");
         }

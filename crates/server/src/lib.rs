@@ -224,6 +224,7 @@ impl Server {
             portal.mailer(),
             portal.link_base(),
             &config.alerts,
+            metrics.clone(),
         )?;
         let router = app::router(app::AppState {
             service: service.clone(),

@@ -21,7 +21,11 @@ const QUEUE_DEPTH: usize = LATENCY_SUM_US + 1;
 const ATTEMPTS_WRITTEN: usize = QUEUE_DEPTH + 1;
 const ATTEMPTS_DROPPED: usize = ATTEMPTS_WRITTEN + 1;
 const LOG_READS: usize = ATTEMPTS_DROPPED + 1;
-const COUNTERS: usize = LOG_READS + 1;
+const ALERT_EMAILS_SENT: usize = LOG_READS + 1;
+const ALERT_EMAILS_FAILED: usize = ALERT_EMAILS_SENT + 1;
+const WEBHOOKS_DELIVERED: usize = ALERT_EMAILS_FAILED + 1;
+const WEBHOOKS_FAILED: usize = WEBHOOKS_DELIVERED + 1;
+const COUNTERS: usize = WEBHOOKS_FAILED + 1;
 
 /// Slots per [`Metrics`]: threads beyond this many share one.
 const SHARDS: usize = 16;
@@ -106,6 +110,30 @@ impl Metrics {
 
     /// The check path read the change log: a change made by another process (the CLI, another
     /// replica, SQL by hand); this process's own changes are applied without a read.
+    /// An alert email the relay took (`true`), or a try of one that failed.
+    pub fn alert_email(&self, sent: bool) {
+        self.add(
+            if sent {
+                ALERT_EMAILS_SENT
+            } else {
+                ALERT_EMAILS_FAILED
+            },
+            1,
+        );
+    }
+
+    /// A webhook delivery that the receiver took (`true`), or a try of one that failed.
+    pub fn webhook(&self, delivered: bool) {
+        self.add(
+            if delivered {
+                WEBHOOKS_DELIVERED
+            } else {
+                WEBHOOKS_FAILED
+            },
+            1,
+        );
+    }
+
     pub fn log_read(&self) {
         self.add(LOG_READS, 1);
     }
@@ -186,6 +214,28 @@ impl Metrics {
             out,
             "deadbolt_attempts_dropped_total {}",
             g(ATTEMPTS_DROPPED)
+        );
+        let _ = writeln!(out, "# HELP deadbolt_alert_emails_total Tries of alert emails: taken by the mail relay, or failed (tried again later).\n# TYPE deadbolt_alert_emails_total counter");
+        let _ = writeln!(
+            out,
+            "deadbolt_alert_emails_total{{result=\"sent\"}} {}",
+            g(ALERT_EMAILS_SENT)
+        );
+        let _ = writeln!(
+            out,
+            "deadbolt_alert_emails_total{{result=\"failed\"}} {}",
+            g(ALERT_EMAILS_FAILED)
+        );
+        let _ = writeln!(out, "# HELP deadbolt_webhook_deliveries_total Tries of webhook deliveries: taken by the receiver (2xx), or failed (tried again, or given up).\n# TYPE deadbolt_webhook_deliveries_total counter");
+        let _ = writeln!(
+            out,
+            "deadbolt_webhook_deliveries_total{{result=\"delivered\"}} {}",
+            g(WEBHOOKS_DELIVERED)
+        );
+        let _ = writeln!(
+            out,
+            "deadbolt_webhook_deliveries_total{{result=\"failed\"}} {}",
+            g(WEBHOOKS_FAILED)
         );
         out
     }

@@ -332,6 +332,7 @@ async fn one_replica_queues_and_another_takes_over_without_losing_held_sign_ins(
             deadbolt::mail::Mailer::Log,
             t.url.clone(),
             &config,
+            std::sync::Arc::default(),
         )
         .unwrap()
     };
@@ -575,6 +576,14 @@ async fn an_alert_sent_while_the_mail_server_is_down_arrives_later(t: TestApp, s
     assert!(mail.contains("IP: 203.0.113.99"), "{mail}");
     eventually(|| async { t.service.unsent_alert_mails().await.unwrap() == 0 }).await;
     assert_eq!(smtp.to(PERSON).len(), 1, "sent once");
+    // In /metrics: the failed try (or tries) and the email sent.
+    let emails = |result: &str| {
+        let name = format!("deadbolt_alert_emails_total{{result=\"{result}\"}}");
+        let t = &t;
+        async move { crate::faults::metric(t, &name).await }
+    };
+    assert!(emails("failed").await >= 1);
+    assert_eq!(emails("sent").await, 1);
     eprintln!("alerts: check answered in {answered:?} while the mail server was down");
 }
 

@@ -168,6 +168,17 @@ async fn a_failed_delivery_is_delivered_on_retry_and_logged(t: TestApp) {
     assert!(row.contains("<td class=\"state\">delivered</td>"), "{row}");
     assert!(row.contains("<td class=\"tries\">2</td>"), "{row}");
     assert!(row.contains("HTTP 500"), "{row}");
+    // And in /metrics: one failed try, one delivery.
+    let metric = |r: &'static str| {
+        crate::faults::metric(
+            &t,
+            match r {
+                "delivered" => "deadbolt_webhook_deliveries_total{result=\"delivered\"}",
+                _ => "deadbolt_webhook_deliveries_total{result=\"failed\"}",
+            },
+        )
+    };
+    assert_eq!((metric("failed").await, metric("delivered").await), (1, 1));
 }
 
 #[tokio::test]

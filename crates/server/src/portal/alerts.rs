@@ -45,10 +45,11 @@ struct NotMeDone {
     told: bool,
 }
 
-/// An alert's link. "This was me" signs nothing in: it is used up and leads to the account's
-/// page (its unlock choices), through the sign-in when there is no session. "This wasn't me"
-/// only shows a confirmation here: a GET must not lock anything, since mail scanners and link
-/// previews follow links by themselves.
+/// An alert's link. "This was me" signs nothing in and changes nothing: it leads to the account's
+/// page (its unlock choices), through the sign-in when there is no session, as often as it is
+/// followed until it expires, so that a mail scanner or a link preview following it first does
+/// not spoil it for the person. "This wasn't me" only shows a confirmation here: a GET must not
+/// lock anything, for the same reason.
 pub async fn alert_link(
     State(s): State<PortalState>,
     State(portal): State<Arc<Portal>>,
@@ -62,11 +63,6 @@ pub async fn alert_link(
         .ok_or_else(expired_link)?;
     match AlertLinkPurpose::parse(&link.purpose) {
         Some(AlertLinkPurpose::WasMe) => {
-            let link = s
-                .service
-                .alert_link(&token, true)
-                .await?
-                .ok_or_else(expired_link)?;
             Ok(Redirect::to(&format!("/me/accounts/{}", link.account_id)).into_response())
         }
         Some(AlertLinkPurpose::NotMe) => {

@@ -1,6 +1,7 @@
 //! Alerts: a blocked sign-in to a person's account is emailed to them (what, where from, why,
 //! and two one-time links), batched per account, switchable per account, and never lost while
-//! the mail server is down. The links: "this was me" leads to the account's unlock choices,
+//! the mail server is down. The links: "this was me" leads to the account's unlock choices
+//! (until it expires, however often it is followed),
 //! "this wasn't me" to a confirmation that locks everything and tells the company.
 //!
 //! The server's clock is the tests' fake clock: an email waiting for the end of a window or
@@ -167,8 +168,12 @@ async fn a_blocked_check_is_emailed_and_its_links_work(t: TestApp, smtp: SmtpRec
     assert_ne!(was_me, not_me);
     let acc = t.service.account(&app.id, "alex").await.unwrap();
 
-    // "This was me", without a session: used up, it leads to the account's page, which asks
-    // to sign in first; signed in, the page offers to unlock.
+    // "This was me", followed first by a mail scanner (no session, no cookie): it leads to the
+    // account's page, which asks to sign in first, and changes nothing.
+    let mut scanner = Http::new(&t.url);
+    let r = scanner.get(&was_me).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    // The person, after it: the same way, still; signed in, the page offers to unlock.
     let mut anon = Http::new(&t.url);
     let r = anon.get(&was_me).await;
     assert_eq!(r.status, 303, "{}", r.body);
@@ -186,8 +191,11 @@ async fn a_blocked_check_is_emailed_and_its_links_work(t: TestApp, smtp: SmtpRec
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("id=\"unlock-choices\""), "{}", page.body);
     assert!(page.body.contains("unlock-5"), "{}", page.body);
-    // Used: a second use is refused.
-    assert_eq!(anon.get(&was_me).await.status, 404);
+    assert_eq!(
+        t.service.account(&app.id, "alex").await.unwrap().state,
+        deadbolt_core::AccountState::Locked,
+        "following it unlocked nothing"
+    );
 
     // "This wasn't me": a GET only shows a confirmation; nothing is locked by it.
     let page = anon.get(&not_me).await;
@@ -253,6 +261,10 @@ async fn a_blocked_check_is_emailed_and_its_links_work(t: TestApp, smtp: SmtpRec
         emailed < std::time::Duration::from_secs(60),
         "within a minute"
     );
+    // "This was me" works until it expires (3 days), then no more.
+    assert_eq!(anon.get(&was_me).await.status, 303);
+    t.clock.advance(Duration::days(3) + Duration::minutes(1));
+    assert_eq!(anon.get(&was_me).await.status, 404);
 }
 
 #[tokio::test]

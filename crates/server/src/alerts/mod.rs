@@ -19,10 +19,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-
-mod messages;
 use crate::mail::Mailer;
 use crate::service::{valid_account, AlertLinkPurpose, Service};
+
+mod messages;
 pub use messages::sign;
 use messages::{alert_email, webhook_payload};
 

@@ -324,7 +324,8 @@ impl Store {
         // A counted tally arrives with its latest sign-in, listed, so that an email waits for
         // it even when the one that listed the others has gone out meanwhile.
         // One email waits per account: asked for once per account here, not once per sign-in.
-        // Its sign-ins are attached a few at once, in the order read.
+        // Its sign-ins are attached as one row, in the order read (ascending ids: the listed
+        // ones come before any counted after them), the latest in the row's own columns.
         let mut per_account: Vec<((&str, &str), Vec<&AlertEvent>)> = Vec::new();
         let mut at = std::collections::HashMap::new();
         for e in events.iter().chain(counted.iter().map(|(e, _)| e)) {

@@ -118,6 +118,17 @@ struct Tally {
     latest: Option<AlertEvent>,
 }
 
+impl Seen {
+    /// Drops the sign-ins counted since the last save: written with it, or another worker's
+    /// to write.
+    fn forget_counted(&mut self) {
+        for t in self.tallies.values_mut() {
+            t.counted = 0;
+            t.latest = None;
+        }
+    }
+}
+
 impl Default for Seen {
     fn default() -> Self {
         Self {
@@ -313,10 +324,7 @@ impl AlertWorker {
             seen.stored = Some(stored);
             seen.through = stored;
             seen.held.clear();
-            for t in seen.tallies.values_mut() {
-                t.counted = 0;
-                t.latest = None;
-            }
+            seen.forget_counted();
         }
         let from = seen.through;
         // Pages of stored batches up to a budget of blocked attempts, then one transaction for
@@ -481,10 +489,7 @@ impl AlertWorker {
         seen.stored = Some(through);
         seen.through = through;
         seen.saved = std::time::Instant::now();
-        for t in seen.tallies.values_mut() {
-            t.counted = 0;
-            t.latest = None;
-        }
+        seen.forget_counted();
         seen.tallies.retain(|_, t| t.since.elapsed() < window);
         if seen.tallies.len() > MAX_REMEMBERED {
             seen.tallies.clear();

@@ -104,19 +104,23 @@ async fn nth_email(smtp: &SmtpReceiver, to: &str, n: usize) -> String {
     panic!("no email #{n} to {to}: {:?}", smtp.to(to));
 }
 
-/// Waits until the application's `n` attempts are recorded (in the background) and the
-/// worker has examined them all.
-async fn worker_caught_up(t: &TestApp, app: &App, n: usize) {
-    let mut last = 0;
+/// Waits until the application's `n` attempts are recorded (in the background); the id of the
+/// latest.
+async fn recorded(t: &TestApp, app: &App, n: usize) -> i64 {
     for _ in 0..500 {
         let recorded = t.store.recent_attempts(&app.id, 1000).await.unwrap();
         if recorded.len() >= n {
-            last = recorded[0].id;
-            break;
+            return recorded[0].id;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(last > 0, "{n} attempts recorded");
+    panic!("{n} attempts not recorded");
+}
+
+/// Waits until the application's `n` attempts are recorded (in the background) and the
+/// worker has examined them all.
+async fn worker_caught_up(t: &TestApp, app: &App, n: usize) {
+    let last = recorded(t, app, n).await;
     for _ in 0..500 {
         if t.store.alert_cursor().await.unwrap() >= last {
             return;
@@ -353,29 +357,15 @@ async fn one_replica_queues_and_another_takes_over_without_losing_held_sign_ins(
         deadbolt::alerts::Seen::default(),
         deadbolt::alerts::Seen::default(),
     );
-    let recorded = |n: usize| {
-        let store = t.store.clone();
-        let app = app.id.clone();
-        async move {
-            for _ in 0..500 {
-                let all = store.recent_attempts(&app, 100).await.unwrap();
-                if all.len() >= n {
-                    return all[0].id;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            panic!("{n} attempts not recorded");
-        }
-    };
     assert!(check_from(&t, &app, &key, "alex", "198.51.100.1").await);
-    let one = recorded(1).await;
+    let one = recorded(&t, &app, 1).await;
     first.queue_pass(&mut seen).await.unwrap();
     let cursor = || async { t.store.alert_cursor().await.unwrap() };
     assert_eq!(cursor().await, one, "a first sign-in is queued at once");
     for i in 2..=4 {
         assert!(check_from(&t, &app, &key, "alex", &format!("198.51.100.{i}")).await);
     }
-    let four = recorded(4).await;
+    let four = recorded(&t, &app, 4).await;
     first.queue_pass(&mut seen).await.unwrap();
     assert_eq!(
         cursor().await,

@@ -148,6 +148,9 @@ pub struct Engine {
     position_reads: AtomicU64,
     /// PostgreSQL writes acknowledged before every change listener was seen to apply them.
     unconfirmed_writes: AtomicU64,
+    /// PostgreSQL writes that read `change_listeners` to learn that every listener applied them
+    /// (the announcements did not say so in time, or there is no listener here).
+    applied_reads: AtomicU64,
 }
 
 enum Kind {
@@ -268,6 +271,7 @@ impl Engine {
             listener: None,
             position_reads: AtomicU64::new(0),
             unconfirmed_writes: AtomicU64::new(0),
+            applied_reads: AtomicU64::new(0),
         }
     }
 
@@ -275,6 +279,11 @@ impl Engine {
     /// the database was seen to apply them (the wait's bound passed, or its read failed).
     pub fn unconfirmed_writes(&self) -> u64 {
         self.unconfirmed_writes.load(Ordering::Relaxed)
+    }
+
+    /// How many PostgreSQL writes read `change_listeners` after their commit.
+    pub fn applied_reads(&self) -> u64 {
+        self.applied_reads.load(Ordering::Relaxed)
     }
 
     /// The PostgreSQL change listener, when the store has one.
@@ -695,11 +704,22 @@ impl Engine {
                 let (out, position) = self.note_write(r)?;
                 // Committed. This process's checks see it at once; every replica's once their
                 // listeners have applied it, which is waited for (bounded) before answering.
-                if let Some(listener) = &self.listener {
-                    listener.committed(position);
-                }
-                if !crate::listen::wait_until_applied(pool, position).await {
-                    self.unconfirmed_writes.fetch_add(1, Ordering::Relaxed);
+                // The listeners' announcements say so without a read, mostly; when they do not
+                // in time, `change_listeners` is read.
+                let announced = match &self.listener {
+                    Some(listener) => {
+                        listener.committed(position);
+                        listener
+                            .applied_by_all(position, crate::listen::ANNOUNCED_WAIT)
+                            .await
+                    }
+                    None => false,
+                };
+                if !announced {
+                    self.applied_reads.fetch_add(1, Ordering::Relaxed);
+                    if !crate::listen::wait_until_applied(pool, position).await {
+                        self.unconfirmed_writes.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 return Ok(out);
             }

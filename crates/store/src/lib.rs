@@ -239,6 +239,19 @@ impl Store {
         self.engine.unconfirmed_writes()
     }
 
+    /// PostgreSQL: how many writes read `change_listeners` after their commit to learn that
+    /// every listener applied them, because the listeners' announcements did not say so within
+    /// a few milliseconds (or this store has no listener).
+    pub fn applied_reads(&self) -> u64 {
+        self.engine.applied_reads()
+    }
+
+    /// PostgreSQL: how many change listeners of the database this store's listener knows of
+    /// (its own included); 0 without one.
+    pub fn listeners_known(&self) -> usize {
+        self.engine.listener().map_or(0, |l| l.peers())
+    }
+
     /// On PostgreSQL, whether the change listener is connected and trusted now (then
     /// [`Store::version_at_hand`] answers without a read); `None` on SQLite or without one.
     pub fn listening(&self) -> Option<bool> {

@@ -46,6 +46,7 @@
 //! writes when it returned (delay from acknowledgement to applied: none, by construction).
 //! Checks pay nothing; more in BENCHMARKS.md.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,6 +59,12 @@ const READ_TIMEOUT: Duration = Duration::from_secs(1);
 pub const TRUST_FOR: Duration = Duration::from_secs(2);
 /// How long a write waits for every listener to apply it before it is acknowledged anyway.
 pub const APPLIED_WAIT: Duration = Duration::from_millis(200);
+/// How long a write waits for the listeners' announcements before it reads `change_listeners`
+/// instead (a listener slower than that, or one gone and not yet pruned).
+pub const ANNOUNCED_WAIT: Duration = Duration::from_millis(20);
+/// A listener not heard from for this long is not waited for (its own process stopped trusting
+/// it after [`TRUST_FOR`]; a second of margin for the notification's trip).
+const SILENT_AFTER: Duration = Duration::from_secs(3);
 /// Reconnection backoff.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const LAST_PAUSE: Duration = Duration::from_secs(2);
@@ -74,6 +81,15 @@ pub const APPLICATION_NAME: &str = "deadbolt-listen";
 const BEHIND_SQL: &str = "SELECT count(*) FROM change_listeners l JOIN pg_stat_activity a ON a.pid = l.pid \
      WHERE a.datname = current_database() AND a.application_name = 'deadbolt-listen' AND l.heard < $1 \
      AND l.seen_at > clock_timestamp() - interval '3 seconds'";
+/// The listeners connected to this database and what they recorded, read once the listener
+/// listens on `deadbolt_applied` (every later record is announced there).
+const PEERS_SQL: &str =
+    "SELECT l.pid, l.heard, l.seen_at > clock_timestamp() - interval '3 seconds' \
+     FROM change_listeners l JOIN pg_stat_activity a ON a.pid = l.pid \
+     WHERE a.datname = current_database() AND a.application_name = 'deadbolt-listen'";
+/// The listeners still connected, read at each ping to forget those gone.
+const LIVE_SQL: &str = "SELECT pid FROM pg_stat_activity \
+     WHERE datname = current_database() AND application_name = 'deadbolt-listen'";
 /// What this listener applied, and that it is alive.
 const RECORD_SQL: &str = "INSERT INTO change_listeners (pid, heard, seen_at) VALUES (pg_backend_pid(), $1, clock_timestamp()) \
      ON CONFLICT (pid) DO UPDATE SET heard = excluded.heard, seen_at = excluded.seen_at";
@@ -92,6 +108,42 @@ struct Heard {
     unread: AtomicBool,
     /// Wakes the listener's loop to record a position a notification raised.
     raised: tokio::sync::Notify,
+    /// The highest position announced on the channel itself (never raised by this process's
+    /// commits). Notifications arrive in commit order: once it reaches a write's position, every
+    /// listener's record committed before that write has been heard.
+    channel: AtomicI64,
+    /// Every listener's last record as announced on `deadbolt_applied` (migration 0020).
+    peers: Mutex<Peers>,
+    /// Woken at every announcement, for writes waiting on them.
+    progress: tokio::sync::Notify,
+}
+
+/// The listeners of the database as this one heard of them.
+#[derive(Default)]
+struct Peers {
+    /// Loaded since the listener last connected; nothing below is used until then.
+    loaded: bool,
+    /// This listener's own backend: its process applies its own commits at once.
+    own_pid: i32,
+    by_pid: HashMap<i32, Peer>,
+}
+
+struct Peer {
+    heard: i64,
+    /// Recorded within [`SILENT_AFTER`] by PostgreSQL's clock when announced.
+    fresh: bool,
+    /// When this listener last heard of it.
+    at: Instant,
+}
+
+impl Peers {
+    fn heard(&mut self, pid: i32, heard: i64, fresh: bool) {
+        let at = Instant::now();
+        let p = self.by_pid.entry(pid).or_insert(Peer { heard, fresh, at });
+        p.heard = p.heard.max(heard);
+        p.fresh = fresh;
+        p.at = at;
+    }
 }
 
 impl Heard {
@@ -115,11 +167,46 @@ impl Heard {
 
     fn distrust(&self) {
         self.until_ns.store(0, Ordering::Release);
+        *lock(&self.peers) = Peers::default();
+    }
+
+    /// Whether every listener connected has announced applying `position` (see
+    /// [`Listener::applied_by_all`]).
+    fn all_applied(&self, position: i64) -> bool {
+        if !self.trusted() || self.channel.load(Ordering::Acquire) < position {
+            return false;
+        }
+        let peers = lock(&self.peers);
+        peers.loaded
+            && peers.by_pid.iter().all(|(pid, p)| {
+                *pid == peers.own_pid
+                    || p.heard >= position
+                    || !p.fresh
+                    || p.at.elapsed() > SILENT_AFTER
+            })
+    }
+
+    /// An announcement on `deadbolt_applied`: "pid heard fresh".
+    fn announced(&self, payload: &str) {
+        let mut parts = payload.split(' ');
+        let (Some(Ok(pid)), Some(Ok(heard)), Some(fresh)) = (
+            parts.next().map(str::parse::<i32>),
+            parts.next().map(str::parse::<i64>),
+            parts.next(),
+        ) else {
+            return;
+        };
+        lock(&self.peers).heard(pid, heard, fresh == "1");
+        self.progress.notify_waiters();
     }
 
     fn trusted(&self) -> bool {
         self.now_ns() < self.until_ns.load(Ordering::Acquire)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running listener; stopped when dropped (with the store).
@@ -157,6 +244,9 @@ impl Listener {
             base: Instant::now(),
             unread: AtomicBool::new(false),
             raised: tokio::sync::Notify::new(),
+            channel: AtomicI64::new(0),
+            peers: Mutex::new(Peers::default()),
+            progress: tokio::sync::Notify::new(),
         });
         let task = tokio::spawn(run(config, connect_timeout, position_sql, heard.clone()));
         Self { heard, task }
@@ -180,6 +270,37 @@ impl Listener {
     /// once, before its notification comes back.
     pub fn committed(&self, position: i64) {
         self.heard.hear(position);
+    }
+
+    /// Waits, at most `within`, until this listener has heard `position` announced and every
+    /// other listener connected to the database has announced applying it; whether it did. The
+    /// same guarantee as [`wait_until_applied`] without reading `change_listeners`: a listener
+    /// that recorded before the write committed was announced before the write itself (in
+    /// commit order), so it is known here by the time the write's position is; one that
+    /// recorded after reads the position after its record, and has the write. Listeners
+    /// announce through a trigger on the table, whatever writes to it. `false` at once while
+    /// this listener is not trusted.
+    pub async fn applied_by_all(&self, position: i64, within: Duration) -> bool {
+        if !self.heard.trusted() || !lock(&self.heard.peers).loaded {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let woken = self.heard.progress.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.heard.all_applied(position) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// How many listeners (this one included) this one knows of, for tests.
+    pub fn peers(&self) -> usize {
+        lock(&self.heard.peers).by_pid.len()
     }
 }
 
@@ -321,11 +442,18 @@ async fn listen(
     let _driver = AbortOnDrop(tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n)))
+                    if n.channel() == "deadbolt_applied" =>
+                {
+                    driven.announced(n.payload());
+                }
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
                     match n.payload().parse::<i64>() {
                         Ok(position) => {
                             driven.hear(position);
+                            driven.channel.fetch_max(position, Ordering::AcqRel);
                             driven.raised.notify_one();
+                            driven.progress.notify_waiters();
                         }
                         Err(_) => {
                             driven.unread.store(true, Ordering::Release);
@@ -345,21 +473,22 @@ async fn listen(
         within(
             "LISTEN",
             client.batch_execute(
-                "SET synchronous_commit = off; LISTEN deadbolt_changes; \
+                "SET synchronous_commit = off; LISTEN deadbolt_changes; LISTEN deadbolt_applied; \
                  DELETE FROM change_listeners WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)",
             ),
         )
         .await?;
         let read = within("prepare", client.prepare(position_sql)).await?;
         let record = within("prepare", client.prepare(RECORD_SQL)).await?;
-        Ok::<_, String>((read, record))
+        let live = within("prepare", client.prepare(LIVE_SQL)).await?;
+        Ok::<_, String>((read, record, live))
     }
     .await
     {
         Ok(v) => v,
         Err(e) => return e,
     };
-    let (read, record) = read;
+    let (read, record, live) = read;
     // LISTEN, read, record, read again, trust (see the module's comment).
     let mut recorded = i64::MIN;
     for _ in 0..2 {
@@ -372,6 +501,31 @@ async fn listen(
             return e;
         }
         recorded = now;
+    }
+    // Every listener as of now; later records are announced. Each one recorded before the
+    // position just read is here, so that position counts as heard on the channel.
+    let peers = within("peers", async {
+        let own: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .try_get(0)?;
+        Ok((own, client.query(PEERS_SQL, &[]).await?))
+    })
+    .await;
+    match peers {
+        Ok((own, rows)) => {
+            let mut p = lock(&heard.peers);
+            p.own_pid = own;
+            for r in rows {
+                match (r.try_get(0), r.try_get(1), r.try_get(2)) {
+                    (Ok(pid), Ok(h), Ok(fresh)) => p.heard(pid, h, fresh),
+                    _ => return "peers: unexpected row".into(),
+                }
+            }
+            p.loaded = true;
+            heard.channel.fetch_max(recorded, Ordering::AcqRel);
+        }
+        Err(e) => return e,
     }
     heard.renew();
     *trusted_once = true;
@@ -401,6 +555,18 @@ async fn listen(
                 Err(e) => return e,
             }
             heard.renew();
+            // Forget the listeners gone: those not connected now and not heard of since the
+            // question was asked (one that connected meanwhile is not in the answer).
+            let asked = Instant::now();
+            match within("live listeners", client.query(&live, &[])).await {
+                Ok(rows) => {
+                    let live: Vec<i32> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
+                    lock(&heard.peers)
+                        .by_pid
+                        .retain(|pid, p| p.at >= asked || live.contains(pid));
+                }
+                Err(e) => return e,
+            }
         }
         // Recorded when it rose, and at every ping (that it is alive).
         let now = heard.known.load(Ordering::Acquire);

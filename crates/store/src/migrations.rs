@@ -98,6 +98,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0019_alert_queue_lease.sql"),
         postgres: include_str!("../migrations/postgres/0019_alert_queue_lease.sql"),
     },
+    Migration {
+        name: "0020_applied_notifications",
+        sqlite: include_str!("../migrations/sqlite/0020_applied_notifications.sql"),
+        postgres: include_str!("../migrations/postgres/0020_applied_notifications.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -352,10 +352,77 @@ async fn a_replica_applies_another_replicas_commit_before_it_is_acknowledged() {
     }
     assert_eq!(a.unconfirmed_writes(), 0);
     eprintln!(
-        "write p50 {:?} (p99 {:?}) with two replicas' listeners to wait for; {:?} (p99 {:?}) with no listener connected",
+        "write p50 {:?} (p99 {:?}) with two replicas' listeners to wait for ({} of 200 read change_listeners); {:?} (p99 {:?}) with no listener connected",
         percentile(&mut with_listeners, 0.5),
         percentile(&mut with_listeners, 0.99),
+        a.applied_reads(),
         percentile(&mut alone, 0.5),
         percentile(&mut alone, 0.99),
     );
+}
+
+/// Writes learn that every listener applied them from the listeners' announcements, without
+/// reading `change_listeners` (most of them: one whose announcements take longer than a few
+/// milliseconds on a busy machine reads it); a listener that goes away is forgotten at the next
+/// ping, and one that comes is known before any write it must apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_learn_from_announcements_which_listeners_applied_them() {
+    let Some(url) = fresh().await else { return };
+    let a = Store::open(&url).await.unwrap();
+    let app = app(&a, "announce.example.com").await;
+    a.enroll(&app.id, "eve", None, t0(), &by()).await.unwrap();
+    let b = Store::open(&url).await.unwrap();
+    until(Duration::from_secs(5), "both listeners trusted", || {
+        a.listening() == Some(true) && b.listening() == Some(true)
+    })
+    .await;
+    assert_eq!(a.listeners_known(), 2, "b announced itself to a");
+    let reads = a.applied_reads();
+    for i in 0..20 {
+        let state = if i % 2 == 0 {
+            AccountState::Locked
+        } else {
+            AccountState::Unlocked
+        };
+        a.set_account_state(
+            &app.id,
+            &k("eve"),
+            state,
+            None,
+            t0(),
+            AuditAction::Lock,
+            &by(),
+        )
+        .await
+        .unwrap();
+        let position = at_hand(&a).unwrap();
+        assert!(
+            at_hand(&b).is_some_and(|p| p >= position),
+            "write {i}: acknowledged before b applied it"
+        );
+    }
+    assert!(
+        a.applied_reads() - reads < 20,
+        "every write read change_listeners: the announcements were not used"
+    );
+    assert_eq!(a.unconfirmed_writes(), 0);
+    drop(b);
+    until(Duration::from_secs(5), "b forgotten", || {
+        a.listeners_known() == 1
+    })
+    .await;
+    let reads = a.applied_reads();
+    a.set_account_state(
+        &app.id,
+        &k("eve"),
+        AccountState::Locked,
+        None,
+        t0(),
+        AuditAction::Lock,
+        &by(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.unconfirmed_writes(), 0);
+    assert!(a.applied_reads() - reads <= 1);
 }

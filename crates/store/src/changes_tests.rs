@@ -296,20 +296,13 @@ async fn own_commits_are_at_hand_and_anothers_are_not() {
 }
 
 both_engines!(
-    nothing_to_apply_is_always_at_hand_and_postgres_reads,
+    nothing_to_apply_is_always_at_hand_and_own_changes_are,
     |store| {
         let v = store.version().await.unwrap();
         assert_eq!(store.changes_at_hand(v, v), Some(vec![]));
         let a = app(store, "pg-hand.example.com").await;
         let end = store.version().await.unwrap();
         let at_hand = store.changes_at_hand(v, end);
-        if store.is_postgres() {
-            assert_eq!(
-                at_hand, None,
-                "replicas learn from the listener and the log"
-            );
-        } else {
-            assert_eq!(at_hand.map(|c| c[0].app_id.clone()), Some(Some(a.id)));
-        }
+        assert_eq!(at_hand.map(|c| c[0].app_id.clone()), Some(Some(a.id)));
     }
 );

@@ -148,6 +148,8 @@ pub struct Engine {
     position_reads: AtomicU64,
     /// PostgreSQL writes acknowledged before every change listener was seen to apply them.
     unconfirmed_writes: AtomicU64,
+    /// What this process's own commits logged, for its check path to apply without a read.
+    recent: Arc<RecentChanges>,
     /// PostgreSQL writes that read `change_listeners` to learn that every listener applied them
     /// (the announcements did not say so in time, or there is no listener here).
     applied_reads: AtomicU64,
@@ -166,8 +168,15 @@ struct Limits {
     write_fault: Mutex<Option<(String, Instant)>>,
 }
 
-/// The change log's last position, read inside a PostgreSQL write transaction before its commit.
+/// The change log's last position (SQLite: read under the write lock, and after a commit).
 const COMMIT_POSITION_SQL: &str = "SELECT COALESCE(MAX(seq), 0) FROM change_log";
+/// PostgreSQL, before the commit: the position as the transaction leaves it, the position it
+/// found on taking the log's turn (NULL when it logged nothing; migration 0021), and the rows it
+/// logged after that, one a row (none: NULLs).
+const OWN_LOGGED_SQL: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM change_log), b.before, \
+     c.seq, c.app_id, c.account_key, c.person_id \
+     FROM (SELECT NULLIF(current_setting('deadbolt.before', true), '')::bigint AS before) b \
+     LEFT JOIN change_log c ON c.seq > b.before ORDER BY c.seq";
 /// The rows a transaction logged, read back before its commit.
 const LOGGED_SINCE_SQL: &str =
     "SELECT seq, app_id, account_key, person_id FROM change_log WHERE seq > $1 ORDER BY seq";
@@ -272,6 +281,7 @@ impl Engine {
             position_reads: AtomicU64::new(0),
             unconfirmed_writes: AtomicU64::new(0),
             applied_reads: AtomicU64::new(0),
+            recent: Arc::default(),
         }
     }
 
@@ -472,10 +482,7 @@ impl Engine {
 
     /// See [`crate::Store::changes_at_hand`].
     pub fn changes_at_hand(&self, after: i64, until: i64) -> Option<Vec<Change>> {
-        match &self.kind {
-            Kind::Sqlite(s) => s.recent.between(after, until),
-            Kind::Postgres(_) => None,
-        }
+        self.recent.between(after, until)
     }
 
     /// The change counter when it can be had without waiting: on SQLite, from the change signal
@@ -630,7 +637,7 @@ impl Engine {
             Kind::Sqlite(s) => {
                 let conn = s.writer.clone();
                 let signal = s.signal.clone();
-                let recent = s.recent.clone();
+                let recent = self.recent.clone();
                 let identity = s.identity.clone();
                 let started = Instant::now();
                 let wait_until = started + self.timeout();
@@ -695,13 +702,26 @@ impl Engine {
                     }
                     // The change log's position as this transaction leaves it: its own rows
                     // when it logged any (it holds the log's turn until it commits, so every
-                    // smaller sequence number is committed before it), else the last committed.
-                    let position = scalar(&pg_query(&tx, COMMIT_POSITION_SQL, &[]).await?)?;
+                    // smaller sequence number is committed before it), else the last committed;
+                    // and the rows it logged, after the position it found on taking the turn.
+                    let rows = pg_query(&tx, OWN_LOGGED_SQL, &[]).await?;
+                    let position = scalar(&rows)?;
+                    let before = rows.first().map(|r| r.opt_int(1)).transpose()?.flatten();
+                    let logged = rows
+                        .iter()
+                        .filter(|r| !matches!(r.0.get(2), Some(Val::Null)))
+                        .map(|r| Row(r.0[2..].to_vec()))
+                        .collect::<Vec<_>>();
+                    let logged = changes_of(&logged)?;
                     tx.commit().await.map_err(pg_err)?;
-                    Ok((out, position))
+                    Ok((out, position, before.map(|b| (b, logged))))
                 })
                 .await;
-                let (out, position) = self.note_write(r)?;
+                let (out, position, own) = self.note_write(r)?;
+                // This process's check path applies its own rows without reading them back.
+                if let Some((before, logged)) = own {
+                    self.recent.committed(before, logged);
+                }
                 // Committed. This process's checks see it at once; every replica's once their
                 // listeners have applied it, which is waited for (bounded) before answering.
                 // The listeners' announcements say so without a read, mostly; when they do not
@@ -812,8 +832,6 @@ pub struct Sqlite {
     probe: Arc<Mutex<rusqlite::Connection>>,
     /// Tells every process using this file that something was committed.
     pub signal: Arc<ChangeSignal>,
-    /// What this process's own commits logged, for its check path to apply without a read.
-    recent: Arc<RecentChanges>,
     /// For bulk records (attempts): commits are written but not fsync'd one by one
     /// (`synchronous=NORMAL`): a crash of the process loses nothing, a power cut the last batches.
     bulk: Arc<Mutex<rusqlite::Connection>>,
@@ -850,7 +868,6 @@ impl Sqlite {
                     probe: writer.clone(),
                     bulk: writer.clone(),
                     signal: Arc::new(ChangeSignal::local()),
-                    recent: Arc::default(),
                     writer,
                     next: AtomicUsize::new(0),
                     identity: Arc::new(FileIdentity::none()),
@@ -901,7 +918,6 @@ impl Sqlite {
                     probe: Arc::new(Mutex::new(probe)),
                     bulk: Arc::new(Mutex::new(bulk)),
                     signal,
-                    recent: Arc::default(),
                     next: AtomicUsize::new(0),
                     identity,
                     created,

@@ -103,6 +103,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0020_applied_notifications.sql"),
         postgres: include_str!("../migrations/postgres/0020_applied_notifications.sql"),
     },
+    Migration {
+        name: "0021_own_changes_at_hand",
+        sqlite: include_str!("../migrations/sqlite/0021_own_changes_at_hand.sql"),
+        postgres: include_str!("../migrations/postgres/0021_own_changes_at_hand.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use super::*;
 use deadbolt_core::AccountState;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::test_support::{by, k, t0};
@@ -425,4 +426,65 @@ async fn writes_learn_from_announcements_which_listeners_applied_them() {
     .unwrap();
     assert_eq!(a.unconfirmed_writes(), 0);
     assert!(a.applied_reads() - reads <= 1);
+}
+
+/// As on SQLite (`changes_tests::own_commits_are_at_hand_and_anothers_are_not`): what this
+/// store's own transactions logged is at hand without reading the log, also when several of
+/// them commit at once on the pool's connections (recorded in any order); another store's
+/// commit leaves a gap, and a catch-up over it is not at hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_commits_are_at_hand_and_anothers_are_not() {
+    let Some(url) = fresh().await else { return };
+    let store = Arc::new(Store::open(&url).await.unwrap());
+    let a = app(&store, "hand.example.com").await;
+    let start = store.version().await.unwrap();
+    let writes = (0..16).map(|i| {
+        let (store, id) = (store.clone(), a.id.clone());
+        tokio::spawn(async move {
+            store
+                .enroll(&id, &format!("Acct{i}"), None, t0(), &by())
+                .await
+                .unwrap();
+        })
+    });
+    for w in writes.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    store
+        .set_account_state(
+            &a.id,
+            &k("acct3"),
+            AccountState::Locked,
+            None,
+            t0(),
+            AuditAction::Lock,
+            &by(),
+        )
+        .await
+        .unwrap();
+    let mine = store.version().await.unwrap();
+    let at_hand = store
+        .changes_at_hand(start, mine)
+        .expect("all this store's own");
+    assert!(at_hand.len() >= 17, "sixteen enrolments and a lock");
+    assert_eq!(Some(at_hand), store.changes(start, mine).await.unwrap());
+
+    let other = Store::open_with(&url, &without_listener()).await.unwrap();
+    other
+        .enroll(&a.id, "Carol", None, t0(), &by())
+        .await
+        .unwrap();
+    let carol = other.version().await.unwrap();
+    store
+        .enroll(&a.id, "Dave", None, t0(), &by())
+        .await
+        .unwrap();
+    let end = store.version().await.unwrap();
+    assert_eq!(
+        store.changes_at_hand(mine, end),
+        None,
+        "Carol's row is not at hand"
+    );
+    let dave = store.changes_at_hand(carol, end).expect("Dave's is");
+    assert_eq!(Some(dave), store.changes(carol, end).await.unwrap());
 }

@@ -1,8 +1,9 @@
 //! The changes this process committed itself, kept in memory for a moment so that its own check
-//! path can apply them without reading the change log back (SQLite).
+//! path can apply them without reading the change log back.
 //!
-//! A write holds SQLite's write lock from its first read to its commit, so the log rows it
-//! wrote are exactly the sequence numbers after the one it found on starting: each commit is
+//! A write holds SQLite's write lock from its first read to its commit (on PostgreSQL, the log's
+//! turn from its first logging statement), so the log rows it wrote are exactly the sequence
+//! numbers after the one it found on starting (taking the turn): each commit is
 //! known whole, as a span `(before, after]` with its rows. A catch-up from `a` to `b` is at hand
 //! when spans of this process cover `(a, b]` without a gap; any row written by another program
 //! (the CLI, a second server, `sqlite3` by hand) leaves a gap, and the caller reads the log.
@@ -23,7 +24,9 @@ struct Span {
 
 #[derive(Default)]
 pub struct RecentChanges {
-    /// In commit order, which is sequence order (one writer at a time).
+    /// In sequence order, which is commit order (one writer at a time). On PostgreSQL several
+    /// writes of this process commit one after the other and are recorded in any order: each
+    /// is put in its place.
     spans: Mutex<VecDeque<Span>>,
 }
 
@@ -37,11 +40,15 @@ impl RecentChanges {
         if spans.len() >= KEPT {
             spans.pop_front();
         }
-        spans.push_back(Span {
-            before,
-            after,
-            changes,
-        });
+        let at = spans.partition_point(|s| s.after <= before);
+        spans.insert(
+            at,
+            Span {
+                before,
+                after,
+                changes,
+            },
+        );
     }
 
     /// The changes after position `from` up to `until`, if this process made them all.
@@ -114,6 +121,15 @@ mod tests {
         // Nobody can have stopped half-way through one commit; refuse rather than guess.
         assert_eq!(r.between(10, 11), None);
         assert_eq!(r.between(11, 12), None);
+    }
+
+    #[test]
+    fn commits_recorded_out_of_order_are_put_in_order() {
+        let r = RecentChanges::default();
+        r.committed(11, vec![change(12, "b")]);
+        r.committed(10, vec![change(11, "a")]);
+        r.committed(12, vec![change(13, "c")]);
+        assert_eq!(seqs(r.between(10, 13)), Some(vec![11, 12, 13]));
     }
 
     #[test]

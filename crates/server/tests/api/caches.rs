@@ -108,9 +108,20 @@ fn log_reads(t: &TestApp) -> i64 {
 /// A change made through this server (the SDK, the portal, a relock after one sign-in) is
 /// applied to its cache without reading the change log back, and without making other checks
 /// wait; a change by another process is read from the log. Either way the next check sees it.
+/// Both engines.
 #[tokio::test]
 async fn own_changes_apply_without_a_log_read_and_others_with_one() {
-    let t = TestApp::spawn().await;
+    own_changes_apply_without_a_log_read(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn own_changes_apply_without_a_log_read_and_others_with_one_on_postgres() {
+    if let Some(t) = TestApp::spawn_pg().await {
+        own_changes_apply_without_a_log_read(t).await;
+    }
+}
+
+async fn own_changes_apply_without_a_log_read(t: TestApp) {
     let app = t.app("own.example.com").await;
     let key = t.key(&app).await;
     for name in ["erin", "frank", "gus"] {

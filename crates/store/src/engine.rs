@@ -582,20 +582,35 @@ impl Engine {
                         .get(0);
                     let mut next = last.unwrap_or(0) + 1;
                     let run = tx.prepare_cached(write.run_sql).await.map_err(pg_err)?;
-                    for r in &write.runs {
-                        let head = [Val::Int(next + r.len - 1), Val::Int(next)];
-                        tx.execute(&run, &pg_params(head.iter().chain(&r.params)))
-                            .await
-                            .map_err(pg_err)?;
-                        next += r.len;
-                    }
+                    let heads: Vec<[Val; 2]> = write
+                        .runs
+                        .iter()
+                        .map(|r| {
+                            let head = [Val::Int(next + r.len - 1), Val::Int(next)];
+                            next += r.len;
+                            head
+                        })
+                        .collect();
+                    // Pipelined: sent one after the other without waiting for each answer, and
+                    // run by PostgreSQL in that order. A statement a round trip (a batch holds a
+                    // run for each application) woke its backend and this process for each.
+                    let params: Vec<_> = write
+                        .runs
+                        .iter()
+                        .zip(&heads)
+                        .map(|(r, head)| pg_params(head.iter().chain(&r.params)))
+                        .collect();
+                    futures_util::future::try_join_all(params.iter().map(|p| tx.execute(&run, p)))
+                        .await
+                        .map_err(pg_err)?;
                     for (sql, rows) in &write.after {
                         let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
-                        for params in rows {
-                            tx.execute(&stmt, &pg_params(params))
-                                .await
-                                .map_err(pg_err)?;
-                        }
+                        let params: Vec<_> = rows.iter().map(pg_params).collect();
+                        futures_util::future::try_join_all(
+                            params.iter().map(|p| tx.execute(&stmt, p)),
+                        )
+                        .await
+                        .map_err(pg_err)?;
                     }
                     tx.commit().await.map_err(pg_err)
                 })
@@ -692,19 +707,15 @@ impl Engine {
                 let r = Self::bounded(limit, async {
                     let mut client = pool.get().await.map_err(pg_pool)?;
                     let tx = client.transaction().await.map_err(pg_err)?;
-                    let mut read = Vec::with_capacity(first.len());
-                    for (sql, params) in &first {
-                        read.push(pg_query(&tx, sql, params).await?);
-                    }
-                    let (writes, out) = then(read)?;
-                    for (sql, params) in &writes {
-                        pg_query(&tx, sql, params).await?;
-                    }
+                    let read = pg_pipeline(&tx, &first).await?;
+                    let (mut writes, out) = then(read)?;
                     // The change log's position as this transaction leaves it: its own rows
                     // when it logged any (it holds the log's turn until it commits, so every
                     // smaller sequence number is committed before it), else the last committed;
                     // and the rows it logged, after the position it found on taking the turn.
-                    let rows = pg_query(&tx, OWN_LOGGED_SQL, &[]).await?;
+                    // Read in the writes' pipeline, after them.
+                    writes.push((OWN_LOGGED_SQL, vec![]));
+                    let rows = pg_pipeline(&tx, &writes).await?.pop().unwrap_or_default();
                     let position = scalar(&rows)?;
                     let before = rows.first().map(|r| r.opt_int(1)).transpose()?.flatten();
                     let logged = rows
@@ -1281,6 +1292,34 @@ async fn pg_query<C: deadpool_postgres::GenericClient>(
         .query(&stmt, &pg_params(params))
         .await
         .map_err(pg_err)?;
+    pg_rows(rows)
+}
+
+/// Runs the statements pipelined: sent one after the other without waiting for each answer,
+/// and run by PostgreSQL in that order (an error stops the rest; the caller's transaction is
+/// then rolled back). Their rows, in order. One round trip where each statement was one, and
+/// one wake-up of the backend and of this task instead of one each.
+async fn pg_pipeline<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    stmts: &[Stmt],
+) -> Result<Vec<Vec<Row>>, StoreError> {
+    let mut prepared = Vec::with_capacity(stmts.len());
+    for (sql, _) in stmts {
+        prepared.push(client.prepare_cached(sql).await.map_err(pg_err)?);
+    }
+    let params: Vec<_> = stmts.iter().map(|(_, p)| pg_params(p)).collect();
+    let answers = futures_util::future::try_join_all(
+        prepared
+            .iter()
+            .zip(&params)
+            .map(|(s, p)| client.query(s, p)),
+    )
+    .await
+    .map_err(pg_err)?;
+    answers.into_iter().map(pg_rows).collect()
+}
+
+fn pg_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Row>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mut vals = Vec::with_capacity(r.len());

@@ -220,6 +220,8 @@ async fn write_loop<S: AttemptSink>(w: Arc<Writer<S>>) {
         write(&w, batch, n, &|| rx.is_closed()).await;
     }
     let mut batch = Vec::with_capacity(BATCH);
+    // The last batch's vector, emptied by its encoding: filled again instead of a fresh one.
+    let mut spare: Option<Vec<NewAttempt>> = None;
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         w.state
             .progress_ms
@@ -243,11 +245,20 @@ async fn write_loop<S: AttemptSink>(w: Arc<Writer<S>>) {
             take_waiting(&mut rx, &mut batch);
         }
         let n = batch.len();
-        let taken = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        let next = spare.take().unwrap_or_else(|| Vec::with_capacity(BATCH));
+        let mut taken = std::mem::replace(&mut batch, next);
         // Encoding thousands of attempts (and freeing them) takes milliseconds: not on a
         // runtime worker, where the checks it serves would wait for it.
-        let encoded = match tokio::task::spawn_blocking(move || AttemptBatch::new(taken)).await {
-            Ok(rows) => Arc::new(rows),
+        let encoded = match tokio::task::spawn_blocking(move || {
+            let rows = AttemptBatch::encode(&mut taken);
+            (rows, taken)
+        })
+        .await
+        {
+            Ok((rows, emptied)) => {
+                spare = Some(emptied);
+                Arc::new(rows)
+            }
             Err(e) => {
                 log(
                     || tracing::error!(error = %e, lost = n, "attempts could not be encoded: not recorded"),

@@ -49,6 +49,19 @@ const KEY_USAGE: &str = "INSERT INTO key_usage (key_id, last_used_at) VALUES ($1
 
 impl AttemptBatch {
     pub fn new(mut attempts: Vec<NewAttempt>) -> Self {
+        Self::encode(&mut attempts)
+    }
+
+    /// As [`AttemptBatch::new`], leaving `attempts` empty with its room: the writer fills the
+    /// same vector again (a batch's room is megabytes; a fresh one each time is page faults on
+    /// every batch once the allocator has given the last one back).
+    pub fn encode(attempts: &mut Vec<NewAttempt>) -> Self {
+        let batch = Self::encode_sorted(attempts);
+        attempts.clear();
+        batch
+    }
+
+    fn encode_sorted(attempts: &mut [NewAttempt]) -> Self {
         // Stable: each application's attempts keep the order they were queued in.
         attempts.sort_by(|a, b| a.app_id.cmp(&b.app_id));
         let mut last_used: HashMap<&str, i64> = HashMap::new();

@@ -260,6 +260,12 @@ pub fn render_store(out: &mut String, store: &deadbolt_store::Store) {
             "deadbolt_store_writes_unconfirmed_total {}",
             store.unconfirmed_writes()
         );
+        let _ = writeln!(out, "# HELP deadbolt_store_listener_table_reads_total Changes that read change_listeners to learn that every replica's listener applied them, the listeners' announcements not saying so within 20 ms.\n# TYPE deadbolt_store_listener_table_reads_total counter");
+        let _ = writeln!(
+            out,
+            "deadbolt_store_listener_table_reads_total {}",
+            store.applied_reads()
+        );
     }
 }
 

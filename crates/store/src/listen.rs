@@ -15,13 +15,21 @@
 //! checks read the position through, as without a listener. It reconnects by itself, waiting
 //! 50 ms doubling to 2 s between tries, and says so in the log at most every 10 s.
 //!
-//! The guarantee for writes ([`wait_until_applied`]). A write returns only once every change
-//! listener connected to the database, of any replica, has applied a position at or past the
-//! write's commit: each listener records what it applied in the unlogged table
-//! `change_listeners` as soon as a notification raised its position (and every second, that it
-//! is alive), and the writer, after its commit, reads that table (joined with
-//! `pg_stat_activity`, so that listeners gone do not count, and skipping those silent for 3 s,
-//! whose own processes no longer trust them) until none is behind, for at most
+//! The guarantee for writes ([`Listener::applied_by_all`], then [`wait_until_applied`]). A
+//! write returns only once every change listener connected to the database, of any replica, has
+//! applied a position at or past the write's commit: each listener records what it applied in
+//! the unlogged table `change_listeners` as soon as a notification raised its position (and
+//! every second, that it is alive), and a trigger on that table announces every record on the
+//! channel `deadbolt_applied` (migration 0020), which every listener hears. After its commit the
+//! writer waits until its own listener has heard the write's position announced and every
+//! listener it knows of has announced applying it: notifications arrive in commit order, so a
+//! listener that recorded before the write committed is known by then, and one that records
+//! after it reads the position after its record and has the write. A listener connecting loads
+//! the table once (after `LISTEN`) and forgets at each ping the listeners no longer connected.
+//! When the announcements do not say so within [`ANNOUNCED_WAIT`] (a slow listener, one gone and
+//! not forgotten yet, this listener not trusted), the writer reads the table instead (joined
+//! with `pg_stat_activity`, so that listeners gone do not count, and skipping those silent for
+//! 3 s, whose own processes no longer trust them) until none is behind, for at most
 //! [`APPLIED_WAIT`]; then it logs, counts the write as unconfirmed and returns anyway (the
 //! change is committed; a listener that slow is what the bound is for). Its own process raises
 //! its position at once ([`Listener::committed`]). So a change acknowledged through one replica
@@ -37,14 +45,15 @@
 //! the change a few milliseconds after the acknowledgement at the 99th percentile (up to 19 ms
 //! seen), and a check sent right after the acknowledgement was answered from before.
 //!
-//! What it costs: a write reads the position inside its transaction and the table once or a
-//! few times after; the notification's trip to every listener and their records are waited
-//! for. Measured (`pg_tests::a_replica_applies_another_replicas_commit_before_it_is_acknowledged`,
-//! release build, PostgreSQL 15 on the same 2-core machine, other builds running): a write's
-//! median 0.94 ms (p99 4.7 ms) with two replicas' listeners to wait for, against 0.51 ms
-//! (p99 0.81 ms) with no listener connected; the other replica had applied every one of the 200
-//! writes when it returned (delay from acknowledgement to applied: none, by construction).
-//! Checks pay nothing; more in BENCHMARKS.md.
+//! What it costs: a write reads the position inside its transaction; the notification's trip
+//! to every listener, their records and the records' announcements are waited for. Measured
+//! (`pg_tests::a_replica_applies_another_replicas_commit_before_it_is_acknowledged`, release
+//! build, PostgreSQL 15 on the same 2-core machine): a write's median 0.93 ms (p99 1.5 ms) with
+//! two replicas' listeners to wait for, none of the 200 writes reading the table (when it was
+//! read after every write, once or a few times: median 0.94 ms, p99 4.7 ms, and a dozen
+//! statements a change in all); the other replica had applied every one of the 200 writes when
+//! it returned (delay from acknowledgement to applied: none, by construction). Checks pay
+//! nothing; more in BENCHMARKS.md.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};

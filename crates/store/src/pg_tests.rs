@@ -32,6 +32,22 @@ fn without_listener() -> StoreOptions {
     }
 }
 
+/// Sets an account's state as the SDK's lock and unlock do.
+async fn set(store: &Store, app_id: &str, name: &str, state: AccountState) {
+    store
+        .set_account_state(
+            app_id,
+            &k(name),
+            state,
+            None,
+            t0(),
+            AuditAction::Lock,
+            &by(),
+        )
+        .await
+        .unwrap();
+}
+
 fn at_hand(s: &Store) -> Option<i64> {
     s.version_at_hand().map(|v| v.unwrap())
 }
@@ -70,17 +86,7 @@ async fn a_notification_advances_the_position_at_hand() {
     );
 
     // Its own write: at hand as soon as the write returns, whatever the listener heard.
-    a.set_account_state(
-        &app.id,
-        &k("ann"),
-        AccountState::Locked,
-        None,
-        t0(),
-        AuditAction::Lock,
-        &by(),
-    )
-    .await
-    .unwrap();
+    set(&a, &app.id, "ann", AccountState::Locked).await;
     let after = other.version().await.unwrap();
     assert!(after > moved);
     assert_eq!(at_hand(&a), Some(after));
@@ -130,18 +136,7 @@ async fn a_killed_listener_is_distrusted_until_it_reconnects() {
         } else {
             AccountState::Unlocked
         };
-        other
-            .set_account_state(
-                &app.id,
-                &k("bea"),
-                state,
-                None,
-                t0(),
-                AuditAction::Lock,
-                &by(),
-            )
-            .await
-            .unwrap();
+        set(&other, &app.id, "bea", state).await;
         let moved = other.version().await.unwrap();
         until(Duration::from_secs(10), "trusted again, current", || {
             at_hand(&a) == Some(moved)
@@ -233,18 +228,7 @@ async fn a_listener_that_never_applies_delays_writes_only_a_bounded_while() {
         )
         .await
         .unwrap();
-    store
-        .set_account_state(
-            &app.id,
-            &k("dee"),
-            AccountState::Locked,
-            None,
-            t0(),
-            AuditAction::Lock,
-            &by(),
-        )
-        .await
-        .unwrap();
+    set(&store, &app.id, "dee", AccountState::Locked).await;
     assert_eq!(
         store.unconfirmed_writes(),
         1,
@@ -267,18 +251,7 @@ async fn a_listener_that_never_applies_delays_writes_only_a_bounded_while() {
         )
         .await
         .unwrap();
-    store
-        .set_account_state(
-            &app.id,
-            &k("dee"),
-            AccountState::Unlocked,
-            None,
-            t0(),
-            AuditAction::Lock,
-            &by(),
-        )
-        .await
-        .unwrap();
+    set(&store, &app.id, "dee", AccountState::Unlocked).await;
     assert_eq!(store.unconfirmed_writes(), 1);
 }
 
@@ -309,18 +282,7 @@ async fn a_replica_applies_another_replicas_commit_before_it_is_acknowledged() {
     let mut alone = Vec::new();
     for i in 0..200 {
         let started = Instant::now();
-        plain
-            .set_account_state(
-                &app.id,
-                &k("cyd"),
-                state(i),
-                None,
-                t0(),
-                AuditAction::Lock,
-                &by(),
-            )
-            .await
-            .unwrap();
+        set(&plain, &app.id, "cyd", state(i)).await;
         alone.push(started.elapsed());
     }
     let a = Store::open(&url).await.unwrap();
@@ -332,17 +294,7 @@ async fn a_replica_applies_another_replicas_commit_before_it_is_acknowledged() {
     let mut with_listeners = Vec::new();
     for i in 0..200 {
         let started = Instant::now();
-        a.set_account_state(
-            &app.id,
-            &k("cyd"),
-            state(i),
-            None,
-            t0(),
-            AuditAction::Lock,
-            &by(),
-        )
-        .await
-        .unwrap();
+        set(&a, &app.id, "cyd", state(i)).await;
         with_listeners.push(started.elapsed());
         let position = at_hand(&a).unwrap();
         assert_eq!(position, plain.version().await.unwrap(), "write {i}");
@@ -385,17 +337,7 @@ async fn writes_learn_from_announcements_which_listeners_applied_them() {
         } else {
             AccountState::Unlocked
         };
-        a.set_account_state(
-            &app.id,
-            &k("eve"),
-            state,
-            None,
-            t0(),
-            AuditAction::Lock,
-            &by(),
-        )
-        .await
-        .unwrap();
+        set(&a, &app.id, "eve", state).await;
         let position = at_hand(&a).unwrap();
         assert!(
             at_hand(&b).is_some_and(|p| p >= position),
@@ -413,17 +355,7 @@ async fn writes_learn_from_announcements_which_listeners_applied_them() {
     })
     .await;
     let reads = a.applied_reads();
-    a.set_account_state(
-        &app.id,
-        &k("eve"),
-        AccountState::Locked,
-        None,
-        t0(),
-        AuditAction::Lock,
-        &by(),
-    )
-    .await
-    .unwrap();
+    set(&a, &app.id, "eve", AccountState::Locked).await;
     assert_eq!(a.unconfirmed_writes(), 0);
     assert!(a.applied_reads() - reads <= 1);
 }
@@ -450,18 +382,7 @@ async fn own_commits_are_at_hand_and_anothers_are_not() {
     for w in writes.collect::<Vec<_>>() {
         w.await.unwrap();
     }
-    store
-        .set_account_state(
-            &a.id,
-            &k("acct3"),
-            AccountState::Locked,
-            None,
-            t0(),
-            AuditAction::Lock,
-            &by(),
-        )
-        .await
-        .unwrap();
+    set(&store, &a.id, "acct3", AccountState::Locked).await;
     let mine = store.version().await.unwrap();
     let at_hand = store
         .changes_at_hand(start, mine)

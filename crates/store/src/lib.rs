@@ -326,8 +326,7 @@ impl Store {
     }
 
     /// The change log after `after` up to `until` without a read, when this process committed
-    /// all of it itself (SQLite; on PostgreSQL `None`, the listener tells). `None`: read it with
-    /// [`Store::changes`].
+    /// all of it itself (either engine). `None`: read it with [`Store::changes`].
     pub fn changes_at_hand(&self, after: i64, until: i64) -> Option<Vec<Change>> {
         if until <= after {
             return Some(Vec::new());

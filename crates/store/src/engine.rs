@@ -581,7 +581,6 @@ impl Engine {
                         .map_err(pg_err)?
                         .get(0);
                     let mut next = last.unwrap_or(0) + 1;
-                    let run = tx.prepare_cached(write.run_sql).await.map_err(pg_err)?;
                     let heads: Vec<[Val; 2]> = write
                         .runs
                         .iter()
@@ -591,27 +590,18 @@ impl Engine {
                             head
                         })
                         .collect();
-                    // Pipelined: sent one after the other without waiting for each answer, and
-                    // run by PostgreSQL in that order. A statement a round trip (a batch holds a
-                    // run for each application) woke its backend and this process for each.
-                    let params: Vec<_> = write
+                    // One pipeline: a batch holds a run for each application, and a statement a
+                    // round trip woke the backend and this process for each.
+                    let mut stmts: Vec<PgStmt> = write
                         .runs
                         .iter()
                         .zip(&heads)
-                        .map(|(r, head)| pg_params(head.iter().chain(&r.params)))
+                        .map(|(r, head)| (write.run_sql, pg_params(head.iter().chain(&r.params))))
                         .collect();
-                    futures_util::future::try_join_all(params.iter().map(|p| tx.execute(&run, p)))
-                        .await
-                        .map_err(pg_err)?;
                     for (sql, rows) in &write.after {
-                        let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
-                        let params: Vec<_> = rows.iter().map(pg_params).collect();
-                        futures_util::future::try_join_all(
-                            params.iter().map(|p| tx.execute(&stmt, p)),
-                        )
-                        .await
-                        .map_err(pg_err)?;
+                        stmts.extend(rows.iter().map(|p| (*sql, pg_params(p))));
                     }
+                    pg_pipelined(&tx, &stmts).await?;
                     tx.commit().await.map_err(pg_err)
                 })
                 .await
@@ -1303,16 +1293,27 @@ async fn pg_pipeline<C: deadpool_postgres::GenericClient>(
     client: &C,
     stmts: &[Stmt],
 ) -> Result<Vec<Vec<Row>>, StoreError> {
+    let stmts: Vec<PgStmt> = stmts.iter().map(|(sql, p)| (*sql, pg_params(p))).collect();
+    pg_pipelined(client, &stmts).await
+}
+
+/// A statement and its parameters as PostgreSQL takes them (borrowed, not copied).
+type PgStmt<'a> = (&'a str, Vec<&'a (dyn ToSql + Sync)>);
+
+/// [`pg_pipeline`] for parameters already borrowed.
+async fn pg_pipelined<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    stmts: &[PgStmt<'_>],
+) -> Result<Vec<Vec<Row>>, StoreError> {
     let mut prepared = Vec::with_capacity(stmts.len());
     for (sql, _) in stmts {
         prepared.push(client.prepare_cached(sql).await.map_err(pg_err)?);
     }
-    let params: Vec<_> = stmts.iter().map(|(_, p)| pg_params(p)).collect();
     let answers = futures_util::future::try_join_all(
         prepared
             .iter()
-            .zip(&params)
-            .map(|(s, p)| client.query(s, p)),
+            .zip(stmts)
+            .map(|(s, (_, p))| client.query(s, p)),
     )
     .await
     .map_err(pg_err)?;

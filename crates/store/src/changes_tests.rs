@@ -275,13 +275,26 @@ async fn own_commits_are_at_hand_and_anothers_are_not() {
     ))
     .await
     .unwrap();
+    anothers_commit_is_not_at_hand(&store, &other, &a.id, start, mine).await;
+}
+
+/// After `store`'s own commits from `start` to `mine`, `other` (another process on the same
+/// store) enrols Carol and `store` Dave: no catch-up over Carol's rows is at hand, one from
+/// after them to Dave's is, exactly as the log has it. Both engines' tests end with this.
+pub(crate) async fn anothers_commit_is_not_at_hand(
+    store: &Store,
+    other: &Store,
+    app_id: &str,
+    start: i64,
+    mine: i64,
+) {
     other
-        .enroll(&a.id, "Carol", None, t0(), &by())
+        .enroll(app_id, "Carol", None, t0(), &by())
         .await
         .unwrap();
     let carol = other.version().await.unwrap();
     store
-        .enroll(&a.id, "Dave", None, t0(), &by())
+        .enroll(app_id, "Dave", None, t0(), &by())
         .await
         .unwrap();
     let end = store.version().await.unwrap();

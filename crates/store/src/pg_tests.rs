@@ -391,21 +391,5 @@ async fn own_commits_are_at_hand_and_anothers_are_not() {
     assert_eq!(Some(at_hand), store.changes(start, mine).await.unwrap());
 
     let other = Store::open_with(&url, &without_listener()).await.unwrap();
-    other
-        .enroll(&a.id, "Carol", None, t0(), &by())
-        .await
-        .unwrap();
-    let carol = other.version().await.unwrap();
-    store
-        .enroll(&a.id, "Dave", None, t0(), &by())
-        .await
-        .unwrap();
-    let end = store.version().await.unwrap();
-    assert_eq!(
-        store.changes_at_hand(mine, end),
-        None,
-        "Carol's row is not at hand"
-    );
-    let dave = store.changes_at_hand(carol, end).expect("Dave's is");
-    assert_eq!(Some(dave), store.changes(carol, end).await.unwrap());
+    crate::changes_tests::anothers_commit_is_not_at_hand(&store, &other, &a.id, start, mine).await;
 }

@@ -108,8 +108,6 @@ impl Metrics {
         self.add(ATTEMPTS_DROPPED, n);
     }
 
-    /// The check path read the change log: a change made by another process (the CLI, another
-    /// replica, SQL by hand); this process's own changes are applied without a read.
     /// An alert email the relay took (`true`), or a try of one that failed.
     pub fn alert_email(&self, sent: bool) {
         self.add(
@@ -134,6 +132,8 @@ impl Metrics {
         );
     }
 
+    /// The check path read the change log: a change made by another process (the CLI, another
+    /// replica, SQL by hand); this process's own changes are applied without a read.
     pub fn log_read(&self) {
         self.add(LOG_READS, 1);
     }

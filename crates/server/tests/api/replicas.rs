@@ -82,6 +82,12 @@ impl Pair {
         )
     }
 
+    /// Changes through either replica that read `change_listeners` (the announcements late).
+    async fn listener_table_reads(&self) -> i64 {
+        metric(&self.a, "deadbolt_store_listener_table_reads_total").await
+            + metric(&self.b, "deadbolt_store_listener_table_reads_total").await
+    }
+
     /// Round `i` of the flips: lock through A, check through B; unlock through B, check through
     /// A; lock through B, check through A; unlock through A, check through B. The very next
     /// check, on the other replica and then on the writer, must see the change.
@@ -136,8 +142,7 @@ async fn a_lock_flipped_through_alternating_replicas_is_enforced_by_the_next_che
         assert_eq!(p.check(t, "flip").await, (200, json!({"locked": false})));
     }
     let reads = p.position_reads().await;
-    let listener_reads = metric(&p.a, "deadbolt_store_listener_table_reads_total").await
-        + metric(&p.b, "deadbolt_store_listener_table_reads_total").await;
+    let listener_reads = p.listener_table_reads().await;
     for i in 0..100 {
         p.flip(i).await;
     }
@@ -148,9 +153,7 @@ async fn a_lock_flipped_through_alternating_replicas_is_enforced_by_the_next_che
     );
     // Each of the 100 changes learned from the listeners' announcements that both replicas
     // had applied it; on a busy machine a few may read change_listeners instead.
-    let listener_reads = metric(&p.a, "deadbolt_store_listener_table_reads_total").await
-        + metric(&p.b, "deadbolt_store_listener_table_reads_total").await
-        - listener_reads;
+    let listener_reads = p.listener_table_reads().await - listener_reads;
     assert!(
         listener_reads < 50,
         "{listener_reads} of 100 changes read change_listeners"

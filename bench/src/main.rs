@@ -11,6 +11,7 @@ use deadbolt::{MasterKeySource, Service};
 use deadbolt_core::{AccountState, Clock, SystemClock, UnenrolledPolicy};
 use rand::Rng;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -98,6 +99,16 @@ struct Run {
     socket_errors: u64,
     /// Changes made during the run, a second.
     changes_per_sec: f64,
+    /// CPU time the server processes spent during the run, seconds (user and system).
+    server_cpu_secs: f64,
+}
+
+impl Run {
+    /// The servers' CPU time per answered request, microseconds: what a request costs them,
+    /// which moves less than the throughput when other programs share the cores.
+    fn cpu_us_per_request(&self) -> f64 {
+        self.server_cpu_secs * 1e6 / self.requests.max(1) as f64
+    }
 }
 
 fn list(s: &str) -> Result<Vec<usize>> {
@@ -132,7 +143,7 @@ async fn main() -> Result<()> {
             .unwrap_or(0),
         cpu_model()
     ));
-    report.push_str("| store | servers | accounts | connections | changes/s (made) | baseline req/s | deadbolt req/s | ratio | deadbolt p50 | deadbolt p99 | baseline p99 | non-2xx | attempts recorded | peak RSS per server |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    report.push_str("| store | servers | accounts | connections | changes/s (made) | baseline req/s | deadbolt req/s | ratio | deadbolt p50 | deadbolt p99 | baseline p99 | non-2xx | server CPU a request | attempts recorded | peak RSS per server |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for engine in engines(&args.engine)? {
         if engine == Store::Postgres && args.pg_url.is_none() {
             bail!("--engine postgres needs --pg-url or DEADBOLT_BENCH_PG");
@@ -253,6 +264,11 @@ impl Server {
             child,
             url: format!("http://{addr}"),
         })
+    }
+
+    /// CPU time used so far (user and system), seconds.
+    fn cpu_secs(&self) -> f64 {
+        proc_cpu_secs(&self.child.id().to_string())
     }
 
     fn peak_rss_kib(&self) -> Option<u64> {
@@ -399,10 +415,12 @@ async fn bench_size(
         let mut a = Vec::new();
         let mut b: Vec<Vec<Run>> = vec![Vec::new(); churns.len()];
         for round in 0..args.rounds {
-            let ra = wrk(&baseline_urls, &script, conns, args.duration)?;
+            let cpu = baseline.cpu_secs();
+            let mut ra = wrk(&baseline_urls, &script, conns, args.duration)?;
+            ra.server_cpu_secs = baseline.cpu_secs() - cpu;
             eprintln!(
-                "  c={conns} round {round}: baseline {:.0} req/s p99 {:.2} ms",
-                ra.rps, ra.p99_ms
+                "  c={conns} round {round}: baseline {:.0} req/s p99 {:.2} ms, {:.1} µs CPU a request",
+                ra.rps, ra.p99_ms, ra.cpu_us_per_request()
             );
             a.push(ra);
             // Every other round runs the change rates in the opposite order: the store grows by
@@ -413,12 +431,16 @@ async fn bench_size(
                 order.reverse();
             }
             for (c, rate) in order {
+                let cpu: f64 = servers.iter().map(Server::cpu_secs).sum();
+                let own = own_cpu_secs();
                 let changes = Churn::start(&http, &urls, &seeded.sdk, &quiet, rate);
                 let mut rb = wrk(&urls, &script, conns, args.duration)?;
                 let made = changes.stop().await?;
+                rb.server_cpu_secs = servers.iter().map(Server::cpu_secs).sum::<f64>() - cpu;
                 rb.changes_per_sec = made as f64 / args.duration as f64;
-                eprintln!("  c={conns} round {round}: deadbolt ({} on {replicas} servers) with {rate} changes/s ({made} made) {:.0} req/s p99 {:.2} ms, non-2xx {}",
-                    engine.name(), rb.rps, rb.p99_ms, rb.non_2xx);
+                let own = own_cpu_secs() - own;
+                eprintln!("  c={conns} round {round}: deadbolt ({} on {replicas} servers) with {rate} changes/s ({made} made) {:.0} req/s p99 {:.2} ms, non-2xx {}, {:.1} µs CPU a request; this program {:.2} s CPU",
+                    engine.name(), rb.rps, rb.p99_ms, rb.non_2xx, rb.cpu_us_per_request(), own);
                 total_requests += rb.requests;
                 b[c].push(rb);
             }
@@ -460,12 +482,36 @@ async fn bench_size(
     if let Some((admin, name)) = &seeded.pg {
         pg_admin(admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await?;
     }
+    // What a change costs the servers: their CPU time in runs with changes beyond what the
+    // checks answered would have cost at the rate of the runs without (same connections).
+    let quiet_cost: HashMap<usize, f64> = per_conn
+        .iter()
+        .filter(|(_, churn, _, _)| *churn == 0)
+        .map(|(conns, _, _, b)| {
+            let (cpu, reqs) = b.iter().fold((0.0, 0u64), |(c, r), run| {
+                (c + run.server_cpu_secs, r + run.requests)
+            });
+            (*conns, cpu / reqs.max(1) as f64)
+        })
+        .collect();
     for (conns, churn, a, b) in per_conn {
+        let per_change = quiet_cost
+            .get(&conns)
+            .filter(|_| churn > 0)
+            .map(|per_check| {
+                let (extra, made) = b.iter().fold((0.0, 0.0), |(e, m), run| {
+                    (
+                        e + run.server_cpu_secs - per_check * run.requests as f64,
+                        m + run.changes_per_sec * args.duration as f64,
+                    )
+                });
+                extra * 1e6 / made.max(1.0)
+            });
         let mean = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
         let worst = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).fold(0.0, f64::max);
         let non_2xx: u64 = b.iter().map(|r| r.non_2xx + r.socket_errors).sum();
         rows.push(format!(
-            "| {} | {replicas} | {accounts} | {conns} | {churn} ({:.0}) | {:.0} | {:.0} | **{:.2}** | {:.2} ms | {:.2} ms | {:.2} ms | {non_2xx} | {} | {} |",
+            "| {} | {replicas} | {accounts} | {conns} | {churn} ({:.0}) | {:.0} | {:.0} | **{:.2}** | {:.2} ms | {:.2} ms | {:.2} ms | {non_2xx} | {:.1} µs (baseline {:.1}){} | {} | {} |",
             engine.name(),
             mean(&b, |r| r.changes_per_sec),
             mean(&a, |r| r.rps),
@@ -474,13 +520,16 @@ async fn bench_size(
             mean(&b, |r| r.p50_ms),
             worst(&b, |r| r.p99_ms),
             worst(&a, |r| r.p99_ms),
+            mean(&b, Run::cpu_us_per_request),
+            mean(&a, Run::cpu_us_per_request),
+            per_change.map_or(String::new(), |c| format!("; {c:.0} µs a change")),
             // wrk does not count requests still in flight when it stops; the server answered those too.
             if recorded as u64 >= total_requests { format!("{recorded} (all {total_requests} counted by wrk)") } else { format!("{recorded} of {total_requests}") },
             rss.map_or("?".into(), |k| format!("{} MiB", k / 1024)),
         ));
     }
     rows.push(format!(
-        "| {} | {replicas} | {accounts} | import | | seeded in {seed_secs:.1} s | | | | | | | | |",
+        "| {} | {replicas} | {accounts} | import | | seeded in {seed_secs:.1} s | | | | | | | | | |",
         engine.name()
     ));
     drop(seeded.dir);
@@ -637,6 +686,34 @@ impl Churn {
     }
 }
 
+/// This program's CPU time so far (the changes it sends cost the machine too), seconds.
+fn own_cpu_secs() -> f64 {
+    proc_cpu_secs("self")
+}
+
+/// CPU time of process `pid` (`self` for this one) so far, user and system, seconds; 0 where
+/// `/proc` cannot tell.
+fn proc_cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command name (which may hold spaces, and ends at the last ')'):
+    // utime and stime are the 14th and 15th of the line, in clock ticks (100 a second on
+    // Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
 /// One wrk run per URL at once, the connections split between them, their figures summed
 /// (latency percentiles: the median's mean weighted by requests, the worst p99).
 fn wrk(urls: &[String], script: &Path, conns: usize, secs: u64) -> Result<Run> {
@@ -682,6 +759,7 @@ fn wrk(urls: &[String], script: &Path, conns: usize, secs: u64) -> Result<Run> {
         non_2xx: runs.iter().map(|r| r.non_2xx).sum(),
         socket_errors: runs.iter().map(|r| r.socket_errors).sum(),
         changes_per_sec: 0.0,
+        server_cpu_secs: 0.0,
     })
 }
 

@@ -336,6 +336,9 @@ impl Store {
     }
 }
 
+/// How many columns [`ACCOUNT_COLS`] names: a query may add its own after them.
+pub(crate) const ACCOUNT_COLS_COUNT: usize = 10;
+
 pub(crate) fn account_row(r: &Row) -> Result<Account> {
     Ok(Account {
         id: r.text(0)?,

@@ -8,6 +8,12 @@ use crate::{
     SigningKeyRecord, Store, StoreError, APP_COLS,
 };
 
+pub(crate) const APP_BY_ISSUER_SQL: &str = sql!(
+    "SELECT ",
+    APP_COLS,
+    " FROM applications WHERE issuer_norm = $1"
+);
+
 impl Store {
     pub async fn create_application(
         &self,
@@ -53,16 +59,8 @@ impl Store {
 
     /// The application whose normalised issuer is `issuer_norm`.
     pub async fn application_by_issuer(&self, issuer_norm: &str) -> Result<Option<Application>> {
-        self.one(
-            sql!(
-                "SELECT ",
-                APP_COLS,
-                " FROM applications WHERE issuer_norm = $1"
-            ),
-            vec![issuer_norm.into()],
-            application,
-        )
-        .await
+        self.one(APP_BY_ISSUER_SQL, vec![issuer_norm.into()], application)
+            .await
     }
 
     pub async fn applications(&self, company_id: Option<&str>) -> Result<Vec<Application>> {

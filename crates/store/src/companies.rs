@@ -4,8 +4,14 @@ use chrono::{DateTime, Utc};
 
 use const_format::concatcp;
 
+use crate::applications::{application, APP_BY_ISSUER_SQL};
 use crate::engine::{scalar, Row};
-use crate::{ms, new_id, opt_time, time, Company, Result, SdkKeyRecord, Store, StoreError};
+use crate::{
+    ms, new_id, opt_time, time, Application, Company, Result, SdkKeyRecord, Store, StoreError,
+};
+
+const SDK_KEY_SQL: &str =
+    "SELECT id, company_id, secret_hash, created_at, revoked_at FROM sdk_keys WHERE id = $1";
 
 impl Store {
     pub async fn create_company(&self, name: &str, now: DateTime<Utc>) -> Result<Company> {
@@ -141,7 +147,27 @@ impl Store {
     }
 
     pub async fn sdk_key(&self, id: &str) -> Result<Option<SdkKeyRecord>> {
-        self.one("SELECT id, company_id, secret_hash, created_at, revoked_at FROM sdk_keys WHERE id = $1", vec![id.into()], sdk_key).await
+        self.one(SDK_KEY_SQL, vec![id.into()], sdk_key).await
+    }
+
+    /// An SDK key, and the application whose normalised issuer is `issuer_norm`: what every
+    /// SDK call reads before it acts, in one trip to the store. `None` for the issuer (a name
+    /// no application can have) reads the key alone.
+    pub async fn sdk_key_and_application(
+        &self,
+        key_id: &str,
+        issuer_norm: Option<&str>,
+    ) -> Result<(Option<SdkKeyRecord>, Option<Application>)> {
+        let mut stmts = vec![(SDK_KEY_SQL, vec![key_id.into()])];
+        if let Some(issuer) = issuer_norm {
+            stmts.push((APP_BY_ISSUER_SQL, vec![issuer.into()]));
+        }
+        let rows = self.engine.queries(stmts).await?;
+        let first = |i: usize| rows.get(i).and_then(|r| r.first());
+        Ok((
+            first(0).map(sdk_key).transpose()?,
+            first(1).map(application).transpose()?,
+        ))
     }
 
     pub async fn sdk_keys(&self, company_id: &str) -> Result<Vec<SdkKeyRecord>> {

@@ -406,6 +406,40 @@ impl Engine {
         }
     }
 
+    /// Runs read-only queries in one trip to the store: on SQLite one hand-off to a store
+    /// thread, on PostgreSQL one pipeline, instead of one each. A hand-off wakes a thread and
+    /// costs a busy server far more than the read itself, so a request's reads of several
+    /// tables go together. Each statement reads what is committed when it runs (no common
+    /// snapshot): for reads that do not depend on one another.
+    pub async fn queries(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>, StoreError> {
+        let limit = self.timeout() + Duration::from_millis(stmts.len() as u64);
+        match &self.kind {
+            Kind::Sqlite(s) => {
+                s.identity.check_now_and_then()?;
+                let conn = s.reader();
+                let until = Instant::now() + limit;
+                Self::bounded(
+                    limit,
+                    blocking(move || {
+                        let conn = lock_until(&conn, until)?;
+                        stmts
+                            .iter()
+                            .map(|(sql, params)| sqlite_query(&conn, sql, params))
+                            .collect()
+                    }),
+                )
+                .await
+            }
+            Kind::Postgres(pool) => {
+                Self::bounded(limit, async {
+                    let client = pool.get().await.map_err(pg_pool)?;
+                    pg_pipeline(&client, &stmts).await
+                })
+                .await
+            }
+        }
+    }
+
     /// Writes a consistent copy of an SQLite store to `dest` (a new file, mode 0600) while it
     /// serves: one `VACUUM INTO`, a read transaction on a connection of its own (the server's
     /// readers and writer go on), then the copy is synced to disk. Not under the store deadline:

@@ -173,6 +173,69 @@ both_engines!(sdk_keys, |store| {
     assert_eq!(store.sdk_keys(&c.id).await.unwrap().len(), 1);
 });
 
+both_engines!(an_sdk_key_and_an_application_are_read_together, |store| {
+    let a = app(store, "https://App.Example.com/").await;
+    let id = store
+        .create_sdk_key(&a.company_id, "hash", t0())
+        .await
+        .unwrap();
+    let (key, found) = store
+        .sdk_key_and_application(&id, Some("app.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(key, store.sdk_key(&id).await.unwrap());
+    assert_eq!(found, Some(a.clone()));
+    let (key, found) = store
+        .sdk_key_and_application("no-such-key", Some("nowhere.example.com"))
+        .await
+        .unwrap();
+    assert_eq!((key, found), (None, None));
+    // Without an issuer, the key alone.
+    let (key, found) = store.sdk_key_and_application(&id, None).await.unwrap();
+    assert_eq!((key.map(|k| k.id), found), (Some(id), None));
+});
+
+both_engines!(
+    accounts_and_their_alerts_are_read_together_in_order,
+    |store| {
+        let a = app(store, "app.example.com").await;
+        let b = app(store, "b.example.com").await;
+        let (ann, _) = store.enroll(&a.id, "Ann", None, t0(), &by()).await.unwrap();
+        let (bob, _) = store.enroll(&a.id, "bob", None, t0(), &by()).await.unwrap();
+        let (ann_b, _) = store.enroll(&b.id, "ann", None, t0(), &by()).await.unwrap();
+        store.set_alerts(&bob.id, false, t0()).await.unwrap();
+        let (ka, kb, kx) = (k("ann"), k("bob"), k("nobody"));
+        let found = store
+            .accounts_and_alerts(&[
+                (b.id.as_str(), &ka),
+                (a.id.as_str(), &kx),
+                (a.id.as_str(), &kb),
+                (a.id.as_str(), &ka),
+            ])
+            .await
+            .unwrap();
+        let got: Vec<Option<(String, bool)>> = found
+            .iter()
+            .map(|f| f.as_ref().map(|(acc, on)| (acc.id.clone(), *on)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Some((ann_b.id.clone(), true)),
+                None,
+                Some((bob.id.clone(), false)),
+                Some((ann.id.clone(), true)),
+            ]
+        );
+        // Each account as `account` reads it.
+        assert_eq!(
+            found[3].as_ref().map(|(acc, _)| acc),
+            store.account(&a.id, &ka).await.unwrap().as_ref()
+        );
+        assert!(store.accounts_and_alerts(&[]).await.unwrap().is_empty());
+    }
+);
+
 both_engines!(persons_are_unique_by_email, |store| {
     let p = store
         .create_person(&new_person(" Alice@Example.com "), t0())
@@ -915,4 +978,13 @@ async fn memory_and_bad_urls() {
         Err(StoreError::Config(_))
     ));
     assert!(Store::open("postgres://x y").await.is_err());
+}
+
+/// Queries that add a column after the account's read it at this index.
+#[test]
+fn account_cols_count_counts_account_cols() {
+    assert_eq!(
+        ACCOUNT_COLS.split(',').count(),
+        crate::accounts::ACCOUNT_COLS_COUNT
+    );
 }

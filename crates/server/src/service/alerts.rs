@@ -161,6 +161,15 @@ impl Service {
         Ok(self.store.set_alerts(account_id, on, self.now()).await?)
     }
 
+    /// Enrolled accounts (application id, account key) and whether their alerts are on, in
+    /// one read: `None` for a key no account has.
+    pub async fn accounts_and_alerts(
+        &self,
+        slots: &[(&str, &deadbolt_core::AccountKey)],
+    ) -> Result<Vec<Option<(deadbolt_store::Account, bool)>>> {
+        Ok(self.store.accounts_and_alerts(slots).await?)
+    }
+
     pub async fn alerts_on(&self, account_id: &str) -> Result<bool> {
         Ok(self.store.alerts_on(account_id).await?)
     }

@@ -228,19 +228,11 @@ impl Service {
     /// A company's application named by its issuer (`domain` in the SDK API). Another company's
     /// application is reported exactly like a missing one.
     pub async fn company_application(&self, company_id: &str, domain: &str) -> Result<Application> {
-        let norm = deadbolt_core::normalize::normalize_name(domain);
-        // A name with a control character is no application's (and PostgreSQL refuses NUL).
-        let app = if norm.chars().any(char::is_control) {
-            None
-        } else {
-            self.store.application_by_issuer(&norm).await?
+        let app = match issuer_norm(domain) {
+            Some(norm) => self.store.application_by_issuer(&norm).await?,
+            None => None,
         };
-        match app {
-            Some(app) if app.company_id == company_id => Ok(app),
-            _ => Err(Error::Forbidden(format!(
-                "no application with domain {domain:?} in this company"
-            ))),
-        }
+        in_company(app, company_id, domain)
     }
 
     /// Creates a signing key; the secret (base64) is returned once and stored only encrypted.
@@ -305,16 +297,26 @@ impl Service {
 
     /// The company an SDK key acts for, and the key's id.
     pub async fn authenticate_sdk(&self, token: Option<&str>) -> Result<(String, String)> {
-        let bad = || Error::Unauthorized("missing or invalid x-nl3-server-api-token".into());
-        let (id, secret) = token.and_then(crypto::split_sdk_token).ok_or_else(bad)?;
-        let key = self.store.sdk_key(id).await?;
-        // Hash even when the id is unknown, so both paths cost the same.
-        let stored = key.as_ref().map_or("", |k| k.secret_hash.as_str());
-        let matches = crypto::sdk_secret_matches(secret, stored);
-        match key {
-            Some(k) if matches && k.revoked_at.is_none() => Ok((k.company_id, k.id)),
-            _ => Err(bad()),
-        }
+        let (id, secret) = split_sdk_token(token)?;
+        verify_sdk_key(secret, self.store.sdk_key(id).await?)
+    }
+
+    /// [`Service::authenticate_sdk`] and [`Service::company_application`] in one read of the
+    /// store, for an SDK call that names its application: the key's company and id, and the
+    /// application. A bad key is refused before the application is considered.
+    pub async fn authenticate_sdk_for(
+        &self,
+        token: Option<&str>,
+        domain: &str,
+    ) -> Result<(String, String, Application)> {
+        let (id, secret) = split_sdk_token(token)?;
+        let (key, app) = self
+            .store
+            .sdk_key_and_application(id, issuer_norm(domain).as_deref())
+            .await?;
+        let (company, key_id) = verify_sdk_key(secret, key)?;
+        let app = in_company(app, &company, domain)?;
+        Ok((company, key_id, app))
     }
 
     pub async fn create_person(
@@ -621,6 +623,50 @@ pub fn normalize_code(code: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_uppercase())
         .collect()
+}
+
+fn sdk_unauthorized() -> Error {
+    Error::Unauthorized("missing or invalid x-nl3-server-api-token".into())
+}
+
+/// An SDK token's key id and secret; refused when it is missing or not of that form.
+pub(crate) fn split_sdk_token(token: Option<&str>) -> Result<(&str, &str)> {
+    token
+        .and_then(crypto::split_sdk_token)
+        .ok_or_else(sdk_unauthorized)
+}
+
+/// The company and id of the SDK key read for a token, if its secret matches and it is not
+/// revoked.
+fn verify_sdk_key(
+    secret: &str,
+    key: Option<deadbolt_store::SdkKeyRecord>,
+) -> Result<(String, String)> {
+    // Hash even when the id is unknown, so both paths cost the same.
+    let stored = key.as_ref().map_or("", |k| k.secret_hash.as_str());
+    let matches = crypto::sdk_secret_matches(secret, stored);
+    match key {
+        Some(k) if matches && k.revoked_at.is_none() => Ok((k.company_id, k.id)),
+        _ => Err(sdk_unauthorized()),
+    }
+}
+
+/// The normalised issuer an SDK call's `domain` names; `None` for a name with a control
+/// character, which is no application's (and PostgreSQL refuses NUL).
+fn issuer_norm(domain: &str) -> Option<String> {
+    let norm = deadbolt_core::normalize::normalize_name(domain);
+    (!norm.chars().any(char::is_control)).then_some(norm)
+}
+
+/// The application read for `domain`, if it is the company's: another company's application
+/// is reported exactly like a missing one.
+fn in_company(app: Option<Application>, company_id: &str, domain: &str) -> Result<Application> {
+    match app {
+        Some(app) if app.company_id == company_id => Ok(app),
+        _ => Err(Error::Forbidden(format!(
+            "no application with domain {domain:?} in this company"
+        ))),
+    }
 }
 
 pub fn valid_account(account: &str) -> Result<&str> {

@@ -228,6 +228,108 @@ async fn sdk_authentication() {
     assert_refused(&t.sdk(Method::POST, "lock", &sdk, target).await, 401);
 }
 
+/// The key is judged before anything the call names, as when it was read before the body: a
+/// bad key gets 401 whatever the body or query says (unreadable, naming no application or
+/// another company's, too large), and only a good key learns what was wrong with its call.
+#[tokio::test]
+async fn a_bad_key_is_refused_before_what_the_call_names() {
+    let (t, _, sdk) = setup().await;
+    let other = t.service.create_company("Other").await.unwrap();
+    t.service
+        .create_application(
+            &other.id,
+            "other.example.com",
+            None,
+            deadbolt_core::UnenrolledPolicy::Allow,
+            deadbolt_core::AccountState::Unlocked,
+        )
+        .await
+        .unwrap();
+    let alice = json!([{"domain": DOMAIN, "userAccountId": "alice"}]);
+    assert_eq!(
+        t.sdk(Method::POST, "importUsers", &sdk, Some(alice))
+            .await
+            .0,
+        200
+    );
+    let (id, secret) = sdk.split_once('.').unwrap();
+    let call = |method: Method, path: &str, token: Option<&str>, body: String| {
+        let mut req = t
+            .http
+            .request(method, format!("{}/nl3/api/v1/sdk/{path}", t.url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            req = req.header("x-nl3-server-api-token", token);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let named = |domain: &str| json!({"domain": domain, "userAccountId": "alice"}).to_string();
+    let bodies = [
+        ("a good body", named(DOMAIN)),
+        ("no JSON", "{not json".to_string()),
+        ("no application", named("nowhere.example.com")),
+        ("another company's application", named("other.example.com")),
+        ("a body over the limit", "x".repeat(70 * 1024)),
+    ];
+    let wrong_secret = format!("{id}.wrong");
+    let unknown_id = format!("other.{secret}");
+    let bad_keys = [
+        None,
+        Some("garbage"),
+        Some(&*wrong_secret),
+        Some(&*unknown_id),
+    ];
+    for path in ["lock", "unlock"] {
+        for (what, body) in &bodies {
+            for key in bad_keys {
+                let got = call(Method::POST, path, key, body.clone()).await;
+                assert_eq!(got.0, 401, "{path} with {what} and key {key:?}: {}", got.1);
+            }
+        }
+        let expected = [200, 400, 403, 403, 413];
+        for ((what, body), status) in bodies.iter().zip(expected) {
+            let got = call(Method::POST, path, Some(&sdk), body.clone()).await;
+            assert_eq!(
+                got.0, status,
+                "{path} with {what} and the good key: {}",
+                got.1
+            );
+        }
+    }
+    for key in bad_keys {
+        for query in ["", "?domain=other.example.com&userAccountId=alice"] {
+            let got = call(Method::GET, &format!("status{query}"), key, String::new()).await;
+            assert_eq!(got.0, 401, "status{query} with key {key:?}: {}", got.1);
+        }
+    }
+    let status = |query: &'static str| {
+        call(
+            Method::GET,
+            &format!("status{query}"),
+            Some(&sdk),
+            String::new(),
+        )
+    };
+    assert_eq!(status("").await.0, 400, "no query, good key");
+    assert_eq!(
+        status("?domain=other.example.com&userAccountId=alice")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        status("?domain=shop.example.com&userAccountId=alice")
+            .await
+            .0,
+        200
+    );
+}
+
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }

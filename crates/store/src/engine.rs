@@ -406,6 +406,16 @@ impl Engine {
         }
     }
 
+    /// Takes the SQLite writers' turn and keeps it until the guard is dropped (tests: a write
+    /// in progress, without a slow disk).
+    #[cfg(test)]
+    pub(crate) async fn hold_write_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        match &self.kind {
+            Kind::Sqlite(s) => s.turn.clone().lock_owned().await,
+            Kind::Postgres(_) => unreachable!("SQLite only"),
+        }
+    }
+
     /// Runs read-only queries in one trip to the store: on SQLite one hand-off to a store
     /// thread, on PostgreSQL one pipeline, instead of one each. A hand-off wakes a thread and
     /// costs a busy server far more than the read itself, so a request's reads of several
@@ -678,11 +688,20 @@ impl Engine {
                 let signal = s.signal.clone();
                 let recent = self.recent.clone();
                 let identity = s.identity.clone();
+                let turn = s.turn.clone();
                 let started = Instant::now();
                 let wait_until = started + self.timeout();
-                Self::bounded(
-                    limit,
+                Self::bounded(limit, async move {
+                    let turn = tokio::time::timeout_at(wait_until.into(), turn.lock_owned())
+                        .await
+                        .map_err(|_| {
+                            StoreError::Unavailable(
+                                "the store is busy: no turn to write within the deadline".into(),
+                            )
+                        })?;
                     blocking(move || {
+                        // Held until the commit is done, even if the caller stopped waiting.
+                        let _turn = turn;
                         identity.check()?;
                         let mut conn = lock_until(&conn, wait_until)?;
                         let tx = conn
@@ -723,8 +742,9 @@ impl Engine {
                         // committed is in a file this store will never be opened on again.
                         identity.check()?;
                         Ok(out)
-                    }),
-                )
+                    })
+                    .await
+                })
                 .await
             }
             Kind::Postgres(pool) => {
@@ -871,6 +891,11 @@ pub struct Sqlite {
     /// (`synchronous=NORMAL`): a crash of the process loses nothing, a power cut the last batches.
     bulk: Arc<Mutex<rusqlite::Connection>>,
     next: AtomicUsize,
+    /// Writes through `writer` take turns here first, in the order they came, each waiting as
+    /// a task rather than on a thread of its own: a burst of changes does not hold a store
+    /// thread per change polling for the connection, and none is passed over until its
+    /// deadline while later ones go first.
+    turn: Arc<tokio::sync::Mutex<()>>,
     /// The file the connections have open, to notice when the path names another one.
     identity: Arc<FileIdentity>,
     /// Whether the database file was created by this process (its WAL and SHM then get its mode).
@@ -905,6 +930,7 @@ impl Sqlite {
                     signal: Arc::new(ChangeSignal::local()),
                     writer,
                     next: AtomicUsize::new(0),
+                    turn: Arc::new(tokio::sync::Mutex::new(())),
                     identity: Arc::new(FileIdentity::none()),
                     created: false,
                 })
@@ -954,6 +980,7 @@ impl Sqlite {
                     bulk: Arc::new(Mutex::new(bulk)),
                     signal,
                     next: AtomicUsize::new(0),
+                    turn: Arc::new(tokio::sync::Mutex::new(())),
                     identity,
                     created,
                 })

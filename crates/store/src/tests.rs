@@ -988,3 +988,57 @@ fn account_cols_count_counts_account_cols() {
         crate::accounts::ACCOUNT_COLS_COUNT
     );
 }
+
+/// Writes wait for their turn in the order they came, as tasks, and one that has not had its
+/// turn by its deadline fails without committing later.
+#[tokio::test]
+async fn sqlite_writes_take_turns_in_order_and_give_up_at_the_deadline() {
+    let (store, _dir) = crate::testing::fresh_sqlite().await;
+    let store = std::sync::Arc::new(store);
+    let held = store.engine.hold_write_turn().await;
+    let mut writes = Vec::new();
+    for i in 0..20 {
+        let s = store.clone();
+        writes.push(tokio::spawn(async move {
+            s.create_company(&format!("c{i:02}"), t0()).await.unwrap()
+        }));
+        // Each in the queue before the next comes.
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    drop(held);
+    for w in writes {
+        w.await.unwrap();
+    }
+    // SQLite numbers rows in the order they were written.
+    let rows = store
+        .engine
+        .query("SELECT name FROM companies ORDER BY rowid", vec![])
+        .await
+        .unwrap();
+    let order: Vec<String> = rows.iter().map(|r| r.text(0).unwrap()).collect();
+    let asked: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+    assert_eq!(order, asked, "turns were given in the order asked");
+
+    store.set_timeout(std::time::Duration::from_millis(100));
+    let held = store.engine.hold_write_turn().await;
+    let late = store.create_company("late", t0()).await;
+    assert!(
+        matches!(&late, Err(StoreError::Unavailable(m)) if m.contains("turn")),
+        "{late:?}"
+    );
+    drop(held);
+    store.set_timeout(crate::DEFAULT_TIMEOUT);
+    let names: Vec<String> = store
+        .companies()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names.len(), 20);
+    assert!(
+        !names.contains(&"late".to_string()),
+        "a write past its deadline never commits"
+    );
+}

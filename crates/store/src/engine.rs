@@ -379,22 +379,31 @@ impl Engine {
         })
     }
 
+    /// Runs `read` with one of SQLite's reader connections on a store thread, within `limit`.
+    async fn sqlite_read<T: Send + 'static>(
+        s: &Sqlite,
+        limit: Duration,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        s.identity.check_now_and_then()?;
+        let conn = s.reader();
+        let until = Instant::now() + limit;
+        Self::bounded(
+            limit,
+            blocking(move || {
+                let conn = lock_until(&conn, until)?;
+                read(&conn)
+            }),
+        )
+        .await
+    }
+
     /// Runs a read-only query.
     pub async fn query(&self, sql: &'static str, params: Vec<Val>) -> Result<Vec<Row>, StoreError> {
         let limit = self.timeout();
         match &self.kind {
             Kind::Sqlite(s) => {
-                s.identity.check_now_and_then()?;
-                let conn = s.reader();
-                let until = Instant::now() + limit;
-                Self::bounded(
-                    limit,
-                    blocking(move || {
-                        let conn = lock_until(&conn, until)?;
-                        sqlite_query(&conn, sql, &params)
-                    }),
-                )
-                .await
+                Self::sqlite_read(s, limit, move |c| sqlite_query(c, sql, &params)).await
             }
             Kind::Postgres(pool) => {
                 Self::bounded(limit, async {
@@ -425,19 +434,12 @@ impl Engine {
         let limit = self.timeout() + Duration::from_millis(stmts.len() as u64);
         match &self.kind {
             Kind::Sqlite(s) => {
-                s.identity.check_now_and_then()?;
-                let conn = s.reader();
-                let until = Instant::now() + limit;
-                Self::bounded(
-                    limit,
-                    blocking(move || {
-                        let conn = lock_until(&conn, until)?;
-                        stmts
-                            .iter()
-                            .map(|(sql, params)| sqlite_query(&conn, sql, params))
-                            .collect()
-                    }),
-                )
+                Self::sqlite_read(s, limit, move |c| {
+                    stmts
+                        .iter()
+                        .map(|(sql, params)| sqlite_query(c, sql, params))
+                        .collect()
+                })
                 .await
             }
             Kind::Postgres(pool) => {

@@ -777,3 +777,76 @@ async fn replicas_send_each_alert_and_delivery_once() {
     b.stop().await;
     a.stop().await;
 }
+
+/// A flood over more accounts than the alert sender looks up in one read of the store (256):
+/// each blocked account's person is emailed once, and the one whose alerts are off is not,
+/// however the sign-ins fall into passes.
+#[tokio::test]
+async fn a_flood_over_many_accounts_emails_each_of_their_persons() {
+    const N: usize = 300;
+    const OFF: usize = 290;
+    let (t, smtp) = spawn(false, |c| {
+        // Passes far enough apart that a pass holds more accounts than one lookup reads.
+        c.alerts.poll_every = std::time::Duration::from_secs(2);
+    })
+    .await
+    .unwrap();
+    let c = t.service.create_company("Flood Co").await.unwrap();
+    let app = t
+        .service
+        .create_application(
+            &c.id,
+            "flood.example.com",
+            None,
+            deadbolt_core::UnenrolledPolicy::Allow,
+            deadbolt_core::AccountState::Locked,
+        )
+        .await
+        .unwrap();
+    let key = t.key(&app).await;
+    let (_, sdk) = t.service.create_sdk_key(&c.id).await.unwrap();
+    let email = |i: usize| format!("p{i}@flood.example");
+    let rows: Vec<serde_json::Value> = (0..N)
+        .map(|i| json!({"domain": app.issuer, "userAccountId": format!("acc{i}"), "email": email(i)}))
+        .collect();
+    let imported = t
+        .sdk(
+            reqwest::Method::POST,
+            "importUsers",
+            &sdk,
+            Some(json!(rows)),
+        )
+        .await;
+    assert_eq!(imported.0, 200, "{}", imported.1);
+    let off = t
+        .service
+        .account(&app.id, &format!("acc{OFF}"))
+        .await
+        .unwrap();
+    t.service.set_alerts(&off.id, false).await.unwrap();
+    // Sent 50 at a time, so that the flood takes a fraction of a pass.
+    let accounts: Vec<String> = (0..N).map(|i| format!("acc{i}")).collect();
+    for batch in accounts.chunks(50) {
+        let checks = batch
+            .iter()
+            .map(|a| check_from(&t, &app, &key, a, "192.0.2.9"));
+        assert!(futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .all(|locked| locked));
+    }
+    for i in (0..N).filter(|i| *i != OFF) {
+        let mail = nth_email(&smtp, &email(i), 1).await;
+        assert!(mail.contains(&format!("acc{i}")), "{mail}");
+    }
+    worker_caught_up(&t, &app, N).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        smtp.to(&email(OFF)).is_empty(),
+        "alerts off: {:?}",
+        smtp.to(&email(OFF))
+    );
+    for i in (0..N).filter(|i| *i != OFF) {
+        assert_eq!(smtp.to(&email(i)).len(), 1, "one email for {}", email(i));
+    }
+}

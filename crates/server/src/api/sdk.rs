@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use deadbolt_store::{Application, ImportRow};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -30,23 +29,21 @@ async fn company(service: &Service, headers: &HeaderMap, peer: Peer) -> Result<(
     Ok((company, By::new(Actor::Sdk { key_id }, peer.0)))
 }
 
-/// A call that names its application: the JSON body `T` (read up to `limit` bytes), and the
-/// key and the application it names, read together in one trip to the store (a change's path
-/// is otherwise three). The key is judged first, as when it was read before the body: a
-/// request without a key of the right form is refused before its body is read, and one whose
-/// body cannot be read or parsed is answered about its key before its body.
-async fn named_call<T: DeserializeOwned>(
+/// A lock or unlock: its target (the JSON body), and the key and the application the target
+/// names, read together in one trip to the store (a change's path is otherwise three). The key
+/// is judged first, as when it was read before the body: a request without a key of the right
+/// form is refused before its body is read, and one whose body cannot be read or parsed is
+/// answered about its key before its body.
+async fn target(
     service: &Service,
     headers: &HeaderMap,
     peer: Peer,
     body: Body,
-    limit: usize,
-    domain: fn(&T) -> &str,
-) -> Result<(T, Application, By)> {
+) -> Result<(Target, Application, By)> {
     let token = header(headers, "x-nl3-server-api-token");
     split_sdk_token(token)?;
-    let parsed = match read_body(headers, body, limit).await {
-        Ok(bytes) => json_object::<T>(&bytes),
+    let parsed = match read_body(headers, body, 64 * 1024).await {
+        Ok(bytes) => json_object::<Target>(&bytes),
         Err(e) => Err(e),
     };
     let t = match parsed {
@@ -56,7 +53,7 @@ async fn named_call<T: DeserializeOwned>(
             return Err(e);
         }
     };
-    let (_, key_id, app) = service.authenticate_sdk_for(token, domain(&t)).await?;
+    let (_, key_id, app) = service.authenticate_sdk_for(token, &t.domain).await?;
     Ok((t, app, By::new(Actor::Sdk { key_id }, peer.0)))
 }
 
@@ -183,20 +180,13 @@ struct Target {
     minutes: Option<i64>,
 }
 
-impl Target {
-    fn domain(&self) -> &str {
-        &self.domain
-    }
-}
-
 pub async fn lock(
     State(service): State<Service>,
     peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let (t, app, by) =
-        named_call(&service, &headers, peer, body, 64 * 1024, Target::domain).await?;
+    let (t, app, by) = target(&service, &headers, peer, body).await?;
     service.lock_in(&by, &app, &t.user_account_id).await?;
     Ok(Json(json!({"locked": true})))
 }
@@ -207,8 +197,7 @@ pub async fn unlock(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let (t, app, by) =
-        named_call(&service, &headers, peer, body, 64 * 1024, Target::domain).await?;
+    let (t, app, by) = target(&service, &headers, peer, body).await?;
     let window = match t.minutes {
         None => None,
         Some(m) if (1..=525_600).contains(&m) => Some(Duration::minutes(m)),

@@ -4,8 +4,9 @@
 //! store error is retried with backoff, a panic restarts it with the batch it was writing, and
 //! nothing ends it but shutdown, when the queue is drained before the process exits.
 
-use deadbolt_store::{AttemptBatch, NewAttempt, Store, StoreError};
+use deadbolt_store::{Attempt, AttemptBatch, NewAttempt, Store, StoreError};
 use futures_util::FutureExt;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,20 +29,95 @@ const STALLED_AFTER: Duration = Duration::from_secs(10);
 const PANICS_PER_BATCH: u32 = 3;
 /// Tries of a batch at shutdown while the store keeps failing.
 const TRIES_AT_SHUTDOWN: u32 = 5;
+/// Blocked attempts the feed holds at most (about 300 bytes each): beyond, the oldest batches
+/// are dropped and the alert worker reads them from the store.
+const FEED_HOLDS: usize = 50_000;
 
 /// Where the writer puts attempts: the store (tests put a store that fails on purpose).
 pub trait AttemptSink: Send + Sync + 'static {
-    fn record(&self, batch: &AttemptBatch) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes the batch; the first id it was given (`None`: none known).
+    fn record(
+        &self,
+        batch: &AttemptBatch,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
     /// How long a request may wait on it: at shutdown the writer waits no longer per try.
     fn timeout(&self) -> Duration;
 }
 
 impl AttemptSink for Store {
-    fn record(&self, batch: &AttemptBatch) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn record(
+        &self,
+        batch: &AttemptBatch,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send {
         self.record_attempts(batch)
     }
     fn timeout(&self) -> Duration {
         Store::timeout(self)
+    }
+}
+
+/// The blocked attempts this process's writer committed, with the ids each batch took, for the
+/// alert worker: it takes them from here instead of reading back and decoding what was just
+/// written, as long as the batches here follow on from its cursor without a gap. Anything else
+/// (attempts written by another process or replica, batches dropped here, a batch written
+/// again after its writer panicked) leaves a gap, and the worker reads the store across it.
+#[derive(Default)]
+pub struct BlockedFeed {
+    batches: Mutex<Fed>,
+}
+
+#[derive(Default)]
+struct Fed {
+    /// (first id, last id, blocked attempts), in id order.
+    batches: VecDeque<(i64, i64, Vec<Attempt>)>,
+    held: usize,
+}
+
+impl BlockedFeed {
+    fn fed(&self) -> std::sync::MutexGuard<'_, Fed> {
+        self.batches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A committed batch: it took the ids `first..=last`, and these are its blocked attempts.
+    pub fn push(&self, (first, last, blocked): (i64, i64, Vec<Attempt>)) {
+        let mut fed = self.fed();
+        fed.held += blocked.len();
+        fed.batches.push_back((first, last, blocked));
+        while fed.held > FEED_HOLDS {
+            match fed.batches.pop_front() {
+                Some((_, _, gone)) => fed.held -= gone.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The blocked attempts with ids after `after` and the last id they account for, when the
+    /// batches held go on from `after` without a gap: every id in between is one of theirs.
+    /// Whole batches, at least one, then more while they fit in `at_most`. `None`: the store
+    /// must be read from `after`.
+    pub fn take_after(&self, after: i64, at_most: usize) -> Option<(Vec<Attempt>, i64)> {
+        let mut fed = self.fed();
+        let mut through = after;
+        let mut out = Vec::new();
+        while let Some(&(first, last, ref blocked)) = fed.batches.front() {
+            if first > through + 1 || (through > after && out.len() + blocked.len() > at_most) {
+                break;
+            }
+            let (_, _, blocked) = fed.batches.pop_front()?;
+            fed.held -= blocked.len();
+            // Read already (from the store, or an earlier batch here).
+            if last <= through {
+                continue;
+            }
+            if first > through && out.is_empty() {
+                // The usual case: the whole batch, its vector moved rather than copied.
+                out = blocked;
+            } else {
+                out.extend(blocked.into_iter().filter(|a| a.id > through));
+            }
+            through = last;
+        }
+        (through > after).then_some((out, through))
     }
 }
 
@@ -110,6 +186,7 @@ impl AttemptQueue {
         store: Arc<S>,
         capacity: usize,
         metrics: Arc<Metrics>,
+        feed: Option<Arc<BlockedFeed>>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let capacity = capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
@@ -127,6 +204,7 @@ impl AttemptQueue {
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
             metrics: metrics.clone(),
             state: state.clone(),
+            feed,
         }));
         (Self { tx, metrics, state }, handle)
     }
@@ -194,6 +272,8 @@ struct Writer<S> {
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<NewAttempt>>>,
     metrics: Arc<Metrics>,
     state: Arc<WriterState>,
+    /// Where committed blocked attempts go, if anyone takes them.
+    feed: Option<Arc<BlockedFeed>>,
 }
 
 /// Runs the writer until the queue is closed and drained; restarts it after a panic.
@@ -219,6 +299,7 @@ async fn write_loop<S: AttemptSink>(w: Arc<Writer<S>>) {
     if let Some((batch, n)) = left {
         write(&w, batch, n, &|| rx.is_closed()).await;
     }
+    let keep_blocked = w.feed.is_some();
     let mut batch = Vec::with_capacity(BATCH);
     // The last batch's vector, emptied by its encoding: filled again instead of a fresh one.
     let mut spare: Option<Vec<NewAttempt>> = None;
@@ -250,14 +331,19 @@ async fn write_loop<S: AttemptSink>(w: Arc<Writer<S>>) {
         // Encoding thousands of attempts (and freeing them) takes milliseconds: not on a
         // runtime worker, where the checks it serves would wait for it.
         let encoded = match tokio::task::spawn_blocking(move || {
-            let rows = AttemptBatch::encode(&mut taken);
-            (rows, taken)
+            let (rows, blocked) = if keep_blocked {
+                let (rows, blocked) = AttemptBatch::encode_keeping_blocked(&mut taken);
+                (rows, Some(blocked))
+            } else {
+                (AttemptBatch::encode(&mut taken), None)
+            };
+            (rows, blocked, taken)
         })
         .await
         {
-            Ok((rows, emptied)) => {
+            Ok((rows, blocked, emptied)) => {
                 spare = Some(emptied);
-                Arc::new(rows)
+                (Arc::new(rows), blocked)
             }
             Err(e) => {
                 log(
@@ -268,12 +354,16 @@ async fn write_loop<S: AttemptSink>(w: Arc<Writer<S>>) {
                 continue;
             }
         };
+        let (encoded, blocked) = encoded;
         *w.state.pending() = Some(Pending {
             batch: encoded.clone(),
             n,
             panics: 0,
         });
-        write(&w, encoded, n, &|| rx.is_closed()).await;
+        let first = write(&w, encoded, n, &|| rx.is_closed()).await;
+        if let (Some(feed), Some(first), Some(blocked)) = (&w.feed, first, blocked) {
+            feed.push(blocked.numbered(first));
+        }
     }
 }
 
@@ -289,46 +379,51 @@ fn take_waiting(rx: &mut mpsc::Receiver<NewAttempt>, batch: &mut Vec<NewAttempt>
 
 /// Writes the pending batch, counting a panic against it: a batch that keeps making the writer
 /// panic is given up (and counted as dropped) rather than taking the writer down for good.
+/// Returns the first id the batch was given, when it was written and the store says.
 async fn write<S: AttemptSink>(
     w: &Writer<S>,
     batch: Arc<AttemptBatch>,
     n: usize,
     closing: &(dyn Fn() -> bool + Sync),
-) {
-    if let Err(panic) = AssertUnwindSafe(write_batch(w, batch, n, closing))
+) -> Option<i64> {
+    match AssertUnwindSafe(write_batch(w, batch, n, closing))
         .catch_unwind()
         .await
     {
-        let give_up = {
-            let mut p = w.state.pending();
-            match p.as_mut() {
-                Some(p) => {
-                    p.panics += 1;
-                    (p.panics >= PANICS_PER_BATCH).then_some(p.n)
+        Ok(first) => first,
+        Err(panic) => {
+            let give_up = {
+                let mut p = w.state.pending();
+                match p.as_mut() {
+                    Some(p) => {
+                        p.panics += 1;
+                        (p.panics >= PANICS_PER_BATCH).then_some(p.n)
+                    }
+                    None => None,
                 }
-                None => None,
+            };
+            if let Some(n) = give_up {
+                *w.state.pending() = None;
+                w.metrics.queued(-(n as i64));
+                dropped(&w.metrics, &w.state, n as u64);
             }
-        };
-        if let Some(n) = give_up {
-            *w.state.pending() = None;
-            w.metrics.queued(-(n as i64));
-            dropped(&w.metrics, &w.state, n as u64);
+            std::panic::resume_unwind(panic);
         }
-        std::panic::resume_unwind(panic);
     }
 }
 
 /// Writes one batch, retrying with backoff until the store takes it: attempts are not dropped
-/// on a hiccup. Only at shutdown, with the store still failing, does it give up.
+/// on a hiccup. Only at shutdown, with the store still failing, does it give up. Returns the
+/// first id the batch was given, if written.
 async fn write_batch<S: AttemptSink>(
     w: &Writer<S>,
     batch: Arc<AttemptBatch>,
     n: usize,
     closing: &(dyn Fn() -> bool + Sync),
-) {
+) -> Option<i64> {
     let mut delay = Duration::from_millis(50);
     let mut tries = 0;
-    loop {
+    let first = loop {
         // At shutdown a store that does not answer is not waited on for the writer's usual long
         // deadline, five times over: the process is being stopped.
         let result = if closing() {
@@ -340,9 +435,9 @@ async fn write_batch<S: AttemptSink>(
             w.store.record(&batch).await
         };
         match result {
-            Ok(()) => {
+            Ok(first) => {
                 w.metrics.written(n as i64);
-                break;
+                break first;
             }
             Err(e) => {
                 tries += 1;
@@ -351,19 +446,20 @@ async fn write_batch<S: AttemptSink>(
                         || tracing::error!(error = %e, lost = n, "shutting down with the store failing: attempts not recorded"),
                     );
                     dropped(&w.metrics, &w.state, n as u64);
-                    break;
+                    break None;
                 }
                 log(|| tracing::warn!(error = %e, n, "could not record attempts; retrying"));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
-    }
+    };
     *w.state.pending() = None;
     w.metrics.queued(-(n as i64));
     w.state
         .progress_ms
         .store(w.state.now_ms(), Ordering::Relaxed);
+    first
 }
 
 #[cfg(test)]
@@ -386,7 +482,7 @@ mod tests {
         fn record(
             &self,
             batch: &AttemptBatch,
-        ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send {
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
             let n = batch.len();
             let poison = batch.app_ids().any(|a| a == "poison");
@@ -397,8 +493,8 @@ mod tests {
                 if call < self.panics + self.errors {
                     return Err(StoreError::Unavailable("down".into()));
                 }
-                self.taken.fetch_add(n, Ordering::SeqCst);
-                Ok(())
+                let before = self.taken.fetch_add(n, Ordering::SeqCst);
+                Ok(Some(before as i64 + 1))
             }
         }
         fn timeout(&self) -> Duration {
@@ -433,7 +529,7 @@ mod tests {
             taken: AtomicUsize::new(0),
         });
         let metrics = Arc::new(Metrics::default());
-        let (queue, writer) = AttemptQueue::start(sink.clone(), 1000, metrics.clone());
+        let (queue, writer) = AttemptQueue::start(sink.clone(), 1000, metrics.clone(), None);
         for i in 0..50 {
             queue.record(attempt(&format!("a{i}"))).await;
         }
@@ -468,7 +564,7 @@ mod tests {
             taken: AtomicUsize::new(0),
         });
         let metrics = Arc::new(Metrics::default());
-        let (queue, writer) = AttemptQueue::start(sink.clone(), 1000, metrics.clone());
+        let (queue, writer) = AttemptQueue::start(sink.clone(), 1000, metrics.clone(), None);
         queue.record(attempt("poison")).await;
         queue.record(attempt("a1")).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -495,7 +591,7 @@ mod tests {
             taken: AtomicUsize::new(0),
         });
         let metrics = Arc::new(Metrics::default());
-        let (queue, _writer) = AttemptQueue::start(sink, 4, metrics.clone());
+        let (queue, _writer) = AttemptQueue::start(sink, 4, metrics.clone(), None);
         // The writer takes these and is then busy failing to write them.
         for i in 0..4 {
             queue.record(attempt(&format!("first{i}"))).await;
@@ -514,5 +610,89 @@ mod tests {
             .unwrap_or(0);
         assert!(dropped > 0, "{text}");
         assert_eq!(metrics.queue_depth() + dropped, 44);
+    }
+
+    /// A blocked attempt with this id.
+    fn blocked(id: i64) -> Attempt {
+        Attempt {
+            id,
+            at: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default(),
+            app_id: "app".into(),
+            key_id: None,
+            account: format!("user{id}"),
+            locked: true,
+            reason: "account_locked".into(),
+            ip: None,
+            device: None,
+            location: None,
+            integration_type: None,
+            integration_data: None,
+        }
+    }
+
+    fn ids(taken: Option<(Vec<Attempt>, i64)>) -> Option<(Vec<i64>, i64)> {
+        taken.map(|(a, through)| (a.iter().map(|a| a.id).collect(), through))
+    }
+
+    /// The feed hands over batches only where they go on from the cursor without a gap; what
+    /// the store was read for is skipped; a take stops at its budget after a first batch.
+    #[test]
+    fn the_feed_hands_over_only_what_follows_the_cursor() {
+        let feed = BlockedFeed::default();
+        assert_eq!(ids(feed.take_after(0, 100)), None, "nothing held");
+        feed.push((1, 10, vec![blocked(3), blocked(7)]));
+        feed.push((11, 20, vec![]));
+        feed.push((21, 30, vec![blocked(21), blocked(30)]));
+        // Another process wrote 31..=40: the next batch here leaves a gap.
+        feed.push((41, 50, vec![blocked(45)]));
+        assert_eq!(
+            ids(feed.take_after(0, 100)),
+            Some((vec![3, 7, 21, 30], 30)),
+            "allowed-only batches move the cursor too"
+        );
+        assert_eq!(ids(feed.take_after(30, 100)), None, "31..=40 is not here");
+        // The store was read to 44, into the next batch: only the rest of it is handed over.
+        assert_eq!(ids(feed.take_after(44, 100)), Some((vec![45], 50)));
+        assert_eq!(ids(feed.take_after(50, 100)), None);
+        // Read past several batches from the store: those are dropped, not handed over again.
+        feed.push((51, 60, vec![blocked(51)]));
+        feed.push((61, 70, vec![blocked(61), blocked(62), blocked(63)]));
+        feed.push((71, 80, vec![blocked(71), blocked(72)]));
+        assert_eq!(
+            ids(feed.take_after(60, 1)),
+            Some((vec![61, 62, 63], 70)),
+            "one whole batch even over the budget, no more"
+        );
+        assert_eq!(ids(feed.take_after(70, 10)), Some((vec![71, 72], 80)));
+    }
+
+    /// A feed nobody takes from holds a bounded number of attempts: the oldest batches go, and
+    /// the gap they leave sends the worker to the store.
+    #[test]
+    fn the_feed_is_bounded_and_drops_its_oldest() {
+        let feed = BlockedFeed::default();
+        let per = 1_000;
+        let batches = FEED_HOLDS / per + 5;
+        for b in 0..batches as i64 {
+            let first = b * per as i64 + 1;
+            feed.push((
+                first,
+                first + per as i64 - 1,
+                (first..first + per as i64).map(blocked).collect(),
+            ));
+        }
+        assert!(feed.fed().held <= FEED_HOLDS);
+        assert_eq!(
+            ids(feed.take_after(0, usize::MAX)),
+            None,
+            "the first are gone"
+        );
+        let kept_from = (batches - FEED_HOLDS / per) as i64 * per as i64;
+        let (taken, through) = feed
+            .take_after(kept_from, usize::MAX)
+            .expect("the rest follows on");
+        assert_eq!(taken.len(), FEED_HOLDS);
+        assert_eq!(through, batches as i64 * per as i64);
+        assert_eq!(feed.fed().held, 0);
     }
 }

@@ -189,8 +189,15 @@ impl Server {
         let store = service.store().clone();
         store.set_timeout(config.store_timeout);
         let metrics = Arc::new(metrics::Metrics::default());
-        let (queue, writer) =
-            attempts::AttemptQueue::start(store.clone(), config.attempt_queue, metrics.clone());
+        // The alert worker takes the blocked attempts this server writes from the writer
+        // instead of reading them back from the store.
+        let feed = Arc::new(attempts::BlockedFeed::default());
+        let (queue, writer) = attempts::AttemptQueue::start(
+            store.clone(),
+            config.attempt_queue,
+            metrics.clone(),
+            Some(feed.clone()),
+        );
         let checks = Arc::new(check::CheckService {
             service: service.clone(),
             store: store.clone(),
@@ -225,6 +232,7 @@ impl Server {
             portal.link_base(),
             &config.alerts,
             metrics.clone(),
+            Some(feed),
         )?;
         let router = app::router(app::AppState {
             service: service.clone(),

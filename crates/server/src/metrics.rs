@@ -25,7 +25,9 @@ const ALERT_EMAILS_SENT: usize = LOG_READS + 1;
 const ALERT_EMAILS_FAILED: usize = ALERT_EMAILS_SENT + 1;
 const WEBHOOKS_DELIVERED: usize = ALERT_EMAILS_FAILED + 1;
 const WEBHOOKS_FAILED: usize = WEBHOOKS_DELIVERED + 1;
-const COUNTERS: usize = WEBHOOKS_FAILED + 1;
+const ALERT_READ_HANDED: usize = WEBHOOKS_FAILED + 1;
+const ALERT_READ_STORE: usize = ALERT_READ_HANDED + 1;
+const COUNTERS: usize = ALERT_READ_STORE + 1;
 
 /// Slots per [`Metrics`]: threads beyond this many share one.
 const SHARDS: usize = 16;
@@ -129,6 +131,19 @@ impl Metrics {
                 WEBHOOKS_FAILED
             },
             1,
+        );
+    }
+
+    /// Blocked attempts the alert worker took: handed over by this process's attempt writer
+    /// (`handed`), or read from the store (written by another process, or not handed over).
+    pub fn alert_attempts_read(&self, handed: bool, n: usize) {
+        self.add(
+            if handed {
+                ALERT_READ_HANDED
+            } else {
+                ALERT_READ_STORE
+            },
+            n as i64,
         );
     }
 
@@ -236,6 +251,17 @@ impl Metrics {
             out,
             "deadbolt_webhook_deliveries_total{{result=\"failed\"}} {}",
             g(WEBHOOKS_FAILED)
+        );
+        let _ = writeln!(out, "# HELP deadbolt_alert_attempts_read_total Blocked attempts the alert worker took: handed over by this server's attempt writer, or read back from the store (another process's, or not handed over).\n# TYPE deadbolt_alert_attempts_read_total counter");
+        let _ = writeln!(
+            out,
+            "deadbolt_alert_attempts_read_total{{from=\"writer\"}} {}",
+            g(ALERT_READ_HANDED)
+        );
+        let _ = writeln!(
+            out,
+            "deadbolt_alert_attempts_read_total{{from=\"store\"}} {}",
+            g(ALERT_READ_STORE)
         );
         out
     }

@@ -157,6 +157,53 @@ both_engines!(only_blocked_attempts_are_read_for_alerts, |s| {
     assert_eq!(still, end);
 });
 
+// The blocked attempts a batch hands over when it is written are those a read gives back, with
+// the same ids and fields, whatever the order the attempts of several applications came in.
+both_engines!(
+    a_batch_hands_over_the_blocked_attempts_a_read_gives_back,
+    |s| {
+        let attempt = |n: i64| crate::NewAttempt {
+            // Nanoseconds, which a read does not give back: handed over to the millisecond too.
+            at: t0() + Duration::milliseconds(n) + Duration::nanoseconds(123_456),
+            app_id: format!("app-{}", n % 3),
+            key_id: (n % 2 == 0).then(|| format!("key-{n}")),
+            account: format!("user \"{n}\"\u{e9}"),
+            locked: n % 4 != 1,
+            reason: if n % 4 == 0 {
+                deadbolt_core::Reason::AccountLocked
+            } else {
+                deadbolt_core::Reason::Schedule
+            },
+            ip: Some(format!("192.0.2.{n}")),
+            device: (n % 5 == 0).then(|| "Agent \"x\"".to_string()),
+            location: Some("48.85,2.35".into()),
+            integration_type: Some("cognito".into()),
+            integration_data: (n % 2 == 1).then(|| "{\"a\":[1]}".to_string()),
+        };
+        // A batch before, so that the one looked at does not start at the first id.
+        s.record_attempts(&crate::AttemptBatch::new((0..5).map(attempt).collect()))
+            .await
+            .unwrap();
+        let mut attempts: Vec<_> = (5..40).map(attempt).collect();
+        let (batch, blocked) = crate::AttemptBatch::encode_keeping_blocked(&mut attempts);
+        assert!(attempts.is_empty(), "moved out, not copied");
+        let first = s.record_attempts(&batch).await.unwrap().unwrap();
+        let (from, to, handed) = blocked.numbered(first);
+        assert_eq!((from, to), (6, 40), "the ids the batch took");
+        let (read, through, _) = s.blocked_attempts_after_id(5, 100).await.unwrap();
+        assert_eq!(through, to);
+        assert_eq!(handed.len(), 26, "all but n % 4 == 1");
+        // A read walks runs in id order; each run is one application's, in the order queued.
+        assert_eq!(handed, read);
+        assert_eq!(
+            s.record_attempts(&crate::AttemptBatch::new(vec![]))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+);
+
 // Sign-ins of one account attached together are one row, and read back one by one, each as
 // it was (strings with quotes and accents, missing fields, its own time), oldest first;
 // another account's go to its own email. Those attached after an email was read (a pack

@@ -61,6 +61,41 @@ impl AttemptBatch {
         batch
     }
 
+    /// As [`AttemptBatch::encode`], and hands over the blocked attempts, moved out of
+    /// `attempts` rather than copied: the process that wrote them can pass them on (to the alert
+    /// worker) without reading them back from the store.
+    pub fn encode_keeping_blocked(attempts: &mut Vec<NewAttempt>) -> (Self, BlockedOfBatch) {
+        let batch = Self::encode_sorted(attempts);
+        // The write gives the sorted attempts consecutive ids, run after run: an attempt's place
+        // in the sorted vector is its id's distance from the batch's first.
+        let len = attempts.len() as i64;
+        let blocked = attempts
+            .drain(..)
+            .enumerate()
+            .filter(|(_, a)| a.locked)
+            .filter_map(|(i, a)| {
+                // As a read gives it back: to the millisecond. A time out of range (which a read
+                // refuses) is not handed over: no alert could say when it was.
+                let at = time(a.at.timestamp_millis()).ok()?;
+                Some(Attempt {
+                    id: i as i64,
+                    at,
+                    app_id: a.app_id,
+                    key_id: a.key_id,
+                    account: a.account,
+                    locked: true,
+                    reason: a.reason.as_str().to_string(),
+                    ip: a.ip,
+                    device: a.device,
+                    location: a.location,
+                    integration_type: a.integration_type,
+                    integration_data: a.integration_data,
+                })
+            })
+            .collect();
+        (batch, BlockedOfBatch { len, blocked })
+    }
+
     fn encode_sorted(attempts: &mut [NewAttempt]) -> Self {
         // Stable: each application's attempts keep the order they were queued in.
         attempts.sort_by(|a, b| a.app_id.cmp(&b.app_id));
@@ -139,6 +174,24 @@ impl AttemptBatch {
                 Some(Val::Text(id)) => Some(id.as_str()),
                 _ => None,
             })
+    }
+}
+
+/// The blocked attempts of an [`AttemptBatch`], numbered by their place in it until its write
+/// gives the batch its ids.
+pub struct BlockedOfBatch {
+    len: i64,
+    blocked: Vec<Attempt>,
+}
+
+impl BlockedOfBatch {
+    /// Given the first id the batch's write returned: the ids the batch took (first and last,
+    /// every id between them is one of its attempts) and its blocked attempts with their ids.
+    pub fn numbered(mut self, first: i64) -> (i64, i64, Vec<Attempt>) {
+        for a in &mut self.blocked {
+            a.id += first;
+        }
+        (first, first + self.len - 1, self.blocked)
     }
 }
 
@@ -287,11 +340,12 @@ struct Runs {
 
 impl Store {
     /// Records a batch of attempts in one transaction. A batch that failed can be passed again.
-    pub async fn record_attempts(&self, batch: &AttemptBatch) -> Result<()> {
+    /// Returns the first id given to the batch (`None` for an empty one).
+    pub async fn record_attempts(&self, batch: &AttemptBatch) -> Result<Option<i64>> {
         if batch.write.runs.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        self.engine.append_runs(batch.write.clone()).await
+        self.engine.append_runs(batch.write.clone()).await.map(Some)
     }
 
     /// Walks `runs`, keeping the attempts `keep` accepts, until `limit` are kept.

@@ -563,7 +563,8 @@ impl Engine {
     /// PostgreSQL: an advisory lock), so runs never share an id. On SQLite the commit is not
     /// fsync'd by itself (see [`Sqlite::bulk`]). Bounded by a longer deadline than requests:
     /// nobody waits on it, and a write cut short might still commit and then be written twice.
-    pub async fn append_runs(&self, write: Arc<RunsWrite>) -> Result<(), StoreError> {
+    /// Returns the first id given: the runs hold that id and the ones after it, in order.
+    pub async fn append_runs(&self, write: Arc<RunsWrite>) -> Result<i64, StoreError> {
         let limit = BACKGROUND_TIMEOUT.max(self.timeout());
         let r = match &self.kind {
             Kind::Sqlite(s) => {
@@ -584,7 +585,8 @@ impl Engine {
                         let last: Option<i64> = tx
                             .query_row(write.last_id_sql, [], |r| r.get(0))
                             .map_err(sqlite_err)?;
-                        let mut next = last.unwrap_or(0) + 1;
+                        let first = last.unwrap_or(0) + 1;
+                        let mut next = first;
                         let mut run = tx.prepare_cached(write.run_sql).map_err(sqlite_err)?;
                         for r in &write.runs {
                             let head = [Val::Int(next + r.len - 1), Val::Int(next)];
@@ -605,7 +607,8 @@ impl Engine {
                         past(commit_by)?;
                         tx.commit().map_err(sqlite_err)?;
                         // Committed into a file nobody will open again is not recorded.
-                        identity.check()
+                        identity.check()?;
+                        Ok(first)
                     }),
                 )
                 .await
@@ -626,7 +629,8 @@ impl Engine {
                         .await
                         .map_err(pg_err)?
                         .get(0);
-                    let mut next = last.unwrap_or(0) + 1;
+                    let first = last.unwrap_or(0) + 1;
+                    let mut next = first;
                     let heads: Vec<[Val; 2]> = write
                         .runs
                         .iter()
@@ -648,7 +652,8 @@ impl Engine {
                         stmts.extend(rows.iter().map(|p| (*sql, pg_params(p))));
                     }
                     pg_pipelined(&tx, &stmts).await?;
-                    tx.commit().await.map_err(pg_err)
+                    tx.commit().await.map_err(pg_err)?;
+                    Ok(first)
                 })
                 .await
             }

@@ -51,7 +51,7 @@ use thiserror::Error;
 
 use accounts::account_row;
 pub use alerts::{AlertEvent, AlertLink, AlertMail, Delivery, NewAlertLink, NewDelivery, Webhook};
-pub use attempts::{AttemptBatch, AttemptFilter};
+pub use attempts::{AttemptBatch, AttemptFilter, BlockedOfBatch};
 pub use audit::{AuditAction, AuditBy, AuditEntry, AuditState};
 pub use engine::{warn_if_readable_by_others, DEFAULT_TIMEOUT};
 pub use identity::Collision;

@@ -19,6 +19,7 @@ use deadbolt_store::{Account, AlertEvent, AlertMail, Application, Attempt, Deliv
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::attempts::BlockedFeed;
 use crate::error::{Error, Result};
 use crate::mail::Mailer;
 use crate::service::{valid_account, AlertLinkPurpose, Service};
@@ -85,7 +86,9 @@ pub struct Seen {
     /// save.
     held: Vec<AlertEvent>,
     saved: std::time::Instant,
-    lookups: HashMap<(String, String), Lookup>,
+    /// Application id → account name → what was looked up (nested, so that a look borrows the
+    /// attempt's strings instead of copying them).
+    lookups: HashMap<String, HashMap<String, Lookup>>,
     tallies: HashMap<String, Tally>,
     apps: HashMap<String, Option<Application>>,
     /// Per company, whether it has a webhook.
@@ -193,6 +196,9 @@ pub struct AlertWorker {
     poll_every: std::time::Duration,
     save_cursor_every: std::time::Duration,
     http: reqwest::Client,
+    /// The blocked attempts this process's attempt writer committed, taken instead of read
+    /// back from the store where they follow on from the cursor.
+    feed: Option<Arc<BlockedFeed>>,
 }
 
 impl AlertWorker {
@@ -202,6 +208,7 @@ impl AlertWorker {
         base_url: String,
         config: &AlertsConfig,
         metrics: Arc<crate::metrics::Metrics>,
+        feed: Option<Arc<BlockedFeed>>,
     ) -> Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .timeout(WEBHOOK_TIMEOUT)
@@ -224,6 +231,7 @@ impl AlertWorker {
             poll_every: config.poll_every,
             save_cursor_every: config.save_cursor_every,
             http,
+            feed,
         }))
     }
 
@@ -315,7 +323,7 @@ impl AlertWorker {
     /// thousands).
     async fn look_up_accounts(&self, seen: &mut Seen, attempts: &[Attempt]) -> Result<()> {
         // (application id, account name) and the account's key.
-        let mut wanted: Vec<((String, String), AccountKey)> = Vec::new();
+        let mut wanted: Vec<((&str, &str), AccountKey)> = Vec::new();
         let mut asked = HashSet::new();
         for a in attempts {
             if !seen.apps.contains_key(&a.app_id) {
@@ -328,27 +336,33 @@ impl AlertWorker {
             if !alerted(app, a) {
                 continue;
             }
-            let slot = (app.id.clone(), a.account.clone());
             // An account whose alerts are off is looked up every pass: turned on, its next
             // blocked sign-in is emailed (there are few such accounts; turned off, the sender
             // looks again).
-            let fresh = seen.lookups.get(&slot).is_some_and(|(at, found)| {
-                at.elapsed() < LOOKUP_FOR && !matches!(found, Some((_, false)))
-            });
-            if !fresh && asked.insert(slot.clone()) {
-                let key = app.account_names.key(&a.account);
-                wanted.push((slot, key));
+            let fresh = seen
+                .lookups
+                .get(&a.app_id)
+                .and_then(|accounts| accounts.get(&a.account))
+                .is_some_and(|(at, found)| {
+                    at.elapsed() < LOOKUP_FOR && !matches!(found, Some((_, false)))
+                });
+            let slot = (a.app_id.as_str(), a.account.as_str());
+            if !fresh && asked.insert(slot) {
+                wanted.push((slot, app.account_names.key(&a.account)));
             }
         }
         for chunk in wanted.chunks(LOOKUPS_PER_READ) {
             let slots: Vec<(&str, &AccountKey)> = chunk
                 .iter()
-                .map(|((app_id, _), key)| (app_id.as_str(), key))
+                .map(|((app_id, _), key)| (*app_id, key))
                 .collect();
             let found = self.service.accounts_and_alerts(&slots).await?;
             let now = std::time::Instant::now();
-            for ((slot, _), found) in chunk.iter().zip(found) {
-                seen.lookups.insert(slot.clone(), (now, found));
+            for (((app_id, account), _), found) in chunk.iter().zip(found) {
+                seen.lookups
+                    .entry(app_id.to_string())
+                    .or_default()
+                    .insert(account.to_string(), (now, found));
             }
         }
         Ok(())
@@ -388,10 +402,29 @@ impl AlertWorker {
         // times.
         let (mut attempts, mut through) = (Vec::new(), from);
         let backlog = loop {
+            // What this process wrote, handed over by its writer, where it follows on; the
+            // store for the rest (at least one read a pass: another process may have written
+            // after what was handed over).
+            let room = BLOCKED_PER_PASS.saturating_sub(attempts.len());
+            let handed = self.feed.as_ref().and_then(|f| f.take_after(through, room));
+            if let Some((mut page, end)) = handed {
+                self.metrics.alert_attempts_read(true, page.len());
+                if attempts.is_empty() {
+                    attempts = page;
+                } else {
+                    attempts.append(&mut page);
+                }
+                through = end;
+                if attempts.len() >= BLOCKED_PER_PASS {
+                    break true;
+                }
+                continue;
+            }
             let (page, end, full) = self
                 .service
                 .blocked_attempts_after_id(through, RUNS_PER_PAGE)
                 .await?;
+            self.metrics.alert_attempts_read(false, page.len());
             attempts.extend(page);
             through = end;
             if !full {
@@ -404,7 +437,7 @@ impl AlertWorker {
         if through == stored {
             return Ok(false);
         }
-        if seen.lookups.len() > MAX_REMEMBERED {
+        if seen.lookups.values().map(HashMap::len).sum::<usize>() > MAX_REMEMBERED {
             seen.lookups.clear();
         }
         // Applications and webhooks are looked up again every LOOKUP_FOR; those whose answer
@@ -424,51 +457,22 @@ impl AlertWorker {
         let mut urgent = false;
         let mut deliveries = Vec::new();
         self.look_up_accounts(seen, &attempts).await?;
-        for a in &attempts {
+        // Taken by value: a sign-in's strings move into what is queued instead of being copied,
+        // and one that is only counted costs no allocation at all (a flood is mostly those).
+        for a in attempts {
             let Some(Some(app)) = seen.apps.get(&a.app_id) else {
                 continue;
             };
-            if !alerted(app, a) {
+            if !alerted(app, &a) {
                 continue;
             }
-            let slot = (app.id.clone(), a.account.clone());
-            let Some((_, Some((acc, alerts_on)))) = seen.lookups.get(&slot) else {
+            let Some((_, Some((acc, alerts_on)))) = seen
+                .lookups
+                .get(&a.app_id)
+                .and_then(|accounts| accounts.get(&a.account))
+            else {
                 continue;
             };
-            if let Some(person_id) = &acc.person_id {
-                if *alerts_on {
-                    let event = AlertEvent {
-                        attempt_id: a.id,
-                        person_id: person_id.clone(),
-                        account_id: acc.id.clone(),
-                        app_id: app.id.clone(),
-                        at: a.at,
-                        account: acc.account.clone(),
-                        reason: a.reason.clone(),
-                        ip: a.ip.clone(),
-                        device: a.device.clone(),
-                        location: a.location.clone(),
-                    };
-                    let tally = seen.tallies.entry(acc.id.clone()).or_insert(Tally {
-                        since: std::time::Instant::now(),
-                        listed: 0,
-                        counted: 0,
-                        latest: None,
-                    });
-                    if tally.since.elapsed() >= window && tally.counted == 0 {
-                        tally.since = std::time::Instant::now();
-                        tally.listed = 0;
-                    }
-                    if tally.listed < LISTED {
-                        urgent |= tally.listed == 0;
-                        tally.listed += 1;
-                        events.push(event);
-                    } else {
-                        tally.counted += 1;
-                        tally.latest = Some(event);
-                    }
-                }
-            }
             if !seen.hooks.contains_key(&app.company_id) {
                 let has = self.service.webhook(&app.company_id).await?.is_some();
                 seen.hooks.insert(app.company_id.clone(), has);
@@ -477,8 +481,63 @@ impl AlertWorker {
                 deliveries.push(NewDelivery {
                     company_id: app.company_id.clone(),
                     attempt_id: a.id,
-                    payload: webhook_payload(a, app, acc.person_id.is_some()),
+                    payload: webhook_payload(&a, app, acc.person_id.is_some()),
                 });
+            }
+            let (Some(person_id), true) = (&acc.person_id, *alerts_on) else {
+                continue;
+            };
+            if !seen.tallies.contains_key(&acc.id) {
+                seen.tallies.insert(
+                    acc.id.clone(),
+                    Tally {
+                        since: std::time::Instant::now(),
+                        listed: 0,
+                        counted: 0,
+                        latest: None,
+                    },
+                );
+            }
+            let Some(tally) = seen.tallies.get_mut(&acc.id) else {
+                continue;
+            };
+            if tally.since.elapsed() >= window && tally.counted == 0 {
+                tally.since = std::time::Instant::now();
+                tally.listed = 0;
+            }
+            if tally.listed >= LISTED {
+                tally.counted += 1;
+                // The latest counted sign-in is written with the next save: the one held so
+                // far (same account, so same application; same person unless the account
+                // moved) takes this one's details.
+                if let Some(latest) = tally.latest.as_mut().filter(|l| &l.person_id == person_id) {
+                    latest.attempt_id = a.id;
+                    latest.at = a.at;
+                    latest.reason = a.reason;
+                    latest.ip = a.ip;
+                    latest.device = a.device;
+                    latest.location = a.location;
+                    continue;
+                }
+            }
+            let event = AlertEvent {
+                attempt_id: a.id,
+                person_id: person_id.clone(),
+                account_id: acc.id.clone(),
+                app_id: app.id.clone(),
+                at: a.at,
+                account: acc.account.clone(),
+                reason: a.reason,
+                ip: a.ip,
+                device: a.device,
+                location: a.location,
+            };
+            if tally.listed < LISTED {
+                urgent |= tally.listed == 0;
+                tally.listed += 1;
+                events.push(event);
+            } else {
+                tally.latest = Some(event);
             }
         }
         // Sign-ins that only add to an email already waiting (its digest is due when the

@@ -349,6 +349,7 @@ async fn one_replica_queues_and_another_takes_over_without_losing_held_sign_ins(
             t.url.clone(),
             &config,
             std::sync::Arc::default(),
+            None,
         )
         .unwrap()
     };
@@ -452,6 +453,87 @@ async fn a_guessers_many_sign_ins_are_listed_up_to_20_and_counted() {
         "{digest}"
     );
     assert_eq!(digest.matches("IP: ").count(), 20, "{digest}");
+    t.stop().await;
+}
+
+/// The value of a counter line of `/metrics`.
+fn counter(metrics: &str, line: &str) -> i64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in {metrics}"))
+}
+
+/// The server's own blocked sign-ins reach the alert worker from its attempt writer, not read
+/// back from the store; a blocked sign-in another process wrote in between (the CLI, another
+/// replica) leaves a gap the worker reads the store across: everyone is emailed, once.
+#[tokio::test]
+async fn blocked_attempts_come_from_the_writer_and_another_process_from_the_store() {
+    let (t, smtp) = spawn(false, |c| {
+        c.alerts.save_cursor_every = std::time::Duration::ZERO
+    })
+    .await
+    .unwrap();
+    let (app, key) = person_with_accounts(&t).await;
+    for (person, account) in [("sam@example.com", "sam"), ("kim@example.com", "kim")] {
+        t.service.create_person(person, None, None).await.unwrap();
+        t.service
+            .enroll(&By::CLI, &app.id, account, Some(person))
+            .await
+            .unwrap();
+        t.service.lock(&By::CLI, &app.id, account).await.unwrap();
+    }
+    let read = |from: &'static str| {
+        let t = &t;
+        async move {
+            let line = format!("deadbolt_alert_attempts_read_total{{from=\"{from}\"}}");
+            counter(&t.metrics_text().await, &line)
+        }
+    };
+    // Three of the server's own, one at a time: handed over (a worker reading the store
+    // between a write's commit and its hand-over would take one from there instead; not all
+    // three).
+    for (i, n) in (1..=3).enumerate() {
+        assert!(check_from(&t, &app, &key, "alex", &format!("203.0.113.{n}")).await);
+        worker_caught_up(&t, &app, i + 1).await;
+    }
+    nth_email(&smtp, PERSON, 1).await;
+    let handed = read("writer").await;
+    assert!(handed >= 1, "the writer handed its blocked attempts over");
+    let from_store = read("store").await;
+    // Another process writes sam's blocked sign-in; then the server blocks kim's.
+    t.store
+        .record_attempts(&deadbolt_store::AttemptBatch::new(vec![
+            deadbolt_store::NewAttempt {
+                at: deadbolt_core::Clock::now(&*t.clock),
+                app_id: app.id.clone(),
+                key_id: None,
+                account: "sam".into(),
+                locked: true,
+                reason: deadbolt_core::Reason::AccountLocked,
+                ip: Some("198.51.100.9".into()),
+                device: None,
+                location: None,
+                integration_type: Some("cognito".into()),
+                integration_data: None,
+            },
+        ]))
+        .await
+        .unwrap();
+    assert!(check_from(&t, &app, &key, "kim", "203.0.113.9").await);
+    worker_caught_up(&t, &app, 5).await;
+    let sam = nth_email(&smtp, "sam@example.com", 1).await;
+    assert!(sam.contains("198.51.100.9"), "{sam}");
+    nth_email(&smtp, "kim@example.com", 1).await;
+    assert!(
+        read("store").await > from_store,
+        "the other process's sign-in was read from the store"
+    );
+    // What waits is alex's digest of its second and third sign-ins, due when the window ends.
+    eventually(|| async { t.service.unsent_alert_mails().await.unwrap() == 1 }).await;
+    for to in [PERSON, "sam@example.com", "kim@example.com"] {
+        assert_eq!(smtp.to(to).len(), 1, "one email to {to}");
+    }
     t.stop().await;
 }
 

@@ -31,7 +31,7 @@ const PANICS_PER_BATCH: u32 = 3;
 const TRIES_AT_SHUTDOWN: u32 = 5;
 /// Blocked attempts the feed holds at most (about 300 bytes each): beyond, the oldest batches
 /// are dropped and the alert worker reads them from the store.
-const FEED_HOLDS: usize = 50_000;
+const FEED_HOLDS: usize = 32_768;
 
 /// Where the writer puts attempts: the store (tests put a store that fails on purpose).
 pub trait AttemptSink: Send + Sync + 'static {
@@ -691,7 +691,11 @@ mod tests {
         let (taken, through) = feed
             .take_after(kept_from, usize::MAX)
             .expect("the rest follows on");
-        assert_eq!(taken.len(), FEED_HOLDS);
+        assert_eq!(
+            taken.len(),
+            FEED_HOLDS / per * per,
+            "the newest batches that fit"
+        );
         assert_eq!(through, batches as i64 * per as i64);
         assert_eq!(feed.fed().held, 0);
     }

@@ -755,6 +755,7 @@ impl Engine {
                 .await
             }
             Kind::Postgres(pool) => {
+                let recent = &self.recent;
                 let r = Self::bounded(limit, async {
                     let mut client = pool.get().await.map_err(pg_pool)?;
                     let tx = client.transaction().await.map_err(pg_err)?;
@@ -774,16 +775,24 @@ impl Engine {
                         .filter(|r| !matches!(r.0.get(2), Some(Val::Null)))
                         .map(|r| Row(r.0[2..].to_vec()))
                         .collect::<Vec<_>>();
-                    let logged = changes_of(&logged)?;
+                    // This process's check path applies its own rows without reading them
+                    // back. Recorded before the commit, not after: the listener may hear the
+                    // commit's notification before the commit's answer arrives here, and a
+                    // check that learned the new position then would otherwise find the rows
+                    // missing and read the log, holding the others' catch-up meanwhile (under
+                    // changes, a third of them did). A check applies rows only up to a position
+                    // it learned from a commit (the listener's, or this write's below), so
+                    // rows of a transaction that does not commit are never applied: their
+                    // sequence numbers are not given again, and leave a gap the log is read
+                    // across.
+                    if let Some(b) = before {
+                        recent.committed(b, changes_of(&logged)?);
+                    }
                     tx.commit().await.map_err(pg_err)?;
-                    Ok((out, position, before.map(|b| (b, logged))))
+                    Ok((out, position))
                 })
                 .await;
-                let (out, position, own) = self.note_write(r)?;
-                // This process's check path applies its own rows without reading them back.
-                if let Some((before, logged)) = own {
-                    self.recent.committed(before, logged);
-                }
+                let (out, position) = self.note_write(r)?;
                 // Committed. This process's checks see it at once; every replica's once their
                 // listeners have applied it, which is waited for (bounded) before answering.
                 // The listeners' announcements say so without a read, mostly; when they do not

@@ -26,7 +26,9 @@ struct Span {
 pub struct RecentChanges {
     /// In sequence order, which is commit order (one writer at a time). On PostgreSQL several
     /// writes of this process commit one after the other and are recorded in any order: each
-    /// is put in its place.
+    /// is put in its place. Recorded there just before the commit: a span of a write that did
+    /// not commit may stay (its sequence numbers are never given again, so no position falls
+    /// inside it or at its end, and it is never part of a catch-up).
     spans: Mutex<VecDeque<Span>>,
 }
 
@@ -130,6 +132,22 @@ mod tests {
         r.committed(10, vec![change(11, "a")]);
         r.committed(12, vec![change(13, "c")]);
         assert_eq!(seqs(r.between(10, 13)), Some(vec![11, 12, 13]));
+    }
+
+    /// On PostgreSQL a write records its rows before it commits. One that then does not
+    /// commit leaves its span behind, its sequence numbers never given again: neither another
+    /// process's commit after it nor this process's next one is taken for it.
+    #[test]
+    fn a_span_that_did_not_commit_is_never_taken_for_a_commit() {
+        let r = RecentChanges::default();
+        // Rolled back: 11 and 12 are never in the log, the position stays at 10.
+        r.committed(10, vec![change(11, "a"), change(12, "b")]);
+        // Another process commits 13: not at hand.
+        assert_eq!(r.between(10, 13), None);
+        // This process's next write found the position at 10 and logged 14.
+        r.committed(10, vec![change(14, "c")]);
+        assert_eq!(seqs(r.between(10, 14)), Some(vec![14]), "without a or b");
+        assert_eq!(r.between(12, 14), None, "12 was never a position");
     }
 
     #[test]

@@ -160,6 +160,74 @@ async fn own_changes_apply_without_a_log_read(t: TestApp) {
     t.stop().await;
 }
 
+/// On PostgreSQL the listener may hear a commit's notification before the commit's answer
+/// reaches the process that made it. Checks running all along, meanwhile, must still find the
+/// server's own changes at hand instead of reading the log (and making each other wait on that
+/// read): many changes with checks in flight, no log read, every check right.
+#[tokio::test]
+async fn own_changes_under_checks_in_flight_need_no_log_read_on_postgres() {
+    let Some(t) = TestApp::spawn_pg().await else {
+        return;
+    };
+    let app = t.app("inflight.example.com").await;
+    let key = t.key(&app).await;
+    for i in 0..40 {
+        t.service
+            .enroll(&By::CLI, &app.id, &format!("changed{i}"), None)
+            .await
+            .unwrap();
+    }
+    t.service
+        .enroll(&By::CLI, &app.id, "steady", None)
+        .await
+        .unwrap();
+    assert!(!t.locked("inflight.example.com", &key, "steady").await);
+    let reads = log_reads(&t);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let checking = async {
+        let mut checks = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let four = (0..4).map(|_| t.locked("inflight.example.com", &key, "steady"));
+            for locked in futures_util::future::join_all(four).await {
+                assert!(!locked, "steady was never locked");
+            }
+            checks += 4;
+        }
+        checks
+    };
+    let changing = async {
+        for round in 0..3 {
+            for i in 0..40 {
+                let name = format!("changed{i}");
+                if round % 2 == 0 {
+                    t.service.lock(&By::CLI, &app.id, &name).await.unwrap();
+                } else {
+                    t.service
+                        .unlock(&By::CLI, &app.id, &name, None)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (checks, ()) = tokio::join!(checking, changing);
+    assert!(checks > 0);
+    assert_eq!(
+        log_reads(&t),
+        reads,
+        "120 own changes with {checks} checks in flight: no log read"
+    );
+    for i in [0, 17, 39] {
+        assert!(
+            t.locked("inflight.example.com", &key, &format!("changed{i}"))
+                .await,
+            "locked in the last round"
+        );
+    }
+    t.stop().await;
+}
+
 /// The CLI is another process: its change is enforced by the next check, and other cached
 /// accounts stay cached.
 #[tokio::test]

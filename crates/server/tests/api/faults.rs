@@ -1071,8 +1071,8 @@ async fn a_database_readable_by_others_is_warned_about() {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("readable by group or others") && stderr.contains("deadbolt.db"),
         "{stderr}"

@@ -62,6 +62,14 @@ struct Args {
     /// (the baseline's runs too, against its one process), and their figures are summed.
     #[arg(long, default_value = "1")]
     replicas: String,
+    /// Import the accounts without an email, so without a person: no blocked sign-in is
+    /// emailed. With people (the default) half the load is blocked sign-ins on accounts whose
+    /// person has alerts on, a flood of alert emails the servers queue while they answer.
+    #[arg(long)]
+    without_people: bool,
+    /// Append each server's log (at info) to a file in this directory; dropped without it.
+    #[arg(long)]
+    server_logs: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,11 +258,28 @@ async fn seed_setup(args: &Args, engine: Store) -> Result<Seeded> {
 struct Server {
     child: Child,
     url: String,
+    /// Its `/metrics`, where it serves them.
+    metrics: Option<String>,
 }
 
 impl Server {
     fn start(cmd: &mut Command) -> Result<Self> {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        Self::start_logging(cmd, None)
+    }
+
+    /// Starts it with its stderr appended to `log` (dropped without one).
+    fn start_logging(cmd: &mut Command, log: Option<&Path>) -> Result<Self> {
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            ),
+            None => Stdio::null(),
+        };
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn()?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let v: Value =
@@ -263,7 +288,26 @@ impl Server {
         Ok(Self {
             child,
             url: format!("http://{addr}"),
+            metrics: v["metrics"].as_str().map(str::to_string),
         })
+    }
+
+    /// The counters and gauges of its `/metrics` (empty where it serves none or cannot answer).
+    async fn scrape(&self, http: &reqwest::Client) -> HashMap<String, f64> {
+        let Some(url) = &self.metrics else {
+            return HashMap::new();
+        };
+        let Ok(resp) = http.get(url).send().await else {
+            return HashMap::new();
+        };
+        let text = resp.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_string(), value.parse().ok()?))
+            })
+            .collect()
     }
 
     /// CPU time used so far (user and system), seconds.
@@ -309,9 +353,18 @@ async fn bench_size(
     accounts: usize,
 ) -> Result<Vec<String>> {
     let seeded = seed_setup(args, engine).await?;
+    if let Some(dir) = &args.server_logs {
+        std::fs::create_dir_all(dir)?;
+    }
     let servers = (0..replicas)
-        .map(|_| {
-            Server::start(
+        .map(|n| {
+            let log = args.server_logs.as_ref().map(|dir| {
+                dir.join(format!(
+                    "{}-{accounts}-server{n}.log",
+                    engine.name().to_lowercase()
+                ))
+            });
+            Server::start_logging(
                 Command::new(args.bin_dir.join("deadbolt"))
                     .args([
                         "--db",
@@ -319,13 +372,16 @@ async fn bench_size(
                         "serve",
                         "--listen",
                         "127.0.0.1:0",
+                        "--metrics-listen",
+                        "127.0.0.1:0",
                         "--public-url",
                         "https://api.bench.example",
                         "--rate-limit",
                         "0",
                     ])
                     .env("DEADBOLT_MASTER_KEY", &seeded.master_key)
-                    .env("RUST_LOG", "warn"),
+                    .env("RUST_LOG", if log.is_some() { "info" } else { "warn" }),
+                log.as_deref(),
             )
         })
         .collect::<Result<Vec<_>>>()?;
@@ -351,8 +407,12 @@ async fn bench_size(
                 break 'outer;
             }
             let batch = batches.last_mut().context("a batch")?;
-            batch.push(json!({"first_name": "Bench", "last_name": format!("User {i}"), "email": format!("u{i}.a{a}@bench.example"),
-                              "domain": issuer, "phone": "+1 555 0100", "userAccountId": format!("user{i}")}));
+            let mut row = json!({"first_name": "Bench", "last_name": format!("User {i}"),
+                                 "domain": issuer, "phone": "+1 555 0100", "userAccountId": format!("user{i}")});
+            if !args.without_people {
+                row["email"] = json!(format!("u{i}.a{a}@bench.example"));
+            }
+            batch.push(row);
             sent += 1;
             if batch.len() == rows_per_request {
                 batches.push(Vec::with_capacity(rows_per_request));
@@ -433,9 +493,17 @@ async fn bench_size(
             for (c, rate) in order {
                 let cpu: f64 = servers.iter().map(Server::cpu_secs).sum();
                 let own = own_cpu_secs();
+                let mut before = Vec::new();
+                for s in &servers {
+                    before.push(s.scrape(&http).await);
+                }
                 let changes = Churn::start(&http, &urls, &seeded.sdk, &quiet, rate);
                 let mut rb = wrk(&urls, &script, conns, args.duration)?;
                 let made = changes.stop().await?;
+                for (n, (s, before)) in servers.iter().zip(before).enumerate() {
+                    let after = s.scrape(&http).await;
+                    eprintln!("    server {n}: {}", metric_changes(&before, &after));
+                }
                 rb.server_cpu_secs = servers.iter().map(Server::cpu_secs).sum::<f64>() - cpu;
                 rb.changes_per_sec = made as f64 / args.duration as f64;
                 let own = own_cpu_secs() - own;
@@ -686,6 +754,32 @@ impl Churn {
     }
 }
 
+/// What a server's counters say about a run: how its checks were answered (from the cache, or
+/// reading the store), how late its runtime got to ready tasks, and on PostgreSQL its change
+/// listener's state.
+fn metric_changes(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> String {
+    if after.is_empty() {
+        return "no metrics".into();
+    }
+    let d = |name: &str| after.get(name).unwrap_or(&0.0) - before.get(name).unwrap_or(&0.0);
+    let mut out = format!(
+        "cache misses {:.0}, position reads {:.0}, log reads {:.0}, runtime lag {:.2} s, stalls {:.0}",
+        d("deadbolt_cache_lookups_total{result=\"miss\"}"),
+        d("deadbolt_store_position_reads_total"),
+        d("deadbolt_check_log_reads_total"),
+        d("deadbolt_runtime_lag_seconds_total"),
+        d("deadbolt_runtime_stalls_total"),
+    );
+    if let Some(up) = after.get("deadbolt_store_listener_up") {
+        out.push_str(&format!(
+            ", listener up {up:.0}, unconfirmed writes {:.0}, listener table reads {:.0}",
+            d("deadbolt_store_writes_unconfirmed_total"),
+            d("deadbolt_store_listener_table_reads_total"),
+        ));
+    }
+    out
+}
+
 /// This program's CPU time so far (the changes it sends cost the machine too), seconds.
 fn own_cpu_secs() -> f64 {
     proc_cpu_secs("self")
@@ -741,10 +835,19 @@ fn wrk(urls: &[String], script: &Path, conns: usize, secs: u64) -> Result<Run> {
         })
         .collect::<Result<Vec<_>>>()?;
     let mut runs = Vec::new();
-    for child in children {
+    for (child, url) in children.into_iter().zip(urls) {
         let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        runs.push(parse_wrk(&text).with_context(|| format!("wrk output: {text}"))?);
+        let run = parse_wrk(&text).with_context(|| format!("wrk output: {text}"))?;
+        // With several servers the sum hides one that stalls while the other carries the load:
+        // each one's figures are shown.
+        if urls.len() > 1 {
+            eprintln!(
+                "    {url}: {:.0} checks/s, p50 {:.2} ms, p99 {:.2} ms",
+                run.rps, run.p50_ms, run.p99_ms
+            );
+        }
+        runs.push(run);
     }
     let requests: u64 = runs.iter().map(|r| r.requests).sum();
     Ok(Run {

@@ -106,7 +106,7 @@ pub struct Server {
     audiences: Vec<String>,
     service: Service,
     router: axum::Router,
-    metrics: Option<(tokio::net::TcpListener, axum::Router)>,
+    metrics: Option<(tokio::net::TcpListener, axum::Router, Arc<metrics::Metrics>)>,
     writer: tokio::task::JoinHandle<()>,
     connections: conn::Limits,
     /// Turned true when `run_until`'s signal comes: the portal's live streams end on it.
@@ -213,6 +213,7 @@ impl Server {
                     .await
                     .with_context(|| format!("cannot listen on {at} for metrics"))?,
                 app::metrics_router(metrics.clone(), store.clone()),
+                metrics.clone(),
             )),
             None => None,
         };
@@ -285,7 +286,9 @@ impl Server {
 
     /// Where `/metrics` is served, if anywhere.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.metrics
+            .as_ref()
+            .and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     /// The audiences tokens may name.
@@ -354,15 +357,19 @@ impl Server {
         });
         let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
         // The metrics listener has the same caps and timeouts as the public one.
-        let metrics = metrics.map(|(listener, router)| {
+        let metrics = metrics.map(|(listener, router, counters)| {
             let mut stopped = stopped.clone();
             let limits = connections;
             tokio::spawn(async move {
                 let until = async move {
                     let _ = stopped.changed().await;
                 };
+                // How late the runtime gets to ready tasks, for `/metrics` only: a hundred
+                // wake-ups a second that nobody reads are not made without it.
+                let probe = tokio::spawn(metrics::probe_runtime(counters));
                 // Plain HTTP: it is meant for a private address.
                 conn::serve(listener, router, limits, None, until).await;
+                probe.abort();
             })
         });
         // The accept loop gives handlers the client's address (`ConnectInfo`): the portal

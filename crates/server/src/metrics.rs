@@ -27,7 +27,14 @@ const WEBHOOKS_DELIVERED: usize = ALERT_EMAILS_FAILED + 1;
 const WEBHOOKS_FAILED: usize = WEBHOOKS_DELIVERED + 1;
 const ALERT_READ_HANDED: usize = WEBHOOKS_FAILED + 1;
 const ALERT_READ_STORE: usize = ALERT_READ_HANDED + 1;
-const COUNTERS: usize = ALERT_READ_STORE + 1;
+const RUNTIME_LAG_US: usize = ALERT_READ_STORE + 1;
+const RUNTIME_STALLS: usize = RUNTIME_LAG_US + 1;
+const COUNTERS: usize = RUNTIME_STALLS + 1;
+
+/// How often the runtime probe asks to be woken ([`probe_runtime`]).
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// A wake-up this late or later counts as a stall.
+const STALL: Duration = Duration::from_millis(50);
 
 /// Slots per [`Metrics`]: threads beyond this many share one.
 const SHARDS: usize = 16;
@@ -156,6 +163,14 @@ impl Metrics {
         self.get(LOG_READS)
     }
 
+    /// The runtime probe woke `late` after it asked to.
+    pub fn runtime_late(&self, late: Duration) {
+        self.add(RUNTIME_LAG_US, late.as_micros() as i64);
+        if late >= STALL {
+            self.add(RUNTIME_STALLS, 1);
+        }
+    }
+
     /// Attempts waiting to be written (queued, or in a write not yet committed).
     pub fn queue_depth(&self) -> i64 {
         self.get(QUEUE_DEPTH)
@@ -263,7 +278,26 @@ impl Metrics {
             "deadbolt_alert_attempts_read_total{{from=\"store\"}} {}",
             g(ALERT_READ_STORE)
         );
+        let _ = writeln!(out, "# HELP deadbolt_runtime_lag_seconds_total How late a timer set every 10 ms fired, summed (about 1 ms each is the timer's own granularity): while a request waits for a thread, so does the timer. Grows fast on a saturated machine, or when some work holds a thread without yielding.\n# TYPE deadbolt_runtime_lag_seconds_total counter");
+        let _ = writeln!(
+            out,
+            "deadbolt_runtime_lag_seconds_total {}",
+            g(RUNTIME_LAG_US) as f64 / 1e6
+        );
+        let _ = writeln!(out, "# HELP deadbolt_runtime_stalls_total Times that timer fired 50 ms or more late.\n# TYPE deadbolt_runtime_stalls_total counter");
+        let _ = writeln!(out, "deadbolt_runtime_stalls_total {}", g(RUNTIME_STALLS));
         out
+    }
+}
+
+/// Measures how long the runtime takes to get to a task that is ready: sleeps [`PROBE_EVERY`]
+/// again and again and counts how late each wake-up came. A check waits as long for its thread,
+/// so a server that answers slowly while its CPU time per check is unchanged shows it here.
+pub async fn probe_runtime(metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let asked = tokio::time::Instant::now();
+        tokio::time::sleep(PROBE_EVERY).await;
+        metrics.runtime_late(asked.elapsed().saturating_sub(PROBE_EVERY));
     }
 }
 
@@ -357,5 +391,51 @@ mod tests {
             "0"
         );
         assert_eq!(line("deadbolt_attempt_queue_depth"), "0");
+    }
+
+    fn value(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in {text}"))
+    }
+
+    /// Lateness adds up, and only a wake-up at least [`STALL`] late counts as a stall.
+    #[test]
+    fn runtime_lateness_is_summed_and_stalls_counted() {
+        let m = Metrics::default();
+        m.runtime_late(Duration::from_millis(1));
+        m.runtime_late(STALL - Duration::from_micros(1));
+        m.runtime_late(STALL);
+        m.runtime_late(Duration::from_secs(2));
+        let text = m.render();
+        let lag = value(&text, "deadbolt_runtime_lag_seconds_total");
+        // 1 ms + (50 ms - 1 µs) + 50 ms + 2 s.
+        assert!((lag - 2.100_999).abs() < 1e-9, "{lag}");
+        assert_eq!(value(&text, "deadbolt_runtime_stalls_total"), 2.0);
+    }
+
+    /// A task that holds the runtime's only thread without yielding shows in the probe's
+    /// figures: the probe could not run meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_probe_sees_a_task_that_holds_the_thread() {
+        let m = Arc::new(Metrics::default());
+        let probe = tokio::spawn(probe_runtime(m.clone()));
+        // Let the probe set its first timer.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        std::thread::sleep(Duration::from_millis(300));
+        // The probe's next wake-up is the late one: give it the thread.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        probe.abort();
+        let text = m.render();
+        assert!(
+            value(&text, "deadbolt_runtime_stalls_total") >= 1.0,
+            "{text}"
+        );
+        assert!(
+            value(&text, "deadbolt_runtime_lag_seconds_total") >= 0.25,
+            "{text}"
+        );
     }
 }

@@ -393,3 +393,95 @@ async fn own_commits_are_at_hand_and_anothers_are_not() {
     let other = Store::open_with(&url, &without_listener()).await.unwrap();
     crate::changes_tests::anothers_commit_is_not_at_hand(&store, &other, &a.id, start, mine).await;
 }
+
+/// Without a listener every check reads the position: the reads of checks that wait at once
+/// are shared (two for 64 checks: the first one's, and one begun after all the others asked),
+/// and every answer is the position as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_waiting_for_the_position_at_once_share_their_reads() {
+    let Some(url) = fresh().await else { return };
+    let a = Store::open_with(&url, &without_listener()).await.unwrap();
+    let app = app(&a, "shared.example.com").await;
+    a.enroll(&app.id, "ann", None, t0(), &by()).await.unwrap();
+    let now = a.version().await.unwrap();
+    let reads = a.position_reads();
+    let answers = futures_util::future::join_all((0..64).map(|_| a.version())).await;
+    assert!(
+        answers.iter().all(|v| v.as_ref() == Ok(&now)),
+        "{answers:?}"
+    );
+    let made = a.position_reads() - reads;
+    assert!(
+        (1..=2).contains(&made),
+        "64 checks made {made} reads of the position"
+    );
+
+    // A check that began the read and went away (its request dropped) leaves no read in
+    // flight for ever: the next check reads by itself (else it would wait out its deadline
+    // and fail).
+    use futures_util::FutureExt;
+    assert!(
+        a.version().now_or_never().is_none(),
+        "the read was under way"
+    );
+    assert_eq!(a.version().await, Ok(now));
+}
+
+/// A shared read begun before a change was acknowledged is never the answer of a check that
+/// asked after it: while 16 tasks keep reads in flight without pause, each change made through
+/// another store is seen by the next check that asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_read_begun_before_a_change_does_not_answer_a_check_after_it() {
+    let Some(url) = fresh().await else { return };
+    let a = Arc::new(Store::open_with(&url, &without_listener()).await.unwrap());
+    // The writer's own commits are at hand when its writes return (its listener's doing): the
+    // position each change reached, known without the shared reads under test.
+    let writer = Store::open(&url).await.unwrap();
+    until(
+        Duration::from_secs(5),
+        "the writer's listener trusted",
+        || writer.listening() == Some(true),
+    )
+    .await;
+    let app = app(&writer, "fresh.example.com").await;
+    writer
+        .enroll(&app.id, "ann", None, t0(), &by())
+        .await
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..16)
+        .map(|_| {
+            let (a, stop) = (a.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    a.version().await.unwrap();
+                    // An answer at hand does not wait: the test's own task gets its turn.
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for i in 0..300 {
+        let state = if i % 2 == 0 {
+            AccountState::Locked
+        } else {
+            AccountState::Unlocked
+        };
+        set(&writer, &app.id, "ann", state).await;
+        let committed = at_hand(&writer).expect("the writer's own commit at hand");
+        let seen = a.version().await.unwrap();
+        assert!(
+            seen >= committed,
+            "change {i}: position {committed} committed, a check after it was told {seen}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in busy {
+        t.await.unwrap();
+    }
+    assert!(
+        a.position_reads() > 300,
+        "the reads were made: {}",
+        a.position_reads()
+    );
+}

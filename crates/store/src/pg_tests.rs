@@ -485,3 +485,82 @@ async fn a_shared_read_begun_before_a_change_does_not_answer_a_check_after_it() 
         a.position_reads()
     );
 }
+
+/// A due email whose row another transaction holds (the queueing pass adding sign-ins to it)
+/// is skipped by a sender's claim, which takes the others at once instead of waiting (and,
+/// before, deadlocking with the pass); it is claimed once free. Webhook deliveries likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_skips_the_emails_another_transaction_holds() {
+    let Some(url) = fresh().await else { return };
+    let s = Store::open_with(&url, &without_listener()).await.unwrap();
+    let now = t0();
+    let event = |id: i64, account: &str| AlertEvent {
+        attempt_id: id,
+        person_id: "p".into(),
+        account_id: account.into(),
+        app_id: "app".into(),
+        at: now,
+        account: account.into(),
+        reason: "account_locked".into(),
+        ip: None,
+        device: None,
+        location: None,
+    };
+    let window = chrono::Duration::minutes(10);
+    assert!(s
+        .queue_alerts(
+            (0, 2),
+            &[event(1, "held"), event(2, "free")],
+            &[],
+            &[1, 2].map(|attempt_id| NewDelivery {
+                company_id: "c".into(),
+                attempt_id,
+                payload: "{}".into(),
+            }),
+            now,
+            window
+        )
+        .await
+        .unwrap());
+    let (other, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    other.batch_execute("BEGIN").await.unwrap();
+    let held = other
+        .execute(
+            "SELECT id FROM alert_mails WHERE account_id = 'held' FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(held, 1);
+    let held = other
+        .execute(
+            "SELECT id FROM webhook_deliveries WHERE attempt_id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(held, 1);
+
+    let lease = now + chrono::Duration::seconds(60);
+    let claimed = s.claim_alert_mails(now, lease, 10).await.unwrap();
+    let accounts: Vec<&str> = claimed.iter().map(|m| m.account_id.as_str()).collect();
+    assert_eq!(accounts, ["free"], "the held email is left for later");
+    let claimed = s.claim_deliveries(now, lease, 10).await.unwrap();
+    let attempts: Vec<i64> = claimed.iter().map(|d| d.attempt_id).collect();
+    assert_eq!(attempts, [2], "the held delivery is left for later");
+
+    other.batch_execute("COMMIT").await.unwrap();
+    let claimed = s.claim_alert_mails(now, lease, 10).await.unwrap();
+    let accounts: Vec<&str> = claimed.iter().map(|m| m.account_id.as_str()).collect();
+    assert_eq!(
+        accounts,
+        ["held"],
+        "claimed once free, and the other not twice"
+    );
+    let claimed = s.claim_deliveries(now, lease, 10).await.unwrap();
+    let attempts: Vec<i64> = claimed.iter().map(|d| d.attempt_id).collect();
+    assert_eq!(attempts, [1]);
+}

@@ -795,7 +795,43 @@ impl Engine {
         first: Vec<Stmt>,
         then: impl FnOnce(Vec<Vec<Row>>) -> Result<(Vec<Stmt>, T), StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let limit = self.timeout() + Duration::from_millis(first.len() as u64);
+        self.read_modify_write_sized(first, 0, then).await
+    }
+
+    /// [`Engine::read_modify_write`] for a `then` that may return up to `writes` statements:
+    /// the deadline grows with them as with `first` (a millisecond a statement). The alert
+    /// queue's transaction writes a few statements per account of a flood, thousands of them,
+    /// and under a fixed 2 s it failed on a busy machine, to be done again a second later with
+    /// more: never committed while the flood lasted.
+    pub async fn read_modify_write_sized<T: Send + 'static>(
+        &self,
+        first: Vec<Stmt>,
+        writes: usize,
+        then: impl FnOnce(Vec<Vec<Row>>) -> Result<(Vec<Stmt>, T), StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let limit = self.timeout() + Duration::from_millis((first.len() + writes) as u64);
+        self.read_modify_write_within(first, limit, then).await
+    }
+
+    /// [`Engine::transaction`] for a background task that nobody waits on, and whose write cut
+    /// short costs more than waiting: under the background deadline (as the attempt writer's),
+    /// not the request's.
+    pub async fn transaction_background(
+        &self,
+        stmts: Vec<Stmt>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let limit =
+            BACKGROUND_TIMEOUT.max(self.timeout()) + Duration::from_millis(stmts.len() as u64);
+        self.read_modify_write_within(stmts, limit, |rows| Ok((vec![], rows)))
+            .await
+    }
+
+    async fn read_modify_write_within<T: Send + 'static>(
+        &self,
+        first: Vec<Stmt>,
+        limit: Duration,
+        then: impl FnOnce(Vec<Vec<Row>>) -> Result<(Vec<Stmt>, T), StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let r = match &self.kind {
             Kind::Sqlite(s) => {
                 let conn = s.writer.clone();

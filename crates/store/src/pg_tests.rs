@@ -564,3 +564,56 @@ async fn a_claim_skips_the_emails_another_transaction_holds() {
     let attempts: Vec<i64> = claimed.iter().map(|d| d.attempt_id).collect();
     assert_eq!(attempts, [1]);
 }
+
+/// Emails the relay took are recorded as sent even when the queueing pass holds the cursor row
+/// longer than a request's deadline (a flood's pass): else they would go out again once their
+/// claim ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_emails_are_recorded_behind_a_long_queueing_pass() {
+    let Some(url) = fresh().await else { return };
+    let s = Store::open_with(&url, &without_listener()).await.unwrap();
+    s.set_timeout(Duration::from_millis(200));
+    let now = t0();
+    let event = AlertEvent {
+        attempt_id: 1,
+        person_id: "p".into(),
+        account_id: "a".into(),
+        app_id: "app".into(),
+        at: now,
+        account: "pat".into(),
+        reason: "account_locked".into(),
+        ip: None,
+        device: None,
+        location: None,
+    };
+    let window = chrono::Duration::minutes(10);
+    assert!(s
+        .queue_alerts((0, 1), &[event], &[], &[], now, window)
+        .await
+        .unwrap());
+    let mails = s
+        .claim_alert_mails(now, now + chrono::Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(mails.len(), 1);
+
+    let (pass, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    pass.batch_execute(
+        "BEGIN; UPDATE alert_cursor SET last_attempt_id = last_attempt_id WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    let release = tokio::spawn(async move {
+        // Five of the store's deadlines.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        pass.batch_execute("COMMIT").await.unwrap();
+    });
+    s.alert_mail_sent(&mails[0].id, 1, now, window)
+        .await
+        .unwrap();
+    release.await.unwrap();
+    assert_eq!(s.unsent_alert_mails().await.unwrap(), 0);
+}

@@ -325,7 +325,8 @@ impl AlertWorker {
         // (application id, account name) and the account's key.
         let mut wanted: Vec<((&str, &str), AccountKey)> = Vec::new();
         let mut asked = HashSet::new();
-        for a in attempts {
+        for (n, a) in attempts.iter().enumerate() {
+            yield_every(n).await;
             if !seen.apps.contains_key(&a.app_id) {
                 let app = self.service.find_application(&a.app_id).await?;
                 seen.apps.insert(a.app_id.clone(), app);
@@ -459,7 +460,8 @@ impl AlertWorker {
         self.look_up_accounts(seen, &attempts).await?;
         // Taken by value: a sign-in's strings move into what is queued instead of being copied,
         // and one that is only counted costs no allocation at all (a flood is mostly those).
-        for a in attempts {
+        for (n, a) in attempts.into_iter().enumerate() {
+            yield_every(n).await;
             let Some(Some(app)) = seen.apps.get(&a.app_id) else {
                 continue;
             };
@@ -787,9 +789,45 @@ impl Job {
     }
 }
 
+/// Gives the runtime's thread back every [`YIELD_EVERY`] items of a pass's loop. A flood's pass
+/// goes through up to 50,000 blocked attempts without waiting on anything (tens of
+/// milliseconds), and the checks queued behind it on the same thread would wait that long.
+async fn yield_every(n: usize) {
+    if n > 0 && n.is_multiple_of(YIELD_EVERY) {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// See [`yield_every`]: a few hundred microseconds of work between yields.
+const YIELD_EVERY: usize = 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pass's loop lets another task on its thread run before it ends: once every
+    /// [`YIELD_EVERY`] items, not at every one.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_loop_gives_its_thread_back() {
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+        let at = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let other = tokio::spawn({
+            let (ran, at) = (ran.clone(), at.clone());
+            async move {
+                ran.store(
+                    at.load(std::sync::atomic::Ordering::SeqCst),
+                    std::sync::atomic::Ordering::SeqCst,
+                )
+            }
+        });
+        for n in 0..3 * YIELD_EVERY {
+            at.store(n, std::sync::atomic::Ordering::SeqCst);
+            yield_every(n).await;
+        }
+        let ran = ran.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(ran, YIELD_EVERY, "the other task ran at item {ran}");
+        other.await.unwrap();
+    }
 
     #[test]
     fn the_backoff_doubles_and_is_capped() {

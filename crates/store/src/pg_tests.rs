@@ -48,6 +48,31 @@ async fn set(store: &Store, app_id: &str, name: &str, state: AccountState) {
         .unwrap();
 }
 
+/// Locked at even steps, unlocked at odd ones: each step a change.
+fn flipped(i: usize) -> AccountState {
+    if i.is_multiple_of(2) {
+        AccountState::Locked
+    } else {
+        AccountState::Unlocked
+    }
+}
+
+/// A blocked sign-in at `t0` on `account` of person `p`, for an alert email.
+fn blocked(attempt_id: i64, account: &str) -> AlertEvent {
+    AlertEvent {
+        attempt_id,
+        person_id: "p".into(),
+        account_id: account.into(),
+        app_id: "app".into(),
+        at: t0(),
+        account: account.into(),
+        reason: "account_locked".into(),
+        ip: None,
+        device: None,
+        location: None,
+    }
+}
+
 fn at_hand(s: &Store) -> Option<i64> {
     s.version_at_hand().map(|v| v.unwrap())
 }
@@ -332,12 +357,7 @@ async fn writes_learn_from_announcements_which_listeners_applied_them() {
     assert_eq!(a.listeners_known(), 2, "b announced itself to a");
     let reads = a.applied_reads();
     for i in 0..20 {
-        let state = if i % 2 == 0 {
-            AccountState::Locked
-        } else {
-            AccountState::Unlocked
-        };
-        set(&a, &app.id, "eve", state).await;
+        set(&a, &app.id, "eve", flipped(i)).await;
         let position = at_hand(&a).unwrap();
         assert!(
             at_hand(&b).is_some_and(|p| p >= position),
@@ -462,12 +482,7 @@ async fn a_shared_read_begun_before_a_change_does_not_answer_a_check_after_it() 
         })
         .collect();
     for i in 0..300 {
-        let state = if i % 2 == 0 {
-            AccountState::Locked
-        } else {
-            AccountState::Unlocked
-        };
-        set(&writer, &app.id, "ann", state).await;
+        set(&writer, &app.id, "ann", flipped(i)).await;
         let committed = at_hand(&writer).expect("the writer's own commit at hand");
         let seen = a.version().await.unwrap();
         assert!(
@@ -494,23 +509,11 @@ async fn a_claim_skips_the_emails_another_transaction_holds() {
     let Some(url) = fresh().await else { return };
     let s = Store::open_with(&url, &without_listener()).await.unwrap();
     let now = t0();
-    let event = |id: i64, account: &str| AlertEvent {
-        attempt_id: id,
-        person_id: "p".into(),
-        account_id: account.into(),
-        app_id: "app".into(),
-        at: now,
-        account: account.into(),
-        reason: "account_locked".into(),
-        ip: None,
-        device: None,
-        location: None,
-    };
     let window = chrono::Duration::minutes(10);
     assert!(s
         .queue_alerts(
             (0, 2),
-            &[event(1, "held"), event(2, "free")],
+            &[blocked(1, "held"), blocked(2, "free")],
             &[],
             &[1, 2].map(|attempt_id| NewDelivery {
                 company_id: "c".into(),
@@ -574,21 +577,9 @@ async fn sent_emails_are_recorded_behind_a_long_queueing_pass() {
     let s = Store::open_with(&url, &without_listener()).await.unwrap();
     s.set_timeout(Duration::from_millis(200));
     let now = t0();
-    let event = AlertEvent {
-        attempt_id: 1,
-        person_id: "p".into(),
-        account_id: "a".into(),
-        app_id: "app".into(),
-        at: now,
-        account: "pat".into(),
-        reason: "account_locked".into(),
-        ip: None,
-        device: None,
-        location: None,
-    };
     let window = chrono::Duration::minutes(10);
     assert!(s
-        .queue_alerts((0, 1), &[event], &[], &[], now, window)
+        .queue_alerts((0, 1), &[blocked(1, "a")], &[], &[], now, window)
         .await
         .unwrap());
     let mails = s

@@ -292,6 +292,15 @@ impl Server {
         })
     }
 
+    /// [`Server::scrape`] of each server, in order.
+    async fn scrape_all(servers: &[Server], http: &reqwest::Client) -> Vec<HashMap<String, f64>> {
+        let mut all = Vec::with_capacity(servers.len());
+        for s in servers {
+            all.push(s.scrape(http).await);
+        }
+        all
+    }
+
     /// The counters and gauges of its `/metrics` (empty where it serves none or cannot answer).
     async fn scrape(&self, http: &reqwest::Client) -> HashMap<String, f64> {
         let Some(url) = &self.metrics else {
@@ -468,18 +477,11 @@ async fn bench_size(
             .map(|(b, a)| a.get(key).unwrap_or(&0.0) - b.get(key).unwrap_or(&0.0))
             .sum::<f64>()
     };
-    let mut counters = Vec::new();
-    for s in &servers {
-        counters.push(s.scrape(&http).await);
-    }
+    let mut counters = Server::scrape_all(&servers, &http).await;
     let mut warm = wrk(&urls, &script, 16, 3)?;
     let mut total_requests = warm.requests;
     for _ in 0..8 {
-        let before = counters;
-        counters = Vec::new();
-        for s in &servers {
-            counters.push(s.scrape(&http).await);
-        }
+        let before = std::mem::replace(&mut counters, Server::scrape_all(&servers, &http).await);
         let missed = misses(&before, &counters);
         let again = wrk(&urls, &script, 16, 3)?;
         total_requests += again.requests;
@@ -514,16 +516,13 @@ async fn bench_size(
             for (c, rate) in order {
                 let cpu: f64 = servers.iter().map(Server::cpu_secs).sum();
                 let own = own_cpu_secs();
-                let mut before = Vec::new();
-                for s in &servers {
-                    before.push(s.scrape(&http).await);
-                }
+                let before = Server::scrape_all(&servers, &http).await;
                 let changes = Churn::start(&http, &urls, &seeded.sdk, &quiet, rate);
                 let mut rb = wrk(&urls, &script, conns, args.duration)?;
                 let made = changes.stop().await?;
-                for (n, (s, before)) in servers.iter().zip(before).enumerate() {
-                    let after = s.scrape(&http).await;
-                    eprintln!("    server {n}: {}", metric_changes(&before, &after));
+                let after = Server::scrape_all(&servers, &http).await;
+                for (n, (before, after)) in before.iter().zip(&after).enumerate() {
+                    eprintln!("    server {n}: {}", metric_changes(before, after));
                 }
                 rb.server_cpu_secs = servers.iter().map(Server::cpu_secs).sum::<f64>() - cpu;
                 rb.changes_per_sec = made as f64 / args.duration as f64;

@@ -160,49 +160,41 @@ fn alert_link(r: &Row) -> Result<AlertLink> {
 /// Claims up to `$3` due emails until `$1` (`$2`: now). The outer conditions repeat the inner
 /// ones: on PostgreSQL a row another sender claimed meanwhile is re-checked once its lock is
 /// free, and left out.
-const CLAIM_MAILS: &str = sql!(
-    "UPDATE alert_mails SET claimed_until = $1 WHERE id IN (SELECT id FROM alert_mails \
-     WHERE sent_at IS NULL AND due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
-     ORDER BY due_at LIMIT $3",
-    ")",
-    CLAIM_MAILS_TAIL
-);
-const CLAIM_MAILS_TAIL: &str =
-    " AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $2) \
-     RETURNING id, person_id, account_id, app_id, tries, extra";
+const CLAIM_MAILS: &str = sql!(CLAIM_MAILS_PICK, ")", CLAIM_MAILS_TAIL);
 /// PostgreSQL: the same, with the rows it picks locked as it picks them, skipping those locked
 /// by another transaction. Without it the claim waited on every row the queueing pass was
 /// adding sign-ins to (seconds under a flood), and the two deadlocked: the claim locked the
 /// rows one by one in its own order while the pass held some of them and wanted others
 /// (PostgreSQL then aborts one, and the pass's whole batch is done again). A row skipped now
 /// is claimed at the next pass, a second later.
-const CLAIM_MAILS_PG: &str = sql!(
+const CLAIM_MAILS_PG: &str = sql!(CLAIM_MAILS_PICK, SKIP_LOCKED, ")", CLAIM_MAILS_TAIL);
+const CLAIM_MAILS_PICK: &str =
     "UPDATE alert_mails SET claimed_until = $1 WHERE id IN (SELECT id FROM alert_mails \
      WHERE sent_at IS NULL AND due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
-     ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED",
-    ")",
-    CLAIM_MAILS_TAIL
-);
+     ORDER BY due_at LIMIT $3";
+const CLAIM_MAILS_TAIL: &str =
+    " AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $2) \
+     RETURNING id, person_id, account_id, app_id, tries, extra";
 /// Claims up to `$3` due deliveries until `$1`, as [`CLAIM_MAILS`].
-const CLAIM_DELIVERIES: &str = sql!(
-    "UPDATE webhook_deliveries SET claimed_until = $1 WHERE id IN (SELECT id FROM webhook_deliveries \
-     WHERE state = 'pending' AND due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
-     ORDER BY due_at LIMIT $3",
+const CLAIM_DELIVERIES: &str = sql!(CLAIM_DELIVERIES_PICK, ")", CLAIM_DELIVERIES_TAIL);
+/// PostgreSQL: as [`CLAIM_MAILS_PG`].
+const CLAIM_DELIVERIES_PG: &str = sql!(
+    CLAIM_DELIVERIES_PICK,
+    SKIP_LOCKED,
     ")",
     CLAIM_DELIVERIES_TAIL
 );
+const CLAIM_DELIVERIES_PICK: &str =
+    "UPDATE webhook_deliveries SET claimed_until = $1 WHERE id IN (SELECT id FROM webhook_deliveries \
+     WHERE state = 'pending' AND due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
+     ORDER BY due_at LIMIT $3";
 const CLAIM_DELIVERIES_TAIL: &str = sql!(
     " AND state = 'pending' AND (claimed_until IS NULL OR claimed_until <= $2) RETURNING ",
     DELIVERY_COLS
 );
-/// PostgreSQL: as [`CLAIM_MAILS_PG`].
-const CLAIM_DELIVERIES_PG: &str = sql!(
-    "UPDATE webhook_deliveries SET claimed_until = $1 WHERE id IN (SELECT id FROM webhook_deliveries \
-     WHERE state = 'pending' AND due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
-     ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED",
-    ")",
-    CLAIM_DELIVERIES_TAIL
-);
+/// PostgreSQL only: the rows a claim picks are locked as picked, those locked by another
+/// transaction skipped.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 /// Moves the cursor to `$1` from `$2`; a row back only when it was still at `$2` (another
 /// replica's worker did not take these attempts first).
 const MOVE_CURSOR: &str = "UPDATE alert_cursor SET last_attempt_id = $1 WHERE id = 1 AND last_attempt_id = $2 RETURNING last_attempt_id";

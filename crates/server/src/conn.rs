@@ -23,6 +23,34 @@ use tokio::sync::{watch, Notify};
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
+/// What a listener answers requests with: an `axum::Router`, or a front that answers some
+/// requests itself before the router (see `app::Front`).
+pub trait Routes:
+    Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<R> Routes for R where
+    R: Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// How many connections a listener keeps open and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -180,9 +208,9 @@ content-length: 38\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"message\":\"
 /// requests finish (idle connections close at once) and returns when every connection closed.
 /// With `tls`, every connection first completes a TLS handshake within the header timeout, then
 /// speaks HTTP/2 or HTTP/1.1 (as ALPN chose); without it, HTTP/1.1 in the clear.
-pub async fn serve(
+pub async fn serve<R: Routes>(
     listener: TcpListener,
-    router: axum::Router,
+    router: R,
     limits: Limits,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -395,8 +423,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 /// Streams one HTTP/2 connection may carry at once.
 const MAX_STREAMS: u32 = 200;
 
-struct Connection {
-    router: axum::Router,
+struct Connection<R> {
+    router: R,
     builder: Arc<hyper::server::conn::http1::Builder>,
     auto: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
     stop: watch::Receiver<bool>,
@@ -443,19 +471,19 @@ where
 /// The router as a hyper service: each request is counted in progress until answered, its body
 /// has the body timeout, and handlers see the client's address.
 #[derive(Clone)]
-struct Handler {
-    router: axum::Router,
+struct Handler<R> {
+    router: R,
     activity: Arc<Activity>,
     peer: SocketAddr,
     body_timeout: Duration,
 }
 
-impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
+impl<R: Routes> hyper::service::Service<hyper::Request<Incoming>> for Handler<R> {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = Answer;
+    type Future = Answer<R::Future>;
 
-    fn call(&self, req: hyper::Request<Incoming>) -> Answer {
+    fn call(&self, req: hyper::Request<Incoming>) -> Answer<R::Future> {
         let busy = InFlight::enter(&self.activity);
         let mut req = req.map(|b| Body::new(BodyDeadline::new(b, self.body_timeout)));
         // The client's address, for handlers that need it (as axum's `ConnectInfo`).
@@ -470,15 +498,18 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
 
 pin_project_lite::pin_project! {
     /// A request's answer; the request stops counting as in progress once it is ready.
-    struct Answer {
+    struct Answer<F> {
         #[pin]
-        inner: axum::routing::future::RouteFuture<std::convert::Infallible>,
+        inner: F,
         busy: Option<InFlight>,
     }
 }
 
-impl Future for Answer {
-    type Output = Result<axum::response::Response, std::convert::Infallible>;
+impl<F> Future for Answer<F>
+where
+    F: Future<Output = Result<axum::response::Response, std::convert::Infallible>>,
+{
+    type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -488,7 +519,7 @@ impl Future for Answer {
     }
 }
 
-impl Connection {
+impl<R: Routes> Connection<R> {
     /// Plain HTTP/1.1.
     async fn run(self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
         let activity = Activity::new();
@@ -544,7 +575,7 @@ impl Connection {
         drop(slot);
     }
 
-    fn service(&self, activity: &Arc<Activity>, peer: SocketAddr) -> Handler {
+    fn service(&self, activity: &Arc<Activity>, peer: SocketAddr) -> Handler<R> {
         Handler {
             router: self.router.clone(),
             activity: activity.clone(),

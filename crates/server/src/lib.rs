@@ -105,7 +105,7 @@ pub struct Server {
     addr: SocketAddr,
     audiences: Vec<String>,
     service: Service,
-    router: axum::Router,
+    router: app::Front,
     metrics: Option<(tokio::net::TcpListener, axum::Router, Arc<metrics::Metrics>)>,
     writer: tokio::task::JoinHandle<()>,
     connections: conn::Limits,

@@ -68,6 +68,33 @@ impl Ids {
     }
 }
 
+impl RequestIdLayer {
+    /// What the layer does around a service, for a caller that answers a request without one
+    /// (`app::Front`): the request's id set, and the future that puts it on the response.
+    pub fn around<B, F>(
+        &self,
+        mut req: Request<B>,
+        answer: impl FnOnce(Request<B>) -> F,
+    ) -> ResponseFuture<F> {
+        let id = self.ids.assign(&mut req);
+        ResponseFuture::new(answer(req), id)
+    }
+}
+
+impl Ids {
+    /// The id the request keeps (a usable one a proxy set) or is given, left in its headers.
+    fn assign<B>(&self, req: &mut Request<B>) -> HeaderValue {
+        match req.headers().get(HEADER) {
+            Some(v) if usable(v) => v.clone(),
+            _ => {
+                let v = self.make();
+                req.headers_mut().insert(HEADER, v.clone());
+                v
+            }
+        }
+    }
+}
+
 /// An id a client may set: what fits in a log field and a page unescaped.
 fn usable(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
@@ -106,18 +133,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = match req.headers().get(HEADER) {
-            Some(v) if usable(v) => v.clone(),
-            _ => {
-                let v = self.ids.make();
-                req.headers_mut().insert(HEADER, v.clone());
-                v
-            }
-        };
-        ResponseFuture {
-            inner: self.inner.call(req),
-            id: Some(id),
-        }
+        let id = self.ids.assign(&mut req);
+        ResponseFuture::new(self.inner.call(req), id)
     }
 }
 
@@ -126,6 +143,15 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         id: Option<HeaderValue>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn new(inner: F, id: HeaderValue) -> Self {
+        Self {
+            inner,
+            id: Some(id),
+        }
     }
 }
 

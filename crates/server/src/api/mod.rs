@@ -1,7 +1,7 @@
 //! The check API and the SDK API. Errors are JSON `{"message": …}`, and only a 200 from the
 //! check carries `locked`.
 
-mod check;
+pub mod check;
 mod sdk;
 
 use axum::extract::FromRef;

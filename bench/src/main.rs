@@ -783,13 +783,15 @@ fn metric_changes(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -
     }
     let d = |name: &str| after.get(name).unwrap_or(&0.0) - before.get(name).unwrap_or(&0.0);
     let mut out = format!(
-        "cache misses {:.0}, position reads {:.0}, log reads {:.0}, runtime lag {:.2} s, stalls {:.0}, attempts dropped {:.0}",
+        "cache misses {:.0}, position reads {:.0}, log reads {:.0}, runtime lag {:.2} s, stalls {:.0}, attempts dropped {:.0}, blocked attempts alerted from the writer {:.0} and read back {:.0}",
         d("deadbolt_cache_lookups_total{result=\"miss\"}"),
         d("deadbolt_store_position_reads_total"),
         d("deadbolt_check_log_reads_total"),
         d("deadbolt_runtime_lag_seconds_total"),
         d("deadbolt_runtime_stalls_total"),
         d("deadbolt_attempts_dropped_total"),
+        d("deadbolt_alert_attempts_read_total{from=\"writer\"}"),
+        d("deadbolt_alert_attempts_read_total{from=\"store\"}"),
     );
     if let Some(up) = after.get("deadbolt_store_listener_up") {
         out.push_str(&format!(
